@@ -1,0 +1,4 @@
+#!/usr/bin/env -S node
+import { runCli } from "../src/cli/main.ts";
+
+runCli();

@@ -1,0 +1,98 @@
+import type { Queryable } from "../store/db.ts";
+
+/** An accounts row, as stored. */
+export type AccountRow = {
+  id: string;
+  platform: string;
+  login: string;
+  status: number;
+  status_reason: string;
+  secrets: string;
+  key_id: string;
+  has_phone: boolean;
+  labels: Record<string, string>;
+  created_at: Date;
+  updated_at: Date;
+};
+
+/** A status history row. */
+export type StatusHistoryRow = { from_status: number | null; to_status: number; reason: string; author: string; changed_at: Date };
+
+const COLUMNS = "id, platform, login, status, status_reason, secrets, key_id, has_phone, labels, created_at, updated_at";
+
+/** Inserts an account and its first history entry; throws the driver's 23505 on a duplicate login. */
+export async function insertAccount(q: Queryable, row: Omit<AccountRow, "created_at" | "updated_at">, author: string): Promise<AccountRow> {
+  const r = await q.query<AccountRow>(
+    `INSERT INTO accounts (id, platform, login, status, status_reason, secrets, key_id, has_phone, labels)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
+    [row.id, row.platform, row.login, row.status, row.status_reason, row.secrets, row.key_id, row.has_phone, JSON.stringify(row.labels)],
+  );
+  await q.query("INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) VALUES ($1, NULL, $2, $3, $4)", [
+    row.id,
+    row.status,
+    row.status_reason,
+    author,
+  ]);
+  return r.rows[0];
+}
+
+/** One account by id, or undefined; `forUpdate` locks the row for a status change. */
+export async function getAccount(q: Queryable, id: string, forUpdate = false): Promise<AccountRow | undefined> {
+  const r = await q.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id]);
+  return r.rows[0];
+}
+
+/** Sets a status and records the change in the history. */
+export async function setStatus(q: Queryable, id: string, from: number, to: number, reason: string, author: string): Promise<void> {
+  await q.query("UPDATE accounts SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1", [id, to, reason]);
+  await q.query("INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) VALUES ($1, $2, $3, $4, $5)", [id, from, to, reason, author]);
+}
+
+/** The history of one account, newest first. */
+export async function statusHistory(q: Queryable, id: string): Promise<StatusHistoryRow[]> {
+  const r = await q.query<StatusHistoryRow>(
+    "SELECT from_status, to_status, reason, author, changed_at FROM account_status_history WHERE account_id = $1 ORDER BY id DESC",
+    [id],
+  );
+  return r.rows;
+}
+
+/** Filter of a listing. */
+export type AccountFilter = { platform: string; status: number };
+
+/** One page of accounts after `afterId` (keyset on the primary key: stable under inserts). */
+export async function listAccounts(q: Queryable, f: AccountFilter, afterId: string, limit: number): Promise<AccountRow[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (f.platform) where.push(`platform = $${params.push(f.platform)}`);
+  if (f.status) where.push(`status = $${params.push(f.status)}`);
+  if (afterId) where.push(`id > $${params.push(afterId)}`);
+  const sql = `SELECT ${COLUMNS} FROM accounts ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id LIMIT $${params.push(limit)}`;
+  return (await q.query<AccountRow>(sql, params)).rows;
+}
+
+/** How many accounts match a filter, from the trigger-kept totals (O(platforms × statuses)). */
+export async function countAccounts(q: Queryable, f: AccountFilter): Promise<number> {
+  const r = await q.query<{ n: number | null }>(
+    "SELECT sum(n)::bigint AS n FROM account_counts WHERE ($1 = '' OR platform = $1) AND ($2 = 0 OR status = $2)",
+    [f.platform, f.status],
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+/** Records one credentials read. */
+export async function insertAudit(q: Queryable, accountId: string, tokenName: string, peer: string): Promise<void> {
+  await q.query("INSERT INTO credential_audit (account_id, token_name, peer) VALUES ($1, $2, $3)", [accountId, tokenName, peer]);
+}
+
+/** An audit row. */
+export type AuditRow = { id: number; account_id: string; token_name: string; peer: string; at: Date };
+
+/** The newest audit records, optionally for one account. */
+export async function listAudit(q: Queryable, opts: { accountId?: string; limit: number }): Promise<AuditRow[]> {
+  const r = await q.query<AuditRow>(
+    "SELECT id::int AS id, account_id, token_name, peer, at FROM credential_audit WHERE ($1 = '' OR account_id = $1) ORDER BY id DESC LIMIT $2",
+    [opts.accountId ?? "", opts.limit],
+  );
+  return r.rows;
+}

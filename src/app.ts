@@ -1,0 +1,204 @@
+import { mkdir } from "node:fs/promises";
+import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import { pino } from "pino";
+import type { Logger } from "pino";
+import type { DescService } from "@bufbuild/protobuf";
+import { AccountService } from "./gen/conveer/v1/account_pb.js";
+import { ProxyService } from "./gen/conveer/v1/proxy_pb.js";
+import { WarmingService } from "./gen/conveer/v1/warming_pb.js";
+import { SMSService } from "./gen/conveer/v1/sms_pb.js";
+import { VKService } from "./gen/conveer/v1/vk_pb.js";
+import { TelegramService } from "./gen/conveer/v1/telegram_pb.js";
+import { MailService } from "./gen/conveer/v1/mail_pb.js";
+import { MaxService } from "./gen/conveer/v1/max_pb.js";
+import { createAccounts } from "./accounts/accounts.ts";
+import { accountService } from "./accounts/account-service.ts";
+import { createProxies } from "./proxies/proxies.ts";
+import type { AccountLookup } from "./proxies/proxies.ts";
+import { proxyService } from "./proxies/proxy-service.ts";
+import { createHealthChecker } from "./proxies/health-checker.ts";
+import { anyTokens, createAuthenticator } from "./auth/tokens.ts";
+import { SERVICE_NAMES, SERVICE_PORTS, isLoopback, splitHostPort } from "./config/config.ts";
+import type { Config, ServiceName } from "./config/config.ts";
+import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "./server/grpc-server.ts";
+import { createMetrics } from "./server/metrics.ts";
+import { createReflection } from "./server/reflection.ts";
+import { bindGrpc, loadTls, serverCredentials } from "./server/listen.ts";
+import { remoteClient } from "./server/clients.ts";
+import { startHttp } from "./server/http.ts";
+import type { ServiceBinding } from "./server/service-binding.ts";
+import type { Db } from "./store/db.ts";
+import { openStore } from "./store/open.ts";
+import { createIdGenerator } from "./store/ids.ts";
+import { createVault } from "./vault/vault.ts";
+import { loadMasterKey } from "./vault/master-key.ts";
+
+/** The generated descriptor of each service. */
+const DESCRIPTORS: Record<ServiceName, DescService> = {
+  account: AccountService,
+  proxy: ProxyService,
+  warming: WarmingService,
+  sms: SMSService,
+  vk: VKService,
+  telegram: TelegramService,
+  mail: MailService,
+  max: MaxService,
+};
+
+/** Options of a running system. */
+export type AppOptions = {
+  config: Config;
+  services?: readonly ServiceName[];
+  log?: Logger;
+  /** An already migrated store to use instead of the configured one (tests); closed on stop. */
+  db?: Db;
+};
+
+/** A started system: its bound ports, and stop(). */
+export type App = {
+  ports: Partial<Record<ServiceName, number>>;
+  httpPort: number;
+  log: Logger;
+  /** Drains in-flight calls (up to graceMs), stops background work, closes the store. */
+  stop(graceMs?: number): Promise<void>;
+};
+
+/**
+ * Starts Conveer: the store (migrated), the vault, the services asked for (each on its own port
+ * with health and reflection), background work, and the HTTP port. This is the one place that
+ * decides how services reach each other: a direct call when the peer runs in this process, a
+ * gRPC client to the peer's `*_SERVICE_GRPC_ADDR` when it does not.
+ */
+export async function startApp(opts: AppOptions): Promise<App> {
+  const { config } = opts;
+  const services = opts.services ?? SERVICE_NAMES;
+  const log = opts.log ?? pino({ level: config.logLevel, base: { pid: process.pid } });
+  const shutdown = new AbortController();
+  const cleanups: (() => Promise<void>)[] = [];
+  let grace = 5000;
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch((err) => log.warn({ err: String(err) }, "error while stopping"));
+  };
+  try {
+    await mkdir(config.dataDir, { recursive: true });
+    const db = opts.db ?? (await openStore(config, log));
+    cleanups.push(() => db.close());
+    const newId = createIdGenerator();
+    const vault = await createVault(db, await loadMasterKey(config, log), newId);
+    cleanups.push(() => vault.stop());
+
+    const listenHosts = [...services.map((s) => config.addrs[s]), config.httpAddr].map((a) => splitHostPort(a).host);
+    const loopbackOnly = listenHosts.every(isLoopback);
+    if (!(await anyTokens(db))) {
+      if (!loopbackOnly) {
+        throw new Error(
+          "refusing to start: no API token exists and Conveer is asked to listen beyond loopback " +
+            `(${listenHosts.filter((h) => !isLoopback(h)).join(", ")}). Create one first: ` +
+            "`conveer token create --name admin --scopes '*'`, then send it as `authorization: Bearer <token>`",
+        );
+      }
+      log.warn("no API token exists: running OPEN (every call allowed) because every port listens on loopback only; create one with `conveer token create` to require tokens");
+    }
+    const auth = createAuthenticator({ db, allowOpen: loopbackOnly });
+    const metrics = createMetrics();
+    const deps = { log, auth, metrics, shutdown: shutdown.signal };
+
+    const accounts = createAccounts({ db, vault, newId });
+    const accountLookup: AccountLookup = services.includes("account")
+      ? { getAccount: ({ accountId }) => accounts.get(accountId) }
+      : remoteClient(AccountService, { addr: config.addrs.account, token: config.token, tls: Boolean(config.tlsCert) });
+    const proxies = createProxies({
+      db,
+      vault,
+      newId,
+      accounts: accountLookup,
+      log,
+      options: {
+        leaseMs: config.proxy.leaseMs,
+        checkTarget: config.proxy.checkTarget,
+        checkTimeoutMs: config.proxy.checkTimeoutMs,
+        failureThreshold: config.proxy.failureThreshold,
+      },
+    });
+
+    const bindings: Partial<Record<ServiceName, ServiceBinding>> = {
+      account: accountService(accounts),
+      proxy: proxyService(proxies),
+    };
+
+    const health = new HealthImplementation({ "": "SERVING" });
+    const reflection = createReflection();
+    const tls = loadTls(config.tlsCert, config.tlsKey);
+    const creds = serverCredentials(tls);
+    const ports: Partial<Record<ServiceName, number>> = {};
+    const servers: grpc.Server[] = [];
+    for (const name of services) {
+      const binding = bindings[name] ?? { service: DESCRIPTORS[name] };
+      health.setStatus(DESCRIPTORS[name].typeName, bindings[name] ? "SERVING" : "NOT_SERVING");
+      const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+      const { definition, handlers } = grpcServiceOf(binding, deps);
+      server.addService(definition, handlers);
+      health.addToServer(server);
+      reflection.addToServer(server);
+      ports[name] = await bindGrpc(server, config.addrs[name], creds, SERVICE_PORTS[name].env);
+      servers.push(server);
+    }
+    cleanups.push(() => drain(servers, shutdown, grace));
+
+    const storeProbe = setInterval(() => {
+      db.query("SELECT 1").then(
+        () => health.setStatus("", "SERVING"),
+        () => health.setStatus("", "NOT_SERVING"),
+      );
+    }, 2000);
+    storeProbe.unref();
+    cleanups.push(async () => clearInterval(storeProbe));
+
+    if (services.includes("proxy")) {
+      const checker = createHealthChecker({ db, proxies, log, intervalMs: config.proxy.checkIntervalMs, target: config.proxy.checkTarget });
+      checker.start();
+      cleanups.push(() => checker.stop());
+    }
+
+    const http = await startHttp({ addr: config.httpAddr, tls, metrics, db, services: services.map((s) => ({ name: DESCRIPTORS[s].typeName, implemented: Boolean(bindings[s]) })) });
+    cleanups.push(() => http.close());
+
+    log.info({ ports, http: http.port, store: db.kind, services }, "conveer started");
+    let stopping: Promise<void> | undefined;
+    return {
+      ports,
+      httpPort: http.port,
+      log,
+      stop(graceMs = 5000) {
+        grace = graceMs;
+        stopping ??= cleanup();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+/** Stops accepting calls, lets in-flight ones finish for up to graceMs, then cuts the rest. */
+async function drain(servers: grpc.Server[], shutdown: AbortController, graceMs: number): Promise<void> {
+  await Promise.all(
+    servers.map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            shutdown.abort();
+            s.forceShutdown();
+            resolve();
+          }, graceMs);
+          s.tryShutdown(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        }),
+    ),
+  );
+  shutdown.abort();
+}

@@ -1,0 +1,117 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { AppError } from "../errors.ts";
+import type { Db, Queryable } from "../store/db.ts";
+import { grants, validateScopes } from "./scopes.ts";
+
+/** Who is calling: a token's name and scopes, or the open (token-less, loopback-only) mode. */
+export type Principal = Readonly<{ name: string; scopes: ReadonlySet<string>; open: boolean }>;
+
+/** The principal of calls made in open mode (no token exists and the server listens on loopback only). */
+export const OPEN_PRINCIPAL: Principal = Object.freeze({ name: "open-mode", scopes: new Set(["*"]), open: true });
+
+/** A principal for the system's own work (background jobs, migrations, CLI admin commands). */
+export function systemPrincipal(name: string): Principal {
+  return Object.freeze({ name, scopes: new Set(["*"]), open: false });
+}
+
+function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+/** Creates a token; returns the secret, which is shown once and stored only as a hash. */
+export async function createToken(db: Queryable, id: string, name: string, scopes: string[]): Promise<string> {
+  if (!/^[\w.@-]{1,64}$/.test(name)) throw new Error(`token name must be 1-64 letters, digits, or . _ @ -; got ${JSON.stringify(name)}`);
+  validateScopes(scopes);
+  const token = `cv_${randomBytes(24).toString("base64url")}`;
+  try {
+    await db.query("INSERT INTO api_tokens (id, name, token_hash, scopes) VALUES ($1, $2, $3, $4)", [id, name, hashToken(token), scopes]);
+  } catch (err) {
+    if ((err as { code?: string }).code === "23505") throw new Error(`a token named ${JSON.stringify(name)} already exists; pick another name or revoke it first`);
+    throw err;
+  }
+  return token;
+}
+
+/** Revokes a token by name; false when there was none. */
+export async function revokeToken(db: Queryable, name: string): Promise<boolean> {
+  const r = await db.query("UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", [name]);
+  return r.rowCount > 0;
+}
+
+/** Lists tokens (never their secrets). */
+export async function listTokens(db: Queryable): Promise<{ name: string; scopes: string[]; created_at: Date; revoked_at: Date | null }[]> {
+  const r = await db.query<{ name: string; scopes: string[]; created_at: Date; revoked_at: Date | null }>(
+    "SELECT name, scopes, created_at, revoked_at FROM api_tokens ORDER BY created_at",
+  );
+  return r.rows;
+}
+
+/** True when at least one unrevoked token exists (then every call must present one). */
+export async function anyTokens(db: Queryable): Promise<boolean> {
+  const r = await db.query("SELECT 1 FROM api_tokens WHERE revoked_at IS NULL LIMIT 1");
+  return r.rowCount > 0;
+}
+
+/** Options for the authenticator. */
+export type AuthenticatorOptions = { db: Db; allowOpen: boolean; cacheMs?: number; now?: () => number };
+
+/** Checks bearer tokens against the store, with a short cache so a hot path costs no query. */
+export type Authenticator = {
+  /** Resolves the `authorization` header to a principal, or throws UNAUTHENTICATED. */
+  authenticate(authorization: string | undefined): Promise<Principal>;
+  /** Throws PERMISSION_DENIED unless the principal holds the scope. */
+  authorize(p: Principal, scope: string, method: string): void;
+};
+
+/**
+ * Creates the authenticator. Revocations and the first token created take effect within
+ * `cacheMs` (default 5 s) on every replica.
+ */
+export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
+  const cacheMs = opts.cacheMs ?? 5000;
+  const now = opts.now ?? Date.now;
+  const cache = new Map<string, { p: Principal | null; at: number }>();
+  let anyCache: { v: boolean; at: number } | undefined;
+
+  async function tokensExist(): Promise<boolean> {
+    if (!anyCache || now() - anyCache.at > cacheMs) anyCache = { v: await anyTokens(opts.db), at: now() };
+    return anyCache.v;
+  }
+
+  async function lookup(token: string): Promise<Principal | null> {
+    const h = hashToken(token);
+    const hit = cache.get(h);
+    if (hit && now() - hit.at <= cacheMs) return hit.p;
+    const r = await opts.db.query<{ name: string; scopes: string[]; token_hash: string }>(
+      "SELECT name, scopes, token_hash FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+      [h],
+    );
+    const row = r.rows[0];
+    const p =
+      row && timingSafeEqual(Buffer.from(row.token_hash), Buffer.from(h))
+        ? Object.freeze({ name: row.name, scopes: new Set(row.scopes), open: false })
+        : null;
+    if (cache.size > 10_000) cache.clear();
+    cache.set(h, { p, at: now() });
+    return p;
+  }
+
+  return {
+    async authenticate(authorization) {
+      const m = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization.trim()) : null;
+      if (m) {
+        const p = await lookup(m[1]);
+        if (p) return p;
+        throw new AppError("UNAUTHENTICATED", "the bearer token is unknown or revoked; create one with `conveer token create --name NAME --scopes ...`");
+      }
+      if (authorization) throw new AppError("UNAUTHENTICATED", 'the authorization header must be "Bearer <token>"');
+      if (opts.allowOpen && !(await tokensExist())) return OPEN_PRINCIPAL;
+      throw new AppError("UNAUTHENTICATED", 'this call needs a token: send the header "authorization: Bearer <token>" (create one with `conveer token create`)');
+    },
+    authorize(p, scope, method) {
+      if (!grants(p.scopes, scope)) {
+        throw new AppError("PERMISSION_DENIED", `token ${JSON.stringify(p.name)} lacks scope ${JSON.stringify(scope)} needed by ${method}`);
+      }
+    },
+  };
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from "commander";
+import { pino } from "pino";
+import { SERVICE_NAMES, loadConfig } from "../config/config.ts";
+import type { Config, ServiceName } from "../config/config.ts";
+import { startApp } from "../app.ts";
+import { holdDataDirLock } from "./data-dir-lock.ts";
+import { registerAdminCommands } from "./admin-commands.ts";
+import { registerImportCommands } from "./import-commands.ts";
+
+/** The `conveer` command: starts the system and administers it. */
+export function buildCli(getConfig: () => Config = () => loadConfig()): Command {
+  const program = new Command("conveer").description("Conveer: accounts, credentials, proxies, SMS activations and warming over gRPC").showHelpAfterError();
+
+  program
+    .command("start")
+    .description("start the services (all by default) on their ports, the store, and the HTTP port")
+    .option("--services <list>", `comma-separated subset of ${SERVICE_NAMES.join(",")}`, parseServices)
+    .action(async (opts: { services?: ServiceName[] }) => {
+      const config = getConfig();
+      const release = config.databaseUrl ? async () => {} : await holdDataDirLock(config.dataDir);
+      const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+      let app;
+      try {
+        app = await startApp({ config, services: opts.services, log });
+      } catch (err) {
+        await release();
+        throw err;
+      }
+      const stop = (signal: string) => {
+        log.info({ signal }, "stopping: draining in-flight calls");
+        const hard = setTimeout(() => process.exit(1), 15_000);
+        hard.unref();
+        app.stop(5000).then(
+          async () => {
+            await release();
+            log.info("stopped");
+            process.exit(0);
+          },
+          (err) => {
+            log.error({ err: String(err) }, "stop failed");
+            process.exit(1);
+          },
+        );
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+
+  registerAdminCommands(program, getConfig);
+  registerImportCommands(program, getConfig);
+  return program;
+}
+
+function parseServices(v: string): ServiceName[] {
+  const names = v.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!(SERVICE_NAMES as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown service ${JSON.stringify(n)}; choose from ${SERVICE_NAMES.join(", ")}`);
+  }
+  if (names.length === 0) throw new InvalidArgumentError("name at least one service");
+  return names as ServiceName[];
+}
+
+/** Runs the CLI on argv; a failure prints "conveer: <message>" and exits 1. */
+export function runCli(argv: string[] = process.argv): void {
+  buildCli()
+    .parseAsync(argv)
+    .catch((err: Error) => {
+      process.stderr.write(`conveer: ${err.message}\n`);
+      process.exit(1);
+    });
+}
+
+if (import.meta.main) runCli();

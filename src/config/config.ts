@@ -1,0 +1,124 @@
+import { resolve } from "node:path";
+
+/**
+ * Every environment variable Conveer reads, validated once. The rest of the code receives the
+ * frozen `Config`; a wrong value stops start-up with a message naming the variable and the fix.
+ */
+
+/** The eight services of the seed, in port order. */
+export const SERVICE_NAMES = ["account", "proxy", "warming", "sms", "vk", "telegram", "mail", "max"] as const;
+/** A service's short name, as `--services` takes it. */
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+/** Each service's documented port and address variable. */
+export const SERVICE_PORTS: Record<ServiceName, { port: number; env: string }> = {
+  account: { port: 50051, env: "ACCOUNT_SERVICE_GRPC_ADDR" },
+  proxy: { port: 50052, env: "PROXY_SERVICE_GRPC_ADDR" },
+  warming: { port: 50053, env: "WARMING_SERVICE_GRPC_ADDR" },
+  sms: { port: 50054, env: "SMS_SERVICE_GRPC_ADDR" },
+  vk: { port: 50055, env: "VK_SERVICE_GRPC_ADDR" },
+  telegram: { port: 50056, env: "TELEGRAM_SERVICE_GRPC_ADDR" },
+  mail: { port: 50057, env: "MAIL_SERVICE_GRPC_ADDR" },
+  max: { port: 50058, env: "MAX_SERVICE_GRPC_ADDR" },
+};
+
+/** The validated configuration. */
+export type Config = Readonly<{
+  /** host:port per service. */
+  addrs: Readonly<Record<ServiceName, string>>;
+  httpAddr: string;
+  dataDir: string;
+  /** Empty: the embedded PGlite store in dataDir. */
+  databaseUrl: string;
+  /** Empty: a key file in dataDir (created 0600). */
+  masterKey: string;
+  tlsCert: string;
+  tlsKey: string;
+  logLevel: string;
+  /** Bearer token the CLI and peer clients send. */
+  token: string;
+  proxy: Readonly<{
+    checkTarget: string;
+    checkIntervalMs: number;
+    checkTimeoutMs: number;
+    failureThreshold: number;
+    leaseMs: number;
+  }>;
+}>;
+
+/** Thrown for a bad environment variable; the message names it. */
+export class ConfigError extends Error {}
+
+/** Reads and validates the environment. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const addrs = {} as Record<ServiceName, string>;
+  for (const name of SERVICE_NAMES) {
+    const { port, env: key } = SERVICE_PORTS[name];
+    addrs[name] = hostPort(env, key, `127.0.0.1:${port}`);
+  }
+  const dataDir = resolve(env.CONVEER_DATA_DIR || ".conveer");
+  const databaseUrl = env.DATABASE_URL ?? "";
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError(`DATABASE_URL must start with postgres:// (e.g. postgres://user@127.0.0.1:5432/conveer), got ${JSON.stringify(databaseUrl)}; unset it to use the embedded store`);
+  }
+  const tlsCert = env.CONVEER_TLS_CERT ?? "";
+  const tlsKey = env.CONVEER_TLS_KEY ?? "";
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new ConfigError("CONVEER_TLS_CERT and CONVEER_TLS_KEY must be set together (PEM file paths), or neither");
+  }
+  return Object.freeze({
+    addrs: Object.freeze(addrs),
+    httpAddr: hostPort(env, "CONVEER_HTTP_ADDR", "127.0.0.1:8080"),
+    dataDir,
+    databaseUrl,
+    masterKey: env.CONVEER_MASTER_KEY ?? "",
+    tlsCert,
+    tlsKey,
+    logLevel: oneOf(env, "CONVEER_LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "silent"], "info"),
+    token: env.CONVEER_TOKEN ?? "",
+    proxy: Object.freeze({
+      checkTarget: hostPort(env, "CONVEER_PROXY_CHECK_TARGET", "example.com:80"),
+      checkIntervalMs: int(env, "CONVEER_PROXY_CHECK_INTERVAL_MS", 60_000, 100, 86_400_000),
+      checkTimeoutMs: int(env, "CONVEER_PROXY_CHECK_TIMEOUT_MS", 5_000, 50, 120_000),
+      failureThreshold: int(env, "CONVEER_PROXY_FAILURE_THRESHOLD", 3, 1, 100),
+      leaseMs: int(env, "CONVEER_PROXY_LEASE_MS", 24 * 3_600_000, 1_000, 365 * 86_400_000),
+    }),
+  });
+}
+
+/** Splits "host:port" (IPv6 in brackets); port 0 asks the OS for a free one. */
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(addr);
+  if (!m) throw new ConfigError(`${JSON.stringify(addr)} is not host:port`);
+  return { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+}
+
+/** True when every address is a loopback one (the only place an open, token-less server may listen). */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+function hostPort(env: NodeJS.ProcessEnv, key: string, def: string): string {
+  const v = env[key] || def;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) {
+    throw new ConfigError(`${key} must be host:port (e.g. ${def}), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function int(env: NodeJS.ProcessEnv, key: string, def: number, min: number, max: number): number {
+  const v = env[key];
+  if (v === undefined || v === "") return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${key} must be an integer between ${min} and ${max}, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+function oneOf(env: NodeJS.ProcessEnv, key: string, allowed: string[], def: string): string {
+  const v = env[key] || def;
+  if (!allowed.includes(v)) throw new ConfigError(`${key} must be one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`);
+  return v;
+}

@@ -1,0 +1,160 @@
+import type { Queryable } from "../store/db.ts";
+
+/** A proxies row, as stored. */
+export type ProxyRow = {
+  id: string;
+  protocol: string;
+  host: string;
+  port: number;
+  username: string;
+  password_sealed: string;
+  key_id: string;
+  country: string;
+  provider: string;
+  tags: string[];
+  capacity: number;
+  allocated: number;
+  healthy: boolean;
+  consecutive_failures: number;
+  last_checked_at: Date | null;
+  last_latency_ms: number | null;
+  last_error: string;
+};
+
+/** A proxy row with the allocation that brought it (for per-account answers). */
+export type AllocatedRow = ProxyRow & { expires_at: Date; account_id: string };
+
+const P = "p.id, p.protocol, p.host, p.port, p.username, p.password_sealed, p.key_id, p.country, p.provider, p.tags, p.capacity, p.allocated, p.healthy, p.consecutive_failures, p.last_checked_at, p.last_latency_ms, p.last_error";
+
+/** Inserts a proxy; throws 23505 when the same protocol/host/port/username is already pooled. */
+export async function insertProxy(q: Queryable, r: Omit<ProxyRow, "allocated" | "healthy" | "consecutive_failures" | "last_checked_at" | "last_latency_ms" | "last_error">): Promise<void> {
+  await q.query(
+    `INSERT INTO proxies (id, protocol, host, port, username, password_sealed, key_id, country, provider, tags, capacity)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+    [r.id, r.protocol, r.host, r.port, r.username, r.password_sealed, r.key_id, r.country, r.provider, r.tags, r.capacity],
+  );
+}
+
+/** One proxy by id. */
+export async function getProxy(q: Queryable, id: string, forUpdate = false): Promise<ProxyRow | undefined> {
+  return (await q.query<ProxyRow>(`SELECT ${P} FROM proxies p WHERE p.id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id])).rows[0];
+}
+
+/** The account's allocation joined with its proxy, locked for change when asked. */
+export async function allocationOf(q: Queryable, accountId: string, forUpdate = false): Promise<AllocatedRow | undefined> {
+  const r = await q.query<AllocatedRow>(
+    `SELECT ${P}, a.expires_at, a.account_id FROM proxy_allocations a JOIN proxies p ON p.id = a.proxy_id WHERE a.account_id = $1${forUpdate ? " FOR UPDATE OF a" : ""}`,
+    [accountId],
+  );
+  return r.rows[0];
+}
+
+/** What a pick should prefer and avoid. */
+export type Pick = { country: string; provider: string; exclude: string };
+
+/**
+ * Takes one slot on the best free healthy proxy: preferred country and provider first, then the
+ * least loaded. SKIP LOCKED lets concurrent allocators (any replica) take different proxies
+ * instead of queueing; the CHECK on `allocated <= capacity` makes over-allocation impossible.
+ */
+export async function takeSlot(q: Queryable, pick: Pick): Promise<ProxyRow | undefined> {
+  const r = await q.query<ProxyRow>(
+    `UPDATE proxies p SET allocated = p.allocated + 1
+     WHERE p.id = (
+       SELECT id FROM proxies
+       WHERE healthy AND allocated < capacity AND id <> $3
+       ORDER BY (country = $1 AND $1 <> '') DESC, (provider = $2 AND $2 <> '') DESC, allocated, id
+       LIMIT 1 FOR UPDATE SKIP LOCKED)
+     RETURNING ${P}`,
+    [pick.country, pick.provider, pick.exclude],
+  );
+  return r.rows[0];
+}
+
+/** Gives a slot back. */
+export async function freeSlot(q: Queryable, proxyId: string): Promise<void> {
+  await q.query("UPDATE proxies SET allocated = allocated - 1 WHERE id = $1", [proxyId]);
+}
+
+/** Records a new allocation. */
+export async function insertAllocation(q: Queryable, accountId: string, proxyId: string, platform: string, leaseMs: number): Promise<Date> {
+  const r = await q.query<{ expires_at: Date }>(
+    "INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') RETURNING expires_at",
+    [accountId, proxyId, platform, leaseMs],
+  );
+  return r.rows[0].expires_at;
+}
+
+/** Renews a lease, or moves it to another proxy. */
+export async function updateAllocation(q: Queryable, accountId: string, proxyId: string, leaseMs: number): Promise<Date> {
+  const r = await q.query<{ expires_at: Date }>(
+    "UPDATE proxy_allocations SET proxy_id = $2, expires_at = now() + $3 * interval '1 millisecond' WHERE account_id = $1 RETURNING expires_at",
+    [accountId, proxyId, leaseMs],
+  );
+  return r.rows[0].expires_at;
+}
+
+/** Deletes an allocation; returns the proxy it held. */
+export async function deleteAllocation(q: Queryable, accountId: string, proxyId = ""): Promise<string | undefined> {
+  const r = await q.query<{ proxy_id: string }>(
+    "DELETE FROM proxy_allocations WHERE account_id = $1 AND ($2 = '' OR proxy_id = $2) RETURNING proxy_id",
+    [accountId, proxyId],
+  );
+  return r.rows[0]?.proxy_id;
+}
+
+/** Accounts holding a proxy. */
+export async function accountsOn(q: Queryable, proxyId: string): Promise<string[]> {
+  return (await q.query<{ account_id: string }>("SELECT account_id FROM proxy_allocations WHERE proxy_id = $1 ORDER BY account_id", [proxyId])).rows.map((r) => r.account_id);
+}
+
+/** Records a health check's outcome; returns the failures in a row after it. */
+export async function recordHealth(q: Queryable, id: string, ok: boolean, latencyMs: number, error: string, threshold: number): Promise<{ failures: number; healthy: boolean } | undefined> {
+  const r = await q.query<{ consecutive_failures: number; healthy: boolean }>(
+    `UPDATE proxies SET
+       consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END,
+       healthy = CASE WHEN $2 THEN true ELSE consecutive_failures + 1 < $5 END,
+       last_checked_at = now(), last_latency_ms = $3, last_error = $4
+     WHERE id = $1 RETURNING consecutive_failures, healthy`,
+    [id, ok, latencyMs, error, threshold],
+  );
+  const row = r.rows[0];
+  return row && { failures: row.consecutive_failures, healthy: row.healthy };
+}
+
+/** Claims proxies whose check is due (SKIP LOCKED: replicas share the work) and pushes their next check. */
+export async function claimDueChecks(q: Queryable, limit: number, intervalMs: number): Promise<ProxyRow[]> {
+  const r = await q.query<ProxyRow>(
+    `UPDATE proxies p SET next_check_at = now() + $2 * interval '1 millisecond'
+     WHERE p.id IN (SELECT id FROM proxies WHERE next_check_at <= now() ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+     RETURNING ${P}`,
+    [limit, intervalMs],
+  );
+  return r.rows;
+}
+
+/** Allocations whose lease ran out. */
+export async function expiredAllocations(q: Queryable, limit: number): Promise<string[]> {
+  return (await q.query<{ account_id: string }>("SELECT account_id FROM proxy_allocations WHERE expires_at < now() ORDER BY expires_at LIMIT $1", [limit])).rows.map((r) => r.account_id);
+}
+
+/** A keyset page of the pool. */
+export async function listProxies(q: Queryable, f: { country: string; provider: string }, afterId: string, limit: number): Promise<ProxyRow[]> {
+  return (
+    await q.query<ProxyRow>(
+      `SELECT ${P} FROM proxies p WHERE ($1 = '' OR country = $1) AND ($2 = '' OR provider = $2) AND id > $3 ORDER BY id LIMIT $4`,
+      [f.country, f.provider, afterId, limit],
+    )
+  ).rows;
+}
+
+/** How many proxies match a filter. */
+export async function countProxies(q: Queryable, f: { country: string; provider: string }): Promise<number> {
+  const r = await q.query<{ n: number }>("SELECT count(*)::int AS n FROM proxies WHERE ($1 = '' OR country = $1) AND ($2 = '' OR provider = $2)", [f.country, f.provider]);
+  return r.rows[0].n;
+}
+
+/** Deletes a proxy that no allocation references. */
+export async function deleteProxy(q: Queryable, id: string): Promise<boolean> {
+  return (await q.query("DELETE FROM proxies WHERE id = $1", [id])).rowCount > 0;
+}

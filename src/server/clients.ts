@@ -1,0 +1,28 @@
+import { readFileSync } from "node:fs";
+import { createClient } from "@connectrpc/connect";
+import type { Client, Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+
+/** How to reach a peer service over gRPC. */
+export type RemoteOptions = { addr: string; token?: string; tls?: boolean; caFile?: string };
+
+/**
+ * A typed gRPC client (Connect's client over HTTP/2, speaking the gRPC protocol) for a peer's
+ * `*_SERVICE_GRPC_ADDR`, sending the bearer token when one is given. Used by the CLI, by tests,
+ * and between services that run in different processes.
+ */
+export function remoteClient<S extends DescService>(service: S, opts: RemoteOptions): Client<S> {
+  const bearer: Interceptor = (next) => async (req) => {
+    if (opts.token) req.header.set("authorization", `Bearer ${opts.token}`);
+    return next(req);
+  };
+  const transport = createGrpcTransport({
+    baseUrl: `${opts.tls ? "https" : "http"}://${opts.addr}`,
+    interceptors: [bearer],
+    readMaxBytes: 10 * 1024 * 1024,
+    writeMaxBytes: 10 * 1024 * 1024,
+    nodeOptions: opts.caFile ? { ca: readFileSync(opts.caFile) } : undefined,
+  });
+  return createClient(service, transport);
+}

@@ -1,0 +1,28 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Prometheus metrics of one running system (a registry per instance: no module state). */
+export type Metrics = {
+  registry: Registry;
+  observeCall(service: string, method: string, code: string, seconds: number): void;
+};
+
+/** Creates the registry with process metrics and the per-call histogram. */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const calls = new Counter({ name: "conveer_grpc_calls_total", help: "gRPC calls handled, by method and status code", labelNames: ["service", "method", "code"], registers: [registry] });
+  const duration = new Histogram({
+    name: "conveer_grpc_call_duration_seconds",
+    help: "gRPC call handling time",
+    labelNames: ["service", "method"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+    registers: [registry],
+  });
+  return {
+    registry,
+    observeCall(service, method, code, seconds) {
+      calls.inc({ service, method, code });
+      duration.observe({ service, method }, seconds);
+    },
+  };
+}

@@ -1,0 +1,30 @@
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { AppError } from "../errors.ts";
+import type { ErrorCode } from "../errors.ts";
+import { PgError, isConnectionError, sqlState } from "../store/pg-errors.ts";
+
+/** A status to send: the code, the message the client sees, and whether it was a bug. */
+export type StatusOut = { code: GrpcStatus; message: string; internal: boolean };
+
+/**
+ * The one place errors become gRPC status codes. AppError keeps its code; an unreachable store
+ * is UNAVAILABLE (retryable); a unique violation the domain did not catch is ALREADY_EXISTS;
+ * anything else is a bug: INTERNAL, with the cause logged and never sent to the client.
+ */
+export function toStatus(err: unknown): StatusOut {
+  if (err instanceof AppError) return { code: GrpcStatus[err.code as ErrorCode], message: err.message, internal: false };
+  if (isConnectionError(err)) {
+    return { code: GrpcStatus.UNAVAILABLE, message: "the store is unreachable; retry later", internal: false };
+  }
+  if (sqlState(err) === PgError.uniqueViolation) {
+    return { code: GrpcStatus.ALREADY_EXISTS, message: "already exists", internal: false };
+  }
+  const pgliteClosed = err instanceof Error && /PGlite is closed/i.test(err.message);
+  if (pgliteClosed) return { code: GrpcStatus.UNAVAILABLE, message: "the store is closed; retry later", internal: false };
+  return { code: GrpcStatus.INTERNAL, message: "internal error", internal: true };
+}
+
+/** The enum name of a gRPC status code ("NOT_FOUND"). */
+export function statusName(code: number): string {
+  return (GrpcStatus as unknown as Record<number, string>)[code] ?? String(code);
+}

@@ -1,0 +1,132 @@
+import { AppError } from "../errors.ts";
+import type { Db, Queryable } from "../store/db.ts";
+import { newDataKey, open, seal, sealedKeyId, unwrapKey, wrapKey } from "./cipher.ts";
+import type { DataKey } from "./cipher.ts";
+
+const KEYS_CHANNEL = "conveer_keys";
+
+/**
+ * The credential vault: seals secrets under the active data key and opens them under whichever
+ * key sealed them. Data keys live in the store wrapped by the master key, which never does.
+ */
+export type Vault = {
+  /** Seals plaintext under the active key; `aad` binds it to its row (e.g. "account:<id>"). */
+  seal(plaintext: string, aad: string): { sealed: string; keyId: string };
+  /** Opens a sealed value; loads a key another replica created if needed. */
+  open(sealed: string, aad: string): Promise<string>;
+  /** The id of the key new secrets are sealed under. */
+  activeKeyId(): string;
+  /** Re-reads the keys from the store (after a rotation elsewhere). */
+  reload(): Promise<void>;
+  stop(): Promise<void>;
+};
+
+/** Loads the data keys (creating the first one) and follows rotations made by other processes. */
+export async function createVault(db: Db, master: Buffer, newId: () => string): Promise<Vault> {
+  const keys = new Map<string, DataKey>();
+  let active = "";
+
+  async function reload(): Promise<void> {
+    const r = await db.query<{ id: string; wrapped: string; active: boolean }>("SELECT id, wrapped, active FROM data_keys");
+    if (r.rows.length === 0) {
+      await createActiveKey(db, master, newId());
+      return reload();
+    }
+    for (const row of r.rows) {
+      if (!keys.has(row.id)) keys.set(row.id, unwrapMaster(master, row.id, row.wrapped));
+      if (row.active) active = row.id;
+    }
+  }
+  await reload();
+  const unlisten = await db.listen(KEYS_CHANNEL, () => void reload().catch(() => {}));
+
+  return {
+    seal(plaintext, aad) {
+      const key = keys.get(active)!;
+      return { sealed: seal(key, plaintext, aad), keyId: key.id };
+    },
+    async open(sealed, aad) {
+      const id = sealedKeyId(sealed);
+      if (!keys.has(id)) await reload();
+      const key = keys.get(id);
+      if (!key) throw new AppError("INTERNAL", `data key ${id} is missing from the store`);
+      return open(key, sealed, aad);
+    },
+    activeKeyId: () => active,
+    reload,
+    stop: unlisten,
+  };
+}
+
+function unwrapMaster(master: Buffer, id: string, wrapped: string): DataKey {
+  try {
+    return unwrapKey(master, id, wrapped);
+  } catch (err) {
+    throw new Error(
+      `cannot unwrap data key ${id}: the master key (CONVEER_MASTER_KEY or the key file in the data directory) is not the one this store was created with`,
+      { cause: err },
+    );
+  }
+}
+
+/** Creates a new data key and makes it the active one (one transaction); tells other replicas. */
+export async function createActiveKey(db: Db, master: Buffer, id: string): Promise<string> {
+  const key = newDataKey(id);
+  await db.transaction(async (tx) => {
+    // Serialize concurrent creators (two replicas starting on an empty store).
+    await tx.query("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE");
+    await tx.query("UPDATE data_keys SET active = false WHERE active");
+    await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(master, key)]);
+    await tx.query(`NOTIFY ${KEYS_CHANNEL}`);
+  });
+  return id;
+}
+
+/** One table of sealed columns that key rotation re-encrypts. */
+export type SealedColumn = { table: string; column: string; aadPrefix: string };
+
+/** The sealed columns in the store. */
+export const SEALED_COLUMNS: SealedColumn[] = [
+  { table: "accounts", column: "secrets", aadPrefix: "account:" },
+  { table: "proxies", column: "password_sealed", aadPrefix: "proxy:" },
+];
+
+/**
+ * Re-encrypts every sealed value under the vault's active key, in batches of `batchSize` rows
+ * (each its own short transaction, rows taken with SKIP LOCKED so live traffic is not blocked).
+ */
+export async function reencryptAll(db: Db, vault: Vault, opts: { batchSize?: number; onProgress?: (done: number, remaining: number) => void } = {}): Promise<number> {
+  const batch = opts.batchSize ?? 500;
+  let done = 0;
+  for (const col of SEALED_COLUMNS) {
+    for (;;) {
+      const n = await db.transaction(async (tx) => {
+        const target = vault.activeKeyId();
+        const r = await tx.query<{ id: string; sealed: string }>(
+          `SELECT id, ${col.column} AS sealed FROM ${col.table} WHERE key_id <> $1 AND key_id <> '' ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+          [target, batch],
+        );
+        for (const row of r.rows) {
+          const plain = await vault.open(row.sealed, col.aadPrefix + row.id);
+          const { sealed, keyId } = vault.seal(plain, col.aadPrefix + row.id);
+          await tx.query(`UPDATE ${col.table} SET ${col.column} = $2, key_id = $3 WHERE id = $1`, [row.id, sealed, keyId]);
+        }
+        return r.rows.length;
+      });
+      done += n;
+      opts.onProgress?.(done, await remainingUnder(db, vault.activeKeyId()));
+      if (n === 0) break;
+    }
+  }
+  return done;
+}
+
+/** How many sealed values are not yet under the given key. */
+export async function remainingUnder(db: Queryable, keyId: string): Promise<number> {
+  let total = 0;
+  for (const col of SEALED_COLUMNS) {
+    const r = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${col.table} WHERE key_id <> $1 AND key_id <> ''`, [keyId]);
+    total += r.rows[0].n;
+  }
+  return total;
+}
