@@ -31,9 +31,19 @@ function endpoint(url: string, override: Partial<ProxyEndpoint> = {}): ProxyEndp
   };
 }
 
-/** Writes `payload` and resolves with the first payload.length bytes read back. */
+/** `p`, or a test failure naming `what` after `ms` (so a broken tunnel fails the test instead of hanging the run). */
+async function within<V>(p: Promise<V>, ms: number, what: string): Promise<V> {
+  const ac = new AbortController();
+  try {
+    return await Promise.race([p, sleep(ms, undefined, { signal: ac.signal }).then(() => assert.fail(`${what}: nothing after ${ms} ms`))]);
+  } finally {
+    ac.abort();
+  }
+}
+
+/** Writes `payload` and resolves with the first payload.length bytes read back (fails after 5 s). */
 function echoRoundTrip(socket: net.Socket, payload: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  return within(new Promise((resolve, reject) => {
     const got: Buffer[] = [];
     let n = 0;
     socket.on("data", (chunk: Buffer) => {
@@ -44,7 +54,7 @@ function echoRoundTrip(socket: net.Socket, payload: Buffer): Promise<Buffer> {
     socket.once("error", reject);
     socket.once("close", () => reject(new Error(`socket closed after ${n} of ${payload.length} bytes`)));
     socket.write(payload);
-  });
+  }), 5000, "echo through the tunnel");
 }
 
 /** Resolves with the rejection of `p` as a ProxyDialError (fails the test if it resolves or throws something else). */
@@ -217,13 +227,17 @@ describe("dialThroughProxy through real local proxies", () => {
         const { socket } = await dialThroughProxy({ protocol: kind, host: "127.0.0.1", port: fake.port }, echo, { timeoutMs: 5000 });
         try {
           await sleep(50); // the caller is busy elsewhere before it reads
-          const got = await new Promise<string>((resolve) => {
-            let s = "";
-            socket.on("data", (c: Buffer) => {
-              s += c.toString();
-              if (s.length >= `BANNER-${kind}`.length) resolve(s);
-            });
-          });
+          const got = await within(
+            new Promise<string>((resolve) => {
+              let s = "";
+              socket.on("data", (c: Buffer) => {
+                s += c.toString();
+                if (s.length >= `BANNER-${kind}`.length) resolve(s);
+              });
+            }),
+            2000,
+            `${kind} banner`,
+          );
           assert.equal(got, `BANNER-${kind}`);
         } finally {
           socket.destroy();
@@ -314,8 +328,8 @@ describe("dialThroughProxy failures before a tunnel exists", () => {
         assert.match(err.message, stage);
         assert.ok(elapsed >= timeoutMs - 20, `gave up too early: ${elapsed} ms`);
         assert.ok(elapsed <= timeoutMs + 500, `took ${elapsed} ms`);
-        await hang.accepted;
-        await Promise.race([hang.clientGone, sleep(1000).then(() => assert.fail("the dialer left its socket open"))]);
+        await within(hang.accepted, 1000, "the hanging proxy never saw the dial");
+        await within(hang.clientGone, 1000, "the dialer left its socket open");
       } finally {
         await hang.close();
       }
@@ -335,7 +349,7 @@ describe("dialThroughProxy failures before a tunnel exists", () => {
       assert.equal(err.kind, "aborted");
       assert.equal(err.code, "CANCELLED");
       assert.equal(err.message, `dial through proxy 127.0.0.1:${hang.port} was aborted: shutting down`);
-      await Promise.race([hang.clientGone, sleep(1000).then(() => assert.fail("the dialer left its socket open"))]);
+      await within(hang.clientGone, 1000, "the dialer left its socket open");
     } finally {
       await hang.close();
     }
@@ -383,7 +397,7 @@ describe("probeProxy", () => {
       assert.deepEqual({ ...r, latencyMs: typeof r.latencyMs }, { ok: true, latencyMs: "number", error: "" });
       assert.ok(r.latencyMs >= 0);
       assert.equal(proxy.connections, 1);
-      await Promise.race([target.clientGone, sleep(1000).then(() => assert.fail("the probe left its tunnel open"))]);
+      await within(target.clientGone, 1000, "the probe left its tunnel open");
     } finally {
       await Promise.all([target.close(), proxy.close()]);
     }
@@ -424,9 +438,9 @@ describe("local proxies (test support)", () => {
     const sockets = [tunnel.socket, ...raw];
     const allClosed = Promise.all(sockets.map((s) => new Promise((r) => s.once("close", r))));
     for (const s of raw) s.on("error", () => {});
-    while (servers[0].connections < 1) await sleep(5); // the server has accepted, not just the kernel
+    for (let i = 0; servers[0].connections < 1 && i < 200; i++) await sleep(5); // accepted by the server, not just the kernel
     await Promise.all([...servers.map((s) => s.close()), echo.close()]);
-    await Promise.race([allClosed, sleep(1000).then(() => assert.fail("a client socket stayed open after close()"))]);
+    await within(allClosed, 1000, "a client socket stayed open after close()");
     assert.equal(servers[0].connections, 1); // the hanging proxy counts accepted connections
   });
 });

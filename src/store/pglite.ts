@@ -13,14 +13,14 @@ export function wrapPglite(pg: PGlite): Db {
     kind: "pglite",
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
       const r = await pg.query<R>(sql, params as unknown[]);
-      return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+      return { rows: r.rows, rowCount: rowCount(r) };
     },
     transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       return pg.transaction((t) =>
         fn({
           async query<R>(sql: string, params?: unknown[]) {
             const r = await t.query<R>(sql, params as unknown[]);
-            return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+            return { rows: r.rows, rowCount: rowCount(r) };
           },
         }),
       );
@@ -33,4 +33,9 @@ export function wrapPglite(pg: PGlite): Db {
       if (!pg.closed) await pg.close();
     },
   };
+}
+
+// PGlite reports affectedRows = 0 for a SELECT; pg's rowCount counts the rows returned.
+function rowCount(r: { rows: unknown[]; fields: unknown[]; affectedRows?: number }): number {
+  return r.fields.length > 0 ? r.rows.length : (r.affectedRows ?? 0);
 }
