@@ -376,6 +376,7 @@ describe("dialThroughProxy failures before a tunnel exists", () => {
       [{ protocol: "http", host: "127.0.0.1", port: 0 }, target, 1000, /proxy port must be an integer between 1 and 65535, got 0/],
       [{ protocol: "http", host: "", port: 8080 }, target, 1000, /proxy host "" is not a valid host/],
       [{ protocol: "http", host: "127.0.0.1", port: 8080 }, { host: "a\r\nb", port: 80 }, 1000, /target host .* is not a valid host/],
+      [{ protocol: "http", host: "127.0.0.1", port: 8080 }, { host: "example.com", port: 65536 }, 1000, /target port must be an integer/],
       [{ protocol: "http", host: "127.0.0.1", port: 8080 }, target, 0, /timeoutMs must be a positive number/],
       [{ protocol: "socks5", host: "127.0.0.1", port: 1080, username: "x".repeat(256) }, target, 1000, /at most 255 bytes/],
     ];
@@ -439,8 +440,9 @@ describe("local proxies (test support)", () => {
     const allClosed = Promise.all(sockets.map((s) => new Promise((r) => s.once("close", r))));
     for (const s of raw) s.on("error", () => {});
     for (let i = 0; servers[0].connections < 1 && i < 200; i++) await sleep(5); // accepted by the server, not just the kernel
-    await Promise.all([...servers.map((s) => s.close()), echo.close()]);
+    const closing = Promise.all([...servers.map((s) => s.close()), echo.close()]);
     await within(allClosed, 1000, "a client socket stayed open after close()");
+    await within(closing, 1000, "close() did not finish");
     assert.equal(servers[0].connections, 1); // the hanging proxy counts accepted connections
   });
 });

@@ -1,11 +1,18 @@
 import { readFileSync } from "node:fs";
 import { createClient } from "@connectrpc/connect";
 import type { Client, Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 
 /** How to reach a peer service over gRPC. */
-export type RemoteOptions = { addr: string; token?: string; tls?: boolean; caFile?: string };
+export type RemoteOptions = {
+  addr: string;
+  token?: string;
+  tls?: boolean;
+  caFile?: string;
+  /** Connections to close when the owner stops (tests, CLI); each client adds its session here. */
+  sessions?: Http2SessionManager[];
+};
 
 /**
  * A typed gRPC client (Connect's client over HTTP/2, speaking the gRPC protocol) for a peer's
@@ -17,12 +24,16 @@ export function remoteClient<S extends DescService>(service: S, opts: RemoteOpti
     if (opts.token) req.header.set("authorization", `Bearer ${opts.token}`);
     return next(req);
   };
+  const baseUrl = `${opts.tls ? "https" : "http"}://${opts.addr}`;
+  const nodeOptions = opts.caFile ? { ca: readFileSync(opts.caFile) } : {};
+  const sessionManager = new Http2SessionManager(baseUrl, undefined, nodeOptions);
+  opts.sessions?.push(sessionManager);
   const transport = createGrpcTransport({
-    baseUrl: `${opts.tls ? "https" : "http"}://${opts.addr}`,
+    baseUrl,
     interceptors: [bearer],
     readMaxBytes: 10 * 1024 * 1024,
     writeMaxBytes: 10 * 1024 * 1024,
-    nodeOptions: opts.caFile ? { ca: readFileSync(opts.caFile) } : undefined,
+    sessionManager,
   });
   return createClient(service, transport);
 }

@@ -10,6 +10,18 @@ import { openPostgres } from "../../src/store/postgres.ts";
 export const STORE_KINDS: ("pglite" | "postgres")[] = process.env.CONVEER_TEST_DATABASE_URL ? ["pglite", "postgres"] : ["pglite"];
 
 let pgliteTemplate: Promise<PGlite> | undefined;
+let openClones = 0;
+let closeTimer: NodeJS.Timeout | undefined;
+
+// The template is closed shortly after its last clone is dropped, so a test file's process can exit.
+function releaseTemplate(): void {
+  if (--openClones > 0) return;
+  closeTimer = setTimeout(() => {
+    const t = pgliteTemplate;
+    pgliteTemplate = undefined;
+    void t?.then((p) => p.close());
+  }, 100);
+}
 
 /** A fresh, migrated store: a clone of a template migrated once per process (PGlite) or per migration set (PostgreSQL). */
 export async function freshStore(kind: "pglite" | "postgres"): Promise<{ db: Db; url: string; drop(): Promise<void> }> {
@@ -19,8 +31,21 @@ export async function freshStore(kind: "pglite" | "postgres"): Promise<{ db: Db;
       await migrate(wrapPglite(t));
       return t;
     })();
+    clearTimeout(closeTimer);
+    openClones++;
     const clone = (await (await pgliteTemplate).clone()) as PGlite;
-    return { db: wrapPglite(clone), url: "", drop: async () => {} };
+    const db = wrapPglite(clone);
+    let dropped = false;
+    return {
+      db,
+      url: "",
+      drop: async () => {
+        if (dropped) return;
+        dropped = true;
+        await db.close();
+        releaseTemplate();
+      },
+    };
   }
   const url = await freshPostgresDatabase();
   const db = openPostgres({ url, max: 10 });

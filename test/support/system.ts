@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import type { Client } from "@connectrpc/connect";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { startApp } from "../../src/app.ts";
 import type { App } from "../../src/app.ts";
 import { SERVICE_NAMES, loadConfig } from "../../src/config/config.ts";
@@ -35,9 +36,10 @@ export async function startTestSystem(kind: "pglite" | "postgres", opts: { env?:
   const config = loadConfig(env);
   const app = await startApp({ config, services: opts.services, db: store.db, log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }) });
   const addr = (name: ServiceName) => `127.0.0.1:${app.ports[name]}`;
+  const sessions: Http2SessionManager[] = [];
   const clients = (token?: string) => ({
-    accounts: remoteClient(AccountService, { addr: addr("account"), token }),
-    proxies: remoteClient(ProxyService, { addr: addr("proxy"), token }),
+    accounts: remoteClient(AccountService, { addr: addr("account"), token, sessions }),
+    proxies: remoteClient(ProxyService, { addr: addr("proxy"), token, sessions }),
   });
   return {
     app,
@@ -47,6 +49,7 @@ export async function startTestSystem(kind: "pglite" | "postgres", opts: { env?:
     addr,
     as: clients,
     async stop() {
+      for (const s of sessions) s.abort();
       await app.stop(1000);
       await store.drop();
       await rm(dataDir, { recursive: true, force: true });
