@@ -1,14 +1,19 @@
 /**
  * The load generator, run as a child process of bench/main.ts so its CPU is not the server's:
- * a real gRPC client (Connect over HTTP/2, the project's own `remoteClient`) keeping a fixed
- * number of calls in flight against one address, for a warm-up and then a measured window.
+ * a real gRPC client keeping a fixed number of calls in flight against one address, for a
+ * warm-up and then a measured window. The client is @grpc/grpc-js's generic Client (one HTTP/2
+ * channel per address, messages encoded with protobuf-es), the same for the bare baseline and
+ * for Conveer. (The Connect client of src/server/clients.ts costs about twice the CPU per call,
+ * enough to make the load generator the bottleneck on a small host.)
  *
  * Protocol (IPC): the parent sends `{ type: "ids", ids }` then any number of `RunCommand`s, one at
  * a time; each answers a `RunResult`. The child exits when the parent disconnects.
  */
-import { AccountService } from "../src/gen/conveer/v1/account_pb.js";
-import { ProxyService } from "../src/gen/conveer/v1/proxy_pb.js";
-import { remoteClient } from "../src/server/clients.ts";
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { AccountSchema, GetAccountRequestSchema } from "../src/gen/conveer/v1/account_pb.js";
+import { AllocateProxyRequestSchema, ProxySchema, ReleaseProxyRequestSchema, ReleaseProxyResponseSchema } from "../src/gen/conveer/v1/proxy_pb.js";
 
 /** What to measure. "get": GetAccount on a random id; "pair": AllocateProxy then ReleaseProxy for one account. */
 export type Scenario = "get" | "pair";
@@ -38,20 +43,31 @@ function quantile(sorted: Float64Array, q: number): number {
 }
 
 let ids: string[] = [];
-const clients = new Map<string, { accounts: ReturnType<typeof remoteClient<typeof AccountService>>; proxies: ReturnType<typeof remoteClient<typeof ProxyService>> }>();
+const channels = new Map<string, grpc.Client>();
 
-function clientsFor(accountAddr: string, proxyAddr: string) {
-  const key = `${accountAddr} ${proxyAddr}`;
-  let c = clients.get(key);
+function channel(addr: string): grpc.Client {
+  let c = channels.get(addr);
   if (!c) {
-    c = { accounts: remoteClient(AccountService, { addr: accountAddr }), proxies: remoteClient(ProxyService, { addr: proxyAddr }) };
-    clients.set(key, c);
+    c = new grpc.Client(addr, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 10 * 1024 * 1024 });
+    channels.set(addr, c);
   }
   return c;
 }
 
+/** A typed unary call over a grpc-js channel with protobuf-es encoding. */
+function unary<I extends DescMessage, O extends DescMessage>(addr: string, path: string, input: I, output: O) {
+  const serialize = (m: MessageShape<I>) => Buffer.from(toBinary(input, m));
+  const deserialize = (b: Buffer) => fromBinary(output, b);
+  return (req: MessageInitShape<I>): Promise<MessageShape<O>> =>
+    new Promise((resolve, reject) => {
+      channel(addr).makeUnaryRequest(path, serialize, deserialize, create(input, req), (err, res) => (err ? reject(err) : resolve(res!)));
+    });
+}
+
 async function run(cmd: RunCommand): Promise<RunResult> {
-  const { accounts, proxies } = clientsFor(cmd.accountAddr, cmd.proxyAddr);
+  const getAccount = unary(cmd.accountAddr, "/conveer.AccountService/GetAccount", GetAccountRequestSchema, AccountSchema);
+  const allocateProxy = unary(cmd.proxyAddr, "/conveer.ProxyService/AllocateProxy", AllocateProxyRequestSchema, ProxySchema);
+  const releaseProxy = unary(cmd.proxyAddr, "/conveer.ProxyService/ReleaseProxy", ReleaseProxyRequestSchema, ReleaseProxyResponseSchema);
   const n = ids.length;
   if (n === 0) throw new Error("no ids were sent to the load generator");
   const start = performance.now();
@@ -70,14 +86,14 @@ async function run(cmd: RunCommand): Promise<RunResult> {
   const op =
     cmd.scenario === "get"
       ? async (_w: number) => {
-          await accounts.getAccount({ accountId: ids[Math.floor(Math.random() * n)] });
+          await getAccount({ accountId: ids[Math.floor(Math.random() * n)] });
         }
       : async (w: number) => {
           const slots = Math.floor((n - 1 - w) / cmd.concurrency) + 1;
           const accountId = ids[w + cmd.concurrency * Math.floor(Math.random() * slots)];
-          const p = await proxies.allocateProxy({ accountId, platform: "vk" });
+          const p = await allocateProxy({ accountId, platform: "vk" });
           if (!p.id) throw new Error("AllocateProxy answered no proxy id");
-          const r = await proxies.releaseProxy({ accountId });
+          const r = await releaseProxy({ accountId });
           if (!r.success) throw new Error(`ReleaseProxy did not release account ${accountId}`);
         };
 

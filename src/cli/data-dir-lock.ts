@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 /**
@@ -11,6 +11,7 @@ export async function holdDataDirLock(dataDir: string): Promise<() => Promise<vo
   if (other && other !== process.pid) {
     throw new Error(`another conveer process (pid ${other}) is using the embedded store in ${dataDir}; stop it first, or set DATABASE_URL to share a PostgreSQL store`);
   }
+  await mkdir(dataDir, { recursive: true });
   await writeFile(path, String(process.pid));
   return () => rm(path, { force: true });
 }

@@ -132,6 +132,25 @@ async function eagerProxy(kind: "http" | "socks5", banner: string): Promise<{ po
   };
 }
 
+/** A server that runs `onSocket` for each connection (for proxies that misbehave in one specific way). */
+async function scriptedServer(onSocket: (s: net.Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on("error", () => {});
+    onSocket(s);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
 function timeouts(): number {
   return process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 }
@@ -310,9 +329,9 @@ describe("dialThroughProxy failures before a tunnel exists", () => {
   });
 
   for (const [protocol, stage] of [
-    ["http", /\(waiting for the reply to CONNECT example\.com:80\)$/],
-    ["https", /\(TLS handshake\)$/],
-    ["socks5", /\(SOCKS5 greeting\)$/],
+    ["http", /\(during the HTTP CONNECT to example\.com:80\)$/],
+    ["https", /\(during the TLS handshake\)$/],
+    ["socks5", /\(during the SOCKS5 greeting\)$/],
   ] as const) {
     test(`a hanging ${protocol} proxy times out within timeoutMs and the socket is destroyed`, T, async () => {
       const hang = await observedHangingServer();
@@ -335,6 +354,28 @@ describe("dialThroughProxy failures before a tunnel exists", () => {
       }
     });
   }
+
+  test("a proxy that hangs up mid-handshake, or speaks another protocol, is named as such", T, async () => {
+    const target = { host: "example.com", port: 80 };
+    const hangUp = await scriptedServer((s) => s.once("data", () => s.end()));
+    const httpServer = await scriptedServer((s) => s.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"));
+    const sshServer = await scriptedServer((s) => s.end("SSH-2.0-OpenSSH_9.6\r\n\r\n"));
+    try {
+      const closedHttp = await dialError(dialThroughProxy({ protocol: "http", host: "127.0.0.1", port: hangUp.port }, target, { timeoutMs: 2000 }));
+      assert.equal(closedHttp.kind, "closed");
+      assert.equal(closedHttp.message, `proxy 127.0.0.1:${hangUp.port} closed the connection during the HTTP CONNECT to example.com:80`);
+      const closedSocks = await dialError(dialThroughProxy({ protocol: "socks5", host: "127.0.0.1", port: hangUp.port }, target, { timeoutMs: 2000 }));
+      assert.equal(closedSocks.message, `proxy 127.0.0.1:${hangUp.port} closed the connection during the SOCKS5 greeting`);
+      const notSocks = await dialError(dialThroughProxy({ protocol: "socks5", host: "127.0.0.1", port: httpServer.port }, target, { timeoutMs: 2000 }));
+      assert.equal(notSocks.kind, "protocol");
+      assert.match(notSocks.message, /did not answer like a SOCKS5 proxy \(first reply byte 0x48, looks like HTTP\)$/);
+      const notHttp = await dialError(dialThroughProxy({ protocol: "http", host: "127.0.0.1", port: sshServer.port }, target, { timeoutMs: 2000 }));
+      assert.equal(notHttp.kind, "protocol");
+      assert.match(notHttp.message, /did not answer like an HTTP proxy \(got "SSH-2\.0-OpenSSH_9\.6"\)$/);
+    } finally {
+      await Promise.all([hangUp.close(), httpServer.close(), sshServer.close()]);
+    }
+  });
 
   test("an AbortSignal aborts a dial in progress, destroying the socket", T, async () => {
     const hang = await observedHangingServer();

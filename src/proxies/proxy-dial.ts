@@ -65,7 +65,7 @@ const MAX_HTTP_HEAD = 64 * 1024;
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 type Target = { host: string; port: number };
-/** Mutable facts about one dial, read by the timeout and error paths. */
+/** Mutable facts about one dial, read by the timeout and error paths; `stage` is a noun phrase ("TLS handshake"). */
 type DialState = { socket: net.Socket | undefined; stage: string; where: string };
 
 /**
@@ -90,7 +90,7 @@ export async function dialThroughProxy(proxy: ProxyEndpoint, target: { host: str
   let onAbort: (() => void) | undefined;
   const guard = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new ProxyDialError("timeout", where, `proxy ${where} did not answer within ${timeoutMs} ms (${state.stage})`));
+      reject(new ProxyDialError("timeout", where, `proxy ${where} did not answer within ${timeoutMs} ms (during the ${state.stage})`));
     }, timeoutMs);
     if (signal) {
       onAbort = () => reject(abortedError(where, signal.reason));
@@ -186,7 +186,7 @@ async function httpConnectHandshake(socket: net.Socket, p: ProxyEndpoint, t: Tar
   let request = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
   if (creds) request += `Proxy-Authorization: Basic ${Buffer.from(`${creds.username}:${creds.password}`, "utf8").toString("base64")}\r\n`;
   request += "\r\n";
-  state.stage = `waiting for the reply to CONNECT ${authority}`;
+  state.stage = `HTTP CONNECT to ${authority}`;
   socket.write(request);
 
   const head = await readFrame(socket, state, (buf) => {
@@ -271,7 +271,7 @@ async function socks5Handshake(socket: net.Socket, p: ProxyEndpoint, t: Target, 
   }
 
   // RFC 1928 §4: CONNECT request; §6: reply.
-  state.stage = `waiting for the SOCKS5 reply to CONNECT ${authority}`;
+  state.stage = `SOCKS5 CONNECT to ${authority}`;
   socket.write(socks5ConnectRequest(t));
   await readFrame(socket, state, (buf) => {
     if (buf.length < 2) return -1;
