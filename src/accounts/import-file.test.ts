@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readAccountImportFile, readLines, MAX_LINE_CHARS } from "./import-file.ts";
+import { readAccountImportFile } from "./import-file.ts";
+import { MAX_LINE_CHARS, readLines } from "../import/line-reader.ts";
 import type { ParsedLine } from "./import-file.ts";
 
 async function withFile(t: { after: (fn: () => Promise<void>) => void }, name: string, content: string): Promise<string> {

@@ -1,6 +1,6 @@
 import { isIPv4, isIPv6 } from "node:net";
-import { csvRecords, formatFromExtension, jsonType, parseJsonObject, prepend, readLines, tooLongError } from "../accounts/import-file.ts";
-import type { RawLine } from "../accounts/import-file.ts";
+import { csvRecords, formatFromExtension, jsonType, parseJsonObject, prepend, readLines, tooLongError } from "../import/line-reader.ts";
+import type { RawLine } from "../import/line-reader.ts";
 
 /** A proxy parsed from a URL like socks5://user:pass@host:port or http://host:port; an IPv6 host is given without brackets. */
 export type ParsedProxyUrl = { protocol: "http" | "https" | "socks5"; host: string; port: number; username: string; password: string };
