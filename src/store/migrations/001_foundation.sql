@@ -46,22 +46,41 @@ CREATE TABLE account_counts (
   PRIMARY KEY (platform, status)
 );
 
-CREATE FUNCTION account_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Statement-level triggers with transition tables: one aggregated upsert per statement, so a
+-- bulk insert of a million rows costs one counter update, not a million.
+CREATE FUNCTION account_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN
-    IF TG_OP = 'DELETE' OR OLD.status <> NEW.status OR OLD.platform <> NEW.platform THEN
-      UPDATE account_counts SET n = n - 1 WHERE platform = OLD.platform AND status = OLD.status;
-    END IF;
-  END IF;
-  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (OLD.status <> NEW.status OR OLD.platform <> NEW.platform)) THEN
-    INSERT INTO account_counts (platform, status, n) VALUES (NEW.platform, NEW.status, 1)
-      ON CONFLICT (platform, status) DO UPDATE SET n = account_counts.n + 1;
-  END IF;
+  INSERT INTO account_counts (platform, status, n)
+    SELECT platform, status, count(*) FROM new_rows GROUP BY platform, status
+    ON CONFLICT (platform, status) DO UPDATE SET n = account_counts.n + EXCLUDED.n;
   RETURN NULL;
 END $$;
 
-CREATE TRIGGER accounts_count AFTER INSERT OR UPDATE OF status, platform OR DELETE ON accounts
-  FOR EACH ROW EXECUTE FUNCTION account_counts_track();
+CREATE FUNCTION account_counts_remove() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE account_counts c SET n = c.n - d.k
+    FROM (SELECT platform, status, count(*) AS k FROM old_rows GROUP BY platform, status) d
+    WHERE c.platform = d.platform AND c.status = d.status;
+  RETURN NULL;
+END $$;
+
+CREATE FUNCTION account_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE account_counts c SET n = c.n - d.k
+    FROM (SELECT platform, status, count(*) AS k FROM old_rows GROUP BY platform, status) d
+    WHERE c.platform = d.platform AND c.status = d.status;
+  INSERT INTO account_counts (platform, status, n)
+    SELECT platform, status, count(*) FROM new_rows GROUP BY platform, status
+    ON CONFLICT (platform, status) DO UPDATE SET n = account_counts.n + EXCLUDED.n;
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER accounts_count_insert AFTER INSERT ON accounts
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION account_counts_add();
+CREATE TRIGGER accounts_count_delete AFTER DELETE ON accounts
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION account_counts_remove();
+CREATE TRIGGER accounts_count_update AFTER UPDATE ON accounts
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION account_counts_move();
 
 -- Every status change, with who made it and why.
 CREATE TABLE account_status_history (
