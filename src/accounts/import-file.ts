@@ -1,7 +1,7 @@
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import { parseStatus, statusName } from "./account-status.ts";
-import { QUOTING_FIX, csvRecords, formatFromExtension, jsonType, parseJsonObject, prepend, readLines, sniffFormat, tooLongError } from "../import/line-reader.ts";
+import { QUOTING_FIX, csvRecords, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, sniffFormat } from "../import/line-reader.ts";
 import type { ImportFormat, RawLine } from "../import/line-reader.ts";
 
 /** One account to import, as parsed. */
@@ -183,21 +183,10 @@ function stringField(obj: Record<string, unknown>, field: string, problems: stri
 }
 
 async function* readJsonl(lines: AsyncIterable<RawLine>): AsyncGenerator<ParsedLine> {
-  for await (const l of lines) {
-    if (l.tooLong) {
-      yield { line: l.line, error: tooLongError(l.line) };
-      continue;
-    }
-    if (l.text.trim() === "") continue;
-    const { obj, problem } = parseJsonObject(l.text);
+  for await (const { line, obj, problems, error } of jsonlObjects(lines, FIELDS, JSONL_EXAMPLE)) {
     if (!obj) {
-      yield { line: l.line, error: `line ${l.line}: ${problem}; each line must be one object like ${JSONL_EXAMPLE}` };
+      yield { line, error };
       continue;
-    }
-    const problems: string[] = [];
-    const unknown = Object.keys(obj).filter((k) => !FIELDS.includes(k));
-    if (unknown.length > 0) {
-      problems.push(`unknown field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => JSON.stringify(k)).join(", ")}; the fields are ${FIELDS.join(", ")}`);
     }
     const raw: RawItem = {
       platform: stringField(obj, "platform", problems),
@@ -208,7 +197,7 @@ async function* readJsonl(lines: AsyncIterable<RawLine>): AsyncGenerator<ParsedL
       additional: stringMap(obj.additional, "additional", problems),
       labels: stringMap(obj.labels, "labels", problems),
     };
-    yield validate(l.line, raw, problems);
+    yield validate(line, raw, problems);
   }
 }
 

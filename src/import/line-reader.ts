@@ -223,3 +223,31 @@ export async function sniffFormat(it: AsyncIterator<RawLine>): Promise<{ format:
   return { format: "csv", head };
 }
 
+
+/** One JSON Lines object with the problems found so far, or an error for its line. */
+export type JsonlRecord = { line: number; obj?: Record<string, unknown>; problems: string[]; error?: string };
+
+/**
+ * Reads JSON Lines objects, skipping blank lines; an unparsable line or one that is not an
+ * object becomes an error naming the example; unknown fields are listed as problems.
+ */
+export async function* jsonlObjects(lines: AsyncIterable<RawLine>, fields: readonly string[], example: string): AsyncGenerator<JsonlRecord> {
+  for await (const l of lines) {
+    if (l.tooLong) {
+      yield { line: l.line, problems: [], error: tooLongError(l.line) };
+      continue;
+    }
+    if (l.text.trim() === "") continue;
+    const { obj, problem } = parseJsonObject(l.text);
+    if (!obj) {
+      yield { line: l.line, problems: [], error: `line ${l.line}: ${problem}; each line must be one object like ${example}` };
+      continue;
+    }
+    const problems: string[] = [];
+    const unknown = Object.keys(obj).filter((k) => !fields.includes(k));
+    if (unknown.length > 0) {
+      problems.push(`unknown field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => JSON.stringify(k)).join(", ")}; the fields are ${fields.join(", ")}`);
+    }
+    yield { line: l.line, obj, problems };
+  }
+}

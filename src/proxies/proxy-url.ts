@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from "node:net";
-import { csvRecords, formatFromExtension, jsonType, parseJsonObject, prepend, readLines, tooLongError } from "../import/line-reader.ts";
+import { csvRecords, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, tooLongError } from "../import/line-reader.ts";
 import type { RawLine } from "../import/line-reader.ts";
 
 /** A proxy parsed from a URL like socks5://user:pass@host:port or http://host:port; an IPv6 host is given without brackets. */
@@ -190,21 +190,12 @@ async function* readCsv(lines: AsyncIterable<RawLine>): AsyncGenerator<ProxyImpo
 }
 
 async function* readJsonl(lines: AsyncIterable<RawLine>): AsyncGenerator<ProxyImportLine> {
-  for await (const l of lines) {
-    if (l.tooLong) {
-      yield { line: l.line, error: tooLongError(l.line) };
-      continue;
-    }
-    if (l.text.trim() === "") continue;
-    const { obj, problem } = parseJsonObject(l.text);
+  for await (const { line, obj, problems, error } of jsonlObjects(lines, FIELDS, JSONL_EXAMPLE)) {
     if (!obj) {
-      yield { line: l.line, error: `line ${l.line}: ${problem}; each line must be one object like ${JSONL_EXAMPLE}` };
+      yield { line, error };
       continue;
     }
-    const problems: string[] = [];
-    const unknown = Object.keys(obj).filter((k) => !FIELDS.includes(k));
-    if (unknown.length > 0) problems.push(`unknown field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => JSON.stringify(k)).join(", ")}; the fields are ${FIELDS.join(", ")}`);
-    yield validateProxy(l.line, { url: obj.url, country: obj.country, provider: obj.provider, tags: obj.tags, capacity: obj.capacity }, problems);
+    yield validateProxy(line, { url: obj.url, country: obj.country, provider: obj.provider, tags: obj.tags, capacity: obj.capacity }, problems);
   }
 }
 
