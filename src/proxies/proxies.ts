@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
@@ -27,6 +28,36 @@ export type ProxyPoolOptions = { leaseMs: number; checkTarget: string; checkTime
 export type ProxiesDeps = { db: Db; vault: Vault; newId: () => string; accounts: AccountLookup; log: Logger; options: ProxyPoolOptions };
 
 const COUNTRY = /^[A-Z]{2}$/;
+// Class id of the per-account advisory lock that serializes AllocateProxy calls for one account.
+const ALLOCATE_LOCK = 7_315_403;
+const CONTROL = /[\x00-\x1f\x7f]/;
+const MAX_TAGS = 32;
+
+/** A free-text field: at most `max` characters and no control characters (PostgreSQL text cannot hold NUL). */
+function checkText(field: string, value: string, max: number): string {
+  if (value.length > max) throw invalidArgument(field, `must be at most ${max} characters, got ${value.length}`);
+  if (CONTROL.test(value)) throw invalidArgument(field, "must not contain control characters");
+  return value;
+}
+
+/** An optional ISO 3166 alpha-2 code, upper-cased; "" when empty. */
+function checkCountry(field: string, value: string): string {
+  const country = value.trim().toUpperCase();
+  if (country && !COUNTRY.test(country)) throw invalidArgument(field, `must be an ISO 3166 alpha-2 code like RU, got ${JSON.stringify(value.slice(0, 64))}`);
+  return country;
+}
+
+/**
+ * An AccountService answer as the pool's own error: when AccountService runs in another process its
+ * errors arrive as ConnectErrors, which would otherwise surface as INTERNAL. The caller's mistakes
+ * (unknown or malformed id) keep their code; anything else means the peer could not answer.
+ */
+function peerError(err: unknown): unknown {
+  if (!(err instanceof ConnectError)) return err;
+  if (err.code === Code.NotFound) return new AppError("NOT_FOUND", err.rawMessage);
+  if (err.code === Code.InvalidArgument) return new AppError("INVALID_ARGUMENT", err.rawMessage);
+  return new AppError("UNAVAILABLE", `AccountService could not look up the account (${Code[err.code]}: ${err.rawMessage}); retry later`, { cause: err });
+}
 
 /** The proxy pool: allocation, release, rotation, health. Transport-free. */
 export function createProxies({ db, vault, newId, accounts, log, options }: ProxiesDeps) {
@@ -66,7 +97,12 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
 
   async function requireAccount(accountId: string): Promise<Account> {
     checkId(accountId, "account_id");
-    const acc = await accounts.getAccount({ accountId });
+    let acc: Account;
+    try {
+      acc = await accounts.getAccount({ accountId });
+    } catch (err) {
+      throw peerError(err);
+    }
     if (acc.status === AccountStatus.DELETED || acc.status === AccountStatus.BANNED) {
       throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; only live accounts get proxies`);
     }
@@ -112,19 +148,22 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
   const api = {
     /** Sticky, idempotent allocation with a renewable lease. */
     async allocate(accountId: string, platform: string, preferredCountry: string, preferredProvider: string): Promise<Proxy> {
-      const country = preferredCountry.trim().toUpperCase();
-      if (country && !COUNTRY.test(country)) throw invalidArgument("preferred_country", `must be an ISO 3166 alpha-2 code like RU, got ${JSON.stringify(preferredCountry)}`);
-      if (platform.length > 32) throw invalidArgument("platform", "must be at most 32 characters");
+      const country = checkCountry("preferred_country", preferredCountry);
+      const provider = checkText("preferred_provider", preferredProvider.trim(), 128);
+      checkText("platform", platform, 32);
       await requireAccount(accountId);
       for (let attempt = 0; ; attempt++) {
         try {
           return await tx(async (q) => {
+            // One allocation per account at a time (any replica): concurrent calls for the same account
+            // must not each take a slot, or they use up the last free ones and answer RESOURCE_EXHAUSTED.
+            await q.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ALLOCATE_LOCK, accountId]);
             const cur = await store.allocationOf(q, accountId, true);
             if (cur?.healthy) {
               const expiresAt = await store.updateAllocation(q, accountId, cur.id, options.leaseMs);
               return toProxy(cur, { expiresAt, withPassword: true });
             }
-            const row = await store.takeSlot(q, { country, provider: preferredProvider, exclude: cur?.id ?? "" });
+            const row = await store.takeSlot(q, { country, provider, exclude: cur?.id ?? "" });
             if (!row) throw new AppError("RESOURCE_EXHAUSTED", "no free healthy proxy in the pool; add proxies (AddProxies) or release some");
             let expiresAt: Date;
             if (cur) {
@@ -133,7 +172,7 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
             } else {
               expiresAt = await store.insertAllocation(q, accountId, row.id, platform, options.leaseMs);
             }
-            const note = noteFor(row, country, preferredProvider);
+            const note = noteFor(row, country, provider);
             if (note) log.info({ account_id: accountId, proxy_id: row.id }, note);
             return toProxy({ ...row }, { expiresAt, note, withPassword: true });
           });
@@ -184,11 +223,14 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
     /** Really connects through the proxy; records the outcome; takes a failing proxy out of rotation. */
     async checkHealth(proxyId: string, target: string): Promise<ProxyHealth> {
       checkId(proxyId, "proxy_id");
+      const t = target || options.checkTarget;
+      // Checked before dialing, so a malformed target is the caller's error and never counts against the proxy's health.
+      const m = /^(\[[0-9A-Fa-f:.]+\]|[^:\s\x00-\x1f\x7f/@[\]]+):(\d{1,5})$/.exec(t);
+      if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || t.length > 261) {
+        throw invalidArgument("target", `must be host:port like example.com:80, got ${JSON.stringify(t.slice(0, 300))}`);
+      }
       const row = await store.getProxy(db, proxyId);
       if (!row) throw notFound("proxy", proxyId);
-      const t = target || options.checkTarget;
-      const m = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(t);
-      if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw invalidArgument("target", `must be host:port like example.com:80, got ${JSON.stringify(t)}`);
       return api.probe(row, { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) });
     },
 
@@ -232,8 +274,21 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
                 throw invalidArgument(`${prefix}.url`, (err as Error).message);
               }
             })();
-            const country = spec.country.trim().toUpperCase();
-            if (country && !COUNTRY.test(country)) throw invalidArgument(`${prefix}.country`, `must be an ISO 3166 alpha-2 code like RU, got ${JSON.stringify(spec.country)}`);
+            // Credentials the dialer could never send are refused now, not at the first health check.
+            if (CONTROL.test(parsed.username)) throw invalidArgument(`${prefix}.url`, "username must not contain control characters");
+            if (parsed.protocol === "socks5" && (Buffer.byteLength(parsed.username) > 255 || Buffer.byteLength(parsed.password) > 255)) {
+              throw invalidArgument(`${prefix}.url`, "SOCKS5 username and password must each be at most 255 bytes");
+            }
+            if (parsed.protocol !== "socks5" && parsed.username.includes(":")) {
+              throw invalidArgument(`${prefix}.url`, 'HTTP proxy username must not contain ":" (Basic auth cannot express it)');
+            }
+            if (Buffer.byteLength(parsed.username) > 1024 || Buffer.byteLength(parsed.password) > 1024) {
+              throw invalidArgument(`${prefix}.url`, "username and password must each be at most 1024 bytes");
+            }
+            const country = checkCountry(`${prefix}.country`, spec.country);
+            const provider = checkText(`${prefix}.provider`, spec.provider.trim(), 128);
+            const tags = [...new Set(spec.tags.map((t, i) => checkText(`${prefix}.tags[${i}]`, t.trim(), 64)).filter((t) => t !== ""))];
+            if (tags.length > MAX_TAGS) throw invalidArgument(`${prefix}.tags`, `must hold at most ${MAX_TAGS} tags, got ${tags.length}`);
             if (spec.capacity < 0 || spec.capacity > 10_000) throw invalidArgument(`${prefix}.capacity`, `must be between 1 and 10000 (0 means 1), got ${spec.capacity}`);
             const id = newId();
             const sealed = parsed.password ? vault.seal(parsed.password, aad(id)) : { sealed: "", keyId: "" };
@@ -248,8 +303,8 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
                 password_sealed: sealed.sealed,
                 key_id: sealed.keyId,
                 country,
-                provider: spec.provider.trim(),
-                tags: spec.tags,
+                provider,
+                tags,
                 capacity: spec.capacity || 1,
               });
               await q.query("RELEASE SAVEPOINT item");
@@ -271,7 +326,7 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
     /** A keyset page of the pool (no passwords). */
     async list(country: string, provider: string, size: number, token: string): Promise<{ proxies: Proxy[]; next: string; total: number }> {
       const limit = pageSize(size);
-      const filter = { country: country.trim().toUpperCase(), provider: provider.trim() };
+      const filter = { country: checkCountry("country", country), provider: checkText("provider", provider.trim(), 128) };
       const after = decodePageToken(token, filter);
       const [rows, total] = await Promise.all([store.listProxies(db, filter, after, limit + 1), store.countProxies(db, filter)]);
       const page = rows.slice(0, limit);
@@ -291,6 +346,8 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
       await db.query("UPDATE proxies SET healthy = false WHERE id = $1", [proxyId]);
       const moved = await moveAll(proxyId);
       await tx(async (q) => {
+        // Locked first: an allocator that picked it meanwhile waits, then finds it gone and picks another.
+        if (!(await store.getProxy(q, proxyId, true))) return;
         for (const acc of await store.accountsOn(q, proxyId)) {
           await store.deleteAllocation(q, acc, proxyId);
           moved.released++;

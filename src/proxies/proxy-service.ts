@@ -10,7 +10,8 @@ export function proxyService(proxies: Proxies) {
       allocateProxy: "proxies:write",
       releaseProxy: "proxies:write",
       getProxyForAccount: "proxies:read",
-      checkHealth: "proxies:read",
+      // Not read-only: it records the outcome, and failures take the proxy out of rotation and move its accounts.
+      checkHealth: "proxies:write",
       forceRotate: "proxies:write",
       addProxies: "proxies:admin",
       listProxies: "proxies:read",

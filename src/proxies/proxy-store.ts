@@ -54,21 +54,35 @@ export type Pick = { country: string; provider: string; exclude: string };
 
 /**
  * Takes one slot on the best free healthy proxy: preferred country and provider first, then the
- * least loaded. SKIP LOCKED lets concurrent allocators (any replica) take different proxies
- * instead of queueing; the CHECK on `allocated <= capacity` makes over-allocation impossible.
+ * least loaded. SKIP LOCKED first lets concurrent allocators (any replica) take different proxies
+ * instead of queueing; but a proxy locked by another allocator may still have free slots, so when
+ * every candidate is locked, the pick waits for the lock and re-checks the slot (retrying with the
+ * next candidate when it was taken meanwhile). Only "no healthy proxy has a free slot" is
+ * undefined. The CHECK on `allocated <= capacity` makes over-allocation impossible.
  */
 export async function takeSlot(q: Queryable, pick: Pick): Promise<ProxyRow | undefined> {
-  const r = await q.query<ProxyRow>(
+  const params = [pick.country, pick.provider, pick.exclude];
+  const free = "healthy AND allocated < capacity AND id <> $3";
+  const order = "ORDER BY (country = $1 AND $1 <> '') DESC, (provider = $2 AND $2 <> '') DESC, allocated, id";
+  const fast = await q.query<ProxyRow>(
     `UPDATE proxies p SET allocated = p.allocated + 1
-     WHERE p.id = (
-       SELECT id FROM proxies
-       WHERE healthy AND allocated < capacity AND id <> $3
-       ORDER BY (country = $1 AND $1 <> '') DESC, (provider = $2 AND $2 <> '') DESC, allocated, id
-       LIMIT 1 FOR UPDATE SKIP LOCKED)
+     WHERE p.id = (SELECT id FROM proxies WHERE ${free} ${order} LIMIT 1 FOR UPDATE SKIP LOCKED)
      RETURNING ${P}`,
-    [pick.country, pick.provider, pick.exclude],
+    params,
   );
-  return r.rows[0];
+  if (fast.rows[0]) return fast.rows[0];
+  for (let attempt = 0; attempt < 100; attempt++) {
+    // A fresh snapshot per statement (READ COMMITTED): sees the slots other allocators took and committed.
+    const candidate = await q.query<{ id: string }>(`SELECT id FROM proxies WHERE ${free} ${order} LIMIT 1`, params);
+    if (!candidate.rows[0]) return undefined;
+    // Waits for a concurrent holder of the row, then re-checks the slot on the committed version.
+    const r = await q.query<ProxyRow>(
+      `UPDATE proxies p SET allocated = p.allocated + 1 WHERE p.id = $1 AND p.healthy AND p.allocated < p.capacity RETURNING ${P}`,
+      [candidate.rows[0].id],
+    );
+    if (r.rows[0]) return r.rows[0];
+  }
+  return undefined;
 }
 
 /** Gives a slot back. */
