@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from "commander";
 import type { Command } from "commander";
 import { pino } from "pino";
 import type { Config } from "../config/config.ts";
@@ -10,6 +11,12 @@ import { createActiveKey, createVault, reencryptAll, remainingUnder } from "../v
 import { loadMasterKey } from "../vault/master-key.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 import { progressBar } from "./progress.ts";
+
+/** Parses an option that must be a whole number of at least 1. */
+function positiveInt(v: string): number {
+  if (!/^\d+$/.test(v.trim()) || Number(v) < 1 || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError(`must be a whole number of at least 1, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
 
 /** Runs fn with the store opened directly (admin work that must not depend on a running server). */
 async function withStore<T>(config: Config, fn: (db: Db) => Promise<T>): Promise<T> {
@@ -59,15 +66,19 @@ export function registerAdminCommands(program: Command, getConfig: () => Config)
     .description("data keys of the credential vault")
     .command("rotate")
     .description("make a new data key active and re-encrypt every secret under it, in batches, while the system runs")
-    .option("--batch <n>", "rows per transaction", (v) => Number.parseInt(v, 10), 500)
+    .option("--batch <n>", "rows per transaction", positiveInt, 500)
     .action(async (o: { batch: number }) => {
       const config = getConfig();
       await withStore(config, async (db) => {
         const newId = createIdGenerator();
         const master = await loadMasterKey(config, pino({ level: "warn" }));
-        const id = await createActiveKey(db, master, newId());
+        // The vault first: it unwraps every existing key, so a wrong master key fails here, before a
+        // new key wrapped under it could become active and lock every replica out.
         const vault = await createVault(db, master, newId);
         try {
+          const id = await createActiveKey(db, master, newId());
+          await vault.reload();
+          if (vault.activeKeyId() !== id) throw new Error(`another rotation made data key ${vault.activeKeyId()} active meanwhile; run \`conveer keys rotate\` again`);
           const total = await remainingUnder(db, id);
           const bar = progressBar("re-encrypting", total);
           let done = 0;
@@ -91,7 +102,7 @@ export function registerAdminCommands(program: Command, getConfig: () => Config)
     .command("audit")
     .description("credential reads (GetCredentials), newest first")
     .option("--account <id>", "only this account")
-    .option("--limit <n>", "how many", (v) => Number.parseInt(v, 10), 100)
+    .option("--limit <n>", "how many", positiveInt, 100)
     .action(async (o: { account?: string; limit: number }) => {
       const rows = await withStore(getConfig(), (db) => listAudit(db, { accountId: o.account, limit: o.limit }));
       process.stdout.write("time\ttoken\taccount\tpeer\n");

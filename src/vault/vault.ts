@@ -29,7 +29,7 @@ export async function createVault(db: Db, master: Buffer, newId: () => string): 
   async function reload(): Promise<void> {
     const r = await db.query<{ id: string; wrapped: string; active: boolean }>("SELECT id, wrapped, active FROM data_keys");
     if (r.rows.length === 0) {
-      await createActiveKey(db, master, newId());
+      await createFirstKey(db, master, newId());
       return reload();
     }
     for (const row of r.rows) {
@@ -37,8 +37,14 @@ export async function createVault(db: Db, master: Buffer, newId: () => string): 
       if (row.active) active = row.id;
     }
   }
-  await reload();
+  // Listen before the first read, so a rotation made in between is not missed.
   const unlisten = await db.listen(KEYS_CHANNEL, () => void reload().catch(() => {}));
+  try {
+    await reload();
+  } catch (err) {
+    await unlisten();
+    throw err;
+  }
 
   return {
     seal(plaintext, aad) {
@@ -69,12 +75,28 @@ function unwrapMaster(master: Buffer, id: string, wrapped: string): DataKey {
   }
 }
 
+/**
+ * Creates the first data key unless one exists. Replicas starting at once on an empty store
+ * serialize on the table lock; the later ones find the key and use it instead of replacing it.
+ */
+async function createFirstKey(db: Db, master: Buffer, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.query("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE");
+    if ((await tx.query("SELECT 1 FROM data_keys LIMIT 1")).rowCount > 0) return;
+    await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(master, newDataKey(id))]);
+    await tx.query(`NOTIFY ${KEYS_CHANNEL}`);
+  });
+}
+
 /** Creates a new data key and makes it the active one (one transaction); tells other replicas. */
 export async function createActiveKey(db: Db, master: Buffer, id: string): Promise<string> {
   const key = newDataKey(id);
   await db.transaction(async (tx) => {
-    // Serialize concurrent creators (two replicas starting on an empty store).
+    // Serialize concurrent creators (the unique index allows one active key).
     await tx.query("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE");
+    // A key wrapped under another master key would lock out every replica that has the right one.
+    const cur = await tx.query<{ id: string; wrapped: string }>("SELECT id, wrapped FROM data_keys WHERE active");
+    for (const row of cur.rows) unwrapMaster(master, row.id, row.wrapped);
     await tx.query("UPDATE data_keys SET active = false WHERE active");
     await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(master, key)]);
     await tx.query(`NOTIFY ${KEYS_CHANNEL}`);

@@ -1,0 +1,374 @@
+/**
+ * The `conveer` CLI as a child process: imports against a running system, and the admin commands
+ * (token, audit, keys rotate) on the store itself.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { AccountService, AccountStatus } from "../gen/conveer/v1/account_pb.js";
+import type { CreateAccountRequest } from "../gen/conveer/v1/account_pb.js";
+import { startApp } from "../app.ts";
+import { loadConfig } from "../config/config.ts";
+import { createAccounts } from "../accounts/accounts.ts";
+import { remoteClient } from "../server/clients.ts";
+import { createIdGenerator } from "../store/ids.ts";
+import { openPostgres } from "../store/postgres.ts";
+import { createVault } from "../vault/vault.ts";
+import { dropPostgresDatabase, freshPostgresDatabase } from "../../test/support/store.ts";
+import { startTestSystem } from "../../test/support/system.ts";
+import type { TestSystem } from "../../test/support/system.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const NODE = join(ROOT, "node_modules/.bin/node");
+const PG = process.env.CONVEER_TEST_DATABASE_URL;
+const NEEDS_PG = PG ? false : "CONVEER_TEST_DATABASE_URL is not set: the CLI and a server only share a store through PostgreSQL";
+const MASTER_HEX = "42".repeat(32);
+
+type Run = { code: number | null; stdout: string; stderr: string };
+
+/** Runs `conveer ARGS` with only the given environment (plus PATH/HOME); kills it after timeoutMs. */
+function conveer(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(NODE, ["src/cli/main.ts", ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`conveer ${args.join(" ")} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** The FILE.errors report as line number → message. */
+async function errorReport(path: string): Promise<Map<number, string>> {
+  const text = await readFile(`${path}.errors`, "utf8");
+  const out = new Map<number, string>();
+  for (const l of text.split("\n").filter(Boolean)) {
+    const m = /^line (\d+): (.*)$/.exec(l);
+    assert.ok(m, `malformed report line ${JSON.stringify(l)}`);
+    assert.ok(!out.has(Number(m[1])), `line ${m[1]} reported twice`);
+    out.set(Number(m[1]), m[2]);
+  }
+  return out;
+}
+
+/** Asserts the report names exactly the expected lines, each with a message matching its pattern. */
+function assertReport(report: Map<number, string>, expected: Map<number, RegExp>): void {
+  assert.deepEqual([...report.keys()].sort((a, b) => a - b), [...expected.keys()].sort((a, b) => a - b));
+  for (const [line, re] of expected) assert.match(report.get(line)!, re, `line ${line}`);
+}
+
+function accountReq(platform: string, login: string, password: string): CreateAccountRequest {
+  return { $typeName: "conveer.CreateAccountRequest", platform, login, password, phone: "", additional: {}, labels: {}, status: AccountStatus.UNSPECIFIED } as CreateAccountRequest;
+}
+
+describe("conveer accounts import / proxies import against a running system", () => {
+  let sys: TestSystem;
+  let dir: string;
+  let env: Record<string, string>;
+  before(async () => {
+    sys = await startTestSystem("pglite", { services: ["account", "proxy"] });
+    dir = await mkdtemp(join(tmpdir(), "conveer-cli-"));
+    env = { CONVEER_DATA_DIR: join(dir, "data"), ACCOUNT_SERVICE_GRPC_ADDR: sys.addr("account"), PROXY_SERVICE_GRPC_ADDR: sys.addr("proxy") };
+  });
+  after(async () => {
+    await sys?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("CSV: 1,000 good lines kept, bad ones reported in FILE.errors with their line numbers", async () => {
+    // Line 1 is the header; data lines are numbered from 2.
+    const lines = ["platform,login,password,phone"];
+    const bad = new Map<number, RegExp>();
+    const good = (i: number) => `vk,csv-user-${i},pw-${i},+7999${String(i).padStart(7, "0")}`;
+    for (let i = 0; i < 1000; i++) {
+      lines.push(good(i));
+      if (i === 10) (lines.push("myspace,csv-bad-platform,pw,"), bad.set(lines.length, /platform "myspace" is not one of vk, telegram, mail, max/));
+      if (i === 400) (lines.push("vk,csv-no-password,,"), bad.set(lines.length, /password is empty/));
+      if (i === 650) (lines.push("vk,csv-bad-phone,pw,12345"), bad.set(lines.length, /phone "12345" is not in E\.164 form/));
+      if (i === 700) (lines.push("vk,csv-user-5,another-pw,"), bad.set(lines.length, /already exists/));
+    }
+    const file = join(dir, "accounts.csv");
+    await writeFile(file, lines.join("\n") + "\n");
+    const r = await conveer(["accounts", "import", file], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `imported 1000, failed 4 (see ${file}.errors)\n`);
+    assertReport(await errorReport(file), bad);
+    const all = await sys.accounts.listAccounts({ platform: "vk" });
+    assert.equal(all.totalCount, 1000n);
+    // The duplicate did not overwrite the first account's credentials.
+    const page = await sys.accounts.listAccounts({ platform: "vk", pageSize: 1000 });
+    const first = page.accounts.find((a) => a.login === "csv-user-5");
+    assert.ok(first, "csv-user-5 was not imported");
+    const cred = await sys.accounts.getCredentials({ accountId: first.id });
+    assert.deepEqual([cred.password, cred.phone], ["pw-5", "+79990000005"]);
+  });
+
+  test("JSON Lines: same, with a line that is not JSON", async () => {
+    const lines: string[] = [];
+    const bad = new Map<number, RegExp>();
+    for (let i = 0; i < 1000; i++) {
+      lines.push(JSON.stringify({ platform: "telegram", login: `jl-user-${i}`, password: `pw-${i}`, labels: { batch: "jl" } }));
+      if (i === 0) (lines.push(JSON.stringify({ platform: "icq", login: "jl-bad-platform", password: "pw" })), bad.set(lines.length, /platform "icq" is not one of/));
+      if (i === 200) (lines.push(JSON.stringify({ platform: "telegram", login: "jl-no-password" })), bad.set(lines.length, /password is empty/));
+      if (i === 500) (lines.push(JSON.stringify({ platform: "telegram", login: "jl-bad-phone", password: "pw", phone: "8-999" })), bad.set(lines.length, /phone "8-999" is not in E\.164 form/));
+      if (i === 998) (lines.push(JSON.stringify({ platform: "telegram", login: "jl-user-3", password: "dup" })), bad.set(lines.length, /already exists/));
+      if (i === 999) (lines.push('{"platform": "telegram", oops'), bad.set(lines.length, /not valid JSON/));
+    }
+    const file = join(dir, "accounts.jsonl");
+    await writeFile(file, lines.join("\n") + "\n");
+    const r = await conveer(["accounts", "import", file], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `imported 1000, failed 5 (see ${file}.errors)\n`);
+    assertReport(await errorReport(file), bad);
+    assert.equal((await sys.accounts.listAccounts({ platform: "telegram" })).totalCount, 1000n);
+    assert.equal((await sys.accounts.listAccounts({})).totalCount, 2000n);
+  });
+
+  test("a clean file writes no FILE.errors", async () => {
+    const file = join(dir, "clean.csv");
+    await writeFile(file, "platform,login,password\nmail,clean-1,pw\nmax,clean-2,pw\n");
+    const r = await conveer(["accounts", "import", file], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "imported 2, failed 0\n");
+    await assert.rejects(readFile(`${file}.errors`), { code: "ENOENT" });
+  });
+
+  test("proxies import: good URLs added, a bad scheme and a duplicate reported without echoing passwords", async () => {
+    const file = join(dir, "proxies.txt");
+    await writeFile(
+      file,
+      ["# our pool", "http://127.0.0.1:30001", "socks5://user:s3cretpw@127.0.0.1:30002", "ftp://127.0.0.1:30003", "http://127.0.0.1:30001", "", "https://10.0.0.1:3128"].join("\n") + "\n",
+    );
+    const r = await conveer(["proxies", "import", file], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `imported 3, failed 2 (see ${file}.errors)\n`);
+    assertReport(
+      await errorReport(file),
+      new Map([
+        [4, /unsupported scheme "ftp"/],
+        [5, /already in the pool/],
+      ]),
+    );
+    const pool = await sys.proxies.listProxies({});
+    assert.equal(pool.totalCount, 3n);
+    assert.deepEqual(pool.proxies.map((p) => `${p.protocol}://${p.host}:${p.port}`).sort(), ["http://127.0.0.1:30001", "https://10.0.0.1:3128", "socks5://127.0.0.1:30002"]);
+    assert.ok(!(await readFile(`${file}.errors`, "utf8")).includes("s3cretpw"));
+  });
+
+  test("a server that is not there: exits 1 with a message naming the problem", async () => {
+    const file = join(dir, "one.csv");
+    await writeFile(file, "platform,login,password\nvk,nobody,pw\n");
+    const r = await conveer(["accounts", "import", file], { ...env, ACCOUNT_SERVICE_GRPC_ADDR: "127.0.0.1:1" });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^conveer: .*(ECONNREFUSED|unavailable|connect)/im);
+  });
+});
+
+describe("conveer token on an embedded (PGlite) data directory, no server running", () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "conveer-cli-token-"));
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("token create prints a cv_ token once; token list shows it without the secret; a second one of the same name is refused", async () => {
+    const env = { CONVEER_DATA_DIR: dir };
+    const created = await conveer(["token", "create", "--name", "admin", "--scopes", "*"], env);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^cv_[A-Za-z0-9_-]{32}\n$/);
+    assert.match(created.stderr, /only time its secret is shown/);
+    const secret = created.stdout.trim();
+
+    const listed = await conveer(["token", "list"], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^admin\t\*\t\d{4}-\d\d-\d\dT[^\t]+\tactive\n$/);
+    assert.ok(!listed.stdout.includes(secret.slice(3)), "token list printed the secret");
+
+    const again = await conveer(["token", "create", "--name", "admin", "--scopes", "*"], env);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /conveer: a token named "admin" already exists/);
+
+    const revoked = await conveer(["token", "revoke", "admin"], env);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.equal(revoked.stdout, "revoked admin\n");
+  });
+
+  test("refuses while another live process holds the data directory", async () => {
+    await writeFile(join(dir, "conveer.pid"), String(process.pid));
+    try {
+      const r = await conveer(["token", "list"], { CONVEER_DATA_DIR: dir });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, new RegExp(`another conveer process \\(pid ${process.pid}\\)`));
+    } finally {
+      await rm(join(dir, "conveer.pid"), { force: true });
+    }
+  });
+});
+
+describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: NEEDS_PG }, () => {
+  const dbs: string[] = [];
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "conveer-cli-pg-"));
+  });
+  after(async () => {
+    for (const url of dbs) await dropPostgresDatabase(url);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  const freshDb = async () => {
+    const url = await freshPostgresDatabase();
+    dbs.push(url);
+    return url;
+  };
+
+  test("audit lists the GetCredentials reads a running server recorded", async () => {
+    const url = await freshDb();
+    const config = loadConfig({
+      DATABASE_URL: url,
+      CONVEER_MASTER_KEY: MASTER_HEX,
+      CONVEER_DATA_DIR: join(dir, "audit"),
+      CONVEER_HTTP_ADDR: "127.0.0.1:0",
+      ACCOUNT_SERVICE_GRPC_ADDR: "127.0.0.1:0",
+    });
+    const app = await startApp({ config, services: ["account"], log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }) });
+    const sessions: Http2SessionManager[] = [];
+    try {
+      const client = remoteClient(AccountService, { addr: `127.0.0.1:${app.ports.account}`, sessions });
+      const read = await client.createAccount({ platform: "vk", login: "audited", password: "pw" });
+      const other = await client.createAccount({ platform: "vk", login: "other", password: "pw" });
+      await client.getCredentials({ accountId: read.id });
+      await client.getCredentials({ accountId: other.id });
+      await client.getCredentials({ accountId: read.id });
+
+      const env = { DATABASE_URL: url, CONVEER_DATA_DIR: join(dir, "audit-cli") };
+      const all = await conveer(["audit"], env);
+      assert.equal(all.code, 0, all.stderr);
+      const rows = all.stdout.trimEnd().split("\n");
+      assert.equal(rows[0], "time\ttoken\taccount\tpeer");
+      assert.deepEqual(
+        rows.slice(1).map((r) => r.split("\t").slice(1, 3)),
+        [
+          ["open-mode", read.id],
+          ["open-mode", other.id],
+          ["open-mode", read.id],
+        ],
+      );
+      for (const r of rows.slice(1)) assert.match(r, /^\d{4}-\d\d-\d\dT\S+\topen-mode\t[0-9a-f]{24}\t\S*127\.0\.0\.1/);
+
+      const one = await conveer(["audit", "--account", other.id], env);
+      assert.equal(one.code, 0, one.stderr);
+      assert.equal(one.stdout.trimEnd().split("\n").length, 2);
+      assert.ok(one.stdout.includes(other.id));
+      const limited = await conveer(["audit", "--limit", "1"], env);
+      assert.equal(limited.stdout.trimEnd().split("\n").length, 2);
+    } finally {
+      for (const s of sessions) s.abort();
+      await app.stop(1000);
+    }
+  });
+
+  /** A fresh database with accounts and a proxy password sealed under its first key. */
+  async function seeded(n: number): Promise<{ url: string; oldKey: string; plain: Map<string, string> }> {
+    const url = await freshDb();
+    const db = openPostgres({ url, max: 4 });
+    const newId = createIdGenerator();
+    const vault = await createVault(db, Buffer.from(MASTER_HEX, "hex"), newId);
+    try {
+      const accounts = createAccounts({ db, vault, newId });
+      const plain = new Map<string, string>();
+      for (let i = 0; i < n; i++) {
+        const acc = await accounts.create(accountReq("mail", `rot-${i}`, `secret-${i}`), "test");
+        plain.set(acc.id, `secret-${i}`);
+      }
+      const proxyId = newId();
+      const { sealed, keyId } = vault.seal("proxy-pass", `proxy:${proxyId}`);
+      await db.query("INSERT INTO proxies (id, protocol, host, port, username, password_sealed, key_id) VALUES ($1, 'socks5', '127.0.0.1', 1080, 'u', $2, $3)", [proxyId, sealed, keyId]);
+      plain.set(proxyId, "proxy-pass");
+      return { url, oldKey: vault.activeKeyId(), plain };
+    } finally {
+      await vault.stop();
+      await db.close();
+    }
+  }
+
+  test("keys rotate re-encrypts every secret under a new key, in batches, and prints it", async () => {
+    const { url, oldKey, plain } = await seeded(25);
+    const r = await conveer(["keys", "rotate", "--batch", "4"], { DATABASE_URL: url, CONVEER_MASTER_KEY: MASTER_HEX, CONVEER_DATA_DIR: join(dir, "rotate") });
+    assert.equal(r.code, 0, r.stderr);
+    const m = /^data key ([A-Za-z0-9_-]+) is active; 26 values re-encrypted\n$/.exec(r.stdout);
+    assert.ok(m, `unexpected output ${JSON.stringify(r.stdout)}`);
+    const newKey = m[1];
+    assert.notEqual(newKey, oldKey);
+
+    const db = openPostgres({ url, max: 2 });
+    const vault = await createVault(db, Buffer.from(MASTER_HEX, "hex"), createIdGenerator());
+    try {
+      const active = await db.query<{ id: string }>("SELECT id FROM data_keys WHERE active");
+      assert.deepEqual(active.rows, [{ id: newKey }]);
+      const keyIds = await db.query<{ key_id: string }>("SELECT key_id FROM accounts UNION SELECT key_id FROM proxies");
+      assert.deepEqual(keyIds.rows, [{ key_id: newKey }]);
+      const accs = await db.query<{ id: string; secrets: string }>("SELECT id, secrets FROM accounts");
+      for (const a of accs.rows) assert.equal((JSON.parse(await vault.open(a.secrets, `account:${a.id}`)) as { password: string }).password, plain.get(a.id));
+      const px = await db.query<{ id: string; password_sealed: string }>("SELECT id, password_sealed FROM proxies");
+      for (const p of px.rows) assert.equal(await vault.open(p.password_sealed, `proxy:${p.id}`), plain.get(p.id));
+    } finally {
+      await vault.stop();
+      await db.close();
+    }
+  });
+
+  test("keys rotate with the wrong master key fails clearly and leaves the store usable", async () => {
+    const { url, oldKey } = await seeded(3);
+    const r = await conveer(["keys", "rotate"], { DATABASE_URL: url, CONVEER_MASTER_KEY: "99".repeat(32), CONVEER_DATA_DIR: join(dir, "rotate-wrong") });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^conveer: cannot unwrap data key .*master key/m);
+    const db = openPostgres({ url, max: 2 });
+    try {
+      // No key wrapped under the wrong master may have become active: replicas with the right one must still start.
+      const keys = await db.query<{ id: string; active: boolean }>("SELECT id, active FROM data_keys");
+      assert.deepEqual(keys.rows, [{ id: oldKey, active: true }]);
+      const vault = await createVault(db, Buffer.from(MASTER_HEX, "hex"), createIdGenerator());
+      await vault.stop();
+    } finally {
+      await db.close();
+    }
+  });
+
+  test("keys rotate rejects a batch size that is not a positive integer", async () => {
+    const url = await freshDb();
+    const r = await conveer(["keys", "rotate", "--batch", "lots"], { DATABASE_URL: url, CONVEER_MASTER_KEY: MASTER_HEX, CONVEER_DATA_DIR: join(dir, "rotate-batch") });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--batch/);
+    const keys = await openPostgresCount(url);
+    assert.equal(keys, 0, "a rejected command must not have created a key");
+  });
+});
+
+async function openPostgresCount(url: string): Promise<number> {
+  const db = openPostgres({ url, max: 1 });
+  try {
+    return (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM data_keys")).rows[0].n;
+  } finally {
+    await db.close();
+  }
+}
