@@ -146,10 +146,15 @@ export async function startApp(opts: AppOptions): Promise<App> {
     }
     cleanups.push(() => drain(servers, shutdown, grace));
 
+    // Health Watch streams every setStatus to its watchers: report only changes (the health protocol).
+    let storeStatus: "SERVING" | "NOT_SERVING" = "SERVING";
+    const reportStore = (s: typeof storeStatus) => {
+      if (s !== storeStatus) health.setStatus("", (storeStatus = s));
+    };
     const storeProbe = setInterval(() => {
       db.query("SELECT 1").then(
-        () => health.setStatus("", "SERVING"),
-        () => health.setStatus("", "NOT_SERVING"),
+        () => reportStore("SERVING"),
+        () => reportStore("NOT_SERVING"),
       );
     }, 2000);
     storeProbe.unref();

@@ -56,6 +56,15 @@ for (const kind of STORE_KINDS) {
       }
     });
 
+    test("UpdateCredentials replaces given secrets and merges additional", async () => {
+      const acc = await sys.accounts.createAccount({ platform: "vk", login: "upd", password: "old", additional: { a: "1", b: "2" } });
+      await sys.accounts.updateCredentials({ accountId: acc.id, phone: "+79990000001", additional: { b: "", c: "3" } });
+      const cred = await sys.accounts.getCredentials({ accountId: acc.id });
+      assert.deepEqual([cred.password, cred.phone, cred.additional], ["old", "+79990000001", { a: "1", c: "3" }]);
+      await rejectsWith(sys.accounts.updateCredentials({ accountId: acc.id, phone: "12" }), Code.InvalidArgument, /phone/);
+      await rejectsWith(sys.accounts.updateCredentials({ accountId: "0123456789abcdef01234567", password: "x" }), Code.NotFound);
+    });
+
     test("GetCredentials writes an audit record", async () => {
       const acc = await sys.accounts.createAccount({ platform: "mail", login: "audited", password: "pw" });
       await sys.accounts.getCredentials({ accountId: acc.id });

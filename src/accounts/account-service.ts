@@ -15,6 +15,7 @@ export function accountService(accounts: Accounts) {
       createAccount: "accounts:write",
       importAccounts: "accounts:write",
       getStatusHistory: "accounts:read",
+      updateCredentials: "accounts:write",
     },
     impl: {
       getCredentials: (req, ctx) => accounts.credentials(req.accountId, principalOf(ctx).name, ctx.values.get(peerKey)),
@@ -34,6 +35,7 @@ export function accountService(accounts: Accounts) {
         return { results, imported, failed: results.length - imported };
       },
       getStatusHistory: async (req) => ({ changes: await accounts.history(req.accountId) }),
+      updateCredentials: (req) => accounts.updateCredentials(req.accountId, req),
     },
   });
 }

@@ -48,6 +48,12 @@ export async function setStatus(q: Queryable, id: string, from: number, to: numb
   await q.query("INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) VALUES ($1, $2, $3, $4, $5)", [id, from, to, reason, author]);
 }
 
+/** Replaces the sealed secrets of an account. */
+export async function setSecrets(q: Queryable, id: string, sealed: string, keyId: string, hasPhone: boolean): Promise<AccountRow> {
+  const r = await q.query<AccountRow>(`UPDATE accounts SET secrets = $2, key_id = $3, has_phone = $4, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`, [id, sealed, keyId, hasPhone]);
+  return r.rows[0];
+}
+
 /** The history of one account, newest first. */
 export async function statusHistory(q: Queryable, id: string): Promise<StatusHistoryRow[]> {
   const r = await q.query<StatusHistoryRow>(

@@ -159,6 +159,26 @@ export function createAccounts({ db, vault, newId }: AccountsDeps) {
       return { accounts: page.map(toAccount), next, total };
     },
 
+    /** Replaces password/phone when given and merges `additional` (an empty value removes a key). */
+    async updateCredentials(id: string, change: { password: string; phone: string; additional: Record<string, string> }): Promise<Account> {
+      checkId(id, "account_id");
+      if (change.phone && !PHONE.test(change.phone)) throw invalidArgument("phone", `must be E.164 like +79991234567, got ${JSON.stringify(change.phone)}`);
+      const row = await db.transaction(async (tx) => {
+        const cur = await store.getAccount(tx, id, true);
+        if (!cur) throw notFound("account", id);
+        const s = JSON.parse(await vault.open(cur.secrets, aad(id))) as Secrets;
+        const additional = { ...s.additional };
+        for (const [k, v] of Object.entries(change.additional)) {
+          if (v === "") delete additional[k];
+          else additional[k] = v;
+        }
+        const next: Secrets = { password: change.password || s.password, phone: change.phone || s.phone, additional };
+        const { sealed, keyId } = vault.seal(JSON.stringify(next), aad(id));
+        return store.setSecrets(tx, id, sealed, keyId, Boolean(next.phone));
+      });
+      return toAccount(row);
+    },
+
     /** Status history, newest first. */
     async history(id: string): Promise<StatusChange[]> {
       await mustGet(id);

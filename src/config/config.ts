@@ -95,7 +95,8 @@ export function splitHostPort(addr: string): { host: string; port: number } {
 
 /** True when every address is a loopback one (the only place an open, token-less server may listen). */
 export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\./.test(host);
+  // An IPv4 literal in 127.0.0.0/8, not any name that merely starts with "127." (127.0.0.1.nip.io resolves anywhere).
+  return host === "localhost" || host === "::1" || /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(host);
 }
 
 function hostPort(env: NodeJS.ProcessEnv, key: string, def: string): string {

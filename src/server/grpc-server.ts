@@ -1,11 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { ScalarType, create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescField, DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
 import { createContextValues, createHandlerContext } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/tokens.ts";
-import { AppError } from "../errors.ts";
+import { AppError, invalidArgument } from "../errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { peerKey, principalKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
@@ -16,6 +16,9 @@ export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
 
 /** Shared pieces every port's handlers use. */
 export type CallDeps = { log: Logger; auth: Authenticator; metrics: Metrics; shutdown: AbortSignal };
+
+/** A handler context that can be ended (abort): what createHandlerContext returns. */
+type ContextController = ReturnType<typeof createHandlerContext>;
 
 type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown>;
 
@@ -57,6 +60,8 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
       } catch (err) {
         throw new AppError("INVALID_ARGUMENT", `request body is not a valid ${method.input.typeName} message: ${(err as Error).message}`);
       }
+      const nul = nulField(method.input, req as Record<string, unknown>);
+      if (nul) throw invalidArgument(nul, "must not contain NUL (U+0000) characters");
       const ctx = contextFor(binding.service, method, call, signal, deps.shutdown);
       ctx.values.set(principalKey, principal);
       ctx.values.set(peerKey, call.getPeer());
@@ -78,17 +83,21 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
         const ac = new AbortController();
         call.on("cancelled", () => ac.abort(new AppError("CANCELLED", "the client cancelled the call")));
         let who: string | undefined;
+        let context: ContextController | undefined;
         (async () => {
           const { req, ctx, principal } = await prepare(call, ac.signal);
           who = principal.name;
+          context = ctx;
           const out = await fn!(req, ctx);
           return Buffer.from(toBinary(method.output, create(method.output, out as never)));
         })().then(
           (buf) => {
+            release(context);
             finish(call, started, undefined, who);
             callback(null, buf);
           },
           (err: unknown) => {
+            release(context);
             const s = finish(call, started, err, who);
             callback({ code: s.code, details: s.message });
           },
@@ -100,21 +109,25 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
         const ac = new AbortController();
         call.on("cancelled", () => ac.abort(new AppError("CANCELLED", "the client cancelled the call")));
         let who: string | undefined;
+        let context: ContextController | undefined;
         (async () => {
           const { req, ctx, principal } = await prepare(call, ac.signal);
           who = principal.name;
+          context = ctx;
           const it = fn!(req, ctx) as AsyncIterable<unknown>;
           for await (const m of it) {
             if (ac.signal.aborted) break;
             const ok = call.write(Buffer.from(toBinary(method.output, create(method.output, m as never))));
-            if (!ok) await new Promise<void>((r) => { call.once("drain", r); ac.signal.addEventListener("abort", () => r(), { once: true }); });
+            if (!ok) await drained(call, ac.signal);
           }
         })().then(
           () => {
+            release(context);
             finish(call, started, undefined, who);
             call.end();
           },
           (err: unknown) => {
+            release(context);
             const s = finish(call, started, ac.signal.aborted ? new AppError("CANCELLED", "cancelled") : err, who);
             call.emit("error", { code: s.code, details: s.message });
           },
@@ -125,7 +138,78 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
   return { definition: definition as grpc.ServiceDefinition, handlers };
 }
 
-function contextFor(service: DescService, method: DescMethod, call: grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal, shutdown: AbortSignal): HandlerContext {
+/**
+ * Ends a call's handler context once the call is answered: clears its deadline timer (without this,
+ * every call with a deadline left a live timer, holding the context, until the deadline passed, and
+ * kept a stopping process alive that long) and unlinks it from the process-wide shutdown signal.
+ */
+function release(ctx: ContextController | undefined): void {
+  ctx?.abort(new AppError("CANCELLED", "the call has finished"));
+}
+
+/** Resolves when the stream can take more, or the call is aborted; leaves no listener behind. */
+function drained(call: grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.once("drain", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * The path (proto names, e.g. `accounts[2].labels["k"]`) of the first string in a request that holds
+ * U+0000, or undefined. PostgreSQL text and jsonb cannot store NUL, so such a value could only fail
+ * deep in the store as an INTERNAL error; every service refuses it up front instead.
+ */
+export function nulField(desc: DescMessage, msg: Record<string, unknown>, prefix = ""): string | undefined {
+  const hasNul = (v: unknown) => typeof v === "string" && v.includes("\u0000");
+  const inValue = (f: DescField, kind: "scalar" | "enum" | "message", v: unknown, path: string): string | undefined => {
+    if (kind === "message") return v && typeof v === "object" ? nulField(f.message!, v as Record<string, unknown>, `${path}.`) : undefined;
+    return kind === "scalar" && f.scalar === ScalarType.STRING && hasNul(v) ? path : undefined;
+  };
+  for (const f of desc.fields) {
+    let v: unknown;
+    if (f.oneof) {
+      const o = msg[f.oneof.localName] as { case?: string; value?: unknown } | undefined;
+      if (o?.case !== f.localName) continue;
+      v = o.value;
+    } else v = msg[f.localName];
+    if (v === undefined || v === null) continue;
+    const path = `${prefix}${f.name}`;
+    switch (f.fieldKind) {
+      case "scalar":
+      case "enum":
+      case "message": {
+        const hit = inValue(f, f.fieldKind, v, path);
+        if (hit) return hit;
+        break;
+      }
+      case "list": {
+        const items = v as unknown[];
+        for (let i = 0; i < items.length; i++) {
+          const hit = inValue(f, f.listKind, items[i], `${path}[${i}]`);
+          if (hit) return hit;
+        }
+        break;
+      }
+      case "map":
+        for (const [k, item] of Object.entries(v as Record<string, unknown>)) {
+          if (hasNul(k)) return `${path} (a key)`;
+          const hit = inValue(f, f.mapKind, item, `${path}[${JSON.stringify(k)}]`);
+          if (hit) return hit;
+        }
+        break;
+    }
+  }
+  return undefined;
+}
+
+function contextFor(service: DescService, method: DescMethod, call: grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal, shutdown: AbortSignal): ContextController {
   const deadline = call.getDeadline();
   const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) ? Number(deadline) - Date.now() : undefined;
   const header = new Headers();

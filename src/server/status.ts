@@ -19,6 +19,11 @@ export function toStatus(err: unknown): StatusOut {
   if (sqlState(err) === PgError.uniqueViolation) {
     return { code: GrpcStatus.ALREADY_EXISTS, message: "already exists", internal: false };
   }
+  // untranslatable_character / character_not_in_repertoire: input text the store cannot hold (NUL).
+  // The transport refuses NUL up front; this is the backstop for text that reaches SQL another way.
+  if (sqlState(err) === "22P05" || sqlState(err) === "22021") {
+    return { code: GrpcStatus.INVALID_ARGUMENT, message: "a text value holds a character the store cannot keep (such as NUL, U+0000)", internal: false };
+  }
   const pgliteClosed = err instanceof Error && /PGlite is closed/i.test(err.message);
   if (pgliteClosed) return { code: GrpcStatus.UNAVAILABLE, message: "the store is closed; retry later", internal: false };
   return { code: GrpcStatus.INTERNAL, message: "internal error", internal: true };

@@ -13,6 +13,9 @@ export function openPostgres(opts: PostgresOptions): Db {
     connectionString: opts.url,
     max: opts.max ?? 20,
     connectionTimeoutMillis: 3000,
+    // A database that stops answering without closing connections must not hang calls forever.
+    query_timeout: 30_000,
+    keepAlive: true,
     idleTimeoutMillis: 30000,
   });
   // An idle client losing its connection must not crash the process.

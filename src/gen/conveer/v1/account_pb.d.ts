@@ -489,6 +489,43 @@ export declare type StatusChange = Message<"conveer.StatusChange"> & {
 export declare const StatusChangeSchema: GenMessage<StatusChange>;
 
 /**
+ * @generated from message conveer.UpdateCredentialsRequest
+ */
+export declare type UpdateCredentialsRequest = Message<"conveer.UpdateCredentialsRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * New password; empty keeps the current one.
+   *
+   * @generated from field: string password = 2;
+   */
+  password: string;
+
+  /**
+   * New phone (E.164); empty keeps the current one.
+   *
+   * @generated from field: string phone = 3;
+   */
+  phone: string;
+
+  /**
+   * Merged into the stored map; a key with an empty value is removed.
+   *
+   * @generated from field: map<string, string> additional = 4;
+   */
+  additional: { [key: string]: string };
+};
+
+/**
+ * Describes the message conveer.UpdateCredentialsRequest.
+ * Use `create(UpdateCredentialsRequestSchema)` to create a new message.
+ */
+export declare const UpdateCredentialsRequestSchema: GenMessage<UpdateCredentialsRequest>;
+
+/**
  * @generated from enum conveer.AccountStatus
  */
 export enum AccountStatus {
@@ -610,6 +647,16 @@ export declare const AccountService: GenService<{
     methodKind: "unary";
     input: typeof GetStatusHistoryRequestSchema;
     output: typeof GetStatusHistoryResponseSchema;
+  },
+  /**
+   * Replace or add sealed credentials (used by registration and session refresh).
+   *
+   * @generated from rpc conveer.AccountService.UpdateCredentials
+   */
+  updateCredentials: {
+    methodKind: "unary";
+    input: typeof UpdateCredentialsRequestSchema;
+    output: typeof AccountSchema;
   },
 }>;
 

@@ -1,0 +1,277 @@
+/**
+ * The real CLI as a child process (`node src/cli/main.ts ...`): start-up on chosen ports, graceful
+ * SIGTERM with a call in flight, `conveer token create` on a stopped data directory, and a
+ * PostgreSQL store that goes away and comes back (through a TCP forwarder the test controls).
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Code } from "@connectrpc/connect";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { AccountService } from "../src/gen/conveer/v1/account_pb.js";
+import { ProxyService } from "../src/gen/conveer/v1/proxy_pb.js";
+import { SERVICE_NAMES } from "../src/config/config.ts";
+import { remoteClient } from "../src/server/clients.ts";
+import { dropPostgresDatabase, freshPostgresDatabase } from "./support/store.ts";
+import { startHangingProxy } from "./support/local-proxies.ts";
+import { eventually, freePort, healthCheck, healthClient, rejectsWith } from "./support/grpc.ts";
+
+const MAIN = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** A running (or finished) CLI process with its output. */
+type Cli = {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the exit code (or the signal name) once the process has exited. */
+  exited: Promise<number | string>;
+  /** Log lines (pino JSON) printed so far, parsed. */
+  logs: () => Record<string, unknown>[];
+};
+
+function runCli(args: string[], env: Record<string, string>): Cli {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(CONVEER_|DATABASE_URL$|.*_SERVICE_GRPC_ADDR$)/.test(k)));
+  const proc = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  proc.stdout!.on("data", (b: Buffer) => (out += b.toString()));
+  proc.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number | string>((resolve) => proc.on("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  return {
+    proc,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    logs: () =>
+      out
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+/** Env for a system on fresh free ports with its own data directory. */
+async function systemEnv(dataDir: string, extra: Record<string, string> = {}): Promise<{ env: Record<string, string>; ports: Record<string, number>; http: number }> {
+  const env: Record<string, string> = {
+    CONVEER_DATA_DIR: dataDir,
+    CONVEER_LOG_LEVEL: "info",
+    CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
+    CONVEER_PROXY_CHECK_TIMEOUT_MS: "2500",
+    ...extra,
+  };
+  const ports: Record<string, number> = {};
+  for (const s of SERVICE_NAMES) {
+    ports[s] = await freePort();
+    env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = `127.0.0.1:${ports[s]}`;
+  }
+  const http = await freePort();
+  env.CONVEER_HTTP_ADDR = `127.0.0.1:${http}`;
+  return { env, ports, http };
+}
+
+/** Waits until /healthz answers 200 (or the process dies, or 45 s pass). */
+async function waitHealthy(cli: Cli, http: number): Promise<void> {
+  let dead: number | string | undefined;
+  void cli.exited.then((c) => (dead = c));
+  await eventually(
+    async () => {
+      if (dead !== undefined) throw new Error(`conveer exited (${dead}) before it was healthy:\n${cli.stderr()}\n${cli.stdout()}`);
+      return (await fetch(`http://127.0.0.1:${http}/healthz`)).status === 200;
+    },
+    45_000,
+    "/healthz",
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}\nstderr: ${cli.stderr()}\nstdout: ${cli.stdout().slice(-2000)}`);
+  });
+}
+
+/** Sends SIGTERM and returns the exit code and how long the process took to exit. */
+async function terminate(cli: Cli): Promise<{ code: number | string; ms: number }> {
+  const t0 = performance.now();
+  cli.proc.kill("SIGTERM");
+  const code = await Promise.race([cli.exited, new Promise<string>((r) => setTimeout(() => r("still running after 15 s"), 15_000).unref())]);
+  return { code, ms: performance.now() - t0 };
+}
+
+describe("conveer start (child process, embedded store)", () => {
+  let dataDir: string;
+  const sessions: Http2SessionManager[] = [];
+  const children: Cli[] = [];
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), "conveer-proc-"));
+  });
+  after(async () => {
+    for (const s of sessions) s.abort();
+    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill("SIGKILL");
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("comes up on the configured ports; SIGTERM drains an in-flight call, then exits 0 within 5 s, logging \"stopped\"", async () => {
+    const { env, ports, http } = await systemEnv(dataDir);
+    const cli = runCli(["start"], env);
+    children.push(cli);
+    await waitHealthy(cli, http);
+    const accounts = remoteClient(AccountService, { addr: `127.0.0.1:${ports.account}`, sessions });
+    const proxies = remoteClient(ProxyService, { addr: `127.0.0.1:${ports.proxy}`, sessions });
+    const acc = await accounts.createAccount({ platform: "vk", login: "proc", password: "pw" });
+    assert.equal((await accounts.getAccount({ accountId: acc.id })).login, "proc");
+    const h = healthClient(`127.0.0.1:${ports.warming}`);
+    try {
+      assert.equal(await healthCheck(h, "conveer.WarmingService"), "NOT_SERVING");
+    } finally {
+      h.close();
+    }
+
+    // A slow call: a health check through a proxy that accepts and never answers (times out after 2.5 s).
+    const hanging = await startHangingProxy({ scheme: "socks5" });
+    try {
+      const added = await proxies.addProxies({ proxies: [{ url: hanging.url }] });
+      const proxyId = added.results[0].proxyId;
+      assert.ok(proxyId, added.results[0].error);
+      const slow = proxies.checkHealth({ proxyId, target: "127.0.0.1:9" }, { timeoutMs: 20_000 });
+      await eventually(() => hanging.connections > 0, 5000, "the slow call to reach the proxy");
+      const stopping = terminate(cli);
+      const res = await slow;
+      assert.equal(res.healthy, false, "the in-flight call finished with its real answer");
+      const { code, ms } = await stopping;
+      assert.equal(code, 0, `exit code; stderr: ${cli.stderr()}`);
+      assert.ok(ms < 5000, `exited ${Math.round(ms)} ms after SIGTERM`);
+      const msgs = cli.logs().map((l) => l.msg);
+      assert.ok(msgs.includes("stopping: draining in-flight calls"), msgs.join(" | "));
+      assert.equal(msgs.at(-1), "stopped");
+    } finally {
+      await hanging.close();
+    }
+  });
+
+  test("`conveer token create` on the stopped data directory prints a token; a server started afterwards requires it", async () => {
+    const { env, ports, http } = await systemEnv(dataDir);
+    const create = runCli(["token", "create", "--name", "x", "--scopes", "*"], env);
+    assert.equal(await create.exited, 0, create.stderr());
+    const token = create.stdout().trim();
+    assert.match(token, /^cv_[A-Za-z0-9_-]{20,}$/);
+    assert.match(create.stderr(), /token "x" created/);
+
+    const cli = runCli(["start"], env);
+    children.push(cli);
+    await waitHealthy(cli, http);
+    try {
+      const addr = `127.0.0.1:${ports.account}`;
+      await rejectsWith(remoteClient(AccountService, { addr, sessions }).listAccounts({}), Code.Unauthenticated, /conveer token create/);
+      const authed = remoteClient(AccountService, { addr, token, sessions });
+      assert.equal((await authed.listAccounts({})).accounts[0].login, "proc", "the data of the first run is still there");
+      // Admin commands refuse the data directory while the server holds it.
+      const busy = runCli(["token", "create", "--name", "y", "--scopes", "*"], env);
+      assert.equal(await busy.exited, 1);
+      assert.match(busy.stderr(), /another conveer process \(pid \d+\) is using the embedded store/);
+    } finally {
+      const { code } = await terminate(cli);
+      assert.equal(code, 0, cli.stderr());
+    }
+  });
+});
+
+/** A TCP forwarder to PostgreSQL that the test can stop (closing every connection) and start again on the same port. */
+function forwarder(target: { host: string; port: number }) {
+  let server: net.Server | undefined;
+  const sockets = new Set<net.Socket>();
+  let port = 0;
+  return {
+    get port() {
+      return port;
+    },
+    async start(): Promise<void> {
+      const s = net.createServer((client) => {
+        const upstream = net.connect(target.port, target.host);
+        for (const sock of [client, upstream]) {
+          sockets.add(sock);
+          sock.on("close", () => sockets.delete(sock));
+          sock.on("error", () => {
+            client.destroy();
+            upstream.destroy();
+          });
+        }
+        client.pipe(upstream);
+        upstream.pipe(client);
+      });
+      await new Promise<void>((resolve, reject) => {
+        s.once("error", reject);
+        s.listen(port, "127.0.0.1", () => resolve());
+      });
+      port = (s.address() as net.AddressInfo).port;
+      server = s;
+    },
+    async stop(): Promise<void> {
+      const s = server;
+      server = undefined;
+      for (const sock of sockets) sock.destroy();
+      if (s) await new Promise<void>((r) => s.close(() => r()));
+    },
+  };
+}
+
+describe("PostgreSQL that goes away and comes back", { skip: !process.env.CONVEER_TEST_DATABASE_URL && "CONVEER_TEST_DATABASE_URL is not set" }, () => {
+  let url: string;
+  let dataDir: string;
+  let f: ReturnType<typeof forwarder>;
+  const sessions: Http2SessionManager[] = [];
+  let cli: Cli | undefined;
+  before(async () => {
+    url = await freshPostgresDatabase();
+    const real = new URL(url);
+    f = forwarder({ host: real.hostname, port: Number(real.port || 5432) });
+    dataDir = await mkdtemp(join(tmpdir(), "conveer-pg-"));
+  });
+  after(async () => {
+    for (const s of sessions) s.abort();
+    if (cli && cli.proc.exitCode === null && cli.proc.signalCode === null) cli.proc.kill("SIGKILL");
+    await f.stop();
+    await dropPostgresDatabase(url);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("calls answer UNAVAILABLE (not INTERNAL, no hang) while the store is down, and succeed again when it is back, without a restart", async () => {
+    await f.start();
+    const viaForwarder = new URL(url);
+    viaForwarder.host = `127.0.0.1:${f.port}`;
+    const { env, ports, http } = await systemEnv(dataDir, { DATABASE_URL: viaForwarder.toString(), CONVEER_MASTER_KEY: "33".repeat(32) });
+    cli = runCli(["start"], env);
+    await waitHealthy(cli, http);
+    const accounts = remoteClient(AccountService, { addr: `127.0.0.1:${ports.account}`, sessions });
+    const acc = await accounts.createAccount({ platform: "telegram", login: "pg-outage", password: "pw" });
+    const h = healthClient(`127.0.0.1:${ports.account}`);
+    try {
+      await f.stop(); // the database "goes away": no new connections, every open one cut
+      for (let i = 0; i < 4; i++) {
+        await rejectsWith(accounts.getAccount({ accountId: acc.id }, { timeoutMs: 10_000 }), Code.Unavailable, /store is unreachable/);
+      }
+      await rejectsWith(accounts.createAccount({ platform: "vk", login: "during-outage", password: "pw" }, { timeoutMs: 10_000 }), Code.Unavailable);
+      await rejectsWith(accounts.getCredentials({ accountId: acc.id }, { timeoutMs: 10_000 }), Code.Unavailable);
+      const down = await fetch(`http://127.0.0.1:${http}/healthz`);
+      assert.equal(down.status, 503);
+      assert.equal(((await down.json()) as { status: string }).status, "NOT_SERVING");
+      await eventually(async () => (await healthCheck(h, "")) === "NOT_SERVING", 8000, "health to report NOT_SERVING");
+
+      await f.start(); // back on the same port
+      await eventually(async () => (await accounts.getAccount({ accountId: acc.id }, { timeoutMs: 5000 })).login === "pg-outage", 15_000, "calls to succeed again");
+      assert.equal((await accounts.getCredentials({ accountId: acc.id })).password, "pw");
+      assert.ok((await accounts.createAccount({ platform: "vk", login: "after-outage", password: "pw" })).id);
+      assert.equal((await fetch(`http://127.0.0.1:${http}/healthz`)).status, 200);
+      await eventually(async () => (await healthCheck(h, "")) === "SERVING", 8000, "health to report SERVING again");
+      assert.equal(cli.proc.exitCode, null, "the process never died");
+      const internal = cli.logs().filter((l) => l.code === "INTERNAL");
+      assert.deepEqual(internal, [], "no call failed as INTERNAL");
+    } finally {
+      h.close();
+      const { code } = await terminate(cli);
+      assert.equal(code, 0, cli.stderr());
+    }
+  });
+});
