@@ -1,0 +1,58 @@
+import type { Queryable } from "../store/db.ts";
+
+/** A registrations row, as stored. */
+export type RegistrationRow = {
+  id: string;
+  platform: string;
+  status: "running" | "succeeded" | "failed";
+  step: string;
+  login: string;
+  account_id: string;
+  proxy_id: string;
+  activation_id: string;
+  signup_id: string;
+  failed_step: string;
+  error: string;
+  lease_until: Date;
+};
+
+/** Records a new registration, running, with a lease. */
+export async function insertRegistration(q: Queryable, id: string, platform: string, login: string, leaseMs: number): Promise<void> {
+  await q.query(
+    "INSERT INTO registrations (id, platform, status, step, login, lease_until) VALUES ($1, $2, 'running', 'create_account', $3, now() + $4 * interval '1 millisecond')",
+    [id, platform, login, leaseMs],
+  );
+}
+
+/** Moves a registration to its next step, storing what the last step produced, and renews its lease. */
+export async function advance(q: Queryable, id: string, step: string, fields: Partial<Pick<RegistrationRow, "account_id" | "proxy_id" | "activation_id" | "signup_id">>, leaseMs: number): Promise<void> {
+  await q.query(
+    `UPDATE registrations SET step = $2,
+       account_id = COALESCE($3, account_id), proxy_id = COALESCE($4, proxy_id),
+       activation_id = COALESCE($5, activation_id), signup_id = COALESCE($6, signup_id),
+       lease_until = now() + $7 * interval '1 millisecond', updated_at = now()
+     WHERE id = $1`,
+    [id, step, fields.account_id ?? null, fields.proxy_id ?? null, fields.activation_id ?? null, fields.signup_id ?? null, leaseMs],
+  );
+}
+
+/** Ends a registration. */
+export async function finishRegistration(q: Queryable, id: string, status: "succeeded" | "failed", failedStep = "", error = ""): Promise<void> {
+  await q.query("UPDATE registrations SET status = $2, step = 'done', failed_step = $3, error = $4, updated_at = now() WHERE id = $1", [id, status, failedStep, error]);
+}
+
+/** Claims running registrations whose process died (lease passed): SKIP LOCKED, so one replica cleans each. */
+export async function claimAbandoned(q: Queryable, limit: number, leaseMs: number): Promise<RegistrationRow[]> {
+  const r = await q.query<RegistrationRow>(
+    `UPDATE registrations SET lease_until = now() + $2 * interval '1 millisecond'
+     WHERE id IN (SELECT id FROM registrations WHERE status = 'running' AND lease_until < now() ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
+     RETURNING *`,
+    [limit, leaseMs],
+  );
+  return r.rows;
+}
+
+/** One registration. */
+export async function getRegistration(q: Queryable, id: string): Promise<RegistrationRow | undefined> {
+  return (await q.query<RegistrationRow>("SELECT * FROM registrations WHERE id = $1", [id])).rows[0];
+}
