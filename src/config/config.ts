@@ -37,6 +37,18 @@ export type Config = Readonly<{
   logLevel: string;
   /** Bearer token the CLI and peer clients send. */
   token: string;
+  platforms: Readonly<{
+    /** platform → driver name ("sandbox"), or absent when unbound (FAILED_PRECONDITION). */
+    drivers: Readonly<Partial<Record<string, string>>>;
+    codeTimeoutSeconds: number;
+    registrationLeaseMs: number;
+  }>;
+  sandbox: Readonly<{
+    /** An external sandbox (`conveer sandbox`); empty: Conveer starts one in-process. */
+    url: string;
+    /** Where the in-process or standalone sandbox listens. */
+    addr: string;
+  }>;
   proxy: Readonly<{
     checkTarget: string;
     checkIntervalMs: number;
@@ -76,6 +88,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsKey,
     logLevel: oneOf(env, "CONVEER_LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "silent"], "info"),
     token: env.CONVEER_TOKEN ?? "",
+    platforms: Object.freeze({
+      drivers: Object.freeze(drivers(env)),
+      codeTimeoutSeconds: int(env, "CONVEER_REGISTRATION_CODE_TIMEOUT_S", 120, 1, 600),
+      registrationLeaseMs: int(env, "CONVEER_REGISTRATION_LEASE_MS", 30_000, 300, 3_600_000),
+    }),
+    sandbox: Object.freeze({
+      url: url(env, "CONVEER_SANDBOX_URL"),
+      addr: hostPort(env, "CONVEER_SANDBOX_ADDR", "127.0.0.1:0"),
+    }),
     proxy: Object.freeze({
       checkTarget: hostPort(env, "CONVEER_PROXY_CHECK_TARGET", "example.com:80"),
       checkIntervalMs: int(env, "CONVEER_PROXY_CHECK_INTERVAL_MS", 60_000, 100, 86_400_000),
@@ -106,6 +127,29 @@ function hostPort(env: NodeJS.ProcessEnv, key: string, def: string): string {
     throw new ConfigError(`${key} must be host:port (e.g. ${def}), got ${JSON.stringify(v)}`);
   }
   return v;
+}
+
+const PLATFORM_NAMES = ["vk", "telegram", "mail", "max"];
+const DRIVER_NAMES = ["sandbox", "none"];
+
+// "vk=sandbox,telegram=none": every platform defaults to the sandbox; "none" unbinds one.
+function drivers(env: NodeJS.ProcessEnv): Partial<Record<string, string>> {
+  const out: Record<string, string> = Object.fromEntries(PLATFORM_NAMES.map((p) => [p, "sandbox"]));
+  for (const part of (env.CONVEER_PLATFORM_DRIVERS ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [p, d] = part.split("=").map((s) => s?.trim());
+    if (!PLATFORM_NAMES.includes(p) || !DRIVER_NAMES.includes(d ?? "")) {
+      throw new ConfigError(`CONVEER_PLATFORM_DRIVERS must be a list like "vk=sandbox,max=none" (platforms ${PLATFORM_NAMES.join(", ")}; drivers ${DRIVER_NAMES.join(", ")}), got ${JSON.stringify(part)}`);
+    }
+    if (d === "none") delete out[p];
+    else out[p] = d;
+  }
+  return out;
+}
+
+function url(env: NodeJS.ProcessEnv, key: string): string {
+  const v = env[key] ?? "";
+  if (v && !/^https?:\/\/[^/\s]+/.test(v)) throw new ConfigError(`${key} must be an http(s) URL like http://127.0.0.1:8090, got ${JSON.stringify(v)}`);
+  return v.replace(/\/+$/, "");
 }
 
 function int(env: NodeJS.ProcessEnv, key: string, def: number, min: number, max: number): number {
