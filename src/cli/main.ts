@@ -7,6 +7,7 @@ import { startApp } from "../app.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 import { registerAdminCommands } from "./admin-commands.ts";
 import { registerImportCommands } from "./import-commands.ts";
+import { registerRegisterCommand } from "./register-command.ts";
 
 /** The `conveer` command: starts the system and administers it. */
 export function buildCli(getConfig: () => Config = () => loadConfig()): Command {
@@ -49,6 +50,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
 
   registerAdminCommands(program, getConfig);
   registerImportCommands(program, getConfig);
+  registerRegisterCommand(program, getConfig);
   return program;
 }
 
