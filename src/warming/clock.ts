@@ -1,0 +1,111 @@
+/**
+ * Time for warming. Scenarios span days; the scheduler asks a Clock for "now" and sleeps on it, so
+ * tests drive it with fakeClock and demos compress it with systemClock(CONVEER_TIME_SCALE).
+ */
+
+/** Scenario time: `now()` in epoch ms, and `sleep` for a span of scenario time (rejects with signal.reason on abort). */
+export type Clock = { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> };
+
+/** A clock tests move by hand. */
+export type FakeClock = Clock & {
+  /** Moves time forward by ms, waking sleepers in due order and letting each run before the next (await it). */
+  advance(ms: number): Promise<void>;
+  /** How many sleeps are waiting. */
+  pending(): number;
+};
+
+// setTimeout's longest delay; longer ones fire at once, so sleeps are chunked.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The real clock, optionally sped up: scenario time = start + (real elapsed × timeScale), so 1440
+ * makes a scenario day pass per real minute. `sleep(ms)` waits ms of scenario time (ms / timeScale real).
+ */
+export function systemClock(timeScale = 1): Clock {
+  if (!Number.isFinite(timeScale) || timeScale <= 0) throw new RangeError(`timeScale must be a positive number, got ${timeScale}`);
+  const realStart = Date.now();
+  const now = timeScale === 1 ? () => Date.now() : () => realStart + (Date.now() - realStart) * timeScale;
+  return {
+    now,
+    sleep(ms, signal) {
+      const until = now() + Math.max(0, ms);
+      return new Promise<void>((resolve, reject) => {
+        if (signal?.aborted) return reject(signal.reason);
+        let timer: NodeJS.Timeout | undefined;
+        const onAbort = () => {
+          clearTimeout(timer);
+          reject(signal!.reason);
+        };
+        const tick = () => {
+          const left = until - now();
+          if (left <= 0) {
+            signal?.removeEventListener("abort", onAbort);
+            return resolve();
+          }
+          timer = setTimeout(tick, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(left / timeScale))));
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        tick();
+      });
+    },
+  };
+}
+
+/** Reads CONVEER_TIME_SCALE ("" or unset: 1); throws naming the variable when it is not a positive number. */
+export function parseTimeScale(value: string | undefined): number {
+  if (value === undefined || value.trim() === "") return 1;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 1_000_000) {
+    throw new RangeError(`CONVEER_TIME_SCALE must be a number from just above 0 to 1000000 (1 real time, 1440 a day per minute), got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** A clock that only moves on `advance`; starts at `start` (epoch ms or Date). */
+export function fakeClock(start: number | Date = 0): FakeClock {
+  let t = typeof start === "number" ? start : start.getTime();
+  let nextId = 0;
+  const sleepers: { id: number; at: number; resolve: () => void }[] = [];
+  const flush = () => new Promise<void>((r) => setImmediate(r));
+  return {
+    now: () => t,
+    sleep(ms, signal) {
+      return new Promise<void>((resolve, reject) => {
+        if (signal?.aborted) return reject(signal.reason);
+        if (ms <= 0) return resolve();
+        const id = nextId++;
+        const onAbort = () => {
+          const i = sleepers.findIndex((s) => s.id === id);
+          if (i >= 0) sleepers.splice(i, 1);
+          reject(signal!.reason);
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        sleepers.push({
+          id,
+          at: t + ms,
+          resolve: () => {
+            signal?.removeEventListener("abort", onAbort);
+            resolve();
+          },
+        });
+      });
+    },
+    async advance(ms) {
+      const target = t + Math.max(0, ms);
+      await flush();
+      for (;;) {
+        let next = -1;
+        for (let i = 0; i < sleepers.length; i++) {
+          if (sleepers[i].at <= target && (next < 0 || sleepers[i].at < sleepers[next].at || (sleepers[i].at === sleepers[next].at && sleepers[i].id < sleepers[next].id))) next = i;
+        }
+        if (next < 0) break;
+        const [s] = sleepers.splice(next, 1);
+        t = Math.max(t, s.at);
+        s.resolve();
+        await flush();
+      }
+      t = target;
+    },
+    pending: () => sleepers.length,
+  };
+}
