@@ -1,9 +1,11 @@
 import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { pino } from "pino";
 import type { Logger } from "pino";
 import type { DescService } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
 import { AccountService } from "./gen/conveer/v1/account_pb.js";
 import { ProxyService } from "./gen/conveer/v1/proxy_pb.js";
 import { WarmingService } from "./gen/conveer/v1/warming_pb.js";
@@ -15,10 +17,9 @@ import { MaxService } from "./gen/conveer/v1/max_pb.js";
 import { createAccounts } from "./accounts/accounts.ts";
 import { accountService } from "./accounts/account-service.ts";
 import { createProxies } from "./proxies/proxies.ts";
-import type { AccountLookup } from "./proxies/proxies.ts";
 import { proxyService } from "./proxies/proxy-service.ts";
 import { createHealthChecker } from "./proxies/health-checker.ts";
-import { anyTokens, createAuthenticator } from "./auth/tokens.ts";
+import { anyTokens, createAuthenticator, systemPrincipal } from "./auth/tokens.ts";
 import { SERVICE_NAMES, SERVICE_PORTS, isLoopback, splitHostPort } from "./config/config.ts";
 import type { Config, ServiceName } from "./config/config.ts";
 import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "./server/grpc-server.ts";
@@ -26,6 +27,15 @@ import { createMetrics } from "./server/metrics.ts";
 import { createReflection } from "./server/reflection.ts";
 import { bindGrpc, loadTls, serverCredentials } from "./server/listen.ts";
 import { remoteClient } from "./server/clients.ts";
+import { localClient } from "./server/local-client.ts";
+import { PLATFORMS } from "./domain.ts";
+import type { Platform } from "./domain.ts";
+import { createSandbox, createSandboxDriver, createSandboxSmsProvider } from "./sandbox/index.ts";
+import { createSms } from "./sms/sms.ts";
+import { smsService } from "./sms/sms-service.ts";
+import { createPlatforms } from "./platforms/platforms.ts";
+import { platformService } from "./platforms/platform-service.ts";
+import type { PlatformDriver } from "./platforms/driver.ts";
 import { startHttp } from "./server/http.ts";
 import type { ServiceBinding } from "./server/service-binding.ts";
 import type { Db } from "./store/db.ts";
@@ -60,6 +70,8 @@ export type App = {
   ports: Partial<Record<ServiceName, number>>;
   httpPort: number;
   log: Logger;
+  /** The sandbox platform's base URL (in-process or CONVEER_SANDBOX_URL); "" when none is used. */
+  sandboxUrl: string;
   /** Drains in-flight calls (up to graceMs), stops background work, closes the store. */
   stop(graceMs?: number): Promise<void>;
 };
@@ -104,15 +116,24 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const metrics = createMetrics();
     const deps = { log, auth, metrics, shutdown: shutdown.signal };
 
+    // Each service's domain and binding. A peer is reached by a direct call when it runs in this
+    // process, by a gRPC client to its *_SERVICE_GRPC_ADDR when it does not.
+    const bindings: Partial<Record<ServiceName, ServiceBinding>> = {};
+    function peer<S extends DescService>(name: ServiceName, who: string): Client<S> {
+      const local = services.includes(name) ? bindings[name] : undefined;
+      return local
+        ? localClient<S>(local, systemPrincipal(who))
+        : remoteClient(DESCRIPTORS[name] as S, { addr: config.addrs[name], token: config.token, tls: Boolean(config.tlsCert) });
+    }
+
     const accounts = createAccounts({ db, vault, newId });
-    const accountLookup: AccountLookup = services.includes("account")
-      ? { getAccount: ({ accountId }) => accounts.get(accountId) }
-      : remoteClient(AccountService, { addr: config.addrs.account, token: config.token, tls: Boolean(config.tlsCert) });
+    bindings.account = accountService(accounts);
+
     const proxies = createProxies({
       db,
       vault,
       newId,
-      accounts: accountLookup,
+      accounts: peer<typeof AccountService>("account", "proxy-service"),
       log,
       options: {
         leaseMs: config.proxy.leaseMs,
@@ -121,11 +142,48 @@ export async function startApp(opts: AppOptions): Promise<App> {
         failureThreshold: config.proxy.failureThreshold,
       },
     });
+    bindings.proxy = proxyService(proxies);
 
-    const bindings: Partial<Record<ServiceName, ServiceBinding>> = {
-      account: accountService(accounts),
-      proxy: proxyService(proxies),
-    };
+    // The sandbox: the only platform and SMS provider Conveer ships. In-process unless
+    // CONVEER_SANDBOX_URL names a standalone one (`conveer sandbox`), which replicas must share.
+    const platformNames = PLATFORMS.filter((p) => services.includes(p));
+    let sandboxUrl = config.sandbox.url;
+    if (!sandboxUrl && (services.includes("sms") || platformNames.length > 0)) {
+      const sandbox = createSandbox({ dataFile: join(config.dataDir, "sandbox.json"), log: log.child({ component: "sandbox" }) });
+      sandboxUrl = (await sandbox.listen(config.sandbox.addr)).url;
+      cleanups.push(() => sandbox.close());
+      log.info({ url: sandboxUrl }, "sandbox platform started in-process");
+    }
+
+    if (services.includes("sms")) {
+      const provider = createSandboxSmsProvider({ baseUrl: sandboxUrl });
+      cleanups.push(() => provider.close());
+      const sms = createSms({ db, providers: [provider], newId, log });
+      await sms.start();
+      cleanups.push(() => sms.stop());
+      bindings.sms = smsService(sms);
+    }
+
+    if (platformNames.length > 0) {
+      const drivers: Partial<Record<Platform, PlatformDriver>> = {};
+      for (const p of PLATFORMS) if (config.platforms.drivers[p] === "sandbox") drivers[p] = createSandboxDriver(p, { baseUrl: sandboxUrl });
+      const platforms = createPlatforms({
+        db,
+        drivers,
+        newId,
+        log,
+        peers: {
+          accounts: peer<typeof AccountService>("account", "platform-service"),
+          proxies: peer<typeof ProxyService>("proxy", "platform-service"),
+          sms: peer<typeof SMSService>("sms", "platform-service"),
+        },
+        options: { codeTimeoutSeconds: config.platforms.codeTimeoutSeconds, leaseMs: config.platforms.registrationLeaseMs },
+      });
+      for (const p of platformNames) bindings[p] = platformService(DESCRIPTORS[p] as typeof VKService, p, platforms);
+      // Registrations left running by a process that died are cleaned up (number refunded, proxy freed).
+      const recovery = every(config.platforms.registrationLeaseMs, () => platforms.recoverAbandoned(), log, "registration recovery");
+      cleanups.push(recovery);
+    }
 
     const health = new HealthImplementation({ "": "SERVING" });
     const reflection = createReflection();
@@ -175,6 +233,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       ports,
       httpPort: http.port,
       log,
+      sandboxUrl,
       stop(graceMs = 5000) {
         grace = graceMs;
         stopping ??= cleanup();
@@ -206,4 +265,25 @@ async function drain(servers: grpc.Server[], shutdown: AbortController, graceMs:
     ),
   );
   shutdown.abort();
+}
+
+/** Runs fn now and then every intervalMs (never overlapping) until the returned stop is called. */
+function every(intervalMs: number, fn: () => Promise<unknown>, log: Logger, what: string): () => Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> | undefined;
+  let stopped = false;
+  const tick = () => {
+    running = fn()
+      .catch((err) => log.warn({ err: String(err) }, `${what} failed; retrying`))
+      .finally(() => {
+        running = undefined;
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+  tick();
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await running;
+  };
 }

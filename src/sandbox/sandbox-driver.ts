@@ -1,0 +1,135 @@
+/**
+ * The sandbox driver: PlatformDriver over the sandbox's HTTP API, through the account's proxy
+ * (HTTP CONNECT or SOCKS5, via dialThroughProxy) when ctx.proxy is set.
+ */
+import type net from "node:net";
+import type { Platform } from "../domain.ts";
+import { AppError } from "../errors.ts";
+import { dialThroughProxy } from "../proxies/proxy-dial.ts";
+import { DriverError } from "../platforms/driver.ts";
+import type { ActionKind, DriverContext, DriverSession, PlatformAccountStatus, PlatformDriver, SignUpInput } from "../platforms/driver.ts";
+import { parseBase, requestJson } from "./http-json.ts";
+import type { JsonAnswer } from "./http-json.ts";
+
+/** Options of the sandbox driver: the sandbox's URL and a per-request time limit (default 10 s, proxy dial included). */
+export type SandboxDriverOptions = { baseUrl: string; timeoutMs?: number };
+
+type Target = "user" | "post" | "group";
+/** Each action as a request: the kind of target, its param name, and the route. */
+const ACTIONS: Record<ActionKind, { target: Target; method: "GET" | "POST"; path: (id: string) => string; text?: string }> = {
+  view_profile: { target: "user", method: "GET", path: (id) => `/users/${id}` },
+  like_post: { target: "post", method: "POST", path: (id) => `/posts/${id}/likes` },
+  subscribe: { target: "group", method: "POST", path: (id) => `/groups/${id}/members` },
+  comment: { target: "post", method: "POST", path: (id) => `/posts/${id}/comments`, text: "Nice post!" },
+  send_message: { target: "user", method: "POST", path: (id) => `/users/${id}/messages`, text: "Hi!" },
+  repost: { target: "post", method: "POST", path: (id) => `/posts/${id}/reposts` },
+  view_stories: { target: "user", method: "GET", path: (id) => `/users/${id}/stories` },
+  add_friend: { target: "user", method: "POST", path: (id) => `/users/${id}/friend-requests` },
+};
+const FEED_KEY: Record<Target, string> = { user: "users", post: "posts", group: "groups" };
+
+/** Maps a non-2xx sandbox answer to a DriverError. */
+function toDriverError(a: JsonAnswer): DriverError {
+  const error = typeof a.body.error === "string" ? a.body.error : "";
+  const message = typeof a.body.message === "string" && a.body.message ? a.body.message : `HTTP ${a.status}`;
+  switch (a.status) {
+    case 429: {
+      const s = Number(a.retryAfter);
+      return new DriverError("rate_limited", message, Number.isFinite(s) && s > 0 ? s * 1000 : 1000);
+    }
+    case 403:
+      return new DriverError(error === "suspended" ? "suspended" : "banned", message);
+    case 404:
+      return new DriverError("not_found", message);
+    case 401:
+      return new DriverError("unauthorized", message);
+    case 410:
+      return new DriverError("expired", message);
+    case 400:
+      return new DriverError(error === "wrong_code" ? "wrong_code" : "invalid", message);
+    case 409:
+    case 413:
+      return new DriverError("invalid", message);
+    default:
+      return new DriverError("unavailable", `sandbox answered HTTP ${a.status}: ${message}`);
+  }
+}
+
+/** Flattens an answer's fields to strings (the driver's `data`). */
+const strings = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+
+/** A PlatformDriver for one sandbox namespace (/v1/{platform}). */
+export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptions): PlatformDriver {
+  const base = parseBase(opts.baseUrl);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const ns = `/v1/${platform}`;
+
+  async function call(method: string, path: string, ctx: DriverContext, o: { body?: unknown; token?: string } = {}): Promise<Record<string, unknown>> {
+    if (ctx.signal?.aborted) throw new AppError("CANCELLED", `the ${platform} call was cancelled`);
+    const ac = new AbortController();
+    const onAbort = () => ac.abort();
+    ctx.signal?.addEventListener("abort", onAbort, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, timeoutMs);
+    let socket: net.Socket | undefined;
+    try {
+      if (ctx.proxy) socket = (await dialThroughProxy(ctx.proxy, { host: base.host, port: base.port }, { timeoutMs, signal: ac.signal })).socket;
+      const answer = await requestJson(base, method, ns + path, { ...o, signal: ac.signal, socket });
+      if (answer.status >= 200 && answer.status < 300) return answer.body;
+      throw toDriverError(answer);
+    } catch (err) {
+      if (err instanceof DriverError) throw err;
+      if (ctx.signal?.aborted) throw new AppError("CANCELLED", `the ${platform} call was cancelled`);
+      if (timedOut) throw new DriverError("unavailable", `the sandbox ${platform} did not answer within ${timeoutMs} ms`);
+      const via = ctx.proxy ? ` through proxy ${ctx.proxy.host}:${ctx.proxy.port}` : "";
+      throw new DriverError("unavailable", `cannot reach the sandbox ${platform}${via}: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      clearTimeout(timer);
+      ctx.signal?.removeEventListener("abort", onAbort);
+      socket?.destroy();
+    }
+  }
+
+  const session = (b: Record<string, unknown>): DriverSession => ({ userId: String(b.user_id ?? ""), sessionToken: String(b.session_token ?? "") });
+
+  /** The target id from params (user_id / post_id / group_id, or target_id), else a random one from the feed. */
+  async function targetOf(kind: Target, params: Record<string, string>, s: DriverSession, ctx: DriverContext): Promise<string> {
+    const given = params[`${kind}_id`] || params.target_id;
+    if (given) return given;
+    const feed = await call("GET", "/feed", ctx, { token: s.sessionToken });
+    const ids = Array.isArray(feed[FEED_KEY[kind]]) ? (feed[FEED_KEY[kind]] as string[]) : [];
+    if (ids.length === 0) throw new DriverError("not_found", `no ${kind} to act on in the sandbox ${platform}`);
+    return ids[Math.floor(Math.random() * ids.length)];
+  }
+
+  return {
+    platform,
+    async startSignUp(input: SignUpInput, ctx: DriverContext) {
+      const body = { login: input.login, password: input.password, phone: input.phone, first_name: input.firstName, last_name: input.lastName, fields: input.fields };
+      const b = await call("POST", "/signups", ctx, { body });
+      return { signupId: String(b.signup_id) };
+    },
+    async confirmSignUp(signupId: string, code: string, ctx: DriverContext) {
+      return session(await call("POST", `/signups/${encodeURIComponent(signupId)}/confirm`, ctx, { body: { code } }));
+    },
+    async login(login: string, password: string, ctx: DriverContext) {
+      return session(await call("POST", "/sessions", ctx, { body: { login, password } }));
+    },
+    async execute(action: ActionKind, params: Record<string, string>, s: DriverSession, ctx: DriverContext) {
+      const a = Object.hasOwn(ACTIONS, action) ? ACTIONS[action] : undefined;
+      if (!a) throw new DriverError("invalid", `unknown action ${JSON.stringify(action)}`);
+      const id = await targetOf(a.target, params, s, ctx);
+      const body = a.method === "POST" ? (a.text ? { text: params.text || a.text } : params.text ? { text: params.text } : {}) : undefined;
+      const out = await call(a.method, a.path(encodeURIComponent(id)), ctx, { body, token: s.sessionToken });
+      return { data: { target_id: id, ...strings(out) } };
+    },
+    async accountStatus(s: DriverSession, ctx: DriverContext): Promise<PlatformAccountStatus> {
+      const b = await call("GET", "/me", ctx, { token: s.sessionToken });
+      const status = b.status === "banned" || b.status === "suspended" ? b.status : "active";
+      return { status, reason: typeof b.reason === "string" ? b.reason : "" };
+    },
+  };
+}
