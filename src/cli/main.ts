@@ -8,6 +8,7 @@ import { holdDataDirLock } from "./data-dir-lock.ts";
 import { registerAdminCommands } from "./admin-commands.ts";
 import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
+import { registerSandboxCommand } from "./sandbox-command.ts";
 
 /** The `conveer` command: starts the system and administers it. */
 export function buildCli(getConfig: () => Config = () => loadConfig()): Command {
@@ -51,6 +52,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
   registerAdminCommands(program, getConfig);
   registerImportCommands(program, getConfig);
   registerRegisterCommand(program, getConfig);
+  registerSandboxCommand(program, getConfig);
   return program;
 }
 
