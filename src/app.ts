@@ -119,6 +119,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     // Each service's domain and binding. A peer is reached by a direct call when it runs in this
     // process, by a gRPC client to its *_SERVICE_GRPC_ADDR when it does not.
     const bindings: Partial<Record<ServiceName, ServiceBinding>> = {};
+    const stopBeforeDrain: (() => Promise<void>)[] = [];
     function peer<S extends DescService>(name: ServiceName, who: string): Client<S> {
       const local = services.includes(name) ? bindings[name] : undefined;
       return local
@@ -160,7 +161,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
       cleanups.push(() => provider.close());
       const sms = createSms({ db, providers: [provider], newId, log });
       await sms.start();
-      cleanups.push(() => sms.stop());
+      // Stopped before the servers drain (cleanups run in reverse): waiting GetCode calls end at
+      // once with UNAVAILABLE ("call again") instead of holding shutdown for the grace period.
+      stopBeforeDrain.push(() => sms.stop());
       bindings.sms = smsService(sms);
     }
 
@@ -203,6 +206,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       servers.push(server);
     }
     cleanups.push(() => drain(servers, shutdown, grace));
+    cleanups.push(...stopBeforeDrain);
 
     // Health Watch streams every setStatus to its watchers: report only changes (the health protocol).
     let storeStatus: "SERVING" | "NOT_SERVING" = "SERVING";

@@ -20,6 +20,7 @@ export class FakeSmsProvider implements SmsProvider {
   #seq = 0;
   readonly #rentals = new Map<string, { phone: string; price: number; codeCame: boolean; ended: boolean }>();
   readonly #listeners = new Set<(m: DeliveredSms) => void>();
+  readonly #refByPhone = new Map<string, string>();
 
   constructor(opts: { name?: string; currency?: string; balance?: number; price?: number; numbers?: number; ttlMs?: number; services?: string[] } = {}) {
     this.name = opts.name ?? "fake";
@@ -41,6 +42,7 @@ export class FakeSmsProvider implements SmsProvider {
     const phone = this.#free.shift()!;
     const ref = `r${++this.#seq}`;
     this.#rentals.set(ref, { phone, price: this.price, codeCame: false, ended: false });
+    this.#refByPhone.set(phone, ref);
     return { ref, phone, price: this.price, expiresAt: new Date(Date.now() + this.ttlMs) };
   }
 
@@ -94,10 +96,9 @@ export class FakeSmsProvider implements SmsProvider {
     for (const l of this.#listeners) l(m);
   }
 
-  /** The ref of the rental holding a phone number. */
+  /** The ref of the latest rental of a phone number. */
   refOf(phone: string): string | undefined {
-    for (const [ref, r] of this.#rentals) if (r.phone === phone) return ref;
-    return undefined;
+    return this.#refByPhone.get(phone);
   }
 
   /** Subscribers now. */
