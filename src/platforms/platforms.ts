@@ -9,6 +9,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { CheckAccountStatusResponseSchema, ExecuteActionResponseSchema, RegisterResponseSchema } from "../gen/conveer/v1/platform_pb.js";
 import { AppError, invalidArgument } from "../errors.ts";
+import type { ErrorCode } from "../errors.ts";
 import type { Platform } from "../domain.ts";
 import { checkId } from "../accounts/accounts.ts";
 import type { Db } from "../store/db.ts";
@@ -30,6 +31,29 @@ export const STEPS = ["create_account", "allocate_proxy", "rent_number", "sign_u
 type Step = (typeof STEPS)[number];
 
 class StepFailure extends Error {}
+
+/** Peer codes a caller of ExecuteAction / CheckAccountStatus is meant to see as they are. */
+const PEER_CODES: Partial<Record<Code, ErrorCode>> = {
+  [Code.NotFound]: "NOT_FOUND",
+  [Code.InvalidArgument]: "INVALID_ARGUMENT",
+  [Code.FailedPrecondition]: "FAILED_PRECONDITION",
+  [Code.ResourceExhausted]: "RESOURCE_EXHAUSTED",
+  [Code.Canceled]: "CANCELLED",
+  [Code.DeadlineExceeded]: "DEADLINE_EXCEEDED",
+};
+
+/**
+ * A peer's answer (AccountService, ProxyService) as this service's own error: peers answer
+ * ConnectErrors (remote, or in-process through localClient), which would otherwise surface as
+ * INTERNAL. The caller's mistakes (unknown account, an account that cannot get a proxy) keep
+ * their code; anything else means the peer could not answer.
+ */
+function rethrowPeer(err: unknown): never {
+  if (!(err instanceof ConnectError)) throw err;
+  const code = PEER_CODES[err.code];
+  if (code) throw new AppError(code, err.rawMessage, { cause: err });
+  throw new AppError("UNAVAILABLE", `a peer service could not answer (${Code[err.code]}: ${err.rawMessage}); retry later`, { cause: err });
+}
 
 const COUNTRY = /^[a-z]{2}$/;
 const LOGIN = /^[A-Za-z0-9._-]{3,64}$/;
@@ -90,7 +114,7 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
     }
   }
 
-  return {
+  const api = {
     /** Runs the conveyor for one new account; answers success=false with the failed step on failure. */
     async register(platform: Platform, req: RegisterRequest, signal?: AbortSignal): Promise<RegisterResponse> {
       const driver = driverFor(platform);
@@ -237,6 +261,12 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
         statusChanged: changed,
       });
     },
+  };
+  const { execute, checkStatus } = api;
+  return {
+    ...api,
+    execute: (...a: Parameters<typeof execute>) => execute(...a).catch(rethrowPeer),
+    checkStatus: (...a: Parameters<typeof checkStatus>) => checkStatus(...a).catch(rethrowPeer),
   };
 }
 
