@@ -148,12 +148,14 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
         const su = await driver.startSignUp({ login, password, phone: act.phone, firstName: req.firstName, lastName: req.lastName, fields: req.platformFields }, ctx);
         await next("wait_code", { signup_id: su.signupId });
         const code = await peers.sms.getCode({ activationId: act.id, timeoutSeconds: options.codeTimeoutSeconds }, { signal });
-        if (!code.success) throw new StepFailure(code.error || "no code arrived");
+        if (!code.success) throw new StepFailure(`no SMS code arrived within ${options.codeTimeoutSeconds} s (${code.error.split(";")[0]})`);
         await next("confirm");
         const session = await driver.confirmSignUp(su.signupId, code.code, ctx);
         await next("store");
         await peers.accounts.updateCredentials({ accountId: acc.id, phone: act.phone, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
         await peers.accounts.updateStatus({ accountId: acc.id, status: AccountStatus.ACTIVE, reason: `registered (registration ${id})` });
+        // The code is used: end the activation so the number goes back to the provider's pool.
+        await peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
         await store.finishRegistration(db, id, "succeeded");
         log.info({ registration_id: id, account_id: acc.id, platform }, "registered");
         return create(RegisterResponseSchema, { success: true, accountId: acc.id, registrationId: id });

@@ -492,6 +492,11 @@ export function createSms({ db, providers, newId, log, now = () => new Date(), o
       checkId(activationId, "activation_id");
       const row = await db.transaction(async (tx) => {
         const r = await store.getActivation(tx, activationId, true);
+        // After the code: ending the activation completes it (the number is handed back, no refund).
+        if (r?.status === S.SMS_STATUS_CODE_RECEIVED) {
+          await store.setStatus(tx, activationId, r.status, S.SMS_STATUS_COMPLETED, "completed: the code was used", author);
+          return { ...r, status: S.SMS_STATUS_COMPLETED };
+        }
         if (!r || !OPEN.has(r.status)) return r;
         await store.setStatus(tx, activationId, r.status, S.SMS_STATUS_CANCELLED, "cancelled", author);
         return { ...r, status: S.SMS_STATUS_CANCELLED };
@@ -499,9 +504,9 @@ export function createSms({ db, providers, newId, log, now = () => new Date(), o
       if (!row) throw notFound("activation", activationId);
       const answer = (success: boolean, refunded: boolean, error = "") => create(CancelActivationResponseSchema, { success, refunded, error });
       switch (row.status) {
-        case S.SMS_STATUS_CODE_RECEIVED:
         case S.SMS_STATUS_COMPLETED:
-          return answer(false, false, "the code has already arrived: the number was used and cannot be cancelled or refunded");
+          if (!row.released) await settle(row).catch((err) => log.warn({ err: String(err), activation_id: activationId }, "could not finish the rental; the sweeper retries"));
+          return answer(true, false, "the code had arrived: the activation is completed and the number returned, without a refund");
         case S.SMS_STATUS_FAILED:
           return answer(false, row.refunded, `the activation already expired without a code${row.refunded ? " and was refunded" : ""}`);
         case S.SMS_STATUS_CANCELLED: {

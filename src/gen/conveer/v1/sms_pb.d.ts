@@ -298,7 +298,7 @@ export declare const SMSService: GenService<{
     output: typeof GetCodeResponseSchema;
   },
   /**
-   * Отменить активацию (refunds when no code came)
+   * Отменить активацию: refunds when no code came; after the code, completes it (number returned, no refund)
    *
    * @generated from rpc conveer.SMSService.CancelActivation
    */
