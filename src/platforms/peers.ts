@@ -8,7 +8,7 @@ import type { SMSService } from "../gen/conveer/v1/sms_pb.js";
  * peer runs in this process, gRPC clients when it does not (src/app.ts decides).
  */
 export type PlatformPeers = {
-  accounts: Pick<Client<typeof AccountService>, "createAccount" | "getAccount" | "getCredentials" | "updateStatus" | "updateCredentials">;
+  accounts: Pick<Client<typeof AccountService>, "createAccount" | "getAccount" | "getCredentials" | "updateStatus" | "updateCredentials" | "listAccounts">;
   proxies: Pick<Client<typeof ProxyService>, "allocateProxy" | "getProxyForAccount" | "releaseProxy">;
   sms: Pick<Client<typeof SMSService>, "getNumber" | "getCode" | "cancelActivation">;
 };

@@ -88,6 +88,18 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
     await store.finishRegistration(db, reg.id, "failed", step, error);
   }
 
+  /** The CREATING account a registration made, by its registration_id label ("" when none). */
+  async function creatingAccountOf(platform: string, registrationId: string): Promise<string> {
+    let pageToken = "";
+    do {
+      const page = await peers.accounts.listAccounts({ platform, status: AccountStatus.CREATING, pageSize: 1000, pageToken });
+      const hit = page.accounts.find((a) => a.labels.registration_id === registrationId);
+      if (hit) return hit.id;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return "";
+  }
+
   function mapDriverError(err: unknown, platform: Platform): never {
     if (!(err instanceof DriverError)) throw err;
     switch (err.kind) {
@@ -174,7 +186,9 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
       const rows = await store.claimAbandoned(db, 50, options.leaseMs);
       for (const r of rows) {
         log.warn({ registration_id: r.id, step: r.step }, "cleaning up a registration interrupted by a stopped process");
-        await cleanUp(r, r.step, `interrupted at ${r.step}: the process running it stopped`);
+        // Died between creating the account and recording its id: find it by its label.
+        const held = r.account_id ? r : { ...r, account_id: await creatingAccountOf(r.platform, r.id) };
+        await cleanUp(held, r.step, `interrupted at ${r.step}: the process running it stopped`);
       }
       return rows.length;
     },
