@@ -32,29 +32,6 @@ type Step = (typeof STEPS)[number];
 
 class StepFailure extends Error {}
 
-/** Peer codes a caller of ExecuteAction / CheckAccountStatus is meant to see as they are. */
-const PEER_CODES: Partial<Record<Code, ErrorCode>> = {
-  [Code.NotFound]: "NOT_FOUND",
-  [Code.InvalidArgument]: "INVALID_ARGUMENT",
-  [Code.FailedPrecondition]: "FAILED_PRECONDITION",
-  [Code.ResourceExhausted]: "RESOURCE_EXHAUSTED",
-  [Code.Canceled]: "CANCELLED",
-  [Code.DeadlineExceeded]: "DEADLINE_EXCEEDED",
-};
-
-/**
- * A peer's answer (AccountService, ProxyService) as this service's own error: peers answer
- * ConnectErrors (remote, or in-process through localClient), which would otherwise surface as
- * INTERNAL. The caller's mistakes (unknown account, an account that cannot get a proxy) keep
- * their code; anything else means the peer could not answer.
- */
-function rethrowPeer(err: unknown): never {
-  if (!(err instanceof ConnectError)) throw err;
-  const code = PEER_CODES[err.code];
-  if (code) throw new AppError(code, err.rawMessage, { cause: err });
-  throw new AppError("UNAVAILABLE", `a peer service could not answer (${Code[err.code]}: ${err.rawMessage}); retry later`, { cause: err });
-}
-
 const COUNTRY = /^[a-z]{2}$/;
 const LOGIN = /^[A-Za-z0-9._-]{3,64}$/;
 
@@ -278,12 +255,7 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
       });
     },
   };
-  const { execute, checkStatus } = api;
-  return {
-    ...api,
-    execute: (...a: Parameters<typeof execute>) => execute(...a).catch(rethrowPeer),
-    checkStatus: (...a: Parameters<typeof checkStatus>) => checkStatus(...a).catch(rethrowPeer),
-  };
+  return api;
 }
 
 /** The platform services' API. */

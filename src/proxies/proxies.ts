@@ -1,5 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
@@ -47,18 +46,6 @@ function checkCountry(field: string, value: string): string {
   return country;
 }
 
-/**
- * An AccountService answer as the pool's own error: when AccountService runs in another process its
- * errors arrive as ConnectErrors, which would otherwise surface as INTERNAL. The caller's mistakes
- * (unknown or malformed id) keep their code; anything else means the peer could not answer.
- */
-function peerError(err: unknown): unknown {
-  if (!(err instanceof ConnectError)) return err;
-  if (err.code === Code.NotFound) return new AppError("NOT_FOUND", err.rawMessage);
-  if (err.code === Code.InvalidArgument) return new AppError("INVALID_ARGUMENT", err.rawMessage);
-  return new AppError("UNAVAILABLE", `AccountService could not look up the account (${Code[err.code]}: ${err.rawMessage}); retry later`, { cause: err });
-}
-
 /** The proxy pool: allocation, release, rotation, health. Transport-free. */
 export function createProxies({ db, vault, newId, accounts, log, options }: ProxiesDeps) {
   const aad = (id: string) => `proxy:${id}`;
@@ -97,12 +84,8 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
 
   async function requireAccount(accountId: string): Promise<Account> {
     checkId(accountId, "account_id");
-    let acc: Account;
-    try {
-      acc = await accounts.getAccount({ accountId });
-    } catch (err) {
-      throw peerError(err);
-    }
+    // A peer's error (unknown account, AccountService down) is mapped in src/server/status.ts.
+    const acc = await accounts.getAccount({ accountId });
     if (acc.status === AccountStatus.DELETED || acc.status === AccountStatus.BANNED) {
       throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; only live accounts get proxies`);
     }

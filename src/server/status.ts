@@ -1,4 +1,5 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
 import { PgError, isConnectionError, sqlState } from "../store/pg-errors.ts";
@@ -13,6 +14,12 @@ export type StatusOut = { code: GrpcStatus; message: string; internal: boolean }
  */
 export function toStatus(err: unknown): StatusOut {
   if (err instanceof AppError) return { code: GrpcStatus[err.code as ErrorCode], message: err.message, internal: false };
+  if (err instanceof ConnectError) {
+    // A peer service's answer (in-process or over gRPC): the caller's own mistakes keep their
+    // code; anything else means the peer could not answer, which is retryable for our caller.
+    if (PEER_PASS_THROUGH.has(err.code)) return { code: err.code as number as GrpcStatus, message: err.rawMessage, internal: false };
+    return { code: GrpcStatus.UNAVAILABLE, message: `a peer service could not answer (${Code[err.code]}: ${err.rawMessage}); retry later`, internal: false };
+  }
   if (isConnectionError(err)) {
     return { code: GrpcStatus.UNAVAILABLE, message: "the store is unreachable; retry later", internal: false };
   }
@@ -28,6 +35,16 @@ export function toStatus(err: unknown): StatusOut {
   if (pgliteClosed) return { code: GrpcStatus.UNAVAILABLE, message: "the store is closed; retry later", internal: false };
   return { code: GrpcStatus.INTERNAL, message: "internal error", internal: true };
 }
+
+const PEER_PASS_THROUGH = new Set<Code>([
+  Code.NotFound,
+  Code.InvalidArgument,
+  Code.FailedPrecondition,
+  Code.ResourceExhausted,
+  Code.AlreadyExists,
+  Code.Canceled,
+  Code.DeadlineExceeded,
+]);
 
 /** The enum name of a gRPC status code ("NOT_FOUND"). */
 export function statusName(code: number): string {
