@@ -28,7 +28,7 @@ import { createReflection } from "./server/reflection.ts";
 import { bindGrpc, loadTls, serverCredentials } from "./server/listen.ts";
 import { remoteClient } from "./server/clients.ts";
 import { localClient } from "./server/local-client.ts";
-import { PLATFORMS } from "./domain.ts";
+import { PLATFORMS, isPlatform } from "./domain.ts";
 import type { Platform } from "./domain.ts";
 import { createSandbox, createSandboxDriver, createSandboxSmsProvider } from "./sandbox/index.ts";
 import { createSms } from "./sms/sms.ts";
@@ -36,6 +36,11 @@ import { smsService } from "./sms/sms-service.ts";
 import { createPlatforms } from "./platforms/platforms.ts";
 import { platformService } from "./platforms/platform-service.ts";
 import type { PlatformDriver } from "./platforms/driver.ts";
+import { createWarming } from "./warming/warming.ts";
+import { warmingService } from "./warming/warming-service.ts";
+import { systemClock } from "./warming/clock.ts";
+import { loadScenarios } from "./warming/scenario.ts";
+import { AppError } from "./errors.ts";
 import { startHttp } from "./server/http.ts";
 import type { ServiceBinding } from "./server/service-binding.ts";
 import type { Db } from "./store/db.ts";
@@ -186,6 +191,26 @@ export async function startApp(opts: AppOptions): Promise<App> {
       // Registrations left running by a process that died are cleaned up (number refunded, proxy freed).
       const recovery = every(config.platforms.registrationLeaseMs, () => platforms.recoverAbandoned(), log, "registration recovery");
       cleanups.push(recovery);
+    }
+
+    if (services.includes("warming")) {
+      const warming = createWarming({
+        db,
+        newId,
+        log,
+        clock: systemClock(config.warming.timeScale),
+        scenarios: await loadScenarios(config.warming.scenariosDir || undefined),
+        peers: {
+          accounts: peer<typeof AccountService>("account", "warming"),
+          platforms: (platform) => {
+            if (!isPlatform(platform)) throw new AppError("FAILED_PRECONDITION", `no platform service for ${JSON.stringify(platform)}`);
+            return peer<typeof VKService>(platform, "warming");
+          },
+        },
+      });
+      await warming.start();
+      stopBeforeDrain.push(() => warming.stop(grace));
+      bindings.warming = warmingService(warming);
     }
 
     const health = new HealthImplementation({ "": "SERVING" });

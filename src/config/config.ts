@@ -43,6 +43,12 @@ export type Config = Readonly<{
     codeTimeoutSeconds: number;
     registrationLeaseMs: number;
   }>;
+  warming: Readonly<{
+    /** Operator scenario files (*.yaml, *.yml, *.json); empty: built-ins only. */
+    scenariosDir: string;
+    /** 1 = real time; 1440 = a scenario day per real minute. */
+    timeScale: number;
+  }>;
   sandbox: Readonly<{
     /** An external sandbox (`conveer sandbox`); empty: Conveer starts one in-process. */
     url: string;
@@ -92,6 +98,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       drivers: Object.freeze(drivers(env)),
       codeTimeoutSeconds: int(env, "CONVEER_REGISTRATION_CODE_TIMEOUT_S", 120, 1, 600),
       registrationLeaseMs: int(env, "CONVEER_REGISTRATION_LEASE_MS", 30_000, 300, 3_600_000),
+    }),
+    warming: Object.freeze({
+      scenariosDir: env.CONVEER_SCENARIOS_DIR ? resolve(env.CONVEER_SCENARIOS_DIR) : "",
+      timeScale: timeScale(env),
     }),
     sandbox: Object.freeze({
       url: url(env, "CONVEER_SANDBOX_URL"),
@@ -144,6 +154,16 @@ function drivers(env: NodeJS.ProcessEnv): Partial<Record<string, string>> {
     else out[p] = d;
   }
   return out;
+}
+
+function timeScale(env: NodeJS.ProcessEnv): number {
+  const v = env.CONVEER_TIME_SCALE;
+  if (v === undefined || v.trim() === "") return 1;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 1_000_000) {
+    throw new ConfigError(`CONVEER_TIME_SCALE must be a number above 0 and at most 1000000 (1 = real time, 1440 = a day per minute), got ${JSON.stringify(v)}`);
+  }
+  return n;
 }
 
 function url(env: NodeJS.ProcessEnv, key: string): string {

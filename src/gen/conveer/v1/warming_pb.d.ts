@@ -416,6 +416,153 @@ export declare type WarmingEvent = Message<"conveer.WarmingEvent"> & {
 export declare const WarmingEventSchema: GenMessage<WarmingEvent>;
 
 /**
+ * @generated from message conveer.ListScenariosRequest
+ */
+export declare type ListScenariosRequest = Message<"conveer.ListScenariosRequest"> & {
+};
+
+/**
+ * Describes the message conveer.ListScenariosRequest.
+ * Use `create(ListScenariosRequestSchema)` to create a new message.
+ */
+export declare const ListScenariosRequestSchema: GenMessage<ListScenariosRequest>;
+
+/**
+ * @generated from message conveer.ListScenariosResponse
+ */
+export declare type ListScenariosResponse = Message<"conveer.ListScenariosResponse"> & {
+  /**
+   * @generated from field: repeated conveer.WarmingScenario scenarios = 1;
+   */
+  scenarios: WarmingScenario[];
+};
+
+/**
+ * Describes the message conveer.ListScenariosResponse.
+ * Use `create(ListScenariosResponseSchema)` to create a new message.
+ */
+export declare const ListScenariosResponseSchema: GenMessage<ListScenariosResponse>;
+
+/**
+ * @generated from message conveer.GetScenarioRequest
+ */
+export declare type GetScenarioRequest = Message<"conveer.GetScenarioRequest"> & {
+  /**
+   * Empty: the default scenario (basic).
+   *
+   * @generated from field: string scenario_id = 1;
+   */
+  scenarioId: string;
+};
+
+/**
+ * Describes the message conveer.GetScenarioRequest.
+ * Use `create(GetScenarioRequestSchema)` to create a new message.
+ */
+export declare const GetScenarioRequestSchema: GenMessage<GetScenarioRequest>;
+
+/**
+ * A warming scenario: which actions an account does on which day, and in which hours (UTC).
+ *
+ * @generated from message conveer.WarmingScenario
+ */
+export declare type WarmingScenario = Message<"conveer.WarmingScenario"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: int32 total_days = 4;
+   */
+  totalDays: number;
+
+  /**
+   * @generated from field: repeated conveer.WarmingScenarioDay days = 5;
+   */
+  days: WarmingScenarioDay[];
+
+  /**
+   * "builtin" or the operator file it was loaded from.
+   *
+   * @generated from field: string source = 6;
+   */
+  source: string;
+
+  /**
+   * True for the scenario StartWarming uses when scenario_id is empty.
+   *
+   * @generated from field: bool is_default = 7;
+   */
+  isDefault: boolean;
+};
+
+/**
+ * Describes the message conveer.WarmingScenario.
+ * Use `create(WarmingScenarioSchema)` to create a new message.
+ */
+export declare const WarmingScenarioSchema: GenMessage<WarmingScenario>;
+
+/**
+ * One entry of a scenario's day plan.
+ *
+ * @generated from message conveer.WarmingScenarioDay
+ */
+export declare type WarmingScenarioDay = Message<"conveer.WarmingScenarioDay"> & {
+  /**
+   * The scenario days it covers, as written: "3" or "2-5".
+   *
+   * @generated from field: string days = 1;
+   */
+  days: string;
+
+  /**
+   * @generated from field: int32 from_day = 2;
+   */
+  fromDay: number;
+
+  /**
+   * @generated from field: int32 to_day = 3;
+   */
+  toDay: number;
+
+  /**
+   * Active window, UTC hours, [start_hour, end_hour).
+   *
+   * @generated from field: double start_hour = 4;
+   */
+  startHour: number;
+
+  /**
+   * @generated from field: double end_hour = 5;
+   */
+  endHour: number;
+
+  /**
+   * Action kind (view_profile, like_post, ...) → count per day: "3" or a range "2-5".
+   *
+   * @generated from field: map<string, string> actions = 6;
+   */
+  actions: { [key: string]: string };
+};
+
+/**
+ * Describes the message conveer.WarmingScenarioDay.
+ * Use `create(WarmingScenarioDaySchema)` to create a new message.
+ */
+export declare const WarmingScenarioDaySchema: GenMessage<WarmingScenarioDay>;
+
+/**
  * @generated from enum conveer.WarmingStatus
  */
 export enum WarmingStatus {
@@ -538,6 +685,26 @@ export declare const WarmingService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamEventsRequestSchema;
     output: typeof WarmingEventSchema;
+  },
+  /**
+   * Added: the scenarios StartWarming accepts (built-ins and operator files), by id.
+   *
+   * @generated from rpc conveer.WarmingService.ListScenarios
+   */
+  listScenarios: {
+    methodKind: "unary";
+    input: typeof ListScenariosRequestSchema;
+    output: typeof ListScenariosResponseSchema;
+  },
+  /**
+   * Added: one scenario; NOT_FOUND for an unknown id (empty: the default, basic).
+   *
+   * @generated from rpc conveer.WarmingService.GetScenario
+   */
+  getScenario: {
+    methodKind: "unary";
+    input: typeof GetScenarioRequestSchema;
+    output: typeof WarmingScenarioSchema;
   },
 }>;
 

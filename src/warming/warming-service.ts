@@ -1,0 +1,32 @@
+import { WarmingService } from "../gen/conveer/v1/warming_pb.js";
+import { bindService, principalOf } from "../server/service-binding.ts";
+import type { Warming } from "./warming.ts";
+
+/** WarmingService over the warming domain: validate, call, map. StreamEvents ends when the call does (ctx.signal). */
+export function warmingService(warming: Warming) {
+  return bindService({
+    service: WarmingService,
+    scopes: {
+      startWarming: "warming:write",
+      pauseWarming: "warming:write",
+      resumeWarming: "warming:write",
+      stopWarming: "warming:write",
+      getWarmingStatus: "warming:read",
+      getStatistics: "warming:read",
+      streamEvents: "warming:read",
+      listScenarios: "warming:read",
+      getScenario: "warming:read",
+    },
+    impl: {
+      startWarming: (req, ctx) => warming.startTask(req, principalOf(ctx).name),
+      pauseWarming: (req, ctx) => warming.pauseTask(req.taskId, principalOf(ctx).name),
+      resumeWarming: (req, ctx) => warming.resumeTask(req.taskId, principalOf(ctx).name),
+      stopWarming: (req, ctx) => warming.stopTask(req.taskId, req.reason, principalOf(ctx).name),
+      getWarmingStatus: (req) => warming.getTask(req.taskId),
+      getStatistics: (req) => warming.statistics(req),
+      streamEvents: (req, ctx) => warming.events(req, ctx.signal),
+      listScenarios: () => ({ scenarios: warming.listScenarios() }),
+      getScenario: (req) => warming.getScenario(req.scenarioId),
+    },
+  });
+}

@@ -1,0 +1,565 @@
+import type { Queryable } from "../store/db.ts";
+import type { PlannedAction } from "./planner.ts";
+
+/**
+ * Warming's SQL. Every scenario-time value comes in as a parameter (`now` from the injectable
+ * clock), never SQL now(), so fake clocks and CONVEER_TIME_SCALE work; leases are the one
+ * exception: they bound a claim against a dead process, which is a real-time matter, so they use
+ * the database clock (shared by every replica).
+ *
+ * Lock order, everywhere: a task row before its action rows. Claims take task rows with SKIP
+ * LOCKED, so a claim never waits on a recorder, a pause or another worker.
+ */
+
+/** The NOTIFY channel; the payload is the highest event id the notifying transaction wrote. */
+export const EVENTS_CHANNEL = "warming_events";
+
+/** conveer.WarmingStatus values, as stored. */
+export const TaskStatus = { PENDING: 1, RUNNING: 2, PAUSED: 3, COMPLETED: 4, FAILED: 5, STOPPED: 6 } as const;
+/** Statuses of a task that has not ended. */
+export const OPEN_STATUSES: readonly number[] = [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.PAUSED];
+
+/** The event types, as stored and streamed. */
+export const EVENT_TYPES = ["action_started", "action_completed", "action_failed", "status_changed"] as const;
+/** One event type. */
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** A warming_tasks row. */
+export type TaskRow = {
+  id: string;
+  account_id: string;
+  platform: string;
+  scenario_id: string;
+  duration_days: number;
+  status: number;
+  total_days: number;
+  total_actions: number;
+  day1_at: Date;
+  next_seq: number;
+  run_at: Date | null;
+  next_action_at: Date | null;
+  actions_completed: number;
+  actions_failed: number;
+  consecutive_failures: number;
+  progress: number;
+  current_day: number;
+  error: string;
+  account_released: boolean;
+  started_at: Date;
+  paused_at: Date | null;
+  completed_at: Date | null;
+};
+
+/** A task row locked for recording, with the due time of the action after next_seq (null when none). */
+export type LockedTask = TaskRow & { following_due: Date | null };
+
+/**
+ * An action a worker has claimed: it is `running` with a lease, and its action_started event is
+ * written. `task` is its task as the claim left it: with one action per task in flight, only a
+ * status change (pause, stop) can alter what recording depends on, which applyDecisions guards.
+ */
+export type ClaimedAction = {
+  task_id: string;
+  seq: number;
+  day: number;
+  kind: string;
+  due_at: Date;
+  key: string;
+  attempts: number;
+  account_id: string;
+  platform: string;
+  task: LockedTask;
+};
+
+/** An event to write. */
+export type EventInput = { task_id: string; event_type: EventType; at: Date; data: Record<string, string> };
+/** A stored event. */
+export type EventRow = EventInput & { id: number };
+
+const TASK_COLUMNS = `id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_seq,
+  run_at, next_action_at, actions_completed, actions_failed, consecutive_failures, progress, current_day, error,
+  account_released, started_at, paused_at, completed_at`;
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+/** Inserts a PENDING task and its whole plan (one statement per table, whatever the plan's size). */
+export async function insertTask(
+  q: Queryable,
+  t: Pick<TaskRow, "id" | "account_id" | "platform" | "scenario_id" | "duration_days" | "total_days" | "day1_at" | "started_at">,
+  plan: readonly PlannedAction[],
+): Promise<TaskRow> {
+  const r = await q.query<TaskRow>(
+    `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_action_at, started_at)
+     VALUES ($1, $2, $3, $4, $5, ${TaskStatus.PENDING}, $6, $7, $8::timestamptz, $9::timestamptz, $10::timestamptz) RETURNING ${TASK_COLUMNS}`,
+    [t.id, t.account_id, t.platform, t.scenario_id, t.duration_days, t.total_days, plan.length, t.day1_at, plan[0]?.at ?? null, t.started_at],
+  );
+  if (plan.length > 0) {
+    await q.query(
+      `INSERT INTO warming_actions (task_id, seq, day, kind, due_at, key)
+       SELECT $1, seq, day, kind, due_at, key FROM unnest($2::int[], $3::int[], $4::text[], $5::timestamptz[], $6::text[]) AS p(seq, day, kind, due_at, key)`,
+      [t.id, plan.map((a) => a.seq), plan.map((a) => a.day), plan.map((a) => a.kind), plan.map((a) => a.at), plan.map((a) => a.key)],
+    );
+  }
+  return r.rows[0];
+}
+
+/** Removes a task that never started (its account could not be marked WARMING). */
+export async function deleteTask(q: Queryable, id: string): Promise<void> {
+  await q.query("DELETE FROM warming_tasks WHERE id = $1", [id]);
+}
+
+/** One task, or undefined; `forUpdate` locks it. */
+export async function getTask(q: Queryable, id: string, forUpdate = false): Promise<TaskRow | undefined> {
+  const r = await q.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id]);
+  return r.rows[0];
+}
+
+/** The account's unfinished task, if any. */
+export async function openTaskOf(q: Queryable, accountId: string): Promise<TaskRow | undefined> {
+  const r = await q.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE account_id = $1 AND status IN (${OPEN_STATUSES.join(", ")})`, [accountId]);
+  return r.rows[0];
+}
+
+/** The fields of a task a status change or a recorded result may set. */
+export type TaskUpdate = Partial<
+  Pick<
+    TaskRow,
+    | "status"
+    | "next_seq"
+    | "run_at"
+    | "next_action_at"
+    | "actions_completed"
+    | "actions_failed"
+    | "consecutive_failures"
+    | "progress"
+    | "current_day"
+    | "error"
+    | "account_released"
+    | "paused_at"
+    | "completed_at"
+  >
+>;
+
+const UPDATE_TYPES: Record<keyof TaskUpdate, string> = {
+  status: "smallint",
+  next_seq: "int",
+  run_at: "timestamptz",
+  next_action_at: "timestamptz",
+  actions_completed: "int",
+  actions_failed: "int",
+  consecutive_failures: "int",
+  progress: "int",
+  current_day: "int",
+  error: "text",
+  account_released: "boolean",
+  paused_at: "timestamptz",
+  completed_at: "timestamptz",
+};
+
+/** Applies one update per task in one statement (each update may set different fields; absent fields stay). */
+export async function updateTasks(q: Queryable, updates: { id: string; set: TaskUpdate }[]): Promise<TaskRow[]> {
+  if (updates.length === 0) return [];
+  const fields = [...new Set(updates.flatMap((u) => Object.keys(u.set)))] as (keyof TaskUpdate)[];
+  // jsonb_to_recordset carries typed values and NULLs alike on both drivers; a per-row "has" list tells a NULL to write from a field to leave.
+  const recs = updates.map((u) => {
+    const rec: Record<string, unknown> = { id: u.id, has: Object.keys(u.set) };
+    for (const f of fields) {
+      const v = u.set[f];
+      rec[f] = v instanceof Date ? v.toISOString() : (v ?? null);
+    }
+    return rec;
+  });
+  const cols = fields.map((f) => `${f} ${UPDATE_TYPES[f]}`).join(", ");
+  const sets = fields.map((f) => `${f} = CASE WHEN r.has ? '${f}' THEN r.${f} ELSE t.${f} END`).join(", ");
+  const r = await q.query<TaskRow>(
+    `UPDATE warming_tasks t SET ${sets}${sets ? ", " : ""}updated_at = now()
+     FROM jsonb_to_recordset($1::jsonb) AS r(id text, has jsonb${cols ? ", " + cols : ""})
+     WHERE t.id = r.id AND t.id = ANY($2::text[]) RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")}`,
+    // The redundant id list gives the planner an index path (it cannot see into the jsonb).
+    [JSON.stringify(recs), updates.map((u) => u.id)],
+  );
+  return r.rows;
+}
+
+/** The pending action next_seq's state: "pending", "running", …, or undefined past the plan's end. */
+export async function actionStatus(q: Queryable, taskId: string, seq: number): Promise<string | undefined> {
+  const r = await q.query<{ status: string }>("SELECT status FROM warming_actions WHERE task_id = $1 AND seq = $2", [taskId, seq]);
+  return r.rows[0]?.status;
+}
+
+/**
+ * Writes events in order and NOTIFYs once with the highest id, in the caller's transaction; answers
+ * the ids. Precondition (what makes the event hub's gap check exact): the transaction has already
+ * written something else, so it holds a transaction id before it takes event ids. Every caller
+ * changes a task or action row first.
+ */
+export async function insertEvents(q: Queryable, events: readonly EventInput[]): Promise<number[]> {
+  if (events.length === 0) return [];
+  const r = await q.query<{ ids: number[] }>(
+    `WITH e AS (
+       INSERT INTO warming_events (task_id, event_type, at, data)
+       SELECT x.task_id, x.event_type, x.at, x.data
+       FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (task_id text, event_type text, at timestamptz, data jsonb)) WITH ORDINALITY AS x(task_id, event_type, at, data, ord)
+       ORDER BY x.ord
+       RETURNING id
+     )
+     SELECT array_agg(id ORDER BY id) AS ids, pg_notify('${EVENTS_CHANNEL}', max(id)::text) FROM e`,
+    [JSON.stringify(events.map((e) => ({ task_id: e.task_id, event_type: e.event_type, at: e.at.toISOString(), data: e.data })))],
+  );
+  return (r.rows[0]?.ids ?? []).map(Number);
+}
+
+/**
+ * Claims up to `limit` due actions in one statement: the task rows (RUNNING, run_at ≤ now, SKIP
+ * LOCKED, so concurrent workers take different tasks and never wait), their action next_seq
+ * (pending → running, attempts + 1, a lease of leaseMs real time), and one action_started event
+ * each, then NOTIFY. At most one action per task is ever in flight: run_at is NULL until the
+ * claimed action is recorded.
+ */
+export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: number): Promise<ClaimedAction[]> {
+  const r = await q.query<Omit<ClaimedAction, "task" | "account_id" | "platform"> & { task: unknown; following_due: Date | null }>(
+    `WITH c AS (
+       SELECT id FROM warming_tasks
+       WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL AND run_at <= $1::timestamptz
+       ORDER BY run_at
+       LIMIT $2
+       FOR UPDATE SKIP LOCKED
+     ), t AS (
+       -- = ANY(ARRAY(…)) and the unnest below keep every step an index lookup: joins against CTEs
+       -- would let the planner hash-join over whole tables, whose cost grows with them.
+       UPDATE warming_tasks w SET run_at = NULL, updated_at = now()
+       WHERE w.id = ANY(ARRAY(SELECT id FROM c))
+       RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1w.$2")}
+     ), a AS (
+       UPDATE warming_actions x
+       SET status = 'running', attempts = x.attempts + 1, lease_until = now() + $3 * interval '1 millisecond', started_at = $1::timestamptz
+       FROM unnest(ARRAY(SELECT id FROM t ORDER BY id), ARRAY(SELECT next_seq FROM t ORDER BY id)) AS k(task_id, seq)
+       WHERE x.task_id = k.task_id AND x.seq = k.seq AND x.status = 'pending'
+       RETURNING x.task_id, x.seq, x.day, x.kind, x.due_at, x.key, x.attempts
+     ), j AS (
+       SELECT a.task_id, a.seq, a.day, a.kind, a.due_at, a.key, a.attempts, to_jsonb(t) AS task,
+         (SELECT n.due_at FROM warming_actions n WHERE n.task_id = a.task_id AND n.seq = a.seq + 1) AS following_due
+       FROM a JOIN t ON t.id = a.task_id
+     ), e AS (
+       INSERT INTO warming_events (task_id, event_type, at, data)
+       SELECT task_id, 'action_started', $1::timestamptz, jsonb_build_object(
+         'action_type', 'ACTION_TYPE_' || upper(kind), 'seq', seq::text, 'day', day::text, 'attempt', attempts::text,
+         'due_at', to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+         'lag_ms', round(extract(epoch FROM ($1::timestamptz - due_at)) * 1000)::bigint::text,
+         'progress', task->>'progress')
+       FROM j ORDER BY due_at, task_id
+       RETURNING id
+     ), n AS (
+       SELECT pg_notify('${EVENTS_CHANNEL}', max(id)::text) FROM e HAVING count(*) > 0
+     )
+     SELECT j.task_id, j.seq, j.day, j.kind, j.due_at, j.key, j.attempts, j.task, j.following_due, (SELECT count(*) FROM n) AS notified FROM j`,
+    [now, limit, leaseMs],
+  );
+  return r.rows.map((x) => {
+    const t = x.task as unknown as Record<string, unknown>;
+    const task = { ...t, following_due: x.following_due } as unknown as LockedTask;
+    for (const k of ["day1_at", "run_at", "next_action_at", "started_at", "paused_at", "completed_at"] as const) {
+      const v = t[k];
+      (task as Record<string, unknown>)[k] = typeof v === "string" ? new Date(v) : null;
+    }
+    return { task_id: x.task_id, seq: x.seq, day: x.day, kind: x.kind, due_at: x.due_at, key: x.key, attempts: x.attempts, account_id: task.account_id, platform: task.platform, task };
+  });
+}
+
+/** The earliest run_at of a RUNNING task (what the workers sleep until), or null. */
+export async function nextRunAt(q: Queryable): Promise<Date | null> {
+  const r = await q.query<{ at: Date | null }>(`SELECT min(run_at) AS at FROM warming_tasks WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL`);
+  return r.rows[0]?.at ?? null;
+}
+
+/** Locks the tasks (in id order: no deadlock between recorders) and reads them with the due time of the action after next_seq. */
+export async function lockTasks(q: Queryable, ids: readonly string[]): Promise<LockedTask[]> {
+  const r = await q.query<LockedTask>(
+    `SELECT ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")},
+       (SELECT n.due_at FROM warming_actions n WHERE n.task_id = t.id AND n.seq = t.next_seq + 1) AS following_due
+     FROM warming_tasks t WHERE t.id = ANY($1::text[]) ORDER BY t.id FOR UPDATE OF t`,
+    [[...ids]],
+  );
+  return r.rows;
+}
+
+/** How a claimed action ends: its new state (pending again for a retry), when, how long it took, why it failed. */
+export type ActionFinish = { task_id: string; seq: number; attempts: number; status: "pending" | "done" | "failed"; finished_at: Date | null; duration_ms: number | null; error: string };
+
+/**
+ * Records the outcome of claimed actions; only those still held (running, same attempt, and, with
+ * onlyExpired, a lapsed lease) change. Answers the task ids whose action was recorded: an action
+ * whose lease lapsed and was taken over is not recorded twice.
+ */
+export async function finishActions(q: Queryable, rows: readonly ActionFinish[], onlyExpired = false): Promise<Set<string>> {
+  if (rows.length === 0) return new Set();
+  const r = await q.query<{ task_id: string }>(
+    `UPDATE warming_actions a
+     SET status = r.status, lease_until = NULL, finished_at = r.finished_at, duration_ms = r.duration_ms, error = r.error
+     FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int, status text, finished_at timestamptz, duration_ms int, error text)
+     WHERE a.task_id = r.task_id AND a.seq = r.seq AND a.status = 'running' AND a.attempts = r.attempts${onlyExpired ? " AND a.lease_until < now()" : ""}
+     RETURNING a.task_id`,
+    [JSON.stringify(rows.map((x) => ({ ...x, finished_at: iso(x.finished_at) })))],
+  );
+  return new Set(r.rows.map((x) => x.task_id));
+}
+
+/** One recorded outcome for applyDecisions: what the task must still look like, and what to write. */
+export type GuardedDecision = {
+  /** The task's status, next_seq and failures in a row the decision was computed from. */
+  expect: { status: number; next_seq: number; consecutive_failures: number };
+  action: ActionFinish;
+  task: TaskUpdate;
+  events: EventInput[];
+};
+
+const TASK_SET = (Object.keys(UPDATE_TYPES) as (keyof TaskUpdate)[]).map((f) => `${f} = CASE WHEN r.has ? '${f}' THEN r.${f} ELSE t.${f} END`).join(",\n         ");
+const TASK_COLS = (Object.keys(UPDATE_TYPES) as (keyof TaskUpdate)[]).map((f) => `${f} ${UPDATE_TYPES[f]}`).join(", ");
+
+/**
+ * Records decided outcomes in ONE statement (one round trip, its own transaction): locks the tasks
+ * that still look as the decisions assumed (task before action, as everywhere), records the actions
+ * still held by the claim (running, same attempt), updates those tasks, writes their events and
+ * NOTIFYs. Answers, per task: `guarded` (the task still looked as assumed), `held` (recorded), and
+ * the updated row. A task whose guard failed (paused or stopped meanwhile) is left untouched for
+ * the caller's locked path; one guarded but not held lost its lease to another worker.
+ */
+export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[]): Promise<{ guarded: Set<string>; held: Set<string>; ended: EndedTask[] }> {
+  if (ds.length === 0) return { guarded: new Set(), held: new Set(), ended: [] };
+  const recs = ds.map((d) => {
+    const rec: Record<string, unknown> = {
+      task_id: d.action.task_id,
+      seq: d.action.seq,
+      attempts: d.action.attempts,
+      expect_status: d.expect.status,
+      expect_next_seq: d.expect.next_seq,
+      expect_failures: d.expect.consecutive_failures,
+      a_status: d.action.status,
+      a_finished_at: iso(d.action.finished_at),
+      a_duration_ms: d.action.duration_ms,
+      a_error: d.action.error,
+      has: Object.keys(d.task),
+      events: d.events.map((e) => ({ event_type: e.event_type, at: e.at.toISOString(), data: e.data })),
+    };
+    for (const [k, v] of Object.entries(d.task)) rec[k] = v instanceof Date ? v.toISOString() : v;
+    return rec;
+  });
+  const r = await q.query<{ guarded: string[]; held: string[]; ended: EndedTask[] }>(
+    `WITH r AS (
+       SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int, expect_status smallint, expect_next_seq int, expect_failures int,
+         a_status text, a_finished_at timestamptz, a_duration_ms int, a_error text, has jsonb, events jsonb, ${TASK_COLS})
+     ), g AS (
+       SELECT t.id FROM warming_tasks t JOIN r ON r.task_id = t.id
+       WHERE t.id = ANY($2::text[]) AND t.status = r.expect_status AND t.next_seq = r.expect_next_seq AND t.consecutive_failures = r.expect_failures
+       ORDER BY t.id
+       FOR UPDATE OF t
+     ), a AS (
+       UPDATE warming_actions x
+       SET status = r.a_status, lease_until = NULL, finished_at = r.a_finished_at, duration_ms = r.a_duration_ms, error = r.a_error
+       FROM r
+       WHERE x.task_id = r.task_id AND x.seq = r.seq AND x.attempts = r.attempts AND x.status = 'running'
+         AND x.task_id = ANY(ARRAY(SELECT id FROM g))
+       RETURNING x.task_id
+     ), u AS (
+       UPDATE warming_tasks t
+       SET ${TASK_SET},
+         updated_at = now()
+       FROM r
+       WHERE t.id = r.task_id AND t.id = ANY(ARRAY(SELECT task_id FROM a))
+       RETURNING t.id, t.account_id, t.status
+     ), e AS (
+       INSERT INTO warming_events (task_id, event_type, at, data)
+       SELECT r.task_id, ev.event_type, ev.at, ev.data
+       FROM r, ROWS FROM (jsonb_to_recordset(r.events) AS (event_type text, at timestamptz, data jsonb)) WITH ORDINALITY AS ev(event_type, at, data, ord)
+       WHERE r.task_id = ANY(ARRAY(SELECT task_id FROM a))
+       ORDER BY r.task_id, ev.ord
+       RETURNING id
+     ), n AS (
+       SELECT pg_notify('${EVENTS_CHANNEL}', max(id)::text) FROM e HAVING count(*) > 0
+     )
+     SELECT ARRAY(SELECT id FROM g) AS guarded, ARRAY(SELECT task_id FROM a) AS held,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'account_id', account_id, 'status', status)), '[]'::jsonb)
+        FROM u WHERE status IN (${TaskStatus.COMPLETED}, ${TaskStatus.FAILED})) AS ended,
+       (SELECT count(*) FROM n) AS notified`,
+    [JSON.stringify(recs), ds.map((d) => d.action.task_id)],
+  );
+  const row = r.rows[0];
+  return { guarded: new Set(row.guarded), held: new Set(row.held), ended: row.ended };
+}
+
+/** What releasing an ended task's account needs. */
+export type EndedTask = Pick<TaskRow, "id" | "account_id" | "status">;
+
+/** Extends the leases of actions still in flight here (same attempt, still running). */
+export async function renewLeases(q: Queryable, held: readonly { task_id: string; seq: number; attempts: number }[], leaseMs: number): Promise<number> {
+  if (held.length === 0) return 0;
+  const r = await q.query(
+    `UPDATE warming_actions a SET lease_until = now() + $2 * interval '1 millisecond'
+     FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int)
+     WHERE a.task_id = r.task_id AND a.seq = r.seq AND a.attempts = r.attempts AND a.status = 'running'`,
+    [JSON.stringify(held), leaseMs],
+  );
+  return r.rowCount;
+}
+
+/** Running actions whose lease lapsed (their worker died or hung), oldest first. */
+export async function expiredLeases(q: Queryable, limit: number): Promise<{ task_id: string; seq: number; attempts: number; kind: string; day: number }[]> {
+  const r = await q.query<{ task_id: string; seq: number; attempts: number; kind: string; day: number }>(
+    "SELECT task_id, seq, attempts, kind, day FROM warming_actions WHERE status = 'running' AND lease_until < now() ORDER BY lease_until LIMIT $1",
+    [limit],
+  );
+  return r.rows;
+}
+
+/**
+ * RUNNING tasks with nothing claimable and nothing in flight (run_at NULL, action next_seq not
+ * running): cannot happen while the invariants hold; repaired rather than left stuck.
+ */
+export async function strandedTasks(q: Queryable, limit: number): Promise<TaskRow[]> {
+  const r = await q.query<TaskRow>(
+    `SELECT ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")} FROM warming_tasks t
+     WHERE t.status = ${TaskStatus.RUNNING} AND t.run_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM warming_actions a WHERE a.task_id = t.id AND a.seq = t.next_seq AND a.status = 'running')
+     LIMIT $1`,
+    [limit],
+  );
+  return r.rows;
+}
+
+/**
+ * Claims ended tasks whose account still has to be moved back from WARMING and that nobody has
+ * touched for olderThanMs (real time): bumping updated_at holds each for that long, so replicas
+ * sweeping at once do not release the same account twice.
+ */
+export async function claimUnreleased(q: Queryable, olderThanMs: number, limit: number): Promise<TaskRow[]> {
+  const r = await q.query<TaskRow>(
+    `UPDATE warming_tasks SET updated_at = now()
+     WHERE id IN (SELECT id FROM warming_tasks WHERE NOT account_released AND updated_at < now() - $1 * interval '1 millisecond' ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+     RETURNING ${TASK_COLUMNS}`,
+    [olderThanMs, limit],
+  );
+  return r.rows;
+}
+
+/** Marks a task's account as released. */
+export async function markReleased(q: Queryable, id: string): Promise<void> {
+  await q.query("UPDATE warming_tasks SET account_released = true, updated_at = now() WHERE id = $1", [id]);
+}
+
+/** Claims PENDING tasks not touched for olderThanMs (real time): their StartWarming was interrupted. Held like claimUnreleased. */
+export async function claimStalePending(q: Queryable, olderThanMs: number, limit: number): Promise<TaskRow[]> {
+  const r = await q.query<TaskRow>(
+    `UPDATE warming_tasks SET updated_at = now()
+     WHERE id IN (SELECT id FROM warming_tasks WHERE status = ${TaskStatus.PENDING} AND updated_at < now() - $1 * interval '1 millisecond' ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+     RETURNING ${TASK_COLUMNS}`,
+    [olderThanMs, limit],
+  );
+  return r.rows;
+}
+
+// ---- events -------------------------------------------------------------------------------------
+
+type RawEvent = { id: number | string; task_id: string; event_type: string; at: Date; data: Record<string, string> };
+const toEvent = (r: RawEvent): EventRow => ({ id: Number(r.id), task_id: r.task_id, event_type: r.event_type as EventType, at: r.at, data: r.data });
+
+/**
+ * The events after `after` (up to `limit`; `full: false` leaves out data but a status change's
+ * `to`), with the statement's snapshot ("xmin:xmax:xip,…"): the
+ * transactions in progress when those rows were read, which is what the hub needs to tell a gap
+ * that may still fill (its writer is in progress) from one that never will (rolled back).
+ */
+export async function pollEvents(q: Queryable, after: number, limit: number, full = true): Promise<{ snapshot: string; rows: EventRow[] }> {
+  // light (nobody subscribed): only what in-process listeners use, the `to` of a status change.
+  const data = full ? "data" : "CASE WHEN event_type = 'status_changed' THEN jsonb_build_object('to', data->'to') ELSE '{}'::jsonb END AS data";
+  const r = await q.query<RawEvent & { snap: string }>(
+    `SELECT s.snap, e.id, e.task_id, e.event_type, e.at, e.data
+     FROM (SELECT pg_current_snapshot()::text AS snap) s
+     LEFT JOIN LATERAL (SELECT id, task_id, event_type, at, ${data} FROM warming_events WHERE id > $1 ORDER BY id LIMIT $2) e ON true`,
+    [after, limit],
+  );
+  const snapshot = r.rows[0]?.snap ?? "";
+  return { snapshot, rows: r.rows.filter((x) => x.id !== null).map(toEvent) };
+}
+
+/** The highest event id and the snapshot it was read in. */
+export async function eventsHead(q: Queryable): Promise<{ snapshot: string; maxId: number }> {
+  const r = await q.query<{ snap: string; max: number | string | null }>("SELECT pg_current_snapshot()::text AS snap, (SELECT max(id) FROM warming_events) AS max");
+  return { snapshot: r.rows[0].snap, maxId: Number(r.rows[0].max ?? 0) };
+}
+
+/**
+ * A fresh transaction id, taken in its own (committed at once) transaction: every transaction that
+ * had an id before this call has an id below it. The hub's witness when a gap persists.
+ */
+export async function witnessXid(q: Queryable): Promise<string> {
+  return (await q.query<{ x: string }>("SELECT pg_current_xact_id()::text AS x")).rows[0].x;
+}
+
+/** The current snapshot ("xmin:xmax:xip,…"). */
+export async function currentSnapshot(q: Queryable): Promise<string> {
+  return (await q.query<{ snap: string }>("SELECT pg_current_snapshot()::text AS snap")).rows[0].snap;
+}
+
+/** Stored events in (after, upTo], optionally for one task and some types, oldest first (a StreamEvents replay). */
+export async function eventsBetween(q: Queryable, after: number, upTo: number, f: { taskId?: string; types?: readonly string[] }, limit: number): Promise<EventRow[]> {
+  const where = ["id > $1", "id <= $2"];
+  const params: unknown[] = [after, upTo];
+  if (f.taskId) where.push(`task_id = $${params.push(f.taskId)}`);
+  if (f.types && f.types.length > 0) where.push(`event_type = ANY($${params.push([...f.types])}::text[])`);
+  const r = await q.query<RawEvent>(`SELECT id, task_id, event_type, at, data FROM warming_events WHERE ${where.join(" AND ")} ORDER BY id LIMIT $${params.push(limit)}`, params);
+  return r.rows.map(toEvent);
+}
+
+// ---- statistics ---------------------------------------------------------------------------------
+
+/** GetStatistics' filters; empty strings and undefined mean "any". */
+export type StatsFilter = { accountId?: string; taskId?: string; platform?: string; from?: Date; to?: Date };
+
+/** What GetStatistics reports, before mapping to the message. */
+export type StatsRows = {
+  byStatus: { status: number; n: number }[];
+  byKind: { kind: string; done: number; failed: number; duration_sum: number; duration_n: number }[];
+  byDay: { day: string; done: number; failed: number }[];
+};
+
+/**
+ * Statistics over tasks and recorded actions. Tasks count when they overlap [from, to) (started
+ * before `to`, not ended before `from`); actions count when they were recorded (finished_at) in it.
+ */
+export async function statistics(q: Queryable, f: StatsFilter): Promise<StatsRows> {
+  const taskWhere: string[] = [];
+  const params: unknown[] = [];
+  if (f.accountId) taskWhere.push(`t.account_id = $${params.push(f.accountId)}`);
+  if (f.taskId) taskWhere.push(`t.id = $${params.push(f.taskId)}`);
+  if (f.platform) taskWhere.push(`t.platform = $${params.push(f.platform)}`);
+  const taskOnly = [...taskWhere];
+  const actionWhere = ["a.status IN ('done', 'failed')", ...taskWhere];
+  const taskParams = [...params];
+  if (f.from) {
+    const p = params.push(f.from);
+    actionWhere.push(`a.finished_at >= $${p}::timestamptz`);
+    taskOnly.push(`(t.completed_at IS NULL OR t.completed_at >= $${taskParams.push(f.from)}::timestamptz)`);
+  }
+  if (f.to) {
+    const p = params.push(f.to);
+    actionWhere.push(`a.finished_at < $${p}::timestamptz`);
+    taskOnly.push(`t.started_at < $${taskParams.push(f.to)}::timestamptz`);
+  }
+  const join = taskWhere.length > 0 ? "JOIN warming_tasks t ON t.id = a.task_id" : "";
+  const [byStatus, byKind, byDay] = await Promise.all([
+    q.query<{ status: number; n: number }>(`SELECT t.status, count(*)::int AS n FROM warming_tasks t ${taskOnly.length ? "WHERE " + taskOnly.join(" AND ") : ""} GROUP BY t.status ORDER BY t.status`, taskParams),
+    q.query<{ kind: string; done: number; failed: number; duration_sum: number; duration_n: number }>(
+      `SELECT a.kind, count(*) FILTER (WHERE a.status = 'done')::int AS done, count(*) FILTER (WHERE a.status = 'failed')::int AS failed,
+         coalesce(sum(a.duration_ms), 0)::float8 AS duration_sum, count(a.duration_ms)::int AS duration_n
+       FROM warming_actions a ${join} WHERE ${actionWhere.join(" AND ")} GROUP BY a.kind ORDER BY a.kind`,
+      params,
+    ),
+    q.query<{ day: string; done: number; failed: number }>(
+      `SELECT to_char(a.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+         count(*) FILTER (WHERE a.status = 'done')::int AS done, count(*) FILTER (WHERE a.status = 'failed')::int AS failed
+       FROM warming_actions a ${join} WHERE ${actionWhere.join(" AND ")} GROUP BY 1 ORDER BY 1`,
+      params,
+    ),
+  ]);
+  return { byStatus: byStatus.rows, byKind: byKind.rows, byDay: byDay.rows };
+}

@@ -1,0 +1,476 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "pino";
+import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
+import {
+  ActionTypeStatisticsSchema,
+  DayStatisticsSchema,
+  WarmingEventSchema,
+  WarmingScenarioDaySchema,
+  WarmingScenarioSchema,
+  WarmingStatisticsSchema,
+  WarmingTaskSchema,
+} from "../gen/conveer/v1/warming_pb.js";
+import type { WarmingEvent, WarmingScenario, WarmingStatistics, WarmingTask } from "../gen/conveer/v1/warming_pb.js";
+import { checkId } from "../accounts/accounts.ts";
+import { PLATFORMS, isPlatform } from "../domain.ts";
+import { AppError, invalidArgument, notFound } from "../errors.ts";
+import type { Db, Queryable } from "../store/db.ts";
+import { PgError, sqlState } from "../store/pg-errors.ts";
+import type { Clock } from "./clock.ts";
+import { createEventHub } from "./events.ts";
+import type { EventHubOptions } from "./events.ts";
+import type { WarmingPeers } from "./peers.ts";
+import { planDays, planTask } from "./planner.ts";
+import { DEFAULT_SCENARIO_ID, MAX_DAYS } from "./scenario.ts";
+import type { Scenario } from "./scenario.ts";
+import * as store from "./warming-store.ts";
+import type { EndedTask, EventRow, TaskRow, TaskUpdate } from "./warming-store.ts";
+import { EVENT_TYPES, OPEN_STATUSES, TaskStatus } from "./warming-store.ts";
+import { WORKER_DEFAULTS, actionTypeName, codeOf, createWorker, dayOf, messageOf, statusName } from "./worker.ts";
+import type { WorkerOptions } from "./worker.ts";
+
+/**
+ * The warming domain: StartWarming, Pause/Resume/Stop, status, statistics and the event stream
+ * over the store, plus the worker that runs the plans. Transport-free.
+ *
+ * The plan is materialized. StartWarming writes every planned action as a warming_actions row
+ * (one INSERT … SELECT unnest: ~300 rows for basic, ~1,500 for intensive) rather than re-planning
+ * lazily, because: (1) claiming needs rows to lock (FOR UPDATE SKIP LOCKED shares work between
+ * workers at action granularity); (2) the key's UNIQUE constraint is what makes recording
+ * exactly-once enforceable by the database; (3) a running task must not change under an operator
+ * who edits or removes its scenario file, or under a planner change in a new release: the stored
+ * plan is the contract for that task's keys; (4) statistics per action type and per day are
+ * plain SQL over the rows. The price is storage (one ~100-byte row per action), which
+ * warming_actions pays once per task.
+ *
+ * Account status. StartWarming needs ACTIVE and makes it WARMING (AccountService.UpdateStatus).
+ * When the task ends — COMPLETED, STOPPED, or FAILED for any reason, including too many failures
+ * in a row — the account goes back to ACTIVE if it is still WARMING: a failed warming says nothing
+ * about the account itself, and leaving it WARMING would block a new task. If the platform found
+ * it banned or suspended, the platform service has already set BANNED/SUSPENDED, and that stays.
+ * The release is retried (an outbox flag on the task) until AccountService accepts it.
+ *
+ * Pause does not move the plan: days and windows stay where they were planned. What fell due
+ * during a pause runs on resume, in plan order, one action of the task at a time.
+ */
+
+/** Settings; every field has a default. */
+export type WarmingOptions = Partial<WorkerOptions> & {
+  /** Run the worker loop in this process (default true); false serves the API only. */
+  runWorker?: boolean;
+  /** The event hub's settings. */
+  events?: EventHubOptions;
+  /** A task left PENDING this long (real ms) had its StartWarming interrupted; upkeep settles it. Default 60 s. */
+  startRecoveryMs?: number;
+  /** An ended task whose account release failed is retried after this long (real ms). Default 30 s. */
+  releaseRetryMs?: number;
+};
+
+/** Dependencies of the warming domain. */
+export type WarmingDeps = {
+  db: Db;
+  peers: WarmingPeers;
+  clock: Clock;
+  newId: () => string;
+  log: Logger;
+  /** Scenarios by id (builtinScenarios() or loadScenarios(CONVEER_SCENARIOS_DIR)). */
+  scenarios: ReadonlyMap<string, Scenario>;
+  options?: WarmingOptions;
+};
+
+/** StreamEvents' request, as the domain takes it. */
+export type EventsRequest = { taskId: string; eventTypes: readonly string[]; afterEventId: string };
+
+/** GetStatistics' request, as the domain takes it. */
+export type StatisticsRequest = { accountId: string; taskId: string; platform: string; from?: Timestamp; to?: Timestamp };
+
+const DAY_MS = 86_400_000;
+
+/** Creates the warming domain; start() runs the event hub and the worker, stop() drains them. */
+export function createWarming(deps: WarmingDeps) {
+  const { db, peers, clock, newId, log, scenarios } = deps;
+  const opts = deps.options ?? {};
+  const workerOptions: WorkerOptions = { ...WORKER_DEFAULTS, ...definedOnly(opts) };
+  const runWorker = opts.runWorker ?? true;
+  const startRecoveryMs = opts.startRecoveryMs ?? 60_000;
+  const releaseRetryMs = opts.releaseRetryMs ?? 30_000;
+  const hub = createEventHub({ db, log, options: opts.events });
+  const releasing = new Set<string>();
+  let started = false;
+
+  const worker = createWorker({
+    db,
+    peers,
+    clock,
+    log,
+    options: workerOptions,
+    onEnded: (tasks) => {
+      for (const t of tasks) void release(t);
+    },
+    maintain: upkeep,
+  });
+
+  const now = () => new Date(clock.now());
+
+  function scenarioFor(id: string): Scenario {
+    const key = id || DEFAULT_SCENARIO_ID;
+    const s = scenarios.get(key);
+    if (!s) throw new AppError("NOT_FOUND", `scenario ${JSON.stringify(key)} not found; use one of ${[...scenarios.keys()].join(", ")} (or leave scenario_id empty for ${DEFAULT_SCENARIO_ID})`);
+    return s;
+  }
+
+  /** A peer's failure as this service's error: the same code, saying which peer. */
+  function peerError(err: unknown, doing: string): AppError {
+    if (err instanceof AppError) return err;
+    const code = codeOf(err);
+    return new AppError((code === "UNKNOWN" ? "UNAVAILABLE" : code) as AppError["code"], `${doing}: ${messageOf(err)}`, { cause: err });
+  }
+
+  async function mustGet(id: string): Promise<TaskRow> {
+    checkId(id, "task_id");
+    const t = await store.getTask(db, id);
+    if (!t) throw notFound("warming task", id);
+    return t;
+  }
+
+  /** Moves the account of an ended task back from WARMING (only if it is still WARMING), then marks it released. */
+  async function release(t: EndedTask): Promise<void> {
+    if (releasing.has(t.id)) return;
+    releasing.add(t.id);
+    try {
+      try {
+        const acc = await peers.accounts.getAccount({ accountId: t.account_id });
+        if (acc.status === AccountStatus.WARMING) {
+          const open = await store.openTaskOf(db, t.account_id);
+          // A newer task owns the WARMING status (cannot happen while this one is unreleased; cheap to check).
+          if (!open) {
+            await peers.accounts.updateStatus({ accountId: t.account_id, status: AccountStatus.ACTIVE, reason: `warming task ${t.id} ${statusName(t.status).replace("WARMING_STATUS_", "").toLowerCase()}`.slice(0, 1000) });
+          }
+        }
+      } catch (err) {
+        if (codeOf(err) !== "NOT_FOUND") throw err;
+      }
+      await store.markReleased(db, t.id);
+    } catch (err) {
+      log.warn({ task_id: t.id, account_id: t.account_id, err: messageOf(err) }, "could not move the account back from WARMING; retrying later");
+    } finally {
+      releasing.delete(t.id);
+    }
+  }
+
+  /** Periodic upkeep: releases that failed, and StartWarming calls interrupted before the account became WARMING. */
+  async function upkeep(): Promise<void> {
+    for (const t of await store.claimUnreleased(db, releaseRetryMs, 100)) await release(t);
+    for (const t of await store.claimStalePending(db, startRecoveryMs, 100)) {
+      let status: AccountStatus | undefined;
+      try {
+        status = (await peers.accounts.getAccount({ accountId: t.account_id })).status;
+      } catch (err) {
+        if (codeOf(err) !== "NOT_FOUND") {
+          log.warn({ task_id: t.id, err: messageOf(err) }, "cannot settle an interrupted start yet");
+          continue;
+        }
+      }
+      if (status === AccountStatus.WARMING) {
+        await transition(t.id, "recovered an interrupted start", "system", (row) => (row.status === TaskStatus.PENDING ? runningUpdate(row) : undefined));
+      } else {
+        await transition(t.id, "StartWarming was interrupted before the account became WARMING", "system", (row) =>
+          row.status === TaskStatus.PENDING ? { status: TaskStatus.FAILED, error: "StartWarming was interrupted before the account became WARMING; start it again", completed_at: now() } : undefined,
+        );
+      }
+    }
+  }
+
+  /** The update that makes a PENDING or PAUSED task RUNNING (or COMPLETED when nothing is left). */
+  function runningUpdate(t: TaskRow, inFlight = false): TaskUpdate {
+    if (t.next_seq >= t.total_actions) {
+      return { status: TaskStatus.COMPLETED, completed_at: now(), run_at: null, next_action_at: null, account_released: false, progress: 100, paused_at: null, current_day: t.total_days };
+    }
+    const at = t.next_action_at ?? now();
+    return { status: TaskStatus.RUNNING, run_at: inFlight ? null : at, paused_at: null, current_day: dayOf(t.day1_at, t.total_days, clock.now()) };
+  }
+
+  /**
+   * Changes a task's status in one transaction with its status_changed event: `change` sees the
+   * locked row and answers the update, or undefined for no change. Releases the account when the
+   * task ended, wakes the worker when it runs.
+   */
+  async function transition(id: string, reason: string, author: string, change: (t: TaskRow, tx: Queryable) => TaskUpdate | undefined | Promise<TaskUpdate | undefined>): Promise<TaskRow> {
+    const row = await db.transaction(async (tx) => {
+      const t = await store.getTask(tx, id, true);
+      if (!t) throw notFound("warming task", id);
+      const set = await change(t, tx);
+      if (!set) return t;
+      const [u] = await store.updateTasks(tx, [{ id, set }]);
+      const data: Record<string, string> = { from: statusName(t.status), to: statusName(u.status), reason, by: author, progress: String(u.progress) };
+      if (u.error) data.error = u.error;
+      await store.insertEvents(tx, [{ task_id: id, event_type: "status_changed", at: now(), data }]);
+      return u;
+    });
+    if (!row.account_released) void release(row);
+    if (row.status === TaskStatus.RUNNING) worker.kick();
+    hub.poke();
+    return row;
+  }
+
+  function toTask(t: TaskRow): WarmingTask {
+    const open = OPEN_STATUSES.includes(t.status);
+    return create(WarmingTaskSchema, {
+      id: t.id,
+      accountId: t.account_id,
+      scenarioId: t.scenario_id,
+      status: t.status,
+      progress: t.progress,
+      currentDay: open ? dayOf(t.day1_at, t.total_days, clock.now()) : t.current_day,
+      totalDays: t.total_days,
+      actionsCompleted: t.actions_completed,
+      actionsFailed: t.actions_failed,
+      nextActionAt: t.next_action_at ? timestampFromDate(t.next_action_at) : undefined,
+      startedAt: timestampFromDate(t.started_at),
+      completedAt: t.completed_at ? timestampFromDate(t.completed_at) : undefined,
+      error: t.error,
+    });
+  }
+
+  function toEvent(e: EventRow): WarmingEvent {
+    return create(WarmingEventSchema, { taskId: e.task_id, eventType: e.event_type, timestamp: timestampFromDate(e.at), data: e.data, eventId: String(e.id) });
+  }
+
+  function toScenario(s: Scenario): WarmingScenario {
+    return create(WarmingScenarioSchema, {
+      id: s.id,
+      name: s.name,
+      description: s.description,
+      totalDays: s.totalDays,
+      source: s.source,
+      isDefault: s.id === DEFAULT_SCENARIO_ID,
+      days: s.days.map((d) =>
+        create(WarmingScenarioDaySchema, {
+          days: d.days,
+          fromDay: d.from,
+          toDay: d.to,
+          startHour: d.window.startHour,
+          endHour: d.window.endHour,
+          actions: Object.fromEntries(Object.entries(d.actions).map(([k, v]) => [k, String(v)])),
+        }),
+      ),
+    });
+  }
+
+  return {
+    /** Starts the event hub (the process's one LISTEN) and, unless runWorker is false, the worker. */
+    async start(): Promise<void> {
+      if (started) return;
+      started = true;
+      await hub.start();
+      hub.onEvent((e) => {
+        if (e.event_type === "status_changed" && e.data.to === statusName(TaskStatus.RUNNING)) worker.kick();
+      });
+      if (runWorker) worker.start();
+    },
+
+    /** Stops claiming, lets actions in flight finish for up to graceMs, records them, ends the streams. */
+    async stop(graceMs = 5000): Promise<void> {
+      if (!started) return;
+      started = false;
+      if (runWorker) await worker.stop(graceMs);
+      await hub.stop();
+      // Account releases in flight get a moment; one that cannot finish is retried by the next process's upkeep.
+      const until = Date.now() + Math.max(graceMs, 1000);
+      while (releasing.size > 0 && Date.now() < until) await sleep(5);
+    },
+
+    /** StartWarming: ACTIVE account, no unfinished task, known scenario; the account becomes WARMING and the task RUNNING. */
+    async startTask(req: { accountId: string; scenarioId: string; durationDays: number }, author: string): Promise<WarmingTask> {
+      checkId(req.accountId, "account_id");
+      const scenario = scenarioFor(req.scenarioId);
+      if (!Number.isInteger(req.durationDays) || req.durationDays < 0 || req.durationDays > MAX_DAYS) {
+        throw invalidArgument("duration_days", `must be 0 (the scenario's ${scenario.totalDays} days) or 1 to ${MAX_DAYS}, got ${req.durationDays}`);
+      }
+      const existing = await store.openTaskOf(db, req.accountId);
+      if (existing) throw new AppError("ALREADY_EXISTS", `account ${req.accountId} already has an unfinished warming task ${existing.id} (${statusName(existing.status)}); stop it first or wait for it to end`);
+      let account;
+      try {
+        account = await peers.accounts.getAccount({ accountId: req.accountId });
+      } catch (err) {
+        if (codeOf(err) === "NOT_FOUND") throw notFound("account", req.accountId);
+        throw peerError(err, "reading the account from AccountService failed");
+      }
+      if (account.status !== AccountStatus.ACTIVE) {
+        throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is ACCOUNT_STATUS_${AccountStatus[account.status]}; warming needs ACCOUNT_STATUS_ACTIVE`);
+      }
+      if (!isPlatform(account.platform)) throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is on ${JSON.stringify(account.platform)}, not one of ${PLATFORMS.join(", ")}`);
+
+      const id = newId();
+      const startAt = now();
+      const planOpts = { durationDays: req.durationDays, startAt, seed: id };
+      const plan = planTask(scenario, planOpts);
+      const days = planDays(scenario, planOpts);
+      const day1 = new Date(Math.floor(days[0].windowStart.getTime() / DAY_MS) * DAY_MS);
+      try {
+        await db.transaction((tx) =>
+          store.insertTask(
+            tx,
+            { id, account_id: req.accountId, platform: account.platform, scenario_id: scenario.id, duration_days: req.durationDays, total_days: days.length, day1_at: day1, started_at: startAt },
+            plan,
+          ),
+        );
+      } catch (err) {
+        if (sqlState(err) === PgError.uniqueViolation) throw new AppError("ALREADY_EXISTS", `account ${req.accountId} already has an unfinished warming task; stop it first or wait for it to end`);
+        throw err;
+      }
+      try {
+        await peers.accounts.updateStatus({ accountId: req.accountId, status: AccountStatus.WARMING, reason: `warming task ${id} (scenario ${scenario.id})` });
+      } catch (err) {
+        await store.deleteTask(db, id).catch((e) => log.warn({ task_id: id, err: String(e) }, "could not remove a task whose start failed; upkeep settles it"));
+        if (codeOf(err) === "FAILED_PRECONDITION") throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} cannot become WARMING: ${messageOf(err)}`);
+        throw peerError(err, "marking the account WARMING failed");
+      }
+      const row = await transition(id, `started (scenario ${scenario.id}, ${plan.length} actions over ${days.length} days)`, author, (t) =>
+        // Stopped while starting: the account became WARMING after the stop's release looked; release again.
+        t.status === TaskStatus.PENDING ? runningUpdate(t) : t.account_released ? { account_released: false } : undefined,
+      );
+      return toTask(row);
+    },
+
+    /** PauseWarming: RUNNING → PAUSED at once (an action in flight may finish; none starts). Pausing a paused task is a no-op. */
+    async pauseTask(taskId: string, author: string): Promise<WarmingTask> {
+      checkId(taskId, "task_id");
+      return toTask(
+        await transition(taskId, "paused", author, (t) => {
+          if (t.status === TaskStatus.PAUSED) return undefined;
+          if (t.status !== TaskStatus.RUNNING) throw new AppError("FAILED_PRECONDITION", `task ${taskId} is ${statusName(t.status)}; only a WARMING_STATUS_RUNNING task can be paused`);
+          return { status: TaskStatus.PAUSED, run_at: null, paused_at: now() };
+        }),
+      );
+    },
+
+    /** ResumeWarming: PAUSED → RUNNING; what fell due meanwhile runs now, in order. Resuming a running task is a no-op. */
+    async resumeTask(taskId: string, author: string): Promise<WarmingTask> {
+      checkId(taskId, "task_id");
+      const row = await transition(taskId, "resumed", author, async (t, tx) => {
+        if (t.status === TaskStatus.RUNNING) return undefined;
+        if (t.status !== TaskStatus.PAUSED) throw new AppError("FAILED_PRECONDITION", `task ${taskId} is ${statusName(t.status)}; only a WARMING_STATUS_PAUSED task can be resumed`);
+        // An action claimed before the pause and still in flight: its recording schedules the next.
+        const inFlight = (await store.actionStatus(tx, t.id, t.next_seq)) === "running";
+        return runningUpdate(t, inFlight);
+      });
+      return toTask(row);
+    },
+
+    /** StopWarming: final; STOPPED, the account back to ACTIVE. Stopping a stopped task is a no-op. */
+    async stopTask(taskId: string, reason: string, author: string): Promise<WarmingTask> {
+      checkId(taskId, "task_id");
+      if (reason.length > 1000) throw invalidArgument("reason", `must be at most 1000 characters, got ${reason.length}`);
+      return toTask(
+        await transition(taskId, reason || "stopped", author, (t) => {
+          if (t.status === TaskStatus.STOPPED) return undefined;
+          if (!OPEN_STATUSES.includes(t.status)) throw new AppError("FAILED_PRECONDITION", `task ${taskId} already ended (${statusName(t.status)}); only an unfinished task can be stopped`);
+          return { status: TaskStatus.STOPPED, run_at: null, next_action_at: null, completed_at: now(), account_released: false, current_day: dayOf(t.day1_at, t.total_days, clock.now()) };
+        }),
+      );
+    },
+
+    /** GetWarmingStatus. */
+    async getTask(taskId: string): Promise<WarmingTask> {
+      return toTask(await mustGet(taskId));
+    },
+
+    /** GetStatistics over tasks (overlapping the range) and recorded actions (recorded in it). */
+    async statistics(req: StatisticsRequest): Promise<WarmingStatistics> {
+      if (req.accountId) checkId(req.accountId, "account_id");
+      if (req.taskId) checkId(req.taskId, "task_id");
+      if (req.platform && !isPlatform(req.platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${JSON.stringify(req.platform)}`);
+      const from = req.from ? timestampDate(req.from) : undefined;
+      const to = req.to ? timestampDate(req.to) : undefined;
+      if (from && to && from > to) throw invalidArgument("from", `must not be after to (${from.toISOString()} > ${to.toISOString()})`);
+      const rows = await store.statistics(db, { accountId: req.accountId, taskId: req.taskId, platform: req.platform, from, to });
+      let completed = 0;
+      let failed = 0;
+      let durSum = 0;
+      let durN = 0;
+      for (const k of rows.byKind) {
+        completed += k.done;
+        failed += k.failed;
+        durSum += k.duration_sum;
+        durN += k.duration_n;
+      }
+      return create(WarmingStatisticsSchema, {
+        tasksByStatus: Object.fromEntries(rows.byStatus.map((s) => [statusName(s.status), BigInt(s.n)])),
+        actionsCompleted: BigInt(completed),
+        actionsFailed: BigInt(failed),
+        successRate: completed + failed > 0 ? completed / (completed + failed) : 0,
+        meanActionDurationMs: durN > 0 ? durSum / durN : 0,
+        byActionType: rows.byKind.map((k) =>
+          create(ActionTypeStatisticsSchema, {
+            actionType: actionTypeName(k.kind),
+            completed: BigInt(k.done),
+            failed: BigInt(k.failed),
+            meanDurationMs: k.duration_n > 0 ? k.duration_sum / k.duration_n : 0,
+          }),
+        ),
+        byDay: rows.byDay.map((d) => create(DayStatisticsSchema, { day: d.day, completed: BigInt(d.done), failed: BigInt(d.failed) })),
+      });
+    },
+
+    /**
+     * StreamEvents: stored events after after_event_id (empty: none, start live), then live ones,
+     * in id order, each exactly once, until the signal aborts.
+     */
+    async *events(req: EventsRequest, signal?: AbortSignal): AsyncGenerator<WarmingEvent> {
+      if (req.taskId) await mustGet(req.taskId);
+      for (const t of req.eventTypes) {
+        if (!(EVENT_TYPES as readonly string[]).includes(t)) throw invalidArgument("event_types", `holds ${JSON.stringify(t)}; use ${EVENT_TYPES.join(", ")} (or none for all)`);
+      }
+      let afterId: number | undefined;
+      if (req.afterEventId) {
+        if (!/^\d{1,18}$/.test(req.afterEventId)) throw invalidArgument("after_event_id", `must be an event_id received earlier (digits), got ${JSON.stringify(req.afterEventId.slice(0, 40))}`);
+        afterId = Number(req.afterEventId);
+      }
+      for await (const e of hub.subscribe({ taskId: req.taskId || undefined, types: req.eventTypes, afterId }, signal)) yield toEvent(e);
+    },
+
+    /** ListScenarios. */
+    listScenarios(): WarmingScenario[] {
+      return [...scenarios.values()].map(toScenario);
+    },
+
+    /** GetScenario; empty id: the default. */
+    getScenario(id: string): WarmingScenario {
+      return toScenario(scenarioFor(id));
+    },
+
+    /** Resolves when the worker has nothing due, in flight or unrecorded (tests driving a fake clock). */
+    async settled(timeoutMs = 20_000): Promise<void> {
+      const until = Date.now() + timeoutMs;
+      while (runWorker && started && !worker.isIdle()) {
+        if (Date.now() > until) throw new Error(`warming did not settle within ${timeoutMs} ms (${JSON.stringify(worker.stats())})`);
+        await sleep(2);
+      }
+    },
+
+    /** The worker's counters (claims, claimed, recorded, dropped, in flight). */
+    workerStats: () => worker.stats(),
+
+    /** Runs the worker's upkeep now (tests): lapsed leases, releases, interrupted starts. */
+    maintenance: () => worker.maintenance(),
+
+    /** The event hub (tests, benchmarks). */
+    hub,
+  };
+}
+
+/** The warming domain's API. */
+export type Warming = ReturnType<typeof createWarming>;
+
+function definedOnly(o: WarmingOptions): Partial<WorkerOptions> {
+  const out: Partial<WorkerOptions> = {};
+  for (const k of Object.keys(WORKER_DEFAULTS) as (keyof WorkerOptions)[]) {
+    const v = o[k];
+    if (typeof v === "number" && Number.isFinite(v)) out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,130 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AppError } from "../errors.ts";
+import type { LockedTask } from "./warming-store.ts";
+import { TaskStatus } from "./warming-store.ts";
+import { classify, codeOf, dayOf, decide, retryDelay, statusName } from "./worker.ts";
+
+const NOW = new Date("2025-03-10T12:00:00Z");
+const P = { maxConsecutiveFailures: 3, retryBaseMs: 60_000, retryMaxMs: 3_600_000 };
+const A = { seq: 4, attempts: 1, kind: "like_post", day: 1 };
+
+function task(over: Partial<LockedTask> = {}): LockedTask {
+  return {
+    id: "t",
+    account_id: "a",
+    platform: "vk",
+    scenario_id: "basic",
+    duration_days: 0,
+    status: TaskStatus.RUNNING,
+    total_days: 2,
+    total_actions: 10,
+    day1_at: new Date("2025-03-10T00:00:00Z"),
+    next_seq: 4,
+    run_at: null,
+    next_action_at: new Date("2025-03-10T11:59:00Z"),
+    actions_completed: 3,
+    actions_failed: 1,
+    consecutive_failures: 0,
+    progress: 40,
+    current_day: 1,
+    error: "",
+    account_released: true,
+    started_at: new Date("2025-03-10T06:00:00Z"),
+    paused_at: null,
+    completed_at: null,
+    following_due: new Date("2025-03-10T13:00:00Z"),
+    ...over,
+  };
+}
+
+test("codeOf and classify read AppError and ConnectError alike", () => {
+  assert.equal(codeOf(new AppError("RESOURCE_EXHAUSTED", "x")), "RESOURCE_EXHAUSTED");
+  assert.equal(codeOf(new ConnectError("x", Code.FailedPrecondition)), "FAILED_PRECONDITION");
+  assert.equal(codeOf(new ConnectError("x", Code.DeadlineExceeded)), "DEADLINE_EXCEEDED");
+  assert.equal(codeOf(new Error("socket hang up")), "UNKNOWN");
+  assert.equal(classify(new ConnectError("account is banned on vk", Code.FailedPrecondition), 5).kind, "fatal");
+  const rl = classify(new AppError("RESOURCE_EXHAUSTED", "vk rate-limited this account; retry after 30 s"), 5);
+  assert.deepEqual([rl.kind, rl.kind === "transient" && rl.retryAfterMs], ["transient", 30_000]);
+  assert.equal(classify(new ConnectError("down", Code.Unavailable), 5).kind, "transient");
+  assert.equal(classify(new Error("socket hang up"), 5).kind, "transient");
+  assert.equal(classify(new AppError("NOT_FOUND", "post"), 5).kind, "failed");
+  assert.equal(classify(new AppError("INVALID_ARGUMENT", "params"), 5).kind, "failed");
+});
+
+test("retryDelay doubles from the base, is capped, and honours the platform's retry-after", () => {
+  assert.deepEqual(
+    [1, 2, 3, 10].map((n) => retryDelay(n, P)),
+    [60_000, 120_000, 240_000, 3_600_000],
+  );
+  assert.equal(retryDelay(1, P, 300_000), 300_000);
+});
+
+test("dayOf: 1 before day 1, the last day after the end", () => {
+  const d1 = new Date("2025-03-10T00:00:00Z");
+  assert.deepEqual(
+    [Date.parse("2025-03-09T12:00:00Z"), Date.parse("2025-03-10T23:59:00Z"), Date.parse("2025-03-11T00:00:00Z"), Date.parse("2025-04-01T00:00:00Z")].map((t) => dayOf(d1, 3, t)),
+    [1, 1, 2, 3],
+  );
+});
+
+test("decide: done advances the plan, counts, schedules the next; the last one completes the task", () => {
+  const d = decide(task(), A, { kind: "done", durationMs: 12.4 }, NOW, P);
+  assert.deepEqual(d.action, { task_id: "t", seq: 4, attempts: 1, status: "done", finished_at: NOW, duration_ms: 12, error: "" });
+  assert.equal(d.task.next_seq, 5);
+  assert.equal(d.task.actions_completed, 4);
+  assert.equal(d.task.consecutive_failures, 0);
+  assert.equal(d.task.progress, 50);
+  assert.deepEqual(d.task.run_at, task().following_due);
+  assert.deepEqual(
+    d.events.map((e) => e.event_type),
+    ["action_completed"],
+  );
+  assert.equal(d.ended, undefined);
+  const last = decide(task({ total_actions: 5, following_due: null }), A, { kind: "done", durationMs: 1 }, NOW, P);
+  assert.equal(last.ended, TaskStatus.COMPLETED);
+  assert.deepEqual([last.task.status, last.task.progress, last.task.run_at, last.task.account_released], [TaskStatus.COMPLETED, 100, null, false]);
+  assert.deepEqual(
+    last.events.map((e) => [e.event_type, e.data.to]),
+    [
+      ["action_completed", undefined],
+      ["status_changed", statusName(TaskStatus.COMPLETED)],
+    ],
+  );
+});
+
+test("decide: a transient failure retries (pending, backoff) until the limit, then the task FAILS", () => {
+  const t1 = decide(task(), A, { kind: "transient", code: "UNAVAILABLE", error: "down", durationMs: 3 }, NOW, P);
+  assert.equal(t1.action.status, "pending");
+  assert.equal(t1.task.consecutive_failures, 1);
+  assert.deepEqual(t1.task.run_at, new Date(NOW.getTime() + 60_000));
+  assert.equal(t1.task.next_seq, undefined, "the plan does not move");
+  assert.equal(t1.events[0].data.retrying, "true");
+  const t3 = decide(task({ consecutive_failures: 2 }), { ...A, attempts: 3 }, { kind: "transient", code: "UNAVAILABLE", error: "down", durationMs: 3 }, NOW, P);
+  assert.equal(t3.ended, TaskStatus.FAILED);
+  assert.equal(t3.action.status, "failed");
+  assert.equal(t3.task.actions_failed, 2);
+  assert.match(t3.task.error!, /3 failed attempts in a row \(limit 3\); last: UNAVAILABLE: down/);
+});
+
+test("decide: fatal ends FAILED at once; a plain failure moves on; a paused task schedules nothing; an ended task only counts", () => {
+  const f = decide(task(), A, { kind: "fatal", code: "FAILED_PRECONDITION", error: "banned", durationMs: 1 }, NOW, P);
+  assert.equal(f.ended, TaskStatus.FAILED);
+  assert.match(f.task.error!, /platform refused like_post/);
+  const n = decide(task(), A, { kind: "failed", code: "NOT_FOUND", error: "post", durationMs: 1 }, NOW, P);
+  assert.deepEqual([n.action.status, n.task.next_seq, n.task.actions_failed, n.task.consecutive_failures, n.ended], ["failed", 5, 2, 1, undefined]);
+  const p = decide(task({ status: TaskStatus.PAUSED }), A, { kind: "done", durationMs: 1 }, NOW, P);
+  assert.deepEqual([p.task.run_at, p.task.next_action_at], [null, task().following_due]);
+  const s = decide(task({ status: TaskStatus.STOPPED, next_action_at: null }), A, { kind: "fatal", code: "FAILED_PRECONDITION", error: "x", durationMs: 1 }, NOW, P);
+  assert.deepEqual([s.ended, s.task.status, s.task.actions_failed, s.task.run_at], [undefined, undefined, 2, null]);
+  const r = decide(task({ status: TaskStatus.STOPPED }), A, { kind: "transient", code: "UNAVAILABLE", error: "x", durationMs: 1 }, NOW, P);
+  assert.deepEqual([r.action.status, r.task], ["pending", {}]);
+});
+
+test("decide: released goes back to pending, claimable now, without counting a failure", () => {
+  const r = decide(task({ consecutive_failures: 2 }), A, { kind: "released", error: "stopping" }, NOW, P);
+  assert.deepEqual(r.action.status, "pending");
+  assert.deepEqual(r.task, { run_at: NOW });
+  assert.equal(r.events[0].data.retrying, "true");
+});

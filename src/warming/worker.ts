@@ -1,0 +1,576 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { ACTION_KINDS } from "../platforms/driver.ts";
+import { AppError } from "../errors.ts";
+import type { Db } from "../store/db.ts";
+import type { Clock } from "./clock.ts";
+import { progressOf } from "./planner.ts";
+import * as store from "./warming-store.ts";
+import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, TaskUpdate } from "./warming-store.ts";
+import { TaskStatus } from "./warming-store.ts";
+import type { WarmingPeers } from "./peers.ts";
+
+/**
+ * The worker: claims due actions in batches (SKIP LOCKED, so any number of workers in any number
+ * of processes share the tasks), runs each through the account's platform service, and records the
+ * outcomes in batches (one transaction records whatever finished while the previous one ran).
+ *
+ * Exactly once. Each planned action is recorded once (done or failed) under its key: recording
+ * checks that the action is still `running` with the attempt number this worker claimed, so an
+ * action whose lease lapsed and was taken over by another worker is not recorded (or counted)
+ * twice. The platform call itself is at least once (a worker can die after the call and before
+ * recording); the action's key goes along as params.idempotency_key so a platform can de-duplicate.
+ *
+ * Failures. RESOURCE_EXHAUSTED (rate limits), UNAVAILABLE, DEADLINE_EXCEEDED and other transport
+ * failures are retried with exponential backoff (at least the platform's "retry after"). Every
+ * failed attempt counts toward the task's failures in a row; at maxConsecutiveFailures the task
+ * ends FAILED. FAILED_PRECONDITION from the platform (banned, suspended, no driver) ends it FAILED
+ * at once. Other errors (NOT_FOUND target, INVALID_ARGUMENT, success=false) fail that one action
+ * and the task moves on.
+ */
+
+/** Settings of the worker; every field has a default (WORKER_DEFAULTS). */
+export type WorkerOptions = {
+  /** Actions claimed per claim transaction. */
+  batchSize: number;
+  /** Actions in flight at once in this worker (claimed and not yet recorded). */
+  concurrency: number;
+  /** How long a claim holds an action (real ms; renewed while the call runs). */
+  leaseMs: number;
+  /** Failed attempts in a row that end a task FAILED. */
+  maxConsecutiveFailures: number;
+  /** First retry delay after a transient failure (scenario ms); doubles per attempt. */
+  retryBaseMs: number;
+  /** Longest retry delay (scenario ms). */
+  retryMaxMs: number;
+  /** Deadline of one platform call (real ms). */
+  actionTimeoutMs: number;
+  /** Longest idle wait before looking for due work again (real ms): covers other processes' changes. */
+  idleRecheckMs: number;
+  /** How often to reap lapsed leases and run the domain's upkeep (real ms). */
+  maintenanceMs: number;
+  /** Most outcomes recorded in one transaction. */
+  recordBatch: number;
+};
+
+export const WORKER_DEFAULTS: WorkerOptions = {
+  // Concurrency twice the batch: the next batch is claimed while the last is being recorded.
+  batchSize: 64,
+  concurrency: 128,
+  leaseMs: 60_000,
+  maxConsecutiveFailures: 5,
+  retryBaseMs: 60_000,
+  retryMaxMs: 3_600_000,
+  actionTimeoutMs: 30_000,
+  idleRecheckMs: 1000,
+  maintenanceMs: 5000,
+  recordBatch: 500,
+};
+
+/** How one attempt of an action ended. */
+export type ActionOutcome =
+  | { kind: "done"; durationMs: number }
+  /** This action failed for good (bad target, platform said no); the task moves on. */
+  | { kind: "failed"; code: string; error: string; durationMs: number }
+  /** Worth retrying (rate limit, outage). */
+  | { kind: "transient"; code: string; error: string; durationMs: number; retryAfterMs?: number }
+  /** The account cannot act (banned, suspended, no driver): the task ends FAILED. */
+  | { kind: "fatal"; code: string; error: string; durationMs: number }
+  /** Not run to an end here (the worker stopped, or its lease lapsed): back to pending, not a failure. */
+  | { kind: "released"; error: string };
+
+/** The retry policy decide() applies. */
+export type Policy = Pick<WorkerOptions, "maxConsecutiveFailures" | "retryBaseMs" | "retryMaxMs">;
+
+const DAY_MS = 86_400_000;
+const TRANSIENT = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "INTERNAL", "UNKNOWN", "DATA_LOSS"]);
+
+/** The gRPC status name of an error from a peer (an in-process AppError or a ConnectError from a remote one). */
+export function codeOf(err: unknown): string {
+  if (err instanceof AppError) return err.code;
+  if (err instanceof ConnectError) return Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  return "UNKNOWN";
+}
+
+/** The message of a peer error without the code prefix ConnectError adds. */
+export function messageOf(err: unknown): string {
+  if (err instanceof ConnectError) return err.rawMessage;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Classifies a failed platform call. */
+export function classify(err: unknown, durationMs: number): ActionOutcome {
+  const code = codeOf(err);
+  const error = messageOf(err);
+  if (code === "FAILED_PRECONDITION") return { kind: "fatal", code, error, durationMs };
+  if (TRANSIENT.has(code)) {
+    const m = /retry after (\d+(?:\.\d+)?) ?s\b/i.exec(error);
+    return { kind: "transient", code, error, durationMs, retryAfterMs: m ? Number(m[1]) * 1000 : undefined };
+  }
+  return { kind: "failed", code, error, durationMs };
+}
+
+/** The retry delay after `attempts` attempts: base × 2^(attempts−1), capped, and never less than the platform asked. */
+export function retryDelay(attempts: number, p: Policy, retryAfterMs = 0): number {
+  const backoff = Math.min(p.retryMaxMs, p.retryBaseMs * 2 ** Math.max(0, Math.min(30, attempts - 1)));
+  return Math.max(backoff, retryAfterMs);
+}
+
+/** The task day `now` falls on (1..totalDays; 1 before day 1). */
+export function dayOf(day1At: Date, totalDays: number, now: number): number {
+  return Math.min(totalDays, Math.max(1, Math.floor((now - day1At.getTime()) / DAY_MS) + 1));
+}
+
+/** The enum name of a status ("WARMING_STATUS_RUNNING"). */
+export function statusName(s: number): string {
+  const name = Object.entries(TaskStatus).find(([, v]) => v === s)?.[0];
+  return `WARMING_STATUS_${name ?? "UNSPECIFIED"}`;
+}
+
+/** The ActionType enum name of an action kind ("ACTION_TYPE_LIKE_POST"). */
+export const actionTypeName = (kind: string) => `ACTION_TYPE_${kind.toUpperCase()}`;
+
+/** What recording one outcome does: the action's row, the task's fields, the events. */
+export type Decision = { action: ActionFinish; task: TaskUpdate; events: EventInput[]; ended?: number };
+
+/**
+ * Decides what an outcome does to the action and its task: pure, so the rules read (and test) in
+ * one place. `task` is the task row as locked for recording; `now` when the attempt finished.
+ */
+export function decide(task: LockedTask, a: Pick<ClaimedAction, "seq" | "attempts" | "kind" | "day">, outcome: ActionOutcome, now: Date, p: Policy): Decision {
+  const base = { task_id: task.id, seq: a.seq, attempts: a.attempts };
+  const info = { action_type: actionTypeName(a.kind), seq: String(a.seq), day: String(a.day), attempt: String(a.attempts) };
+  const open = task.status === TaskStatus.RUNNING || task.status === TaskStatus.PAUSED;
+  const running = task.status === TaskStatus.RUNNING;
+  const ev = (event_type: EventInput["event_type"], data: Record<string, string>): EventInput => ({ task_id: task.id, event_type, at: now, data });
+
+  if (outcome.kind === "released") {
+    return {
+      action: { ...base, status: "pending", finished_at: null, duration_ms: null, error: outcome.error },
+      task: open ? { run_at: running ? now : null } : {},
+      events: [ev("action_failed", { ...info, error: outcome.error, retrying: String(open), progress: String(task.progress) })],
+    };
+  }
+
+  const consecutive = outcome.kind === "done" ? 0 : task.consecutive_failures + 1;
+  const duration = Math.max(0, Math.round(outcome.durationMs));
+  const failText = outcome.kind === "done" ? "" : `${outcome.code}: ${outcome.error}`;
+
+  if (outcome.kind === "transient" && (!open || consecutive < p.maxConsecutiveFailures)) {
+    if (!open) {
+      // The task ended while this ran: nothing will retry it, and it is not counted.
+      return {
+        action: { ...base, status: "pending", finished_at: null, duration_ms: duration, error: failText },
+        task: {},
+        events: [ev("action_failed", { ...info, code: outcome.code, error: outcome.error, retrying: "false", duration_ms: String(duration), progress: String(task.progress) })],
+      };
+    }
+    const retryAt = new Date(now.getTime() + retryDelay(a.attempts, p, outcome.retryAfterMs));
+    return {
+      action: { ...base, status: "pending", finished_at: null, duration_ms: duration, error: failText },
+      task: { consecutive_failures: consecutive, next_action_at: retryAt, run_at: running ? retryAt : null },
+      events: [
+        ev("action_failed", {
+          ...info,
+          code: outcome.code,
+          error: outcome.error,
+          retrying: "true",
+          retry_at: retryAt.toISOString(),
+          failures_in_a_row: String(consecutive),
+          duration_ms: String(duration),
+          progress: String(task.progress),
+        }),
+      ],
+    };
+  }
+
+  // Recorded for good: done, or failed.
+  const done = outcome.kind === "done";
+  const nextSeq = a.seq + 1;
+  const completed = task.actions_completed + (done ? 1 : 0);
+  const failed = task.actions_failed + (done ? 0 : 1);
+  const progress = progressOf(nextSeq, task.total_actions);
+  let to: number | undefined;
+  let error = "";
+  if (open && outcome.kind === "fatal") {
+    to = TaskStatus.FAILED;
+    error = `the platform refused ${a.kind} (action ${a.seq}): ${failText}`;
+  } else if (open && !done && consecutive >= p.maxConsecutiveFailures) {
+    to = TaskStatus.FAILED;
+    error = `${consecutive} failed attempts in a row (limit ${p.maxConsecutiveFailures}); last: ${failText}`;
+  } else if (running && nextSeq >= task.total_actions) {
+    to = TaskStatus.COMPLETED;
+  }
+  const live = open && to === undefined;
+  const nextAt = live && nextSeq < task.total_actions ? task.following_due : null;
+  const set: TaskUpdate = {
+    next_seq: nextSeq,
+    actions_completed: completed,
+    actions_failed: failed,
+    consecutive_failures: consecutive,
+    progress,
+    current_day: dayOf(task.day1_at, task.total_days, now.getTime()),
+    next_action_at: open ? nextAt : task.next_action_at,
+    run_at: live && running ? nextAt : null,
+  };
+  const counts = { progress: String(progress), actions_completed: String(completed), actions_failed: String(failed) };
+  const events: EventInput[] = [
+    done
+      ? ev("action_completed", { ...info, duration_ms: String(duration), ...counts })
+      : ev("action_failed", { ...info, code: outcome.code, error: outcome.error, retrying: "false", failures_in_a_row: String(consecutive), duration_ms: String(duration), ...counts }),
+  ];
+  if (to !== undefined) {
+    Object.assign(set, { status: to, error, completed_at: now, account_released: false, run_at: null, next_action_at: null });
+    events.push(ev("status_changed", { from: statusName(task.status), to: statusName(to), reason: to === TaskStatus.COMPLETED ? "every planned action is recorded" : error, error, ...counts }));
+  }
+  return {
+    action: { ...base, status: done ? "done" : "failed", finished_at: now, duration_ms: duration, error: failText },
+    task: set,
+    events,
+    ended: to,
+  };
+}
+
+/**
+ * One outcome to record: the claimed action (with its task as the claim left it, when it comes from
+ * a claim), how it ended and when (scenario time).
+ */
+export type Outcome = { claimed: Pick<ClaimedAction, "task_id" | "seq" | "attempts" | "kind" | "day"> & { task?: LockedTask }; outcome: ActionOutcome; at: Date };
+
+/**
+ * Records outcomes. The common case is one statement: decisions made from the task as claimed,
+ * applied where the task still looks that way (store.applyDecisions). The rest — tasks paused or
+ * stopped since the claim, and the reaper's outcomes (onlyExpired: only actions whose lease
+ * lapsed) — go through a transaction that locks the tasks, decides from their current rows and
+ * writes. Answers the tasks that ended and how many outcomes were dropped (their claim had been
+ * taken over by another worker).
+ */
+export async function recordOutcomes(db: Db, items: readonly Outcome[], p: Policy, onlyExpired = false): Promise<{ ended: EndedTask[]; dropped: number }> {
+  if (items.length === 0) return { ended: [], dropped: 0 };
+  let rest = items;
+  const ended: EndedTask[] = [];
+  let dropped = 0;
+  const fast = onlyExpired ? [] : items.filter((i) => i.claimed.task);
+  if (fast.length > 0) {
+    const ds = fast.map((i) => {
+      const t = i.claimed.task!;
+      return { ...decide(t, i.claimed, i.outcome, i.at, p), expect: { status: t.status, next_seq: t.next_seq, consecutive_failures: t.consecutive_failures } };
+    });
+    const r = await store.applyDecisions(db, ds);
+    ended.push(...r.ended);
+    dropped += r.guarded.size - r.held.size;
+    rest = items.filter((i) => !r.guarded.has(i.claimed.task_id));
+  }
+  if (rest.length === 0) return { ended, dropped };
+  const slow = await db.transaction(async (tx) => {
+    const tasks = new Map((await store.lockTasks(tx, [...new Set(rest.map((i) => i.claimed.task_id))])).map((t) => [t.id, t]));
+    const decisions: Decision[] = [];
+    for (const i of rest) {
+      const t = tasks.get(i.claimed.task_id);
+      if (t) decisions.push(decide(t, i.claimed, i.outcome, i.at, p));
+    }
+    const held = await store.finishActions(
+      tx,
+      decisions.map((d) => d.action),
+      onlyExpired,
+    );
+    const kept = decisions.filter((d) => held.has(d.action.task_id));
+    const rows = await store.updateTasks(
+      tx,
+      kept.filter((d) => Object.keys(d.task).length > 0).map((d) => ({ id: d.action.task_id, set: d.task })),
+    );
+    await store.insertEvents(
+      tx,
+      kept.flatMap((d) => d.events),
+    );
+    const endedIds = new Set(kept.filter((d) => d.ended !== undefined).map((d) => d.action.task_id));
+    return { ended: rows.filter((r) => endedIds.has(r.id)), dropped: rest.length - kept.length };
+  });
+  return { ended: [...ended, ...slow.ended], dropped: dropped + slow.dropped };
+}
+
+/** Dependencies of a worker. */
+export type WorkerDeps = {
+  db: Db;
+  peers: WarmingPeers;
+  clock: Clock;
+  log: Logger;
+  options: WorkerOptions;
+  /** Tasks that ended (COMPLETED or FAILED) by a recorded outcome: their accounts leave WARMING. */
+  onEnded: (tasks: EndedTask[]) => void;
+  /** Periodic upkeep of the domain (account releases, interrupted starts), run with lease reaping. */
+  maintain?: () => Promise<void>;
+};
+
+type InFlight = { claimed: ClaimedAction; done: Promise<void> };
+
+/** Creates a worker; start() runs its loop, stop() drains it. */
+export function createWorker(deps: WorkerDeps) {
+  const { db, peers, clock, log, options: o } = deps;
+  const inFlight = new Map<string, InFlight>();
+  const results: Outcome[] = [];
+  const calls = new AbortController();
+  let flushing: Promise<void> | undefined;
+  let loopDone: Promise<void> | undefined;
+  let stopping = false;
+  let quiet = false;
+  // Set by kick(); a kick that lands while the loop is busy (mid-claim) is not lost.
+  let kicked = false;
+  let wakeLoop: (() => void) | undefined;
+  let timers: NodeJS.Timeout[] = [];
+  let maintaining: Promise<void> | undefined;
+  const stats = { claimed: 0, recorded: 0, dropped: 0, claims: 0 };
+
+  const keyOf = (c: { task_id: string; seq: number }) => `${c.task_id}:${c.seq}`;
+
+  function kick(): void {
+    quiet = false;
+    kicked = true;
+    const w = wakeLoop;
+    wakeLoop = undefined;
+    w?.();
+  }
+
+  function run(c: ClaimedAction): void {
+    const t0 = performance.now();
+    const done = (async () => {
+      let outcome: ActionOutcome;
+      try {
+        const kind = ACTION_KINDS.indexOf(c.kind as (typeof ACTION_KINDS)[number]);
+        if (kind < 0) throw new AppError("INVALID_ARGUMENT", `unknown action kind ${JSON.stringify(c.kind)}`);
+        const res = await peers.platforms(c.platform).executeAction(
+          { accountId: c.account_id, actionType: kind + 1, params: { idempotency_key: c.key, warming_task_id: c.task_id, warming_seq: String(c.seq) } },
+          { signal: calls.signal, timeoutMs: o.actionTimeoutMs },
+        );
+        const ms = performance.now() - t0;
+        outcome = res.success ? { kind: "done", durationMs: ms } : { kind: "failed", code: "ACTION_FAILED", error: res.error || "the platform reported the action as not done", durationMs: ms };
+      } catch (err) {
+        outcome = calls.signal.aborted ? { kind: "released", error: "interrupted: the worker stopped before the action finished" } : classify(err, performance.now() - t0);
+      }
+      results.push({ claimed: c, outcome, at: new Date(clock.now()) });
+      flush();
+    })();
+    inFlight.set(keyOf(c), { claimed: c, done });
+  }
+
+  /** Records whatever has finished, one transaction at a time; outcomes arriving meanwhile go in the next. */
+  function flush(): void {
+    if (flushing) return;
+    flushing = (async () => {
+      let failures = 0;
+      // One tick's grace: outcomes that arrive together (fast platforms) are recorded together.
+      await new Promise((r) => setImmediate(r));
+      while (results.length > 0) {
+        const batch = results.splice(0, o.recordBatch);
+        try {
+          const out = await recordOutcomes(db, batch, o);
+          stats.recorded += batch.length - out.dropped;
+          stats.dropped += out.dropped;
+          if (out.dropped > 0) log.warn({ dropped: out.dropped }, "outcomes not recorded: their claim lapsed and another worker took the actions over");
+          if (out.ended.length > 0) deps.onEnded(out.ended);
+        } catch (err) {
+          // Keep them (their leases are renewed meanwhile) and try again shortly.
+          results.unshift(...batch);
+          failures++;
+          if (stopping && failures >= 3) {
+            // Stopping with the store unreachable: give up; the leases lapse and another worker runs these again.
+            log.error({ err: String(err), outcomes: results.length }, "could not record warming outcomes before stopping; their actions will run again after the lease lapses");
+            for (const i of results.splice(0)) inFlight.delete(keyOf(i.claimed));
+            return;
+          }
+          log.warn({ err: String(err), outcomes: batch.length }, "recording warming outcomes failed; retrying");
+          await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** failures)));
+          continue;
+        }
+        for (const i of batch) inFlight.delete(keyOf(i.claimed));
+        kick();
+      }
+    })().finally(() => {
+      flushing = undefined;
+      if (results.length > 0) flush();
+    });
+  }
+
+  /** Waits for a kick, a due time, or the idle recheck; returns at once when work may be due. */
+  async function waitForWork(canClaim: boolean): Promise<void> {
+    const ac = new AbortController();
+    if (kicked) return;
+    const waits: Promise<unknown>[] = [new Promise<void>((r) => (wakeLoop = r))];
+    let delay = o.idleRecheckMs;
+    if (canClaim) {
+      const next = await store.nextRunAt(db);
+      if (kicked) return;
+      if (next) {
+        const ms = next.getTime() - clock.now();
+        // Due now but not claimed: locked by another claim or a pause in progress; look again shortly.
+        if (ms <= 0) delay = 2;
+        else waits.push(clock.sleep(ms, ac.signal).catch(() => {}));
+      }
+      if (delay > 2) quiet = true;
+    }
+    if (stopping) return;
+    const timer = new Promise<void>((r) => {
+      const t = setTimeout(r, delay);
+      ac.signal.addEventListener("abort", () => clearTimeout(t), { once: true });
+    });
+    waits.push(timer);
+    await Promise.race(waits);
+    ac.abort();
+    wakeLoop = undefined;
+  }
+
+  async function loop(): Promise<void> {
+    let errors = 0;
+    // While a claim comes back full (a backlog), wait for a quarter of the slots before the next:
+    // a claim costs about the same for 1 action as for 100, so slots freed one by one are pooled.
+    const minClaim = Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4));
+    let backlog = false;
+    while (!stopping) {
+      try {
+        // Reset before reading the state it is about: a kick from here on makes the wait return at once.
+        kicked = false;
+        const free = o.concurrency - inFlight.size;
+        if (backlog && free < minClaim && inFlight.size > 0) {
+          await waitForWork(false);
+          continue;
+        }
+        if (free > 0) {
+          const want = Math.min(o.batchSize, free);
+          quiet = false;
+          const claimed = await store.claimDue(db, new Date(clock.now()), want, o.leaseMs);
+          stats.claims++;
+          stats.claimed += claimed.length;
+          for (const c of claimed) run(c);
+          errors = 0;
+          backlog = claimed.length === want;
+          if (backlog) continue;
+        }
+        await waitForWork(free > 0);
+      } catch (err) {
+        if (stopping) break;
+        errors++;
+        log.warn({ err: String(err) }, "claiming warming actions failed; retrying");
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(errors, 6)));
+          wakeLoop = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+      }
+    }
+  }
+
+  /** Extends the leases of everything claimed here and not yet recorded. */
+  async function renew(): Promise<void> {
+    const held = [...inFlight.values()].map((f) => ({ task_id: f.claimed.task_id, seq: f.claimed.seq, attempts: f.claimed.attempts }));
+    if (held.length > 0) await store.renewLeases(db, held, o.leaseMs);
+  }
+
+  /** Puts actions whose lease lapsed (their worker died) back to pending, claimable at once. */
+  async function reap(): Promise<number> {
+    const expired = (await store.expiredLeases(db, 500)).filter((e) => !inFlight.has(keyOf(e)));
+    if (expired.length === 0) return 0;
+    const now = new Date(clock.now());
+    const out = await recordOutcomes(
+      db,
+      expired.map((e) => ({ claimed: e, outcome: { kind: "released", error: "the lease lapsed: the worker running it stopped or hung; running it again" } as const, at: now })),
+      o,
+      true,
+    );
+    const n = expired.length - out.dropped;
+    if (n > 0) {
+      log.warn({ actions: n }, "took over warming actions whose lease lapsed");
+      kick();
+    }
+    return n;
+  }
+
+  /** Repairs RUNNING tasks left with nothing to claim (should not happen; cheap to check). */
+  async function repair(): Promise<void> {
+    const stuck = await store.strandedTasks(db, 100);
+    if (stuck.length === 0) return;
+    log.warn({ tasks: stuck.map((t) => t.id) }, "repairing warming tasks with nothing claimable");
+    await db.transaction(async (tx) => {
+      const locked = await store.lockTasks(
+        tx,
+        stuck.map((t) => t.id),
+      );
+      await store.updateTasks(
+        tx,
+        locked.filter((t) => t.status === TaskStatus.RUNNING && t.run_at === null && t.next_seq < t.total_actions).map((t) => ({ id: t.id, set: { run_at: t.next_action_at ?? new Date(clock.now()) } })),
+      );
+    });
+    kick();
+  }
+
+  async function maintenance(): Promise<void> {
+    if (maintaining || stopping) return;
+    maintaining = (async () => {
+      try {
+        await reap();
+        await repair();
+        await deps.maintain?.();
+      } catch (err) {
+        if (!stopping) log.warn({ err: String(err) }, "warming upkeep failed; retrying next round");
+      }
+    })().finally(() => {
+      maintaining = undefined;
+    });
+    await maintaining;
+  }
+
+  return {
+    /** Starts the claim loop, the lease renewal and the upkeep timers. */
+    start(): void {
+      if (loopDone) return;
+      stopping = false;
+      loopDone = loop();
+      const renewTimer = setInterval(() => void renew().catch((err) => log.warn({ err: String(err) }, "renewing warming leases failed")), Math.max(50, o.leaseMs / 3));
+      const maintTimer = setInterval(() => void maintenance(), o.maintenanceMs);
+      renewTimer.unref();
+      maintTimer.unref();
+      timers = [renewTimer, maintTimer];
+      void maintenance();
+    },
+
+    /**
+     * Stops claiming; lets actions in flight finish and be recorded for up to graceMs, then aborts
+     * the rest (recorded back to pending, so the next worker runs them at once).
+     */
+    async stop(graceMs = 5000): Promise<void> {
+      stopping = true;
+      kick();
+      await loopDone;
+      loopDone = undefined;
+      for (const t of timers) clearInterval(t);
+      timers = [];
+      const pending = () => Promise.all([...inFlight.values()].map((f) => f.done));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([pending(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+      calls.abort(new AppError("CANCELLED", "the warming worker is stopping"));
+      await pending();
+      while (flushing || results.length > 0) {
+        flush();
+        await flushing;
+      }
+      await maintaining;
+    },
+
+    /** Wakes the loop: something may be due (a start, a resume). */
+    kick,
+
+    /** Runs the upkeep now (tests). */
+    maintenance,
+
+    /** True when the loop found nothing due and nothing is in flight or waiting to be recorded. */
+    isIdle: () => quiet && inFlight.size === 0 && results.length === 0 && !flushing,
+
+    /** Counters since start. */
+    stats: () => ({ ...stats, inFlight: inFlight.size }),
+  };
+}
+
+/** The worker's API. */
+export type Worker = ReturnType<typeof createWorker>;
