@@ -9,6 +9,7 @@ import { registerAdminCommands } from "./admin-commands.ts";
 import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
 import { registerSandboxCommand } from "./sandbox-command.ts";
+import { registerWarmCommands } from "./warm-command.ts";
 
 /** The `conveer` command: starts the system and administers it. */
 export function buildCli(getConfig: () => Config = () => loadConfig()): Command {
@@ -53,6 +54,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
   registerImportCommands(program, getConfig);
   registerRegisterCommand(program, getConfig);
   registerSandboxCommand(program, getConfig);
+  registerWarmCommands(program, getConfig);
   return program;
 }
 

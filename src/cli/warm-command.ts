@@ -1,0 +1,110 @@
+import { InvalidArgumentError } from "commander";
+import type { Command } from "commander";
+import cliProgress from "cli-progress";
+import type { Config } from "../config/config.ts";
+import { WarmingService, WarmingStatus } from "../gen/conveer/v1/warming_pb.js";
+import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
+import { remoteClient } from "../server/clients.ts";
+
+const status = (s: WarmingStatus) => WarmingStatus[s] ?? String(s);
+const line = (t: WarmingTask) =>
+  `${t.id}  account ${t.accountId}  ${t.scenarioId}  ${status(t.status)}  ${t.progress}%  day ${t.currentDay}/${t.totalDays}  done ${t.actionsCompleted} failed ${t.actionsFailed}${t.error ? `  error: ${t.error}` : ""}`;
+
+/** `conveer warm …`: start, watch (live progress bars from StreamEvents), pause, resume, stop, stats. */
+export function registerWarmCommands(program: Command, getConfig: () => Config): void {
+  const client = () => {
+    const config = getConfig();
+    return remoteClient(WarmingService, { addr: config.addrs.warming, token: config.token, tls: Boolean(config.tlsCert) });
+  };
+  const warm = program.command("warm").description("warming tasks: multi-day scenarios run against accounts");
+
+  warm
+    .command("start <account>")
+    .description("start warming an ACTIVE account")
+    .option("--scenario <id>", "scenario id (default basic; see `conveer warm scenarios`)", "")
+    .option("--days <n>", "override the scenario's length (its day plan is scaled to fit)", (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 365) throw new InvalidArgumentError(`must be a whole number of days from 1 to 365, got ${JSON.stringify(v)}`);
+      return n;
+    })
+    .action(async (account: string, o: { scenario: string; days?: number }) => {
+      const t = await client().startWarming({ accountId: account, scenarioId: o.scenario, durationDays: o.days ?? 0 });
+      process.stdout.write(`${line(t)}\n`);
+    });
+
+  for (const [name, verb] of [
+    ["pause", "pauseWarming"],
+    ["resume", "resumeWarming"],
+    ["stop", "stopWarming"],
+    ["status", "getWarmingStatus"],
+  ] as const) {
+    warm
+      .command(`${name} <task>`)
+      .description(name === "stop" ? "stop a task for good" : `${name} a task`)
+      .action(async (task: string) => {
+        const t = await client()[verb]({ taskId: task });
+        process.stdout.write(`${line(t)}\n`);
+      });
+  }
+
+  warm
+    .command("scenarios")
+    .description("list the scenarios (built-in and from CONVEER_SCENARIOS_DIR)")
+    .action(async () => {
+      const r = await client().listScenarios({});
+      for (const s of r.scenarios) process.stdout.write(`${s.id}${s.isDefault ? " (default)" : ""}\t${s.totalDays} days\t${s.source}\t${s.name}\n`);
+    });
+
+  warm
+    .command("stats")
+    .description("statistics: tasks by status, actions by type, success rate, actions per day")
+    .option("--account <id>", "only this account", "")
+    .option("--task <id>", "only this task", "")
+    .option("--platform <name>", "only this platform", "")
+    .action(async (o: { account: string; task: string; platform: string }) => {
+      const s = await client().getStatistics({ accountId: o.account, taskId: o.task, platform: o.platform });
+      process.stdout.write(`tasks: ${Object.entries(s.tasksByStatus).map(([k, v]) => `${k}=${v}`).join(" ") || "none"}\n`);
+      process.stdout.write(`actions: completed ${s.actionsCompleted}, failed ${s.actionsFailed}, success ${(s.successRate * 100).toFixed(1)}%, mean ${s.meanActionDurationMs.toFixed(1)} ms\n`);
+      for (const a of s.byActionType) process.stdout.write(`  ${a.actionType.padEnd(28)} completed ${a.completed}  failed ${a.failed}  mean ${a.meanDurationMs.toFixed(1)} ms\n`);
+      for (const d of s.byDay) process.stdout.write(`  ${d.day}  completed ${d.completed}  failed ${d.failed}\n`);
+    });
+
+  warm
+    .command("watch [task]")
+    .description("live progress bars for one task or all, fed by StreamEvents")
+    .action(async (task: string | undefined) => {
+      const c = client();
+      const bars = new cliProgress.MultiBar(
+        { format: "{task} [{bar}] {percentage}% | {status} | {last}", stream: process.stderr, hideCursor: true, clearOnComplete: false },
+        cliProgress.Presets.shades_classic,
+      );
+      const byTask = new Map<string, cliProgress.SingleBar>();
+      const ac = new AbortController();
+      process.once("SIGINT", () => ac.abort());
+      let after = "";
+      for (;;) {
+        try {
+          for await (const e of c.streamEvents({ taskId: task ?? "", afterEventId: after }, { signal: ac.signal })) {
+            after = e.eventId;
+            let bar = byTask.get(e.taskId);
+            if (!bar) {
+              bar = bars.create(100, 0, { task: e.taskId, status: "", last: "" });
+              byTask.set(e.taskId, bar);
+            }
+            const progress = Number(e.data.progress ?? Number.NaN);
+            bar.update(Number.isFinite(progress) ? progress : bar.getProgress() * 100, {
+              status: e.data.status ?? e.eventType,
+              last: `${e.eventType}${e.data.action_type ? ` ${e.data.action_type}` : ""}${e.data.error ? `: ${e.data.error}` : ""}`,
+            });
+          }
+        } catch (err) {
+          if (ac.signal.aborted) break;
+          // Reconnect from the last event seen: nothing is missed.
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        if (ac.signal.aborted) break;
+      }
+      bars.stop();
+    });
+}
