@@ -124,7 +124,7 @@ describe("conveer start (child process, embedded store)", () => {
     assert.equal((await accounts.getAccount({ accountId: acc.id })).login, "proc");
     const h = healthClient(`127.0.0.1:${ports.warming}`);
     try {
-      assert.equal(await healthCheck(h, "conveer.WarmingService"), "NOT_SERVING");
+      assert.equal(await healthCheck(h, "conveer.WarmingService"), "SERVING");
     } finally {
       h.close();
     }
