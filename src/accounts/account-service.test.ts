@@ -1,20 +1,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import { STORE_KINDS } from "../../test/support/store.ts";
 import { startTestSystem } from "../../test/support/system.ts";
 import type { TestSystem } from "../../test/support/system.ts";
+import { rejectsWith } from "../../test/support/grpc.ts";
 
-/** Asserts that p rejects with the gRPC code, and that the message mentions `mentions`. */
-async function rejectsWith(p: Promise<unknown>, code: Code, mentions?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
-    assert.equal(Code[err.code], Code[code], err.rawMessage);
-    if (mentions) assert.match(err.rawMessage, mentions);
-    return true;
-  });
-}
 
 for (const kind of STORE_KINDS) {
   describe(`AccountService on ${kind}`, () => {

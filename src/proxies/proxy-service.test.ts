@@ -19,16 +19,8 @@ import { startTestSystem } from "../../test/support/system.ts";
 import type { TestSystem } from "../../test/support/system.ts";
 import { startEchoTarget, startHangingProxy, startHttpConnectProxy, startRefusingProxy, startSocks5Proxy } from "../../test/support/local-proxies.ts";
 import type { LocalProxy, LocalTarget } from "../../test/support/local-proxies.ts";
+import { rejectsWith } from "../../test/support/grpc.ts";
 
-/** Asserts that p rejects with the gRPC code, and that the message mentions `mentions`. */
-async function rejectsWith(p: Promise<unknown>, code: Code, mentions?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
-    assert.equal(Code[err.code], Code[code], err.rawMessage);
-    if (mentions) assert.match(err.rawMessage, mentions);
-    return true;
-  });
-}
 
 /** Polls `probe` until it returns a value other than undefined, failing after `ms`. */
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {

@@ -20,18 +20,10 @@ import { FakeSmsProvider } from "./fake-sms-provider.ts";
 import { createSms } from "./sms.ts";
 import type { Sms } from "./sms.ts";
 import { smsService } from "./sms-service.ts";
+import { rejectsWith } from "../../test/support/grpc.ts";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
-/** Asserts that p rejects with the gRPC code, and that the message mentions `mentions`. */
-async function rejectsWith(p: Promise<unknown>, code: Code, mentions?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
-    assert.equal(Code[err.code], Code[code], err.rawMessage);
-    if (mentions) assert.match(err.rawMessage, mentions);
-    return true;
-  });
-}
 
 describe("SMSService over gRPC", () => {
   let store: Awaited<ReturnType<typeof freshStore>>;
