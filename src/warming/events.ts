@@ -25,7 +25,8 @@ import type { EventRow } from "./warming-store.ts";
  * queue is full is dropped with RESOURCE_EXHAUSTED naming the after_event_id to resume from, so a
  * slow client costs the workers nothing. NOTIFY only says "look"; the hub reads the table after W
  * (coalescing bursts into one read), and a periodic poll covers notifications lost while the
- * LISTEN connection reconnected.
+ * LISTEN connection reconnected. With nobody subscribed only the periodic poll runs (light rows):
+ * in-process listeners (the worker's wake-up on a status change) then hear within pollIntervalMs.
  *
  * Resume. A subscriber with after_event_id first replays stored events in (after, W] from the
  * table (all settled), paging until it has caught up with W, then attaches to the live fan-out in
@@ -240,7 +241,17 @@ export function createEventHub(deps: { db: Db; log: Logger; options?: EventHubOp
     });
   }
 
+  // Nobody subscribed: the periodic poll keeps the watermark fresh enough; reading after every
+  // NOTIFY would only cost the store (on PGlite, the same connection the workers use).
+  /** Brings the watermark up to date: waits for a read that starts after this call. */
+  async function catchUp(): Promise<void> {
+    while (polling) await polling;
+    poll();
+    await polling;
+  }
+
   function onNotify(payload: string): void {
+    if (subscribers.size === 0) return;
     const id = Number(payload);
     if (!Number.isFinite(id) || id > watermark) poll();
   }
@@ -295,8 +306,10 @@ export function createEventHub(deps: { db: Db; log: Logger; options?: EventHubOp
       return () => listeners.delete(fn);
     },
 
-    /** Asks for a read now (after a local write: saves waiting for the NOTIFY round trip). */
-    poke: poll,
+    /** Asks for a read now when someone is subscribed (after a local write: saves waiting for the NOTIFY round trip). */
+    poke(): void {
+      if (subscribers.size > 0) poll();
+    },
 
     /** How many streams are attached. */
     subscriberCount: () => subscribers.size,
@@ -308,6 +321,8 @@ export function createEventHub(deps: { db: Db; log: Logger; options?: EventHubOp
      */
     async *subscribe(f: EventFilter, signal?: AbortSignal): AsyncGenerator<EventRow> {
       await ready.promise;
+      // "From now on" is the watermark as of now, not as of the last read (reads pause while nobody listens).
+      if (f.afterId === undefined) await catchUp();
       let cursor = f.afterId ?? watermark;
       // Replay: everything ≤ W is settled, so the table holds all of it.
       while (cursor < watermark) {
@@ -325,6 +340,8 @@ export function createEventHub(deps: { db: Db; log: Logger; options?: EventHubOp
       // Live, attached in the same tick as the last check: the next delivery has an id > cursor.
       const sub = new Subscriber(f, cursor, bufferSize);
       subscribers.add(sub);
+      // The watermark may lag while nobody listens; catch up now (deliveries go to `sub`).
+      poll();
       const onAbort = () => sub.signal();
       signal?.addEventListener("abort", onAbort);
       try {

@@ -216,8 +216,8 @@ export async function insertEvents(q: Queryable, events: readonly EventInput[]):
  * each, then NOTIFY. At most one action per task is ever in flight: run_at is NULL until the
  * claimed action is recorded.
  */
-export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: number): Promise<ClaimedAction[]> {
-  const r = await q.query<Omit<ClaimedAction, "task" | "account_id" | "platform"> & { task: unknown; following_due: Date | null }>(
+export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: number): Promise<{ claimed: ClaimedAction[]; nextRunAt: Date | null }> {
+  const r = await q.query<Omit<ClaimedAction, "task" | "account_id" | "platform"> & { task: unknown; following_due: Date | null; next_run_at: Date | null }>(
     `WITH c AS (
        SELECT id FROM warming_tasks
        WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL AND run_at <= $1::timestamptz
@@ -252,10 +252,15 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
      ), n AS (
        SELECT pg_notify('${EVENTS_CHANNEL}', max(id)::text) FROM e HAVING count(*) > 0
      )
-     SELECT j.task_id, j.seq, j.day, j.kind, j.due_at, j.key, j.attempts, j.task, j.following_due, (SELECT count(*) FROM n) AS notified FROM j`,
+     SELECT j.task_id, j.seq, j.day, j.kind, j.due_at, j.key, j.attempts, j.task, j.following_due, (SELECT count(*) FROM n) AS notified, NULL AS next_run_at FROM j
+     UNION ALL
+     -- What the worker sleeps until when this claim was not full: the earliest run_at after now.
+     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       (SELECT min(run_at) FROM warming_tasks WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL AND run_at > $1::timestamptz)`,
     [now, limit, leaseMs],
   );
-  return r.rows.map((x) => {
+  const next = r.rows.find((x) => x.task_id === null);
+  const claimed = r.rows.filter((x) => x.task_id !== null).map((x) => {
     const t = x.task as unknown as Record<string, unknown>;
     const task = { ...t, following_due: x.following_due } as unknown as LockedTask;
     for (const k of ["day1_at", "run_at", "next_action_at", "started_at", "paused_at", "completed_at"] as const) {
@@ -264,6 +269,7 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
     }
     return { task_id: x.task_id, seq: x.seq, day: x.day, kind: x.kind, due_at: x.due_at, key: x.key, attempts: x.attempts, account_id: task.account_id, platform: task.platform, task };
   });
+  return { claimed, nextRunAt: next?.next_run_at ?? null };
 }
 
 /** The earliest run_at of a RUNNING task (what the workers sleep until), or null. */

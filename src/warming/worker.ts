@@ -391,14 +391,17 @@ export function createWorker(deps: WorkerDeps) {
     });
   }
 
-  /** Waits for a kick, a due time, or the idle recheck; returns at once when work may be due. */
-  async function waitForWork(canClaim: boolean): Promise<void> {
+  /**
+   * Waits for a kick, a due time, or the idle recheck; returns at once when work may be due. `next`:
+   * the earliest run_at after the last claim's now (from the claim itself), when known.
+   */
+  async function waitForWork(canClaim: boolean, known?: Date | null): Promise<void> {
     const ac = new AbortController();
     if (kicked) return;
     const waits: Promise<unknown>[] = [new Promise<void>((r) => (wakeLoop = r))];
     let delay = o.idleRecheckMs;
     if (canClaim) {
-      const next = await store.nextRunAt(db);
+      const next = known === undefined ? await store.nextRunAt(db) : known;
       if (kicked) return;
       if (next) {
         const ms = next.getTime() - clock.now();
@@ -434,18 +437,27 @@ export function createWorker(deps: WorkerDeps) {
           await waitForWork(false);
           continue;
         }
+        // Without a backlog, claims and recordings take turns: what falls due while a recording
+        // runs is claimed in one batch after it, so batches grow with the load instead of many
+        // one-action claims crowding out the recordings (on PGlite they share one connection).
+        if (!backlog && flushing) {
+          await flushing;
+          continue;
+        }
+        let next: Date | null | undefined;
         if (free > 0) {
           const want = Math.min(o.batchSize, free);
           quiet = false;
-          const claimed = await store.claimDue(db, new Date(clock.now()), want, o.leaseMs);
+          const r = await store.claimDue(db, new Date(clock.now()), want, o.leaseMs);
           stats.claims++;
-          stats.claimed += claimed.length;
-          for (const c of claimed) run(c);
+          stats.claimed += r.claimed.length;
+          for (const c of r.claimed) run(c);
           errors = 0;
-          backlog = claimed.length === want;
+          backlog = r.claimed.length === want;
           if (backlog) continue;
+          next = r.nextRunAt;
         }
-        await waitForWork(free > 0);
+        await waitForWork(free > 0, next);
       } catch (err) {
         if (stopping) break;
         errors++;
@@ -504,12 +516,14 @@ export function createWorker(deps: WorkerDeps) {
     kick();
   }
 
+  let rounds = 0;
   async function maintenance(): Promise<void> {
     if (maintaining || stopping) return;
     maintaining = (async () => {
       try {
         await reap();
-        await repair();
+        // The repair scans RUNNING tasks (a safety net for a state the invariants rule out): now and then is enough.
+        if (rounds++ % 12 === 0) await repair();
         await deps.maintain?.();
       } catch (err) {
         if (!stopping) log.warn({ err: String(err) }, "warming upkeep failed; retrying next round");
