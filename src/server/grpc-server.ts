@@ -49,7 +49,7 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
     const fn = impl?.[method.localName];
     const scope = scopes?.[method.localName];
     const prepare = async (call: grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal) => {
-      if (!fn) throw new AppError("UNIMPLEMENTED", `${binding.service.typeName}.${method.name} is not implemented yet in this version of Conveer`);
+      if (!fn) throw new AppError("UNIMPLEMENTED", `${binding.service.typeName}.${method.name} has no implementation bound on this server`);
       const auth = call.metadata.get("authorization")[0];
       const principal = await deps.auth.authenticate(typeof auth === "string" ? auth : undefined);
       if (!scope) throw new AppError("PERMISSION_DENIED", `no scope is declared for ${method.name}`);
