@@ -5,9 +5,6 @@ import type { AccountService } from "../gen/conveer/v1/account_pb.js";
 import type { VKService } from "../gen/conveer/v1/vk_pb.js";
 import { statusName } from "../accounts/account-status.ts";
 import type { Accounts } from "../accounts/accounts.ts";
-import { isPlatform } from "../domain.ts";
-import { AppError } from "../errors.ts";
-import type { Platforms } from "../platforms/platforms.ts";
 
 /**
  * What warming needs from its peers, as typed clients: direct calls when the peer runs in this
@@ -35,16 +32,5 @@ export function localAccountsPeer(accounts: Accounts, author = "warming"): Warmi
       const { previous } = await accounts.updateStatus(req.accountId ?? "", req.status ?? AccountStatus.UNSPECIFIED, req.reason ?? "", author);
       return create(UpdateStatusResponseSchema, { success: true, previousStatus: statusName(previous) });
     },
-  };
-}
-
-/**
- * The platforms peer over the in-process platform domain (when the platform services run in this
- * process). An unknown platform is FAILED_PRECONDITION (the task then ends FAILED).
- */
-export function localPlatformsPeer(platforms: Pick<Platforms, "execute">): WarmingPeers["platforms"] {
-  return (platform) => {
-    if (!isPlatform(platform)) throw new AppError("FAILED_PRECONDITION", `no platform service for ${JSON.stringify(platform)}`);
-    return { executeAction: (req, opts) => platforms.execute(platform, req.accountId ?? "", req.actionType ?? 0, req.params ?? {}, opts?.signal) };
   };
 }
