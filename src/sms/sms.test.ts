@@ -3,8 +3,6 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { SMSStatus } from "../gen/conveer/v1/sms_pb.js";
-import { AppError } from "../errors.ts";
-import type { ErrorCode } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import { createIdGenerator } from "../store/ids.ts";
 import { openPostgres } from "../store/postgres.ts";
@@ -12,19 +10,11 @@ import { STORE_KINDS, freshStore } from "../../test/support/store.ts";
 import { FakeSmsProvider } from "./fake-sms-provider.ts";
 import { createSms } from "./sms.ts";
 import type { Sms, SmsDeps } from "./sms.ts";
+import { rejectsWithAppError as rejectsWith } from "../../test/support/assert.ts";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const VK = { service: "vk", country: "", operator: "" };
 
-/** Asserts that p rejects with an AppError of the code, whose message matches `mentions`. */
-async function rejectsWith(p: Promise<unknown>, code: ErrorCode, mentions?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof AppError, `expected an AppError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    if (mentions) assert.match(err.message, mentions);
-    return true;
-  });
-}
 
 /** Polls until fn() is truthy (test-side only). */
 async function eventually(fn: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {

@@ -10,7 +10,6 @@ import type { WarmingEvent, WarmingTask } from "../gen/conveer/v1/warming_pb.js"
 import { createAccounts } from "../accounts/accounts.ts";
 import type { Accounts } from "../accounts/accounts.ts";
 import { AppError } from "../errors.ts";
-import type { ErrorCode } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import { createIdGenerator } from "../store/ids.ts";
 import { openPostgres } from "../store/postgres.ts";
@@ -27,6 +26,7 @@ import { builtinScenarios, parseScenario } from "./scenario.ts";
 import type { Scenario } from "./scenario.ts";
 import { createWarming } from "./warming.ts";
 import type { Warming, WarmingOptions } from "./warming.ts";
+import { rejectsWithAppError as rejectsWith } from "../../test/support/assert.ts";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const HOUR = 3_600_000;
@@ -49,15 +49,6 @@ const tiny = parseScenario(
 const five = parseScenario({ id: "five", totalDays: 1, days: [{ days: "1", window: { startHour: 0, endHour: 24 }, actions: { view_profile: 3, like_post: 2 } }] }, "test");
 const scenarios = new Map<string, Scenario>([...builtinScenarios(), ["tiny", tiny], ["five", five]]);
 
-/** Asserts that p rejects with an AppError of the code whose message matches `mentions`. */
-async function rejectsWith(p: Promise<unknown>, code: ErrorCode, mentions?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof AppError, `expected an AppError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    if (mentions) assert.match(err.message, mentions);
-    return true;
-  });
-}
 
 /** Polls until fn() is truthy (test-side only). */
 async function eventually(fn: () => Promise<boolean> | boolean, ms = 10_000, what = "condition"): Promise<void> {
