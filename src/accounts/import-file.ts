@@ -1,7 +1,7 @@
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import { parseStatus, statusName } from "./account-status.ts";
-import { QUOTING_FIX, csvRecords, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, sniffFormat } from "../import/line-reader.ts";
+import { QUOTING_FIX, csvRows, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, sniffFormat } from "../import/line-reader.ts";
 import type { ImportFormat, RawLine } from "../import/line-reader.ts";
 
 /** One account to import, as parsed. */
@@ -120,29 +120,9 @@ function parseHeader(fields: string[]): { columns?: Column[]; problem?: string }
 }
 
 async function* readCsv(lines: AsyncIterable<RawLine>): AsyncGenerator<ParsedLine> {
-  let columns: Column[] | undefined;
-  for await (const rec of csvRecords(lines)) {
-    if (rec.error) {
-      // Without a readable header no row can be understood, so the header's error is the only one.
-      yield { line: rec.line, error: columns ? rec.error : `${rec.error} (in the header row)` };
-      if (!columns) return;
-      continue;
-    }
-    const fields = rec.fields!;
-    if (!columns) {
-      const h = parseHeader(fields);
-      if (!h.columns) {
-        yield { line: rec.line, error: `line ${rec.line}: ${h.problem}` };
-        return;
-      }
-      columns = h.columns;
-      continue;
-    }
-    if (fields.length !== columns.length) {
-      yield {
-        line: rec.line,
-        error: `line ${rec.line}: has ${fields.length} field${fields.length === 1 ? "" : "s"} but the header has ${columns.length} columns; ${QUOTING_FIX}`,
-      };
+  for await (const { line, columns, fields, error } of csvRows(lines, parseHeader, QUOTING_FIX)) {
+    if (!columns || !fields) {
+      yield { line, error };
       continue;
     }
     const raw: RawItem = { platform: "", login: "", password: "", phone: "", status: "", additional: {}, labels: {} };
@@ -153,7 +133,7 @@ async function* readCsv(lines: AsyncIterable<RawLine>): AsyncGenerator<ParsedLin
         if (fields[i] !== "") raw[col.field][col.key] = fields[i];
       } else raw[col.field] = fields[i];
     }
-    yield validate(rec.line, raw, []);
+    yield validate(line, raw, []);
   }
 }
 

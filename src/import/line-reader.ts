@@ -251,3 +251,42 @@ export async function* jsonlObjects(lines: AsyncIterable<RawLine>, fields: reado
     yield { line: l.line, obj, problems };
   }
 }
+
+/** One CSV data row with the header's columns, or an error for its line. */
+export type CsvRow<C> = { line: number; columns?: readonly C[]; fields?: string[]; error?: string };
+
+/**
+ * Reads a CSV file whose first record is a header: `parseHeader` turns it into columns or a
+ * problem (which ends the file: no row can be read without it). Rows whose width differs from the
+ * header's are errors naming `widthFix`; other rows come with their fields.
+ */
+export async function* csvRows<C>(
+  lines: AsyncIterable<RawLine>,
+  parseHeader: (fields: string[]) => { columns?: C[]; problem?: string },
+  widthFix: string,
+): AsyncGenerator<CsvRow<C>> {
+  let columns: C[] | undefined;
+  for await (const rec of csvRecords(lines)) {
+    if (rec.error) {
+      // Without a readable header no row can be understood, so the header's error is the only one.
+      yield { line: rec.line, error: columns ? rec.error : `${rec.error} (in the header row)` };
+      if (!columns) return;
+      continue;
+    }
+    const fields = rec.fields!;
+    if (!columns) {
+      const h = parseHeader(fields);
+      if (!h.columns) {
+        yield { line: rec.line, error: `line ${rec.line}: ${h.problem}` };
+        return;
+      }
+      columns = h.columns;
+      continue;
+    }
+    if (fields.length !== columns.length) {
+      yield { line: rec.line, error: `line ${rec.line}: has ${fields.length} field${fields.length === 1 ? "" : "s"} but the header has ${columns.length} columns; ${widthFix}` };
+      continue;
+    }
+    yield { line: rec.line, columns, fields };
+  }
+}

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from "node:net";
-import { csvRecords, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, tooLongError } from "../import/line-reader.ts";
+import { csvRows, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, tooLongError } from "../import/line-reader.ts";
 import type { RawLine } from "../import/line-reader.ts";
 
 /** A proxy parsed from a URL like socks5://user:pass@host:port or http://host:port; an IPv6 host is given without brackets. */
@@ -151,41 +151,26 @@ async function* readBare(lines: AsyncIterable<RawLine>): AsyncGenerator<ProxyImp
   }
 }
 
+function parseCsvHeader(fields: string[]): { columns?: string[]; problem?: string } {
+  const names = fields.map((f) => f.trim().toLowerCase());
+  const unknown = names.filter((n) => !FIELDS.includes(n));
+  const dup = names.filter((n, i) => names.indexOf(n) !== i);
+  const problems: string[] = [];
+  if (unknown.length > 0) problems.push(`unknown column${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")}`);
+  if (dup.length > 0) problems.push(`duplicate column${dup.length > 1 ? "s" : ""} ${dup.map((n) => JSON.stringify(n)).join(", ")}`);
+  if (!names.includes("url")) problems.push("missing column url");
+  return problems.length > 0 ? { problem: `${problems.join("; ")}; the first line must be a header such as ${CSV_HEADER}` } : { columns: names };
+}
+
 async function* readCsv(lines: AsyncIterable<RawLine>): AsyncGenerator<ProxyImportLine> {
-  let columns: string[] | undefined;
-  for await (const rec of csvRecords(lines)) {
-    if (rec.error) {
-      // Without a readable header no row can be understood, so the header's error is the only one.
-      yield { line: rec.line, error: columns ? rec.error : `${rec.error} (in the header row)` };
-      if (!columns) return;
-      continue;
-    }
-    const fields = rec.fields!;
-    if (!columns) {
-      const names = fields.map((f) => f.trim().toLowerCase());
-      const unknown = names.filter((n) => !FIELDS.includes(n));
-      const dup = names.filter((n, i) => names.indexOf(n) !== i);
-      const problems: string[] = [];
-      if (unknown.length > 0) problems.push(`unknown column${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")}`);
-      if (dup.length > 0) problems.push(`duplicate column${dup.length > 1 ? "s" : ""} ${dup.map((n) => JSON.stringify(n)).join(", ")}`);
-      if (!names.includes("url")) problems.push("missing column url");
-      if (problems.length > 0) {
-        yield { line: rec.line, error: `line ${rec.line}: ${problems.join("; ")}; the first line must be a header such as ${CSV_HEADER}` };
-        return;
-      }
-      columns = names;
-      continue;
-    }
-    if (fields.length !== columns.length) {
-      yield {
-        line: rec.line,
-        error: `line ${rec.line}: has ${fields.length} field${fields.length === 1 ? "" : "s"} but the header has ${columns.length} columns; separate tags with ";" and quote fields that contain commas`,
-      };
+  for await (const { line, columns, fields, error } of csvRows(lines, parseCsvHeader, 'separate tags with ";" and quote fields that contain commas')) {
+    if (!columns || !fields) {
+      yield { line, error };
       continue;
     }
     const raw: RawProxy = { url: "", country: "", provider: "", tags: "", capacity: "" };
     columns.forEach((c, i) => (raw[c as keyof RawProxy] = fields[i]));
-    yield validateProxy(rec.line, raw, []);
+    yield validateProxy(line, raw, []);
   }
 }
 
