@@ -200,6 +200,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
         log,
         clock: systemClock(config.warming.timeScale),
         scenarios: await loadScenarios(config.warming.scenariosDir || undefined),
+        options: {
+          runWorker: config.warming.worker,
+          batchSize: config.warming.batchSize,
+          concurrency: config.warming.concurrency,
+          leaseMs: config.warming.leaseMs,
+          maxConsecutiveFailures: config.warming.maxConsecutiveFailures,
+        },
         peers: {
           accounts: peer<typeof AccountService>("account", "warming"),
           platforms: (platform) => {

@@ -48,6 +48,12 @@ export type Config = Readonly<{
     scenariosDir: string;
     /** 1 = real time; 1440 = a scenario day per real minute. */
     timeScale: number;
+    /** CONVEER_WARMING_WORKER=0: serve the API, run no actions here. */
+    worker: boolean;
+    batchSize: number;
+    concurrency: number;
+    leaseMs: number;
+    maxConsecutiveFailures: number;
   }>;
   sandbox: Readonly<{
     /** An external sandbox (`conveer sandbox`); empty: Conveer starts one in-process. */
@@ -102,6 +108,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     warming: Object.freeze({
       scenariosDir: env.CONVEER_SCENARIOS_DIR ? resolve(env.CONVEER_SCENARIOS_DIR) : "",
       timeScale: timeScale(env),
+      worker: oneOf(env, "CONVEER_WARMING_WORKER", ["1", "0"], "1") === "1",
+      batchSize: int(env, "CONVEER_WARMING_BATCH_SIZE", 64, 1, 1000),
+      concurrency: int(env, "CONVEER_WARMING_CONCURRENCY", 128, 1, 10_000),
+      leaseMs: int(env, "CONVEER_WARMING_LEASE_MS", 60_000, 500, 3_600_000),
+      maxConsecutiveFailures: int(env, "CONVEER_WARMING_MAX_FAILURES", 5, 1, 1000),
     }),
     sandbox: Object.freeze({
       url: url(env, "CONVEER_SANDBOX_URL"),

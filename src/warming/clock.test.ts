@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fakeClock, parseTimeScale, systemClock } from "./clock.ts";
+import { fakeClock, systemClock } from "./clock.ts";
 
 test("systemClock: scenario time runs timeScale times faster; sleep waits scenario time", async () => {
   const real = systemClock();
@@ -24,14 +24,6 @@ test("systemClock: sleep rejects with the signal's reason on abort", async () =>
   ac.abort(new Error("stop"));
   await assert.rejects(p, /stop/);
   await assert.rejects(clock.sleep(10, AbortSignal.abort()), { name: "AbortError" });
-});
-
-test("parseTimeScale: unset is 1; bad values name the variable", () => {
-  assert.equal(parseTimeScale(undefined), 1);
-  assert.equal(parseTimeScale(""), 1);
-  assert.equal(parseTimeScale("1440"), 1440);
-  assert.equal(parseTimeScale("0.5"), 0.5);
-  for (const bad of ["0", "-1", "fast", "1e9"]) assert.throws(() => parseTimeScale(bad), /CONVEER_TIME_SCALE must be a number/);
 });
 
 test("fakeClock: advance wakes sleepers in due order at their times, including ones added while advancing", async () => {

@@ -51,16 +51,6 @@ export function systemClock(timeScale = 1): Clock {
   };
 }
 
-/** Reads CONVEER_TIME_SCALE ("" or unset: 1); throws naming the variable when it is not a positive number. */
-export function parseTimeScale(value: string | undefined): number {
-  if (value === undefined || value.trim() === "") return 1;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || n > 1_000_000) {
-    throw new RangeError(`CONVEER_TIME_SCALE must be a number from just above 0 to 1000000 (1 real time, 1440 a day per minute), got ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
 /** A clock that only moves on `advance`; starts at `start` (epoch ms or Date). */
 export function fakeClock(start: number | Date = 0): FakeClock {
   let t = typeof start === "number" ? start : start.getTime();
