@@ -17,12 +17,13 @@ export function requestJson(
   base: { host: string; port: number; prefix: string },
   method: string,
   path: string,
-  opts: { body?: unknown; token?: string; signal?: AbortSignal; socket?: net.Socket; agent?: http.Agent } = {},
+  opts: { body?: unknown; token?: string; idempotencyKey?: string; signal?: AbortSignal; socket?: net.Socket; agent?: http.Agent } = {},
 ): Promise<JsonAnswer> {
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   const headers: Record<string, string> = { accept: "application/json" };
   if (payload !== undefined) headers["content-type"] = "application/json";
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  if (opts.idempotencyKey) headers["idempotency-key"] = opts.idempotencyKey;
   if (opts.socket) headers.connection = "close";
   const socket = opts.socket;
   return new Promise((resolve, reject) => {

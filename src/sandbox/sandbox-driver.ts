@@ -49,6 +49,7 @@ function toDriverError(a: JsonAnswer): DriverError {
       return new DriverError(error === "wrong_code" ? "wrong_code" : "invalid", message);
     case 409:
     case 413:
+    case 422:
       return new DriverError("invalid", message);
     default:
       return new DriverError("unavailable", `sandbox answered HTTP ${a.status}: ${message}`);
@@ -64,7 +65,7 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const ns = `/v1/${platform}`;
 
-  async function call(method: string, path: string, ctx: DriverContext, o: { body?: unknown; token?: string } = {}): Promise<Record<string, unknown>> {
+  async function call(method: string, path: string, ctx: DriverContext, o: { body?: unknown; token?: string; idempotencyKey?: string } = {}): Promise<Record<string, unknown>> {
     if (ctx.signal?.aborted) throw new AppError("CANCELLED", `the ${platform} call was cancelled`);
     const ac = new AbortController();
     const onAbort = () => ac.abort();
@@ -123,7 +124,8 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
       if (!a) throw new DriverError("invalid", `unknown action ${JSON.stringify(action)}`);
       const id = await targetOf(a.target, params, s, ctx);
       const body = a.method === "POST" ? (a.text ? { text: params.text || a.text } : params.text ? { text: params.text } : {}) : undefined;
-      const out = await call(a.method, a.path(encodeURIComponent(id)), ctx, { body, token: s.sessionToken });
+      // params.idempotency_key (warming sends one per planned action): a repeat is answered, not run again.
+      const out = await call(a.method, a.path(encodeURIComponent(id)), ctx, { body, token: s.sessionToken, idempotencyKey: params.idempotency_key });
       return { data: { target_id: id, ...strings(out) } };
     },
     async accountStatus(s: DriverSession, ctx: DriverContext): Promise<PlatformAccountStatus> {

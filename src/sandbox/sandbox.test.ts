@@ -176,6 +176,27 @@ describe("sandbox", () => {
     await driver.execute("view_profile", target, other.session, {});
   });
 
+  test("idempotency_key: a repeat answers the first run (no second comment, no rate-limit token); another account's key is refused", T, async () => {
+    const env = await start({ rateLimit: { burst: 1, perSecond: 0.001 } });
+    const driver = createSandboxDriver("vk", { baseUrl: env.url });
+    const { session } = await register(env, driver, "ida");
+    const postId = Object.keys(env.sandbox.state().platforms.vk.posts)[0];
+    const params = { post_id: postId, idempotency_key: "task-1:0" };
+    const first = await driver.execute("comment", params, session, {});
+    const again = await driver.execute("comment", params, session, {});
+    assert.deepEqual(again.data, first.data);
+    const vk = env.sandbox.state().platforms.vk;
+    assert.equal(vk.posts[postId].comments.length, 1, "the repeat did not comment again");
+    assert.equal(vk.idempotency["task-1:0"].replays, 1);
+    // The one token went to the first run: a new key is rate limited, a repeat is not.
+    await assert.rejects(driver.execute("comment", { post_id: postId, idempotency_key: "task-1:1" }, session, {}), driverError("rate_limited"));
+    assert.deepEqual((await driver.execute("comment", params, session, {})).data, first.data);
+    const other = await register(env, driver, "ivo");
+    await assert.rejects(driver.execute("comment", params, other.session, {}), (e) => driverError("invalid")(e) && /used by another account/.test((e as Error).message));
+    const res = await fetch(`${env.url}/v1/vk/posts/${postId}/likes`, { method: "POST", headers: { authorization: `Bearer ${session.sessionToken}`, "idempotency-key": "a b" } });
+    assert.equal(res.status, 400);
+  });
+
   test("ban and suspend: actions fail with the platform's reason; reinstate restores", T, async () => {
     const env = await start();
     const driver = createSandboxDriver("max", { baseUrl: env.url });

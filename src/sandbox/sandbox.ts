@@ -73,6 +73,12 @@ export type SandboxPlatformState = {
   stories: Record<string, { id: string; authorId: string; viewers: string[]; at: number }>;
   messages: { id: string; from: string; to: string; text: string; at: number }[];
   friendRequests: { id: string; from: string; to: string; status: "pending" | "accepted"; at: number }[];
+  /**
+   * Answers of actions sent with an Idempotency-Key header, by key: a repeat of the key gets the
+   * stored answer (header Idempotent-Replayed: true) instead of running again. `replays` counts the
+   * repeats. The oldest are forgotten past IDEMPOTENCY_KEYS_KEPT per platform.
+   */
+  idempotency: Record<string, { userId: string; status: number; body: unknown; at: number; replays: number }>;
 };
 /** A number rental on the SMS side; prices in kopecks. */
 export type SandboxRental = { ref: string; service: string; country: string; operator: string; phone: string; priceKop: number; status: "active" | "finished" | "cancelled" | "expired"; codes: number; refunded: boolean; createdAt: number; expiresAt: number };
@@ -107,7 +113,18 @@ const bad = (message: string) => new HttpError(400, "invalid", message);
 const missing = (what: string, id: string) => new HttpError(404, "not_found", `${what} ${JSON.stringify(id)} not found`);
 
 type Body = Record<string, unknown>;
-type Reply = [status: number, body: unknown];
+/** The request's Idempotency-Key header ("" when absent); 1-255 visible ASCII characters. */
+function idempotencyKeyOf(req: http.IncomingMessage): string {
+  const v = req.headers["idempotency-key"];
+  const key = (Array.isArray(v) ? v[0] : v) ?? "";
+  if (key && !/^[\x21-\x7e]{1,255}$/.test(key)) throw bad("Idempotency-Key must be 1-255 visible ASCII characters");
+  return key;
+}
+
+type Reply = [status: number, body: unknown, headers?: Record<string, string>];
+
+/** Idempotency keys remembered per platform; past this the oldest tenth is forgotten. */
+export const IDEMPOTENCY_KEYS_KEPT = 200_000;
 type Route = [pattern: string, run: (params: string[], body: Body, req: http.IncomingMessage) => Reply | Promise<Reply>];
 
 /** Matches "POST posts/:/likes" against a method and path segments; returns the ":" parts or null. */
@@ -185,7 +202,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
   const token = () => randomBytes(24).toString("base64url");
 
   function seedPlatform(p: Platform): SandboxPlatformState {
-    const s: SandboxPlatformState = { users: {}, sessions: {}, signups: {}, posts: {}, groups: {}, stories: {}, messages: [], friendRequests: [] };
+    const s: SandboxPlatformState = { users: {}, sessions: {}, signups: {}, posts: {}, groups: {}, stories: {}, messages: [], friendRequests: [], idempotency: {} };
     const t = now();
     const users = FIRST.map((first, i) => {
       const u: SandboxUser = {
@@ -220,7 +237,10 @@ export function createSandbox(opts: SandboxOptions = {}) {
     } else {
       world = { version: 1, seq: 0, platforms: {} as SandboxWorld["platforms"], sms: { balanceKop: Math.round(sms.startBalance * 100), rentals: {}, eventSeq: 0, events: [] } };
     }
-    for (const p of PLATFORMS) world.platforms[p] ??= seedPlatform(p);
+    for (const p of PLATFORMS) {
+      world.platforms[p] ??= seedPlatform(p);
+      world.platforms[p].idempotency ??= {};
+    }
   }
   load();
 
@@ -468,17 +488,36 @@ export function createSandbox(opts: SandboxOptions = {}) {
     return Math.ceil(((1 - b.tokens) / rateLimit.perSecond) * 1000);
   }
 
-  /** Wraps one of the eight actions: session, standing, rate limit; the state changes are saved. */
+  /**
+   * Wraps one of the eight actions: session, standing, idempotency key, rate limit; the state
+   * changes are saved. A key seen before answers what it answered then (not rate limited, not run).
+   */
   const action = (p: Platform, run: (u: SandboxUser, s: SandboxPlatformState, params: string[], b: Body) => Reply) =>
     (params: string[], b: Body, req: http.IncomingMessage): Reply => {
       const u = authed(p, req);
       if (u.status !== "active") throw new HttpError(403, u.status, u.reason || `the account is ${u.status}`);
+      const s = world.platforms[p];
+      const key = idempotencyKeyOf(req);
+      const seen = key ? own(s.idempotency, key) : undefined;
+      if (seen) {
+        if (seen.userId !== u.id) throw new HttpError(422, "invalid", `Idempotency-Key ${JSON.stringify(key)} was used by another account; use a new key`);
+        seen.replays++;
+        changed();
+        return [seen.status, seen.body, { "idempotent-replayed": "true" }];
+      }
       const wait = take(`${p}/${u.id}`);
       if (wait > 0) throw new HttpError(429, "rate_limited", `too many actions; retry in ${wait} ms`, { "retry-after": String(Math.max(1, Math.ceil(wait / 1000))) });
-      const out = run(u, world.platforms[p], params, b);
+      const out = run(u, s, params, b);
+      if (key) remember(s, key, { userId: u.id, status: out[0], body: out[1], at: now(), replays: 0 });
       changed();
       return out;
     };
+
+  function remember(s: SandboxPlatformState, key: string, answer: SandboxPlatformState["idempotency"][string]): void {
+    s.idempotency[key] = answer;
+    const keys = Object.keys(s.idempotency);
+    if (keys.length > IDEMPOTENCY_KEYS_KEPT) for (const k of keys.slice(0, Math.ceil(IDEMPOTENCY_KEYS_KEPT / 10))) delete s.idempotency[k];
+  }
 
   function userOf(s: SandboxPlatformState, id: string): SandboxUser {
     const u = own(s.users, id);
@@ -663,8 +702,8 @@ export function createSandbox(opts: SandboxOptions = {}) {
     for (const [pattern, run] of routes) {
       const params = match(method, rest, pattern);
       if (!params) continue;
-      const [status, out] = await run(params, body, req);
-      return sendJson(res, status, out);
+      const [status, out, headers] = await run(params, body, req);
+      return sendJson(res, status, out, headers);
     }
     throw missing("route", `${method} ${url.pathname}`);
   }

@@ -129,6 +129,11 @@ export declare type ExecuteActionRequest = Message<"conveer.ExecuteActionRequest
   actionType: ActionType;
 
   /**
+   * Action parameters: the target (user_id, post_id, group_id or target_id; a random one from the
+   * feed when absent), text, and idempotency_key: a repeat of a key already run for this account
+   * answers the first run's result instead of acting again (the sandbox keeps the last 200,000
+   * keys per platform). Warming sends "task_id:seq".
+   *
    * @generated from field: map<string, string> params = 3;
    */
   params: { [key: string]: string };
