@@ -217,6 +217,10 @@ export async function startApp(opts: AppOptions): Promise<App> {
       });
       await warming.start();
       stopBeforeDrain.push(() => warming.stop(grace));
+      metrics.addCollected("conveer_warming_worker_actions", "Warming actions this process's worker claimed, recorded, dropped (its claim was taken over) and holds in flight, since start", "state", () => {
+        const s = warming.workerStats();
+        return { claimed: s.claimed, recorded: s.recorded, dropped: s.dropped, in_flight: s.inFlight };
+      });
       bindings.warming = warmingService(warming);
     }
 

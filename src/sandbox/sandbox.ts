@@ -407,6 +407,16 @@ export function createSandbox(opts: SandboxOptions = {}) {
 
   const loginTaken = (p: Platform, login: string) => Object.values(world.platforms[p].users).some((u) => u.login.toLowerCase() === login.toLowerCase());
 
+  /** A new account's login and password from a body: checked, and the login not taken. */
+  function newLogin(p: Platform, b: Body): { login: string; password: string } {
+    const login = str(b, "login", { required: true, max: 64 });
+    const password = str(b, "password", { required: true });
+    if (!LOGIN.test(login)) throw bad("login must be 3-64 letters, digits, . _ or -");
+    if (password.length < 6) throw bad("password must be at least 6 characters");
+    if (loginTaken(p, login)) throw new HttpError(409, "login_taken", `login ${JSON.stringify(login)} is taken`);
+    return { login, password };
+  }
+
   function newSession(p: Platform, userId: string): Reply {
     const t = token();
     world.platforms[p].sessions[t] = { userId, expiresAt: now() + sessionTtlMs };
@@ -415,17 +425,13 @@ export function createSandbox(opts: SandboxOptions = {}) {
   }
 
   function signUp(p: Platform, b: Body): Reply {
-    const login = str(b, "login", { required: true, max: 64 });
-    const password = str(b, "password", { required: true });
+    const { login, password } = newLogin(p, b);
     const phone = str(b, "phone", { required: true, max: 20 });
-    if (!LOGIN.test(login)) throw bad("login must be 3-64 letters, digits, . _ or -");
-    if (password.length < 6) throw bad("password must be at least 6 characters");
     if (!/^\+?\d{7,15}$/.test(phone)) throw bad("phone must be 7-15 digits with an optional +");
     const fields = (b.fields ?? {}) as Record<string, unknown>;
     if (typeof fields !== "object" || Array.isArray(fields) || Object.values(fields).some((v) => typeof v !== "string")) throw bad("fields must map names to strings");
     if (p === "vk" && fields.birth_date && !/^\d{4}-\d{2}-\d{2}$/.test(fields.birth_date as string)) throw bad("fields.birth_date must be YYYY-MM-DD");
     if (p === "vk" && fields.gender && !["male", "female"].includes(fields.gender as string)) throw bad("fields.gender must be male or female");
-    if (loginTaken(p, login)) throw new HttpError(409, "login_taken", `login ${JSON.stringify(login)} is taken`);
     const id = `su_${randomBytes(8).toString("hex")}`;
     const code = String(Math.floor(random() * 1_000_000)).padStart(6, "0");
     const lost = random() < faults.codeLossRate;
@@ -457,6 +463,18 @@ export function createSandbox(opts: SandboxOptions = {}) {
     };
     world.platforms[p].users[u.id] = u;
     return newSession(p, u.id);
+  }
+
+  /** An active user with a password and no phone, made by the admin (accounts that exist outside Conveer). */
+  function addUser(p: Platform, b: Body): { user_id: string; login: string } {
+    const { login, password } = newLogin(p, b);
+    const u: SandboxUser = {
+      id: nextId("u"), login, pw: hashPassword(password), phone: "", firstName: str(b, "first_name"), lastName: str(b, "last_name"), fields: {},
+      status: "active", reason: "", friends: [], groups: [], profileViews: 0, seeded: false, createdAt: now(),
+    };
+    world.platforms[p].users[u.id] = u;
+    changed();
+    return { user_id: u.id, login };
   }
 
   function login(p: Platform, b: Body): Reply {
@@ -621,6 +639,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
         s.friendRequests.push(r);
         return [201, { user_id: id, request_id: r.id, status: "pending" }];
       })],
+      ["POST admin/users", (_, b) => [201, addUser(p, b)]],
       ["POST admin/users/:/ban", ([id], b) => [200, view(setStatus(p, id, "banned", str(b, "reason")))]],
       ["POST admin/users/:/suspend", ([id], b) => [200, view(setStatus(p, id, "suspended", str(b, "reason")))]],
       ["POST admin/users/:/reinstate", ([id]) => [200, view(setStatus(p, id, "active", ""))]],
@@ -757,6 +776,10 @@ export function createSandbox(opts: SandboxOptions = {}) {
     suspend: (p: Platform, userId: string, reason: string) => view(setStatus(p, userId, "suspended", reason)),
     /** Makes a user active again. */
     reinstate: (p: Platform, userId: string) => view(setStatus(p, userId, "active", "")),
+    /** Adds an active user who can log in, as if they had signed up outside Conveer (imported accounts); answers its id. */
+    addUser(p: Platform, login: string, password: string): string {
+      return addUser(p, { login, password }).user_id;
+    },
     /** Ends a user's sessions (the next call answers 401). */
     revokeSessions(p: Platform, userId: string): void {
       const sessions = world.platforms[p].sessions;

@@ -1,9 +1,11 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Prometheus metrics of one running system (a registry per instance: no module state). */
 export type Metrics = {
   registry: Registry;
   observeCall(service: string, method: string, code: string, seconds: number): void;
+  /** A gauge read at each scrape: `read` answers a value per value of `label`. */
+  addCollected(name: string, help: string, label: string, read: () => Record<string, number>): void;
 };
 
 /** Creates the registry with process metrics and the per-call histogram. */
@@ -23,6 +25,17 @@ export function createMetrics(): Metrics {
     observeCall(service, method, code, seconds) {
       calls.inc({ service, method, code });
       duration.observe({ service, method }, seconds);
+    },
+    addCollected(name, help, label, read) {
+      new Gauge({
+        name,
+        help,
+        labelNames: [label],
+        registers: [registry],
+        collect() {
+          for (const [k, v] of Object.entries(read())) this.set({ [label]: k }, v);
+        },
+      });
     },
   };
 }
