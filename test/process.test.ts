@@ -5,100 +5,20 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Code } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { AccountService } from "../src/gen/conveer/v1/account_pb.js";
 import { ProxyService } from "../src/gen/conveer/v1/proxy_pb.js";
-import { SERVICE_NAMES } from "../src/config/config.ts";
 import { remoteClient } from "../src/server/clients.ts";
 import { dropPostgresDatabase, freshPostgresDatabase } from "./support/store.ts";
 import { startHangingProxy } from "./support/local-proxies.ts";
-import { eventually, freePort, healthCheck, healthClient, rejectsWith } from "./support/grpc.ts";
-
-const MAIN = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-/** A running (or finished) CLI process with its output. */
-type Cli = {
-  proc: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  /** Resolves with the exit code (or the signal name) once the process has exited. */
-  exited: Promise<number | string>;
-  /** Log lines (pino JSON) printed so far, parsed. */
-  logs: () => Record<string, unknown>[];
-};
-
-function runCli(args: string[], env: Record<string, string>): Cli {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(CONVEER_|DATABASE_URL$|.*_SERVICE_GRPC_ADDR$)/.test(k)));
-  const proc = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  proc.stdout!.on("data", (b: Buffer) => (out += b.toString()));
-  proc.stderr!.on("data", (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | string>((resolve) => proc.on("exit", (code, signal) => resolve(code ?? signal ?? -1)));
-  return {
-    proc,
-    stdout: () => out,
-    stderr: () => err,
-    exited,
-    logs: () =>
-      out
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
-
-/** Env for a system on fresh free ports with its own data directory. */
-async function systemEnv(dataDir: string, extra: Record<string, string> = {}): Promise<{ env: Record<string, string>; ports: Record<string, number>; http: number }> {
-  const env: Record<string, string> = {
-    CONVEER_DATA_DIR: dataDir,
-    CONVEER_LOG_LEVEL: "info",
-    CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
-    CONVEER_PROXY_CHECK_TIMEOUT_MS: "2500",
-    ...extra,
-  };
-  const ports: Record<string, number> = {};
-  for (const s of SERVICE_NAMES) {
-    ports[s] = await freePort();
-    env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = `127.0.0.1:${ports[s]}`;
-  }
-  const http = await freePort();
-  env.CONVEER_HTTP_ADDR = `127.0.0.1:${http}`;
-  return { env, ports, http };
-}
-
-/** Waits until /healthz answers 200 (or the process dies, or 45 s pass). */
-async function waitHealthy(cli: Cli, http: number): Promise<void> {
-  let dead: number | string | undefined;
-  void cli.exited.then((c) => (dead = c));
-  await eventually(
-    async () => {
-      if (dead !== undefined) throw new Error(`conveer exited (${dead}) before it was healthy:\n${cli.stderr()}\n${cli.stdout()}`);
-      return (await fetch(`http://127.0.0.1:${http}/healthz`)).status === 200;
-    },
-    45_000,
-    "/healthz",
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}\nstderr: ${cli.stderr()}\nstdout: ${cli.stdout().slice(-2000)}`);
-  });
-}
-
-/** Sends SIGTERM and returns the exit code and how long the process took to exit. */
-async function terminate(cli: Cli): Promise<{ code: number | string; ms: number }> {
-  const t0 = performance.now();
-  cli.proc.kill("SIGTERM");
-  const code = await Promise.race([cli.exited, new Promise<string>((r) => setTimeout(() => r("still running after 15 s"), 15_000).unref())]);
-  return { code, ms: performance.now() - t0 };
-}
+import { eventually, healthCheck, healthClient, rejectsWith } from "./support/grpc.ts";
+import { killAll, runCli, systemEnv, terminate, waitHealthy } from "./support/cli.ts";
+import type { Cli } from "./support/cli.ts";
 
 describe("conveer start (child process, embedded store)", () => {
   let dataDir: string;
@@ -109,7 +29,7 @@ describe("conveer start (child process, embedded store)", () => {
   });
   after(async () => {
     for (const s of sessions) s.abort();
-    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill("SIGKILL");
+    await killAll(children);
     await rm(dataDir, { recursive: true, force: true });
   });
 
@@ -231,7 +151,7 @@ describe("PostgreSQL that goes away and comes back", { skip: !process.env.CONVEE
   });
   after(async () => {
     for (const s of sessions) s.abort();
-    if (cli && cli.proc.exitCode === null && cli.proc.signalCode === null) cli.proc.kill("SIGKILL");
+    if (cli) await killAll([cli]);
     await f.stop();
     await dropPostgresDatabase(url);
     await rm(dataDir, { recursive: true, force: true });

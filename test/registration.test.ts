@@ -7,12 +7,9 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Code } from "@connectrpc/connect";
 import type { Client } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
@@ -23,7 +20,7 @@ import { ProxyService } from "../src/gen/conveer/v1/proxy_pb.js";
 import { SMSService } from "../src/gen/conveer/v1/sms_pb.js";
 import { VKService } from "../src/gen/conveer/v1/vk_pb.js";
 import { MaxService } from "../src/gen/conveer/v1/max_pb.js";
-import { SERVICE_NAMES } from "../src/config/config.ts";
+import type { ServiceName } from "../src/config/config.ts";
 import { remoteClient } from "../src/server/clients.ts";
 import { createSandbox } from "../src/sandbox/index.ts";
 import { openPglite } from "../src/store/pglite.ts";
@@ -34,10 +31,10 @@ import { startTestSystem } from "./support/system.ts";
 import type { TestSystem } from "./support/system.ts";
 import { startEchoTarget, startHttpConnectProxy, startSocks5Proxy } from "./support/local-proxies.ts";
 import type { LocalProxy, LocalTarget } from "./support/local-proxies.ts";
-import { eventually, freePort, rejectsWith } from "./support/grpc.ts";
+import { eventually, rejectsWith } from "./support/grpc.ts";
+import { killAll, runCli, systemEnv, terminate, waitHealthy } from "./support/cli.ts";
+import type { Cli } from "./support/cli.ts";
 
-const MAIN = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const REGISTRATIONS = 50;
 
 /** POSTs JSON to the sandbox's admin API; answers the JSON body (asserting 200). */
@@ -326,34 +323,6 @@ for (const kind of STORE_KINDS) {
 // ---------------------------------------------------------------------------------------------
 // The real CLI, SIGKILLed mid-registration
 
-type Cli = { proc: ChildProcess; out: () => string; err: () => string; exited: Promise<number | string> };
-
-function runCli(env: Record<string, string>): Cli {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(CONVEER_|DATABASE_URL$|.*_SERVICE_GRPC_ADDR$)/.test(k)));
-  const proc = spawn(process.execPath, [MAIN, "start"], { cwd: ROOT, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  proc.stdout!.on("data", (b: Buffer) => (out += b.toString()));
-  proc.stderr!.on("data", (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | string>((resolve) => proc.on("exit", (code, signal) => resolve(code ?? signal ?? -1)));
-  return { proc, out: () => out, err: () => err, exited };
-}
-
-async function waitHealthy(cli: Cli, http: number): Promise<void> {
-  let dead: number | string | undefined;
-  void cli.exited.then((c) => (dead = c));
-  await eventually(
-    async () => {
-      if (dead !== undefined) throw new Error(`conveer exited (${dead}) before it was healthy`);
-      return (await fetch(`http://127.0.0.1:${http}/healthz`)).status === 200;
-    },
-    45_000,
-    "/healthz",
-  ).catch((e: Error) => {
-    throw new Error(`${e.message}\nstderr: ${cli.err()}\nstdout: ${cli.out().slice(-3000)}`);
-  });
-}
-
 for (const kind of STORE_KINDS) {
   describe(`conveer start SIGKILLed mid-registration (${kind})`, () => {
     let dataDir: string;
@@ -369,8 +338,7 @@ for (const kind of STORE_KINDS) {
     });
     after(async () => {
       for (const s of sessions) s.abort();
-      for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill("SIGKILL");
-      await Promise.all(children.map((c) => c.exited));
+      await killAll(children);
       await sandbox.close();
       await proxy?.close();
       if (dbUrl) await dropPostgresDatabase(dbUrl);
@@ -379,31 +347,21 @@ for (const kind of STORE_KINDS) {
 
     test("the next start marks the registration failed: number cancelled with refund, proxy free, account DELETED", async () => {
       const { url: sandboxUrl, port: sandboxPort } = await sandbox.listen("127.0.0.1:0");
-      const env: Record<string, string> = {
-        CONVEER_DATA_DIR: dataDir,
-        CONVEER_LOG_LEVEL: "info",
+      const { env, http, addr } = await systemEnv(dataDir, {
         CONVEER_MASTER_KEY: "22".repeat(32),
         CONVEER_SANDBOX_URL: sandboxUrl,
         CONVEER_REGISTRATION_LEASE_MS: "1500",
         CONVEER_REGISTRATION_CODE_TIMEOUT_S: "120",
-        CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
         CONVEER_PROXY_CHECK_TARGET: `127.0.0.1:${sandboxPort}`,
-      };
-      if (dbUrl) env.DATABASE_URL = dbUrl;
-      const ports: Record<string, number> = {};
-      for (const s of SERVICE_NAMES) {
-        ports[s] = await freePort();
-        env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = `127.0.0.1:${ports[s]}`;
-      }
-      const http = await freePort();
-      env.CONVEER_HTTP_ADDR = `127.0.0.1:${http}`;
-      const client = <S extends Parameters<typeof remoteClient>[0]>(s: S, name: string) => remoteClient(s, { addr: `127.0.0.1:${ports[name]}`, sessions });
+        ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
+      });
+      const client = <S extends Parameters<typeof remoteClient>[0]>(s: S, name: ServiceName) => remoteClient(s, { addr: addr(name), sessions });
       const accounts = client(AccountService, "account");
       const proxies = client(ProxyService, "proxy");
       const sms = client(SMSService, "sms");
       const vk = client(VKService, "vk");
 
-      const first = runCli(env);
+      const first = runCli(["start"], env);
       children.push(first);
       await waitHealthy(first, http);
       const add = await proxies.addProxies({ proxies: [{ url: proxy.url }] });
@@ -430,7 +388,7 @@ for (const kind of STORE_KINDS) {
       const rental = Object.values(sandbox.state().sms.rentals).find((r) => r.service === "vk")!;
       assert.equal(rental.status, "active");
 
-      const second = runCli(env);
+      const second = runCli(["start"], env);
       children.push(second);
       await waitHealthy(second, http);
       const t0 = performance.now();
@@ -456,11 +414,10 @@ for (const kind of STORE_KINDS) {
       assert.equal(listed.allocated, 0);
       await rejectsWith(proxies.getProxyForAccount({ accountId: acc.id }), Code.NotFound);
       assert.ok(ms < 10_000, `cleaned up ${Math.round(ms)} ms after the restart was healthy`);
-      assert.ok(second.out().includes("cleaning up a registration interrupted by a stopped process"), second.out().slice(-2000));
+      assert.ok(second.stdout().includes("cleaning up a registration interrupted by a stopped process"), second.stdout().slice(-2000));
 
-      second.proc.kill("SIGTERM");
-      const code = await Promise.race([second.exited, new Promise<string>((r) => setTimeout(() => r("still running after 15 s"), 15_000).unref())]);
-      assert.equal(code, 0, second.err());
+      const { code } = await terminate(second);
+      assert.equal(code, 0, second.stderr());
 
       // The durable record says what happened (read from the store once the process is gone).
       const db: Db = dbUrl ? openPostgres({ url: dbUrl, max: 1 }) : await openPglite(join(dataDir, "pgdata"));

@@ -5,15 +5,11 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Client } from "@connectrpc/connect";
@@ -23,20 +19,11 @@ import { ProxyService } from "../src/gen/conveer/v1/proxy_pb.js";
 import { remoteClient } from "../src/server/clients.ts";
 import { loadMigrations } from "../src/store/migrate.ts";
 import { dropPostgresDatabase } from "./support/store.ts";
+import { killAll, runCli, systemEnv, terminate, waitHealthy } from "./support/cli.ts";
+import type { Cli } from "./support/cli.ts";
 
 const BASE_URL = process.env.CONVEER_TEST_DATABASE_URL;
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const NODE = join(ROOT, "node_modules/.bin/node");
 const MASTER_KEY = randomBytes(32).toString("hex");
-
-/** A free loopback port (the OS picks it; released before the server binds it). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve, reject) => srv.once("error", reject).listen(0, "127.0.0.1", () => resolve()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** An empty (un-migrated) database made with plain CREATE DATABASE; returns its URL. */
 async function emptyDatabase(base: string): Promise<string> {
@@ -53,14 +40,13 @@ async function emptyDatabase(base: string): Promise<string> {
   return u.toString();
 }
 
+/** A `conveer start --services account,proxy` process with clients for its two services. */
 type Replica = {
   name: string;
-  child: ChildProcess;
-  accountAddr: string;
-  proxyAddr: string;
-  httpPort: number;
+  cli: Cli;
+  http: number;
+  /** Everything the process printed (stderr, then stdout). */
   output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   accounts: Client<typeof AccountService>;
   proxies: Client<typeof ProxyService>;
 };
@@ -68,57 +54,23 @@ type Replica = {
 const sessions: Http2SessionManager[] = [];
 
 async function spawnReplica(name: string, databaseUrl: string, dataDir: string): Promise<Replica> {
-  const [accountPort, proxyPort, httpPort] = [await freePort(), await freePort(), await freePort()];
-  const accountAddr = `127.0.0.1:${accountPort}`;
-  const proxyAddr = `127.0.0.1:${proxyPort}`;
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
+  const { env, http, addr } = await systemEnv(dataDir, {
     DATABASE_URL: databaseUrl,
     CONVEER_MASTER_KEY: MASTER_KEY,
     CONVEER_LOG_LEVEL: "warn",
-    CONVEER_DATA_DIR: dataDir,
-    CONVEER_HTTP_ADDR: `127.0.0.1:${httpPort}`,
-    ACCOUNT_SERVICE_GRPC_ADDR: accountAddr,
-    PROXY_SERVICE_GRPC_ADDR: proxyAddr,
     // The pool's proxies are made-up addresses: keep the background checker from taking them out of rotation.
     CONVEER_PROXY_CHECK_INTERVAL_MS: "86400000",
     CONVEER_PROXY_FAILURE_THRESHOLD: "100",
-  };
-  const child = spawn(NODE, ["src/cli/main.ts", "start", "--services", "account,proxy"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  });
+  const cli = runCli(["start", "--services", "account,proxy"], env);
   return {
     name,
-    child,
-    accountAddr,
-    proxyAddr,
-    httpPort,
-    output: () => out,
-    exited,
-    accounts: remoteClient(AccountService, { addr: accountAddr, sessions }),
-    proxies: remoteClient(ProxyService, { addr: proxyAddr, sessions }),
+    cli,
+    http,
+    output: () => `${cli.stderr()}\n${cli.stdout()}`,
+    accounts: remoteClient(AccountService, { addr: addr("account"), sessions }),
+    proxies: remoteClient(ProxyService, { addr: addr("proxy"), sessions }),
   };
-}
-
-/** Polls /healthz until it answers 200; fails early with the output when the process exits. */
-async function waitHealthy(r: Replica, ms = 30_000): Promise<void> {
-  let exit: { code: number | null } | undefined;
-  void r.exited.then((e) => (exit = e));
-  const end = Date.now() + ms;
-  for (;;) {
-    if (exit) assert.fail(`${r.name} exited (code ${exit.code}) before it was healthy:\n${r.output()}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${r.httpPort}/healthz`);
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > end) assert.fail(`${r.name} not healthy after ${ms} ms:\n${r.output()}`);
-    await sleep(100);
-  }
 }
 
 function codeOf(err: unknown): string {
@@ -140,7 +92,7 @@ describe("two replicas on one PostgreSQL database", { skip: BASE_URL ? false : "
 
   after(async () => {
     for (const s of sessions) s.abort();
-    for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL");
+    await killAll(replicas.map((r) => r.cli));
     await sql?.end().catch(() => {});
     if (url) await dropPostgresDatabase(url);
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
@@ -150,7 +102,7 @@ describe("two replicas on one PostgreSQL database", { skip: BASE_URL ? false : "
     const empty = await sql.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'");
     assert.equal(empty.rows[0].n, 0, "the database should start empty");
     replicas = await Promise.all([spawnReplica("replica A", url, join(dataDir, "a")), spawnReplica("replica B", url, join(dataDir, "b"))]);
-    await Promise.all(replicas.map((r) => waitHealthy(r)));
+    await Promise.all(replicas.map((r) => waitHealthy(r.cli, r.http, 30_000)));
 
     const migrations = await loadMigrations();
     const applied = await sql.query<{ version: number }>("SELECT version FROM schema_migrations ORDER BY version");
@@ -160,7 +112,7 @@ describe("two replicas on one PostgreSQL database", { skip: BASE_URL ? false : "
     );
     const keys = await sql.query<{ id: string; active: boolean }>("SELECT id, active FROM data_keys");
     assert.equal(keys.rowCount, 1, `two replicas starting at once should share one data key, found ${JSON.stringify(keys.rows)}`);
-    for (const r of replicas) assert.equal(r.child.exitCode, null, `${r.name} exited:\n${r.output()}`);
+    for (const r of replicas) assert.equal(r.cli.proc.exitCode, null, `${r.name} exited:\n${r.output()}`);
   });
 
   test("300 concurrent allocations over 100 single-slot proxies, split across replicas: exactly 100 win", async () => {
@@ -243,11 +195,8 @@ describe("two replicas on one PostgreSQL database", { skip: BASE_URL ? false : "
   test("SIGTERM stops both replicas with exit code 0", async () => {
     assert.equal(replicas.length, 2, "the replicas did not start");
     // The clients stay connected: the replicas must drain them (GOAWAY), not wait for them to leave.
-    for (const r of replicas) r.child.kill("SIGTERM");
-    const exits = await Promise.all(
-      replicas.map((r) => Promise.race([r.exited, sleep(20_000).then(() => ({ code: -1, signal: "timeout" }))])),
-    );
+    const exits = await Promise.all(replicas.map((r) => terminate(r.cli, 20_000)));
     for (const s of sessions) s.abort();
-    for (const [i, e] of exits.entries()) assert.deepEqual(e, { code: 0, signal: null }, `${replicas[i].name} output:\n${replicas[i].output()}`);
+    for (const [i, e] of exits.entries()) assert.equal(e.code, 0, `${replicas[i].name} output:\n${replicas[i].output()}`);
   });
 });

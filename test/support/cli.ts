@@ -70,27 +70,23 @@ export async function systemEnv(
   return { env, ports, http, addr: (s) => `127.0.0.1:${ports[s]}` };
 }
 
-/** Waits until /healthz answers 200; fails with the output when the process exits first or `ms` pass. */
+/** Waits until /healthz answers 200; fails with the output as soon as the process exits, or once `ms` pass. */
 export async function waitHealthy(cli: Cli, http: number, ms = 45_000): Promise<void> {
   let dead: number | string | undefined;
   void cli.exited.then((c) => (dead = c));
-  await eventually(
-    async () => {
-      if (dead !== undefined) throw new Error(`conveer exited (${dead}) before it was healthy`);
-      return (await fetch(`http://127.0.0.1:${http}/healthz`)).status === 200;
-    },
-    ms,
-    "/healthz",
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}\nstderr: ${cli.stderr()}\nstdout: ${cli.stdout().slice(-3000)}`);
+  const output = () => `\nstderr: ${cli.stderr()}\nstdout: ${cli.stdout().slice(-3000)}`;
+  // A dead process ends the polling at once (`eventually` would swallow a thrown error and keep polling until `ms`).
+  await eventually(async () => dead !== undefined || (await fetch(`http://127.0.0.1:${http}/healthz`)).status === 200, ms, "/healthz").catch((err: Error) => {
+    throw new Error(`${err.message}${output()}`);
   });
+  if (dead !== undefined) throw new Error(`conveer exited (${dead}) before it was healthy${output()}`);
 }
 
-/** Sends SIGTERM and returns the exit code and how long the process took to exit (gives up after 15 s). */
-export async function terminate(cli: Cli): Promise<{ code: number | string; ms: number }> {
+/** Sends SIGTERM and returns the exit code and how long the process took to exit (gives up after `ms`, 15 s by default). */
+export async function terminate(cli: Cli, ms = 15_000): Promise<{ code: number | string; ms: number }> {
   const t0 = performance.now();
   cli.proc.kill("SIGTERM");
-  const code = await Promise.race([cli.exited, new Promise<string>((r) => setTimeout(() => r("still running after 15 s"), 15_000).unref())]);
+  const code = await Promise.race([cli.exited, new Promise<string>((r) => setTimeout(() => r(`still running after ${ms / 1000} s`), ms).unref())]);
   return { code, ms: performance.now() - t0 };
 }
 
