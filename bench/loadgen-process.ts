@@ -1,11 +1,11 @@
-/** The parent's handle on a load generator child process (bench/loadgen.ts). */
+/** The parent's handle on a load generator child process (bench/loadgen.ts, or another script speaking the same IPC). */
 import { fork } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { LoadgenMessage } from "./loadgen.ts";
 
 /** The load generator child process, with a request/response helper over IPC. */
-export class Loadgen {
+export class Loadgen<M extends { type: string } = LoadgenMessage> {
   readonly child: ChildProcess;
   private waiting: ((m: { type: string } & Record<string, unknown>) => void) | undefined;
   private exited: Promise<void>;
@@ -18,10 +18,11 @@ export class Loadgen {
     });
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
   }
-  static async start(): Promise<Loadgen> {
+  /** Forks `script` (a bench/ file name; default the gRPC load generator) and waits for its "ready". */
+  static async start<M extends { type: string } = LoadgenMessage>(script = "./loadgen.ts"): Promise<Loadgen<M>> {
     // No inherited --cpu-prof etc.: profile the server side only.
-    const child = fork(fileURLToPath(new URL("./loadgen.ts", import.meta.url)), [], { execArgv: [], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const lg = new Loadgen(child);
+    const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], { execArgv: [], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const lg = new Loadgen<M>(child);
     const ready = await lg.next();
     if (ready.type !== "ready") throw new Error(`load generator said ${JSON.stringify(ready)}`);
     return lg;
@@ -36,7 +37,7 @@ export class Loadgen {
       };
     });
   }
-  async send(msg: LoadgenMessage): Promise<{ type: string } & Record<string, unknown>> {
+  async send(msg: M): Promise<{ type: string } & Record<string, unknown>> {
     const reply = this.next();
     this.child.send(msg);
     const m = await reply;

@@ -20,9 +20,18 @@
  * - saturated: every action already overdue; reported: sustained actions/s (the middle 80 % of
  *   the run) — the capacity.
  *
+ * Two more runs, paced and saturated, over BENCH_WARMING_FANOUT_TASKS tasks (default a tenth),
+ * with BENCH_WARMING_SUBSCRIBERS StreamEvents subscribers (real gRPC: a grpc-js server with
+ * WarmingService here; one Connect client and HTTP/2 connection per subscriber, in a child
+ * process, bench/subscribers.ts), each asking for every event after the last id written before
+ * the run. Reported: events written, events delivered per second (all subscribers together),
+ * whether every subscriber got every event, delivery lag (receipt − the event's timestamp), and
+ * the workers' actions/s and lag beside the runs without subscribers.
+ *
  * Knobs (env): BENCH_WARMING_TASKS=10000  BENCH_WARMING_ACTIONS=3 (per task)
  * BENCH_WARMING_SECONDS=30 (paced length)  BENCH_WARMING_BATCH=64  BENCH_WARMING_CONCURRENCY=128 (the worker defaults)
- * BENCH_WARMING_BASE_LOOPS=2 (baseline connections)  BENCH_STORES=pglite,postgres
+ * BENCH_WARMING_BASE_LOOPS=2 (baseline connections)  BENCH_WARMING_SUBSCRIBERS=100
+ * BENCH_WARMING_FANOUT_TASKS=TASKS/10  BENCH_STORES=pglite,postgres
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -30,9 +39,13 @@ import { tmpdir, cpus } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { pino } from "pino";
+import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { AccountStatus } from "../src/gen/conveer/v1/account_pb.js";
 import { ExecuteActionResponseSchema } from "../src/gen/conveer/v1/platform_pb.js";
+import { createAuthenticator } from "../src/auth/tokens.ts";
+import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "../src/server/grpc-server.ts";
+import { createMetrics } from "../src/server/metrics.ts";
 import type { Db } from "../src/store/db.ts";
 import { createIdGenerator } from "../src/store/ids.ts";
 import { migrate } from "../src/store/migrate.ts";
@@ -45,7 +58,11 @@ import type { WarmingPeers } from "../src/warming/peers.ts";
 import { planTask } from "../src/warming/planner.ts";
 import { parseScenario } from "../src/warming/scenario.ts";
 import { createWarming } from "../src/warming/warming.ts";
+import type { Warming } from "../src/warming/warming.ts";
+import { warmingService } from "../src/warming/warming-service.ts";
+import { Loadgen } from "./loadgen-process.ts";
 import { fmt, quantile, table } from "./stats.ts";
+import type { SubscribersMessage, SubscribersResult } from "./subscribers.ts";
 
 function envInt(name: string, def: number): number {
   const v = process.env[name];
@@ -61,6 +78,8 @@ const SECONDS = envInt("BENCH_WARMING_SECONDS", 30);
 const BATCH = envInt("BENCH_WARMING_BATCH", 64);
 const CONCURRENCY = envInt("BENCH_WARMING_CONCURRENCY", 128);
 const BASE_LOOPS = envInt("BENCH_WARMING_BASE_LOOPS", 2);
+const SUBSCRIBERS = envInt("BENCH_WARMING_SUBSCRIBERS", 100);
+const FANOUT_TASKS = envInt("BENCH_WARMING_FANOUT_TASKS", Math.max(1, Math.round(TASKS / 10)));
 const PG_URL = process.env.BENCH_DATABASE_URL || process.env.CONVEER_TEST_DATABASE_URL || "";
 const STORES = (process.env.BENCH_STORES ?? "pglite,postgres")
   .split(",")
@@ -205,8 +224,46 @@ async function baseline(db: Db, phase: string, total: number, clock: Clock, satu
   return { lags: lags.subarray(0, n), ms, sustained: s.sustained(total) };
 }
 
+type Fanout = { written: number; delivered: number; seconds: number; complete: number; dropped: string[]; lagP50: number; lagP99: number };
+
+/**
+ * Serves WarmingService for `w` over real gRPC and opens `n` StreamEvents subscribers to it in a
+ * child process (bench/subscribers.ts), each from after event `afterId`; stop() waits until every
+ * one has what the store holds after afterId (or 15 s), then measures.
+ */
+async function subscribe(w: Warming, db: Db, n: number, afterId: number, clock: Clock) {
+  const shutdown = new AbortController();
+  const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+  const { definition, handlers } = grpcServiceOf(warmingService(w), { log: silent, auth: createAuthenticator({ db, allowOpen: true }), metrics: createMetrics(), shutdown: shutdown.signal });
+  server.addService(definition, handlers);
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const child = await Loadgen.start<SubscribersMessage>("./subscribers.ts");
+  await child.send({ type: "open", addr: `127.0.0.1:${port}`, n, afterId, scenarioAt: clock.now(), wallAt: Date.now(), scale: SCALE });
+  return {
+    async stop(): Promise<Fanout> {
+      try {
+        const written = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_events WHERE id > $1", [afterId])).rows[0].n;
+        const r = (await child.send({ type: "collect", written })) as unknown as SubscribersResult;
+        return { written, delivered: r.delivered, seconds: r.seconds, complete: r.complete, dropped: r.dropped, lagP50: r.lagP50, lagP99: r.lagP99 };
+      } finally {
+        await child.stop();
+        shutdown.abort();
+        server.forceShutdown();
+      }
+    },
+  };
+}
+
 /** Warming itself over a phase's tasks: the worker, the event hub, fake peers. */
-async function warmingRun(db: Db, phase: string, ids: string[], total: number, clock: Clock, accounts: ReturnType<typeof fakeAccounts>): Promise<{ lags: Float64Array; ms: number; sustained: number; stats: string }> {
+async function warmingRun(
+  db: Db,
+  phase: string,
+  ids: string[],
+  total: number,
+  clock: Clock,
+  accounts: ReturnType<typeof fakeAccounts>,
+  subscribers = 0,
+): Promise<{ lags: Float64Array; ms: number; sustained: number; stats: string; fanout?: Fanout }> {
   const started = new Map<string, number>();
   const ok = create(ExecuteActionResponseSchema, { success: true, result: { actionType: "", durationMs: 0n } });
   const platforms: WarmingPeers["platforms"] = () => ({
@@ -225,8 +282,10 @@ async function warmingRun(db: Db, phase: string, ids: string[], total: number, c
     options: { batchSize: BATCH, concurrency: CONCURRENCY, idleRecheckMs: 200, maintenanceMs: 10_000 },
   });
   const s = sampler(() => w.workerStats().recorded);
+  const afterId = (await db.query<{ n: number }>("SELECT coalesce(max(id), 0)::int AS n FROM warming_events")).rows[0].n;
   const t0 = performance.now();
   await w.start();
+  const fans = subscribers > 0 ? await subscribe(w, db, subscribers, afterId, clock) : undefined;
   s.start();
   const deadline = Date.now() + SECONDS * 4000 + 120_000;
   for (;;) {
@@ -238,6 +297,7 @@ async function warmingRun(db: Db, phase: string, ids: string[], total: number, c
   const ms = performance.now() - t0;
   await s.stop();
   const st = w.workerStats();
+  const fanout = await fans?.stop();
   await w.stop(2000);
   const due = await db.query<{ key: string; due_at: Date }>("SELECT a.key, a.due_at FROM warming_actions a WHERE a.task_id = ANY($1::text[])", [ids]);
   const lags = new Float64Array(due.rows.length);
@@ -247,7 +307,7 @@ async function warmingRun(db: Db, phase: string, ids: string[], total: number, c
     if (at !== undefined) lags[i++] = (at - r.due_at.getTime()) / SCALE;
   }
   if (i !== total) say(`warning: ${total - i} planned actions of ${phase} were not run`);
-  return { lags: lags.subarray(0, i), ms, sustained: s.sustained(total), stats: `${st.claims} claims, ${fmt(st.claimed / Math.max(1, st.claims), 1)}/claim` };
+  return { lags: lags.subarray(0, i), ms, sustained: s.sustained(total), stats: `${st.claims} claims, ${fmt(st.claimed / Math.max(1, st.claims), 1)}/claim`, fanout };
 }
 
 async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; close(): Promise<void> }> {
@@ -287,6 +347,8 @@ async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; close()
   };
 }
 
+const fanouts: (Fanout & { store: string; mode: string })[] = [];
+
 async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
   const rows: Row[] = [];
   const { db, close } = await openBench(kind);
@@ -295,24 +357,24 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
     await db.query("CREATE INDEX bench_jobs_due ON bench_jobs (phase, run_at) WHERE status = 0");
     const accounts = fakeAccounts();
     // Each phase is seeded right before it runs: a worker claims every RUNNING task that is due.
-    const seed = async (phase: string) => {
+    const seed = async (phase: string, n = TASKS) => {
       const t = performance.now();
-      const r = await seedTasks(db, TASKS, phase, accounts);
+      const r = await seedTasks(db, n, phase, accounts);
       await seedJobs(db, phase);
       await db.query("ANALYZE");
-      say(`${kind}: seeded ${TASKS} ${phase} tasks, ${r.actions} actions and as many baseline jobs in ${fmt((performance.now() - t) / 1000, 1)} s`);
+      say(`${kind}: seeded ${n} ${phase} tasks, ${r.actions} actions and as many baseline jobs in ${fmt((performance.now() - t) / 1000, 1)} s`);
       return r;
     };
     const paced = await seed("paced");
     const offered = paced.actions / SECONDS;
 
-    const lagRow = (run: string, lags: Float64Array, ms: number, note: string): Row => ({
+    const lagRow = (run: string, lags: Float64Array, ms: number, note: string, offeredPerSec = offered): Row => ({
       store: kind,
       run,
       mode: "paced",
       actions: lags.length,
       perSec: (lags.length * 1000) / ms,
-      offered,
+      offered: offeredPerSec,
       p50: quantile(lags, 0.5),
       p99: quantile(lags, 0.99),
       max: quantile(lags, 1),
@@ -335,6 +397,26 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
     say(`${kind}: warming, saturated`);
     const ws = await warmingRun(db, "saturated", sat.ids, sat.actions, clockAt(T0 + 2 * DAY, SCALE), accounts);
     rows.push({ store: kind, run: "warming", mode: "saturated", actions: ws.lags.length, perSec: Number.isFinite(ws.sustained) ? ws.sustained : (ws.lags.length * 1000) / ws.ms, note: `${ws.stats}; whole run ${fmt((ws.lags.length * 1000) / ws.ms)}/s` });
+
+    // StreamEvents subscribers: paced (what they sustain), then saturated (the ceiling, and drops).
+    const fp = await seed("fanout-paced", FANOUT_TASKS);
+    say(`${kind}: warming, paced (${fmt(fp.actions / SECONDS)} due/s), ${SUBSCRIBERS} StreamEvents subscribers`);
+    const wfp = await warmingRun(db, "fanout-paced", fp.ids, fp.actions, clockAt(T0, SCALE), accounts, SUBSCRIBERS);
+    rows.push(lagRow(`warming + ${SUBSCRIBERS} StreamEvents`, wfp.lags, wfp.ms, wfp.stats, fp.actions / SECONDS));
+    fanouts.push({ store: kind, mode: "paced", ...wfp.fanout! });
+
+    const fan = await seed("fanout", FANOUT_TASKS);
+    say(`${kind}: warming, saturated, ${SUBSCRIBERS} StreamEvents subscribers`);
+    const wf = await warmingRun(db, "fanout", fan.ids, fan.actions, clockAt(T0 + 2 * DAY, SCALE), accounts, SUBSCRIBERS);
+    rows.push({
+      store: kind,
+      run: `warming + ${SUBSCRIBERS} StreamEvents`,
+      mode: "saturated",
+      actions: wf.lags.length,
+      perSec: Number.isFinite(wf.sustained) ? wf.sustained : (wf.lags.length * 1000) / wf.ms,
+      note: `${wf.stats}; whole run ${fmt((wf.lags.length * 1000) / wf.ms)}/s`,
+    });
+    fanouts.push({ store: kind, mode: "saturated", ...wf.fanout! });
     const ev = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_events")).rows[0].n;
     say(`${kind}: ${ev} events written`);
   } finally {
@@ -357,6 +439,25 @@ async function main(): Promise<void> {
     "\nactions/s: paced = actions / wall time of the run (≈ offered when keeping up); saturated = sustained rate over the middle 80 % of the backlog.\n" +
       "lag = actual start − due (real ms; warming: when the platform call started; baseline: when the claim returned).",
   );
+  console.log(`\nStreamEvents fan-out (${SUBSCRIBERS} subscribers, each asking for every event, during the "+ StreamEvents" runs above, ${FANOUT_TASKS} tasks):`);
+  console.log(
+    table([
+      ["store", "mode", "events written", "delivered", "delivered/s", "per subscriber/s", "got every event", "dropped", "lag p50 ms", "lag p99 ms"],
+      ...fanouts.map((f) => [
+        f.store,
+        f.mode,
+        String(f.written),
+        String(f.delivered),
+        fmt(f.delivered / f.seconds),
+        fmt(f.delivered / f.seconds / SUBSCRIBERS),
+        `${f.complete}/${SUBSCRIBERS}`,
+        f.dropped.length ? `${f.dropped.length} (${f.dropped[0].slice(0, 80)})` : "0",
+        fmt(f.lagP50, 1),
+        fmt(f.lagP99, 1),
+      ]),
+    ]),
+  );
+  console.log("lag = receipt − the event's timestamp (real ms), from the first ten subscribers.");
 }
 
 main().catch((err) => {
