@@ -206,6 +206,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
           concurrency: config.warming.concurrency,
           leaseMs: config.warming.leaseMs,
           maxConsecutiveFailures: config.warming.maxConsecutiveFailures,
+          eventRetentionMs: config.warming.eventRetentionDays * 86_400_000,
         },
         peers: {
           accounts: peer<typeof AccountService>("account", "warming"),

@@ -54,6 +54,8 @@ export type Config = Readonly<{
     concurrency: number;
     leaseMs: number;
     maxConsecutiveFailures: number;
+    /** 0: keep warming events forever. */
+    eventRetentionDays: number;
   }>;
   sandbox: Readonly<{
     /** An external sandbox (`conveer sandbox`); empty: Conveer starts one in-process. */
@@ -113,6 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       concurrency: int(env, "CONVEER_WARMING_CONCURRENCY", 128, 1, 10_000),
       leaseMs: int(env, "CONVEER_WARMING_LEASE_MS", 60_000, 500, 3_600_000),
       maxConsecutiveFailures: int(env, "CONVEER_WARMING_MAX_FAILURES", 5, 1, 1000),
+      eventRetentionDays: int(env, "CONVEER_WARMING_EVENTS_RETENTION_DAYS", 30, 0, 3650),
     }),
     sandbox: Object.freeze({
       url: url(env, "CONVEER_SANDBOX_URL"),

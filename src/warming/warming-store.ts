@@ -469,6 +469,21 @@ type RawEvent = { id: number | string; task_id: string; event_type: string; at: 
 const toEvent = (r: RawEvent): EventRow => ({ id: Number(r.id), task_id: r.task_id, event_type: r.event_type as EventType, at: r.at, data: r.data });
 
 /**
+ * Deletes up to `limit` of the oldest events written more than `olderThanMs` real ms ago (by id,
+ * from the lowest: ids grow with time). Answers how many went.
+ */
+export async function deleteOldEvents(q: Queryable, olderThanMs: number, limit: number): Promise<number> {
+  const r = await q.query(
+    // The oldest `limit` rows by id, then the filter: a scan that stops at `limit` rows even when none is old.
+    `DELETE FROM warming_events WHERE id = ANY(ARRAY(
+       SELECT id FROM (SELECT id, created_at FROM warming_events ORDER BY id LIMIT $2) o
+       WHERE created_at < now() - $1 * interval '1 millisecond'))`,
+    [olderThanMs, limit],
+  );
+  return r.rowCount;
+}
+
+/**
  * The events after `after` (up to `limit`; `full: false` leaves out data but a status change's
  * `to`), with the statement's snapshot ("xmin:xmax:xip,…"): the
  * transactions in progress when those rows were read, which is what the hub needs to tell a gap

@@ -544,6 +544,27 @@ for (const kind of STORE_KINDS) {
       ac.abort();
     });
 
+    test("events past their retention are deleted by the upkeep, oldest first; newer events and the statistics stay", async () => {
+      const clock = fakeClock(START);
+      const w = await warming(clock, { eventRetentionMs: 7 * DAY });
+      const acc = await account("keeper");
+      const task = await w.startTask({ accountId: acc, scenarioId: "five", durationDays: 0 }, "t");
+      await run(clock, w, DAY);
+      assert.equal((await w.getTask(task.id)).status, WarmingStatus.COMPLETED);
+      const all = await events(task.id);
+      assert.ok(all.length >= 11, `${all.length} events`);
+      // The first half were written (real time) 8 days ago, the rest 6 days ago.
+      const half = all[Math.floor(all.length / 2)].id;
+      await db.query("UPDATE warming_events SET created_at = now() - CASE WHEN id < $1 THEN interval '8 days' ELSE interval '6 days' END WHERE task_id = $2", [half, task.id]);
+      const before = await w.statistics({ accountId: "", taskId: task.id, platform: "" });
+      await w.maintenance();
+      assert.deepEqual(
+        (await events(task.id)).map((e) => e.id),
+        all.filter((e) => e.id >= half).map((e) => e.id),
+      );
+      assert.deepEqual(await w.statistics({ accountId: "", taskId: task.id, platform: "" }), before);
+    });
+
     test("ListScenarios and GetScenario", async () => {
       const w = await warming(fakeClock(START));
       const list = w.listScenarios();

@@ -67,6 +67,8 @@ export type WarmingOptions = Partial<WorkerOptions> & {
   startRecoveryMs?: number;
   /** An ended task whose account release failed is retried after this long (real ms). Default 30 s. */
   releaseRetryMs?: number;
+  /** Events are deleted this long (real ms) after they were written; 0 keeps them forever. Default 30 days. */
+  eventRetentionMs?: number;
 };
 
 /** Dependencies of the warming domain. */
@@ -88,6 +90,7 @@ export type EventsRequest = { taskId: string; eventTypes: readonly string[]; aft
 export type StatisticsRequest = { accountId: string; taskId: string; platform: string; from?: Timestamp; to?: Timestamp };
 
 const DAY_MS = 86_400_000;
+const EVENT_PRUNE_BATCH = 5000;
 
 /** Creates the warming domain; start() runs the event hub and the worker, stop() drains them. */
 export function createWarming(deps: WarmingDeps) {
@@ -97,6 +100,7 @@ export function createWarming(deps: WarmingDeps) {
   const runWorker = opts.runWorker ?? true;
   const startRecoveryMs = opts.startRecoveryMs ?? 60_000;
   const releaseRetryMs = opts.releaseRetryMs ?? 30_000;
+  const eventRetentionMs = opts.eventRetentionMs ?? 30 * DAY_MS;
   const hub = createEventHub({ db, log, options: opts.events });
   const releasing = new Set<string>();
   let started = false;
@@ -161,8 +165,24 @@ export function createWarming(deps: WarmingDeps) {
     }
   }
 
-  /** Periodic upkeep: releases that failed, and StartWarming calls interrupted before the account became WARMING. */
+  /**
+   * Deletes events past their retention, up to 20 batches a round (a backlog continues next
+   * round). A round with nothing to delete reads the 5,000 lowest ids of the primary key: cheap.
+   */
+  async function pruneEvents(): Promise<void> {
+    if (eventRetentionMs <= 0) return;
+    let n = 0;
+    let gone = EVENT_PRUNE_BATCH;
+    for (let round = 0; round < 20 && gone === EVENT_PRUNE_BATCH; round++) {
+      gone = await store.deleteOldEvents(db, eventRetentionMs, EVENT_PRUNE_BATCH);
+      n += gone;
+    }
+    if (n > 0) log.info({ events: n, retention_days: eventRetentionMs / DAY_MS }, "deleted warming events past their retention");
+  }
+
+  /** Periodic upkeep: releases that failed, StartWarming calls interrupted before the account became WARMING, old events. */
   async function upkeep(): Promise<void> {
+    await pruneEvents();
     for (const t of await store.claimUnreleased(db, releaseRetryMs, 100)) await release(t);
     for (const t of await store.claimStalePending(db, startRecoveryMs, 100)) {
       let status: AccountStatus | undefined;
