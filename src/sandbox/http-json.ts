@@ -1,6 +1,5 @@
-/** One JSON request over node:http, optionally over a socket already opened (a proxy tunnel). */
+/** One JSON request over node:http, through an agent (the sandbox driver's makes its sockets through the account's proxy). */
 import http from "node:http";
-import type net from "node:net";
 
 /** An HTTP answer: status, Retry-After header, and the JSON body (an empty object when it is not JSON). */
 export type JsonAnswer = { status: number; retryAfter: string | undefined; body: Record<string, unknown> };
@@ -12,23 +11,42 @@ export function parseBase(baseUrl: string): { host: string; port: number; prefix
   return { host: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port) || 80, prefix: u.pathname.replace(/\/+$/, "") };
 }
 
-/** Sends one request; rejects on network errors and abort. With `socket`, the request runs over it (Connection: close); else over `agent` (default: the global one). */
-export function requestJson(
+/**
+ * Sends one request over `agent` (default: the global one); rejects on network errors and abort. A request that fails on a
+ * kept-alive socket the server had just closed (ECONNRESET/EPIPE before any answer) is sent once
+ * more on a fresh one, as Node's documentation advises.
+ */
+export async function requestJson(
   base: { host: string; port: number; prefix: string },
   method: string,
   path: string,
-  opts: { body?: unknown; token?: string; idempotencyKey?: string; signal?: AbortSignal; socket?: net.Socket; agent?: http.Agent } = {},
+  opts: { body?: unknown; token?: string; idempotencyKey?: string; signal?: AbortSignal; agent?: http.Agent } = {},
+): Promise<JsonAnswer> {
+  try {
+    return await requestOnce(base, method, path, opts);
+  } catch (err) {
+    if (!(err instanceof StaleSocketError) || opts.signal?.aborted) throw err instanceof StaleSocketError ? err.cause : err;
+    return requestOnce(base, method, path, opts);
+  }
+}
+
+/** A failure on a reused keep-alive socket before any answer: safe to send again. */
+class StaleSocketError extends Error {}
+
+function requestOnce(
+  base: { host: string; port: number; prefix: string },
+  method: string,
+  path: string,
+  opts: { body?: unknown; token?: string; idempotencyKey?: string; signal?: AbortSignal; agent?: http.Agent },
 ): Promise<JsonAnswer> {
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   const headers: Record<string, string> = { accept: "application/json" };
   if (payload !== undefined) headers["content-type"] = "application/json";
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   if (opts.idempotencyKey) headers["idempotency-key"] = opts.idempotencyKey;
-  if (opts.socket) headers.connection = "close";
-  const socket = opts.socket;
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: base.host, port: base.port, method, path: base.prefix + path, headers, signal: opts.signal, ...(socket ? { createConnection: () => socket } : { agent: opts.agent }) },
+      { host: base.host, port: base.port, method, path: base.prefix + path, headers, signal: opts.signal, agent: opts.agent },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -46,7 +64,10 @@ export function requestJson(
         });
       },
     );
-    req.on("error", reject);
+    req.on("error", (err: NodeJS.ErrnoException) => {
+      if (req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE")) reject(new StaleSocketError(err.message, { cause: err }));
+      else reject(err);
+    });
     req.end(payload);
   });
 }

@@ -2,10 +2,12 @@
  * The sandbox driver: PlatformDriver over the sandbox's HTTP API, through the account's proxy
  * (HTTP CONNECT or SOCKS5, via dialThroughProxy) when ctx.proxy is set.
  */
+import http from "node:http";
 import type net from "node:net";
 import type { Platform } from "../domain.ts";
 import { AppError } from "../errors.ts";
 import { dialThroughProxy } from "../proxies/proxy-dial.ts";
+import type { ProxyEndpoint } from "../proxies/proxy-dial.ts";
 import { DriverError } from "../platforms/driver.ts";
 import type { ActionKind, DriverContext, DriverSession, PlatformAccountStatus, PlatformDriver, SignUpInput } from "../platforms/driver.ts";
 import { parseBase, requestJson } from "./http-json.ts";
@@ -26,6 +28,12 @@ const ACTIONS: Record<ActionKind, { target: Target; method: "GET" | "POST"; path
   view_stories: { target: "user", method: "GET", path: (id) => `/users/${id}/stories` },
   add_friend: { target: "user", method: "POST", path: (id) => `/users/${id}/friend-requests` },
 };
+/** Keep-alive agents kept (one per proxy in use). */
+const MAX_AGENTS = 1000;
+// Abort reasons, built once (an abort without a reason makes a DOMException with a stack).
+const CANCELLED = new Error("cancelled");
+const TIMED_OUT = new Error("timed out");
+
 const FEED_KEY: Record<Target, string> = { user: "users", post: "posts", group: "groups" };
 
 /** Maps a non-2xx sandbox answer to a DriverError. */
@@ -65,20 +73,50 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const ns = `/v1/${platform}`;
 
+  /**
+   * Keep-alive agents, one per proxy: a tunnel opened through a proxy carries later requests too
+   * (it closes after the sandbox's keep-alive idle time), instead of a CONNECT or SOCKS5
+   * handshake per request. Without a proxy, one agent straight to the sandbox.
+   */
+  const agents = new Map<string, http.Agent>();
+  function agentFor(proxy: ProxyEndpoint | undefined): http.Agent {
+    const key = proxy ? `${proxy.protocol}://${proxy.username ?? ""}:${proxy.password ?? ""}@${proxy.host}:${proxy.port}` : "";
+    let agent = agents.get(key);
+    if (!agent) {
+      agent = new http.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16 });
+      if (proxy) {
+        // Node's Agent accepts a socket made asynchronously through the callback.
+        agent.createConnection = ((_opts: unknown, done: (err: Error | null, socket?: net.Socket) => void) => {
+          dialThroughProxy(proxy, { host: base.host, port: base.port }, { timeoutMs }).then(
+            (r) => done(null, r.socket),
+            (err: Error) => done(err),
+          );
+          return undefined;
+        }) as unknown as http.Agent["createConnection"];
+      }
+      agents.set(key, agent);
+      // Proxies come and go: keep the agents of the most recent MAX_AGENTS.
+      if (agents.size > MAX_AGENTS) {
+        const [oldest, old] = agents.entries().next().value!;
+        agents.delete(oldest);
+        old.destroy();
+      }
+    }
+    return agent;
+  }
+
   async function call(method: string, path: string, ctx: DriverContext, o: { body?: unknown; token?: string; idempotencyKey?: string } = {}): Promise<Record<string, unknown>> {
     if (ctx.signal?.aborted) throw new AppError("CANCELLED", `the ${platform} call was cancelled`);
     const ac = new AbortController();
-    const onAbort = () => ac.abort();
+    const onAbort = () => ac.abort(CANCELLED);
     ctx.signal?.addEventListener("abort", onAbort, { once: true });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      ac.abort();
+      ac.abort(TIMED_OUT);
     }, timeoutMs);
-    let socket: net.Socket | undefined;
     try {
-      if (ctx.proxy) socket = (await dialThroughProxy(ctx.proxy, { host: base.host, port: base.port }, { timeoutMs, signal: ac.signal })).socket;
-      const answer = await requestJson(base, method, ns + path, { ...o, signal: ac.signal, socket });
+      const answer = await requestJson(base, method, ns + path, { ...o, signal: ac.signal, agent: agentFor(ctx.proxy) });
       if (answer.status >= 200 && answer.status < 300) return answer.body;
       throw toDriverError(answer);
     } catch (err) {
@@ -90,7 +128,6 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
     } finally {
       clearTimeout(timer);
       ctx.signal?.removeEventListener("abort", onAbort);
-      socket?.destroy();
     }
   }
 

@@ -3,7 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, createHandlerContext } from "@connectrpc/connect";
 import type { CallOptions, Client, HandlerContext } from "@connectrpc/connect";
 import type { Principal } from "../auth/tokens.ts";
-import { principalKey, peerKey } from "./service-binding.ts";
+import { CALL_FINISHED, principalKey, peerKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
 import { toStatus } from "./status.ts";
 
@@ -38,7 +38,7 @@ export function localClient<S extends DescService>(binding: ServiceBinding, prin
         const s = toStatus(err);
         throw new ConnectError(s.message, s.code as number as Code, undefined, undefined, err);
       } finally {
-        ctx.abort();
+        ctx.abort(CALL_FINISHED);
       }
     };
   }

@@ -2,6 +2,7 @@ import { createContextKey } from "@connectrpc/connect";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Principal } from "../auth/tokens.ts";
+import { AppError } from "../errors.ts";
 
 /**
  * What a service module hands the transport: the generated service descriptor, its
@@ -32,3 +33,10 @@ export function principalOf(ctx: HandlerContext): Principal {
 
 /** The caller's address ("ipv4:127.0.0.1:51000"), for audit records. */
 export const peerKey = createContextKey<string>("", { description: "peer" });
+
+/**
+ * The reason a finished call's context is aborted with (its deadline timer and links released).
+ * Built once: an Error (or the DOMException an abort without a reason makes) per call, with its
+ * stack, cost ~10% of a GetAccount's server CPU and ~3% of an ExecuteAction's.
+ */
+export const CALL_FINISHED = new AppError("CANCELLED", "the call has finished");

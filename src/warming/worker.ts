@@ -83,6 +83,8 @@ export type ActionOutcome =
 export type Policy = Pick<WorkerOptions, "maxConsecutiveFailures" | "retryBaseMs" | "retryMaxMs">;
 
 const DAY_MS = 86_400_000;
+// Ends a wait's timers; built once (an abort without a reason makes a DOMException with a stack).
+const WAIT_OVER = new Error("the wait is over");
 const TRANSIENT = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "INTERNAL", "UNKNOWN", "DATA_LOSS"]);
 
 /** The gRPC status name of an error from a peer (an in-process AppError or a ConnectError from a remote one). */
@@ -418,7 +420,7 @@ export function createWorker(deps: WorkerDeps) {
     });
     waits.push(timer);
     await Promise.race(waits);
-    ac.abort();
+    ac.abort(WAIT_OVER);
     wakeLoop = undefined;
   }
 

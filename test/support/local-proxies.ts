@@ -6,8 +6,12 @@
 import net from "node:net";
 import tls from "node:tls";
 
-/** A proxy (or stand-in) on 127.0.0.1; `connections` counts tunnels opened so far (for the hanging proxy: accepted TCP connections). */
-export type LocalProxy = { url: string; port: number; readonly connections: number; close(): Promise<void> };
+/**
+ * A proxy (or stand-in) on 127.0.0.1; `connections` counts tunnels opened so far (for the hanging
+ * proxy: accepted TCP connections); `requests` counts HTTP/1.x requests sent through its tunnels
+ * (request lines seen going upstream; tunnels are kept alive and carry many).
+ */
+export type LocalProxy = { url: string; port: number; readonly connections: number; readonly requests: number; close(): Promise<void> };
 
 /** Credentials a local proxy demands; omit both for an open proxy. */
 export type LocalProxyAuth = { username?: string; password?: string };
@@ -44,10 +48,10 @@ const MAX_HEAD = 16 * 1024;
 export async function startHttpConnectProxy(opts?: LocalProxyAuth & { tls?: boolean }): Promise<LocalProxy> {
   const auth = authOf(opts);
   const sockets = new Set<net.Socket>();
-  let tunnels = 0;
+  const stats = { tunnels: 0, requests: 0 };
   const onClient = (client: net.Socket) => {
     track(sockets, client);
-    void handleHttpConnect(client, auth, sockets, () => tunnels++).catch(() => client.destroy());
+    void handleHttpConnect(client, auth, sockets, stats).catch(() => client.destroy());
   };
   const server = opts?.tls
     ? tls.createServer({ key: localProxyTlsKey, cert: localProxyTlsCert }, onClient)
@@ -58,20 +62,20 @@ export async function startHttpConnectProxy(opts?: LocalProxyAuth & { tls?: bool
     server.on("connection", (raw: net.Socket) => track(sockets, raw));
   }
   const port = await listen(server);
-  return proxyHandle(server, sockets, `${opts?.tls ? "https" : "http"}://${userinfo(auth)}${HOST}:${port}`, port, () => tunnels);
+  return proxyHandle(server, sockets, `${opts?.tls ? "https" : "http"}://${userinfo(auth)}${HOST}:${port}`, port, stats);
 }
 
 /** A real SOCKS5 proxy (RFC 1928 + RFC 1929 user/pass), CONNECT only; IPv4, domain name and IPv6 address types. */
 export async function startSocks5Proxy(opts?: LocalProxyAuth): Promise<LocalProxy> {
   const auth = authOf(opts);
   const sockets = new Set<net.Socket>();
-  let tunnels = 0;
+  const stats = { tunnels: 0, requests: 0 };
   const server = net.createServer((client) => {
     track(sockets, client);
-    void handleSocks5(client, auth, sockets, () => tunnels++).catch(() => client.destroy());
+    void handleSocks5(client, auth, sockets, stats).catch(() => client.destroy());
   });
   const port = await listen(server);
-  return proxyHandle(server, sockets, `socks5://${userinfo(auth)}${HOST}:${port}`, port, () => tunnels);
+  return proxyHandle(server, sockets, `socks5://${userinfo(auth)}${HOST}:${port}`, port, stats);
 }
 
 /** A port on 127.0.0.1 where nothing listens (bound, then closed), so connecting is refused; url scheme defaults to http. */
@@ -79,20 +83,20 @@ export async function startRefusingProxy(opts?: { scheme?: "http" | "https" | "s
   const server = net.createServer();
   const port = await listen(server);
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  return { url: `${opts?.scheme ?? "http"}://${HOST}:${port}`, port, connections: 0, close: async () => {} };
+  return { url: `${opts?.scheme ?? "http"}://${HOST}:${port}`, port, connections: 0, requests: 0, close: async () => {} };
 }
 
 /** Accepts TCP connections and never sends a byte (input is read and dropped); `connections` counts accepted connections. */
 export async function startHangingProxy(opts?: { scheme?: "http" | "https" | "socks5" }): Promise<LocalProxy> {
   const sockets = new Set<net.Socket>();
-  let accepted = 0;
+  const stats = { tunnels: 0, requests: 0 };
   const server = net.createServer((socket) => {
-    accepted++;
+    stats.tunnels++;
     track(sockets, socket);
     socket.resume();
   });
   const port = await listen(server);
-  return proxyHandle(server, sockets, `${opts?.scheme ?? "http"}://${HOST}:${port}`, port, () => accepted);
+  return proxyHandle(server, sockets, `${opts?.scheme ?? "http"}://${HOST}:${port}`, port, stats);
 }
 
 /** A TCP server on 127.0.0.1 that echoes every byte back. */
@@ -111,7 +115,7 @@ export async function startEchoTarget(): Promise<LocalTarget> {
 
 type Auth = { username: string; password: string } | undefined;
 
-async function handleHttpConnect(client: net.Socket, auth: Auth, sockets: Set<net.Socket>, onTunnel: () => void): Promise<void> {
+async function handleHttpConnect(client: net.Socket, auth: Auth, sockets: Set<net.Socket>, stats: TunnelStats): Promise<void> {
   const r = reader(client);
   const head = await r.until((buf) => {
     const end = buf.indexOf("\r\n\r\n");
@@ -141,8 +145,8 @@ async function handleHttpConnect(client: net.Socket, auth: Auth, sockets: Set<ne
   if (upstream instanceof Error) return respond(client, (upstream as { code?: string }).code === "ETIMEDOUT" ? "504 Gateway Timeout" : "502 Bad Gateway");
   if (client.destroyed) return void upstream.destroy();
   client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-  onTunnel();
-  splice(client, upstream, r.detach());
+  stats.tunnels++;
+  splice(client, upstream, r.detach(), stats);
 }
 
 function respond(client: net.Socket, status: string, extraHeaders = ""): void {
@@ -153,7 +157,7 @@ function respond(client: net.Socket, status: string, extraHeaders = ""): void {
 // ---------------------------------------------------------------------------------------------
 // SOCKS5
 
-async function handleSocks5(client: net.Socket, auth: Auth, sockets: Set<net.Socket>, onTunnel: () => void): Promise<void> {
+async function handleSocks5(client: net.Socket, auth: Auth, sockets: Set<net.Socket>, stats: TunnelStats): Promise<void> {
   const r = reader(client);
   const need = async (n: number): Promise<Buffer> => {
     const b = n === 0 ? Buffer.alloc(0) : await r.until((buf) => (buf.length >= n ? n : -1));
@@ -198,8 +202,8 @@ async function handleSocks5(client: net.Socket, auth: Auth, sockets: Set<net.Soc
   if (net.isIPv4(upstream.localAddress ?? "")) bound.set((upstream.localAddress as string).split(".").map(Number), 4);
   bound.writeUInt16BE(upstream.localPort ?? 0, 8);
   client.write(bound);
-  onTunnel();
-  splice(client, upstream, r.detach());
+  stats.tunnels++;
+  splice(client, upstream, r.detach(), stats);
 }
 
 function socksReply(client: net.Socket, rep: number): void {
@@ -233,8 +237,15 @@ function dialTarget(host: string, port: number, sockets: Set<net.Socket>): Promi
   });
 }
 
-/** Joins two sockets both ways; `leftover` (client bytes read past the handshake) goes upstream first. */
-function splice(client: net.Socket, upstream: net.Socket, leftover: Buffer): void {
+/** Tunnels opened and HTTP requests seen through them. */
+type TunnelStats = { tunnels: number; requests: number };
+const REQUEST_LINE = /(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ HTTP\/1\.[01]\r\n/g;
+
+/** Joins two sockets both ways; `leftover` (client bytes read past the handshake) goes upstream first. Counts request lines going up. */
+function splice(client: net.Socket, upstream: net.Socket, leftover: Buffer, stats: TunnelStats): void {
+  const count = (b: Buffer) => (stats.requests += b.toString("latin1").match(REQUEST_LINE)?.length ?? 0);
+  count(leftover);
+  client.on("data", count);
   if (leftover.length > 0) upstream.write(leftover);
   client.pipe(upstream);
   upstream.pipe(client);
@@ -315,12 +326,15 @@ function closer(server: net.Server, sockets: Set<net.Socket>): () => Promise<voi
     }));
 }
 
-function proxyHandle(server: net.Server, sockets: Set<net.Socket>, url: string, port: number, count: () => number): LocalProxy {
+function proxyHandle(server: net.Server, sockets: Set<net.Socket>, url: string, port: number, stats: TunnelStats): LocalProxy {
   return {
     url,
     port,
     get connections() {
-      return count();
+      return stats.tunnels;
+    },
+    get requests() {
+      return stats.requests;
     },
     close: closer(server, sockets),
   };
