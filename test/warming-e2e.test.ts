@@ -53,8 +53,8 @@ test("a registered account warms through the real platform service to COMPLETED,
     assert.ok(t.actionsCompleted >= 3 + 2 * 4, `the quick scenario plans at least 11 actions, got ${t.actionsCompleted}`);
     assert.equal((await sys.accounts.getAccount({ accountId: reg.accountId })).status, AccountStatus.ACTIVE);
     assert.ok(events.includes("action_completed") && events.includes("status_changed"), events.join(","));
-    // Each action reads the feed for a target, then acts: two requests through the proxy.
-    assert.ok(proxy.requests >= 2 * t.actionsCompleted, `every action went through the account's proxy (${proxy.requests} requests)`);
+    // Each action is a request through the proxy (plus feed reads for targets).
+    assert.ok(proxy.requests > t.actionsCompleted, `every action went through the account's proxy (${proxy.requests} requests)`);
 
     const { stdout } = await run(process.execPath, [`${root}src/cli/main.ts`, "warm", "stats", "--task", task.id], {
       env: { ...process.env, WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") },

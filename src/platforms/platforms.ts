@@ -103,6 +103,28 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
     }
   }
 
+  /**
+   * The account's stored session, credentials and proxy (read at once: one round of peer calls),
+   * and a runner that, when the session has expired, logs in again once and keeps the new session.
+   */
+  async function signIn(driver: PlatformDriver, accountId: string, platform: Platform, signal?: AbortSignal) {
+    const [cred, proxy] = await Promise.all([peers.accounts.getCredentials({ accountId }), proxyOf(accountId, platform)]);
+    const ctx: DriverContext = { proxy, signal };
+    let session: DriverSession = { userId: cred.additional.platform_user_id ?? "", sessionToken: cred.additional.session_token ?? "" };
+    return {
+      async run<T>(fn: (session: DriverSession, ctx: DriverContext) => Promise<T>): Promise<T> {
+        try {
+          return await fn(session, ctx);
+        } catch (err) {
+          if (!(err instanceof DriverError && err.kind === "unauthorized")) throw err;
+          session = await driver.login(cred.login, cred.password, ctx);
+          await peers.accounts.updateCredentials({ accountId, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
+          return fn(session, ctx);
+        }
+      },
+    };
+  }
+
   const api = {
     /** Runs the conveyor for one new account; answers success=false with the failed step on failure. */
     async register(platform: Platform, req: RegisterRequest, signal?: AbortSignal): Promise<RegisterResponse> {
@@ -181,22 +203,11 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
       if (acc.status !== AccountStatus.ACTIVE && acc.status !== AccountStatus.WARMING) {
         throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; actions need ACTIVE or WARMING`);
       }
-      const cred = await peers.accounts.getCredentials({ accountId });
-      const ctx: DriverContext = { proxy: await proxyOf(accountId, platform), signal };
-      let session: DriverSession = { userId: cred.additional.platform_user_id ?? "", sessionToken: cred.additional.session_token ?? "" };
+      const signedIn = await signIn(driver, accountId, platform, signal);
       const started = performance.now();
-      const run = () => driver.execute(kind, params, session, ctx);
       let out: { data: Record<string, string> };
       try {
-        try {
-          out = await run();
-        } catch (err) {
-          if (!(err instanceof DriverError && err.kind === "unauthorized")) throw err;
-          // The session expired: log in again once, keep the new session.
-          session = await driver.login(cred.login, cred.password, ctx);
-          await peers.accounts.updateCredentials({ accountId, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
-          out = await run();
-        }
+        out = await signedIn.run((session, ctx) => driver.execute(kind, params, session, ctx));
       } catch (err) {
         if (err instanceof DriverError && (err.kind === "banned" || err.kind === "suspended")) {
           const status = err.kind === "banned" ? AccountStatus.BANNED : AccountStatus.SUSPENDED;
@@ -219,19 +230,10 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
       checkId(accountId, "account_id");
       const acc = await peers.accounts.getAccount({ accountId });
       if (acc.platform !== platform) throw new AppError("FAILED_PRECONDITION", `account ${accountId} is on ${acc.platform}, not ${platform}`);
-      const cred = await peers.accounts.getCredentials({ accountId });
-      const ctx: DriverContext = { proxy: await proxyOf(accountId, platform), signal };
-      let session: DriverSession = { userId: cred.additional.platform_user_id ?? "", sessionToken: cred.additional.session_token ?? "" };
+      const signedIn = await signIn(driver, accountId, platform, signal);
       let reported;
       try {
-        try {
-          reported = await driver.accountStatus(session, ctx);
-        } catch (err) {
-          if (!(err instanceof DriverError && err.kind === "unauthorized")) throw err;
-          session = await driver.login(cred.login, cred.password, ctx);
-          await peers.accounts.updateCredentials({ accountId, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
-          reported = await driver.accountStatus(session, ctx);
-        }
+        reported = await signedIn.run((session, ctx) => driver.accountStatus(session, ctx));
       } catch (err) {
         if (err instanceof DriverError && (err.kind === "banned" || err.kind === "suspended")) reported = { status: err.kind, reason: err.message };
         else mapDriverError(err, platform);

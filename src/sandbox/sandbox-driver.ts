@@ -28,6 +28,9 @@ const ACTIONS: Record<ActionKind, { target: Target; method: "GET" | "POST"; path
   view_stories: { target: "user", method: "GET", path: (id) => `/users/${id}/stories` },
   add_friend: { target: "user", method: "POST", path: (id) => `/users/${id}/friend-requests` },
 };
+/** How long a loaded feed is reused, and how many sessions' feeds are kept. */
+const FEED_TTL_MS = 30_000;
+const MAX_FEEDS = 10_000;
 /** Keep-alive agents kept (one per proxy in use). */
 const MAX_AGENTS = 1000;
 // Abort reasons, built once (an abort without a reason makes a DOMException with a stack).
@@ -83,7 +86,7 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
     const key = proxy ? `${proxy.protocol}://${proxy.username ?? ""}:${proxy.password ?? ""}@${proxy.host}:${proxy.port}` : "";
     let agent = agents.get(key);
     if (!agent) {
-      agent = new http.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16 });
+      agent = new http.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64 });
       if (proxy) {
         // Node's Agent accepts a socket made asynchronously through the callback.
         agent.createConnection = ((_opts: unknown, done: (err: Error | null, socket?: net.Socket) => void) => {
@@ -133,11 +136,26 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
 
   const session = (b: Record<string, unknown>): DriverSession => ({ userId: String(b.user_id ?? ""), sessionToken: String(b.session_token ?? "") });
 
-  /** The target id from params (user_id / post_id / group_id, or target_id), else a random one from the feed. */
+  /**
+   * Feeds read lately, by session: an account acting several times in a row picks its targets
+   * from the feed it loaded, as a person scrolling one does, instead of reloading it per action.
+   */
+  const feeds = new Map<string, { at: number; feed: Record<string, unknown> }>();
+  async function feedOf(s: DriverSession, ctx: DriverContext): Promise<Record<string, unknown>> {
+    const cached = feeds.get(s.sessionToken);
+    if (cached && Date.now() - cached.at < FEED_TTL_MS) return cached.feed;
+    const feed = await call("GET", "/feed", ctx, { token: s.sessionToken });
+    feeds.delete(s.sessionToken);
+    feeds.set(s.sessionToken, { at: Date.now(), feed });
+    if (feeds.size > MAX_FEEDS) feeds.delete(feeds.keys().next().value!);
+    return feed;
+  }
+
+  /** The target id from params (user_id / post_id / group_id, or target_id), else a random one from the session's feed. */
   async function targetOf(kind: Target, params: Record<string, string>, s: DriverSession, ctx: DriverContext): Promise<string> {
     const given = params[`${kind}_id`] || params.target_id;
     if (given) return given;
-    const feed = await call("GET", "/feed", ctx, { token: s.sessionToken });
+    const feed = await feedOf(s, ctx);
     const ids = Array.isArray(feed[FEED_KEY[kind]]) ? (feed[FEED_KEY[kind]] as string[]) : [];
     if (ids.length === 0) throw new DriverError("not_found", `no ${kind} to act on in the sandbox ${platform}`);
     return ids[Math.floor(Math.random() * ids.length)];
