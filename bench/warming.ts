@@ -29,7 +29,7 @@
  * the workers' actions/s and lag beside the runs without subscribers.
  *
  * Knobs (env): BENCH_WARMING_TASKS=10000  BENCH_WARMING_ACTIONS=3 (per task)
- * BENCH_WARMING_SECONDS=30 (paced length)  BENCH_WARMING_BATCH=64  BENCH_WARMING_CONCURRENCY=128 (the worker defaults)
+ * BENCH_WARMING_SECONDS=30 (paced length)  BENCH_WARMING_BATCH, BENCH_WARMING_CONCURRENCY (default: the worker's defaults)
  * BENCH_WARMING_BASE_LOOPS=2 (baseline connections)  BENCH_WARMING_SUBSCRIBERS=100
  * BENCH_WARMING_FANOUT_TASKS=TASKS/10  BENCH_STORES=pglite,postgres
  */
@@ -60,6 +60,7 @@ import { parseScenario } from "../src/warming/scenario.ts";
 import { createWarming } from "../src/warming/warming.ts";
 import type { Warming } from "../src/warming/warming.ts";
 import { warmingService } from "../src/warming/warming-service.ts";
+import { WORKER_DEFAULTS } from "../src/warming/worker.ts";
 import { Loadgen } from "./loadgen-process.ts";
 import { fmt, quantile, table } from "./stats.ts";
 import type { SubscribersMessage, SubscribersResult } from "./subscribers.ts";
@@ -75,8 +76,8 @@ function envInt(name: string, def: number): number {
 const TASKS = envInt("BENCH_WARMING_TASKS", 10_000);
 const ACTIONS = envInt("BENCH_WARMING_ACTIONS", 3);
 const SECONDS = envInt("BENCH_WARMING_SECONDS", 30);
-const BATCH = envInt("BENCH_WARMING_BATCH", 64);
-const CONCURRENCY = envInt("BENCH_WARMING_CONCURRENCY", 128);
+const BATCH = envInt("BENCH_WARMING_BATCH", WORKER_DEFAULTS.batchSize);
+const CONCURRENCY = envInt("BENCH_WARMING_CONCURRENCY", WORKER_DEFAULTS.concurrency);
 const BASE_LOOPS = envInt("BENCH_WARMING_BASE_LOOPS", 2);
 const SUBSCRIBERS = envInt("BENCH_WARMING_SUBSCRIBERS", 100);
 const FANOUT_TASKS = envInt("BENCH_WARMING_FANOUT_TASKS", Math.max(1, Math.round(TASKS / 10)));

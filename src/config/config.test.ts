@@ -12,7 +12,7 @@ test("CONVEER_TIME_SCALE: unset is 1; a bad value is refused naming the variable
 
 test("warming worker settings: defaults, overrides, and refusals that name the variable and its range", () => {
   const d = loadConfig({}).warming;
-  assert.deepEqual([d.worker, d.batchSize, d.concurrency, d.leaseMs, d.maxConsecutiveFailures], [true, 64, 128, 60_000, 5]);
+  assert.deepEqual([d.worker, d.batchSize, d.concurrency, d.leaseMs, d.maxConsecutiveFailures], [true, 128, 256, 60_000, 5]);
   const o = loadConfig({ CONVEER_WARMING_WORKER: "0", CONVEER_WARMING_BATCH_SIZE: "200", CONVEER_WARMING_CONCURRENCY: "400", CONVEER_WARMING_LEASE_MS: "2000", CONVEER_WARMING_MAX_FAILURES: "9" }).warming;
   assert.deepEqual([o.worker, o.batchSize, o.concurrency, o.leaseMs, o.maxConsecutiveFailures], [false, 200, 400, 2000, 9]);
   assert.throws(() => loadConfig({ CONVEER_WARMING_WORKER: "no" }), /CONVEER_WARMING_WORKER/);

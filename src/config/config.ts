@@ -111,8 +111,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       scenariosDir: env.CONVEER_SCENARIOS_DIR ? resolve(env.CONVEER_SCENARIOS_DIR) : "",
       timeScale: timeScale(env),
       worker: oneOf(env, "CONVEER_WARMING_WORKER", ["1", "0"], "1") === "1",
-      batchSize: int(env, "CONVEER_WARMING_BATCH_SIZE", 64, 1, 1000),
-      concurrency: int(env, "CONVEER_WARMING_CONCURRENCY", 128, 1, 10_000),
+      // The same defaults as the worker's own (WORKER_DEFAULTS in src/warming/worker.ts).
+      batchSize: int(env, "CONVEER_WARMING_BATCH_SIZE", 128, 1, 1000),
+      concurrency: int(env, "CONVEER_WARMING_CONCURRENCY", 256, 1, 10_000),
       leaseMs: int(env, "CONVEER_WARMING_LEASE_MS", 60_000, 500, 3_600_000),
       maxConsecutiveFailures: int(env, "CONVEER_WARMING_MAX_FAILURES", 5, 1, 1000),
       eventRetentionDays: int(env, "CONVEER_WARMING_EVENTS_RETENTION_DAYS", 30, 0, 3650),

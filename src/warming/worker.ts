@@ -55,8 +55,11 @@ export type WorkerOptions = {
 
 export const WORKER_DEFAULTS: WorkerOptions = {
   // Concurrency twice the batch: the next batch is claimed while the last is being recorded.
-  batchSize: 64,
-  concurrency: 128,
+  // Measured (bench/warming.ts, 10,000 tasks, PostgreSQL, saturated): batch 64 → 4,860 actions/s,
+  // 128 → 6,000, 256 → 6,800; paced p99 lag no worse. 128 keeps each claim statement short on
+  // PGlite, where it holds the one connection every other call needs.
+  batchSize: 128,
+  concurrency: 256,
   leaseMs: 60_000,
   maxConsecutiveFailures: 5,
   retryBaseMs: 60_000,
