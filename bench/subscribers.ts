@@ -4,11 +4,14 @@
  *
  * Protocol (IPC): "ready" on start; the parent sends `open` (n subscribers over real gRPC, one
  * Connect client and HTTP/2 connection each, every event after `afterId`), then `collect` with
- * the number of events written: the child waits until every live subscriber has that many (or
- * 15 s), closes the streams and answers `result`. Lag = receipt − the event's timestamp, in real
+ * the number of events written: the child waits until every subscriber has that many (or 60 s),
+ * closes the streams and answers `result`. A subscriber dropped for falling behind
+ * (RESOURCE_EXHAUSTED) reconnects from the last event_id it got, as `conveer warm watch` does;
+ * `resumes` counts those reconnects and `duplicates` any event received twice. Lag = receipt − the event's timestamp, in real
  * ms: the parent's clock read `scenarioAt` at wall time `wallAt` and runs `scale` times real time.
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { WarmingService } from "../src/gen/conveer/v1/warming_pb.js";
 import { remoteClient } from "../src/server/clients.ts";
@@ -19,28 +22,44 @@ export type SubscribersMessage =
   | { type: "collect"; written: number };
 
 /** What `collect` answers. */
-export type SubscribersResult = { type: "result"; delivered: number; complete: number; dropped: string[]; seconds: number; lagP50: number; lagP99: number };
+export type SubscribersResult = { type: "result"; delivered: number; complete: number; resumes: number; duplicates: number; failed: string[]; seconds: number; lagP50: number; lagP99: number };
 
-type State = { counts: number[]; ended: boolean[]; dropped: string[]; lags: number[]; first: number; last: number; ac: AbortController; streams: Promise<void>[]; sessions: Http2SessionManager[] };
+type State = { counts: number[]; ended: boolean[]; resumes: number; duplicates: number; failed: string[]; lags: number[]; first: number; last: number; ac: AbortController; streams: Promise<void>[]; sessions: Http2SessionManager[] };
 let state: State | undefined;
 
 function open(m: Extract<SubscribersMessage, { type: "open" }>): void {
-  const s: State = (state = { counts: new Array<number>(m.n).fill(0), ended: new Array<boolean>(m.n).fill(false), dropped: [], lags: [], first: 0, last: 0, ac: new AbortController(), streams: [], sessions: [] });
+  const s: State = (state = { counts: new Array<number>(m.n).fill(0), ended: new Array<boolean>(m.n).fill(false), resumes: 0, duplicates: 0, failed: [], lags: [], first: 0, last: 0, ac: new AbortController(), streams: [], sessions: [] });
   const scenarioNow = () => m.scenarioAt + (Date.now() - m.wallAt) * m.scale;
   for (let i = 0; i < m.n; i++) {
     const client = remoteClient(WarmingService, { addr: m.addr, sessions: s.sessions });
     s.streams.push(
       (async () => {
+        let after = m.afterId;
         try {
-          for await (const e of client.streamEvents({ afterEventId: String(m.afterId) }, { signal: s.ac.signal })) {
-            s.last = performance.now();
-            s.first ||= s.last;
-            s.counts[i]++;
-            // Lags from the first ten subscribers; the rest only count.
-            if (i < 10 && e.timestamp) s.lags.push((scenarioNow() - timestampMs(e.timestamp)) / m.scale);
+          for (;;) {
+            try {
+              for await (const e of client.streamEvents({ afterEventId: String(after) }, { signal: s.ac.signal })) {
+                const id = Number(e.eventId);
+                if (id <= after) {
+                  s.duplicates++;
+                  continue;
+                }
+                after = id;
+                s.last = performance.now();
+                s.first ||= s.last;
+                s.counts[i]++;
+                // Lags from the first ten subscribers; the rest only count.
+                if (i < 10 && e.timestamp) s.lags.push((scenarioNow() - timestampMs(e.timestamp)) / m.scale);
+              }
+              return;
+            } catch (err) {
+              if (s.ac.signal.aborted) return;
+              if (!(err instanceof ConnectError && err.code === Code.ResourceExhausted)) throw err;
+              s.resumes++;
+            }
           }
         } catch (err) {
-          if (!s.ac.signal.aborted) s.dropped.push(String(err));
+          s.failed.push(String(err));
         } finally {
           s.ended[i] = true;
         }
@@ -51,7 +70,7 @@ function open(m: Extract<SubscribersMessage, { type: "open" }>): void {
 
 async function collect(written: number): Promise<SubscribersResult> {
   const s = state!;
-  const until = Date.now() + 15_000;
+  const until = Date.now() + 60_000;
   while (Date.now() < until && s.counts.some((c, i) => c < written && !s.ended[i])) await new Promise((r) => setTimeout(r, 50));
   s.ac.abort();
   await Promise.all(s.streams);
@@ -61,7 +80,9 @@ async function collect(written: number): Promise<SubscribersResult> {
     type: "result",
     delivered: s.counts.reduce((a, b) => a + b, 0),
     complete: s.counts.filter((c) => c === written).length,
-    dropped: s.dropped,
+    resumes: s.resumes,
+    duplicates: s.duplicates,
+    failed: s.failed,
     seconds: (s.last - s.first) / 1000,
     lagP50: quantile(l, 0.5),
     lagP99: quantile(l, 0.99),
