@@ -405,7 +405,13 @@ export function createSandbox(opts: SandboxOptions = {}) {
   // Codes still due from before a restart go out when they would have.
   for (const p of PLATFORMS) for (const s of Object.values(world.platforms[p].signups)) if (!s.done && s.deliverAt !== null) scheduleCode(p, s.id, s.deliverAt - now());
 
-  const loginTaken = (p: Platform, login: string) => Object.values(world.platforms[p].users).some((u) => u.login.toLowerCase() === login.toLowerCase());
+  // Users by lower-cased login, per platform: login and sign-up look up instead of scanning.
+  const byLogin = new Map(PLATFORMS.map((p) => [p, new Map(Object.values(world.platforms[p].users).map((u) => [u.login.toLowerCase(), u.id]))]));
+  function addToWorld(p: Platform, u: SandboxUser): void {
+    world.platforms[p].users[u.id] = u;
+    byLogin.get(p)!.set(u.login.toLowerCase(), u.id);
+  }
+  const loginTaken = (p: Platform, login: string) => byLogin.get(p)!.has(login.toLowerCase());
 
   /** A new account's login and password from a body: checked, and the login not taken. */
   function newLogin(p: Platform, b: Body): { login: string; password: string } {
@@ -461,7 +467,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
       id: nextId("u"), login: s.login, pw: s.pw, phone: s.phone, firstName: s.firstName, lastName: s.lastName, fields: s.fields,
       status: "active", reason: "", friends: [], groups: [], profileViews: 0, seeded: false, createdAt: now(),
     };
-    world.platforms[p].users[u.id] = u;
+    addToWorld(p, u);
     return newSession(p, u.id);
   }
 
@@ -472,7 +478,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
       id: nextId("u"), login, pw: hashPassword(password), phone: "", firstName: str(b, "first_name"), lastName: str(b, "last_name"), fields: {},
       status: "active", reason: "", friends: [], groups: [], profileViews: 0, seeded: false, createdAt: now(),
     };
-    world.platforms[p].users[u.id] = u;
+    addToWorld(p, u);
     changed();
     return { user_id: u.id, login };
   }
@@ -480,7 +486,8 @@ export function createSandbox(opts: SandboxOptions = {}) {
   function login(p: Platform, b: Body): Reply {
     const name = str(b, "login", { required: true }).toLowerCase();
     const pw = str(b, "password", { required: true });
-    const u = Object.values(world.platforms[p].users).find((x) => x.login.toLowerCase() === name);
+    const id = byLogin.get(p)!.get(name);
+    const u = id === undefined ? undefined : world.platforms[p].users[id];
     if (!u || !u.pw || !checkPassword(u.pw, pw)) throw new HttpError(401, "unauthorized", "wrong login or password");
     return newSession(p, u.id);
   }
