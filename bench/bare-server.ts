@@ -9,6 +9,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AccountSchema, AccountStatus, GetAccountRequestSchema } from "../src/gen/conveer/v1/account_pb.js";
 import { GRPC_SERVER_OPTIONS } from "../src/server/grpc-server.ts";
+import { serveOnLoopback } from "./loopback.ts";
 
 /** A started bare server. */
 export type BareServer = { port: number; stop(): Promise<void> };
@@ -51,21 +52,5 @@ export async function startBareServer(): Promise<BareServer> {
       callback(null, Buffer.from(toBinary(AccountSchema, account)));
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return {
-    port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      }),
-  };
+  return serveOnLoopback(server);
 }

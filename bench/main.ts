@@ -37,29 +37,22 @@ import { backendPids, diagnose } from "./diag.ts";
 import type { DiagResult } from "./diag.ts";
 import type { RunCommand, RunResult, Scenario } from "./loadgen.ts";
 import { Loadgen } from "./loadgen-process.ts";
-import { fmt, median, table } from "./stats.ts";
+import { envInt, fmt, median, table } from "./stats.ts";
 import { postgresBaseUrl, startBenchSystem } from "./system.ts";
 import type { BenchSystem, StoreKind } from "./system.ts";
 import { createIdGenerator } from "../src/store/ids.ts";
 
-function envInt(name: string, def: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === "") return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
-  return n;
-}
 function envList(name: string, def: string[]): string[] {
   const v = process.env[name];
   return v ? v.split(",").map((s) => s.trim()).filter(Boolean) : def;
 }
 
-const CONCURRENCY = envInt("BENCH_CONCURRENCY", 64);
-const RUNS = Math.max(1, envInt("BENCH_RUNS", 3));
-const WARMUP_MS = envInt("BENCH_WARMUP_MS", 1000);
-const DURATION_MS = Math.max(100, envInt("BENCH_DURATION_MS", 5000));
-const ACCOUNTS = Math.max(CONCURRENCY, envInt("BENCH_ACCOUNTS", 100_000));
-const PROXIES = Math.max(CONCURRENCY, envInt("BENCH_PROXIES", 2000));
+const CONCURRENCY = envInt("BENCH_CONCURRENCY", 64, 0);
+const RUNS = Math.max(1, envInt("BENCH_RUNS", 3, 0));
+const WARMUP_MS = envInt("BENCH_WARMUP_MS", 1000, 0);
+const DURATION_MS = Math.max(100, envInt("BENCH_DURATION_MS", 5000, 0));
+const ACCOUNTS = Math.max(CONCURRENCY, envInt("BENCH_ACCOUNTS", 100_000, 0));
+const PROXIES = Math.max(CONCURRENCY, envInt("BENCH_PROXIES", 2000, 0));
 const SCENARIOS = envList("BENCH_SCENARIOS", ["get", "pair"]) as Scenario[];
 const STORES = envList("BENCH_STORES", ["pglite", "postgres"]).filter((s) => s === "pglite" || (s === "postgres" && postgresBaseUrl())) as StoreKind[];
 const BARE = process.env.BENCH_BARE !== "0";
@@ -179,26 +172,18 @@ async function main(): Promise<void> {
   // Everything is started and seeded first; then the runs are interleaved round by round (bare,
   // then each store), so a slow drift in what else the host is doing hits every target alike.
   const targets: Target[] = [];
-  if (BARE) {
-    const server = await startBareServer();
+  /** A GetAccount-only target on a storeless server, with its own load generator fed made-up ids. */
+  const storeless = async (server: { port: number; stop(): Promise<void> }, store: string, stub: boolean): Promise<Target> => {
     cleanups.push(() => server.stop());
     const lg = await Loadgen.start();
     cleanups.push(() => lg.stop());
     const newId = createIdGenerator();
     await lg.send({ type: "ids", ids: Array.from({ length: ACCOUNTS }, () => newId()) });
     const addr = `127.0.0.1:${server.port}`;
-    targets.push({ store: "bare grpc-js", lg, scenarios: ["get"], accountAddr: addr, proxyAddr: addr, samples: new Map() });
-  }
-  if (DIAG) {
-    const server = await startStubServer();
-    cleanups.push(() => server.stop());
-    const lg = await Loadgen.start();
-    cleanups.push(() => lg.stop());
-    const newId = createIdGenerator();
-    await lg.send({ type: "ids", ids: Array.from({ length: ACCOUNTS }, () => newId()) });
-    const addr = `127.0.0.1:${server.port}`;
-    targets.push({ store: "no store (diag)", lg, scenarios: ["get"], accountAddr: addr, proxyAddr: addr, stub: true, samples: new Map() });
-  }
+    return { store, lg, scenarios: ["get"], accountAddr: addr, proxyAddr: addr, stub, samples: new Map() };
+  };
+  if (BARE) targets.push(await storeless(await startBareServer(), "bare grpc-js", false));
+  if (DIAG) targets.push(await storeless(await startStubServer(), "no store (diag)", true));
   for (const kind of STORES) {
     say(`${kind}: starting the system and seeding ${ACCOUNTS} accounts + ${PROXIES} proxies`);
     const sys: BenchSystem = await startBenchSystem(kind, { accounts: ACCOUNTS, proxies: PROXIES, log: say });

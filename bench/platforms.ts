@@ -16,10 +16,11 @@ import { remoteClient } from "../src/server/clients.ts";
 import { startHttpConnectProxy } from "../test/support/local-proxies.ts";
 import { startTestSystem } from "../test/support/system.ts";
 import { startBareServer } from "./bare-server.ts";
+import { envInt } from "./stats.ts";
 
-const REGISTRATIONS = Number(process.env.BENCH_REGISTRATIONS ?? 200);
-const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
-const WARMING_ACTIONS = Number(process.env.BENCH_WARMING_ACTIONS ?? 20);
+const REGISTRATIONS = envInt("BENCH_REGISTRATIONS", 200);
+const DURATION_MS = envInt("BENCH_DURATION_MS", 5000);
+const WARMING_ACTIONS = envInt("BENCH_WARMING_ACTIONS", 20);
 const IN_FLIGHT = 64;
 
 /** Runs `op` from `n` workers for `ms`; returns ops/s and latency percentiles. */

@@ -28,15 +28,7 @@ import type { GetCodeResponse } from "../src/gen/conveer/v1/sms_pb.js";
 import { createIdGenerator } from "../src/store/ids.ts";
 import { migrate } from "../src/store/migrate.ts";
 import { openPglite } from "../src/store/pglite.ts";
-import { fmt, quantile, table } from "./stats.ts";
-
-function envInt(name: string, def: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === "") return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
-}
+import { envInt, fmt, quantile, table } from "./stats.ts";
 
 const N = envInt("SMS_BENCH_WAITERS", 10_000);
 const RATE = envInt("SMS_BENCH_RATE", 250);

@@ -1,4 +1,4 @@
-/** Small statistics and table helpers for the benchmark. */
+/** Small statistics, table and knob helpers for the benchmarks. */
 
 /** The q-quantile (0..1) of values, nearest-rank on a sorted copy; NaN for none. */
 export function quantile(values: ArrayLike<number>, q: number): number {
@@ -24,4 +24,13 @@ export function table(rows: string[][]): string {
 /** Formats a number with a fixed count of decimals, or "-" when not finite. */
 export function fmt(n: number, decimals = 0): string {
   return Number.isFinite(n) ? n.toFixed(decimals) : "-";
+}
+
+/** An integer knob from the environment (unset or "": `def`); throws naming it when it is not an integer of at least `min`. */
+export function envInt(name: string, def: number, min = 1): number {
+  const v = process.env[name];
+  if (v === undefined || v === "") return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
+  return n;
 }

@@ -12,6 +12,7 @@ import type { Accounts } from "../src/accounts/accounts.ts";
 import { createAuthenticator } from "../src/auth/tokens.ts";
 import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "../src/server/grpc-server.ts";
 import { createMetrics } from "../src/server/metrics.ts";
+import { serveOnLoopback } from "./loopback.ts";
 import type { Db } from "../src/store/db.ts";
 
 export type StubServer = { port: number; stop(): Promise<void> };
@@ -44,22 +45,5 @@ export async function startStubServer(): Promise<StubServer> {
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
   const { definition, handlers } = grpcServiceOf(accountService(accounts), deps);
   server.addService(definition, handlers);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return {
-    port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          shutdown.abort();
-          resolve();
-        });
-      }),
-  };
+  return serveOnLoopback(server, () => shutdown.abort());
 }

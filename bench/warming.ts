@@ -62,16 +62,9 @@ import type { Warming } from "../src/warming/warming.ts";
 import { warmingService } from "../src/warming/warming-service.ts";
 import { WORKER_DEFAULTS } from "../src/warming/worker.ts";
 import { Loadgen } from "./loadgen-process.ts";
-import { fmt, quantile, table } from "./stats.ts";
+import { envInt, fmt, quantile, table } from "./stats.ts";
+import { serveOnLoopback } from "./loopback.ts";
 import type { SubscribersMessage, SubscribersResult } from "./subscribers.ts";
-
-function envInt(name: string, def: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === "") return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
-}
 
 const TASKS = envInt("BENCH_WARMING_TASKS", 10_000);
 const ACTIONS = envInt("BENCH_WARMING_ACTIONS", 3);
@@ -237,9 +230,9 @@ async function subscribe(w: Warming, db: Db, n: number, afterId: number, clock: 
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
   const { definition, handlers } = grpcServiceOf(warmingService(w), { log: silent, auth: createAuthenticator({ db, allowOpen: true }), metrics: createMetrics(), shutdown: shutdown.signal });
   server.addService(definition, handlers);
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const served = await serveOnLoopback(server, () => shutdown.abort());
   const child = await Loadgen.start<SubscribersMessage>("./subscribers.ts");
-  await child.send({ type: "open", addr: `127.0.0.1:${port}`, n, afterId, scenarioAt: clock.now(), wallAt: Date.now(), scale: SCALE });
+  await child.send({ type: "open", addr: `127.0.0.1:${served.port}`, n, afterId, scenarioAt: clock.now(), wallAt: Date.now(), scale: SCALE });
   return {
     async stop(): Promise<Fanout> {
       try {
@@ -248,8 +241,7 @@ async function subscribe(w: Warming, db: Db, n: number, afterId: number, clock: 
         return { written, ...r };
       } finally {
         await child.stop();
-        shutdown.abort();
-        server.forceShutdown();
+        await served.stop();
       }
     },
   };
