@@ -474,9 +474,10 @@ const toEvent = (r: RawEvent): EventRow => ({ id: Number(r.id), task_id: r.task_
  */
 export async function deleteOldEvents(q: Queryable, olderThanMs: number, limit: number): Promise<number> {
   const r = await q.query(
-    // The oldest `limit` rows by id, then the filter: a scan that stops at `limit` rows even when none is old.
+    // The oldest `limit` rows by id, then the filter: a scan that stops at `limit` rows even when
+    // none is old. SKIP LOCKED: replicas pruning at once take different rows instead of waiting.
     `DELETE FROM warming_events WHERE id = ANY(ARRAY(
-       SELECT id FROM (SELECT id, created_at FROM warming_events ORDER BY id LIMIT $2) o
+       SELECT id FROM (SELECT id, created_at FROM warming_events ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) o
        WHERE created_at < now() - $1 * interval '1 millisecond'))`,
     [olderThanMs, limit],
   );
