@@ -156,17 +156,18 @@ function release(ctx: ContextController | undefined): void {
 }
 
 /**
- * A streamed message's bytes, encoded once per message object: a stream that fans one message out
- * to many calls (WarmingService.StreamEvents hands every subscriber the same event object) pays
- * for the encoding once, not once per subscriber.
+ * A streamed message's bytes. A frozen message is encoded once for every call it goes to: a
+ * stream that fans one message out to many calls (StreamEvents hands every subscriber the same
+ * frozen event) pays for the encoding once, not once per subscriber. Only frozen ones, so a
+ * stream that yields one object again with new contents is never sent stale bytes.
  */
 const encoded = new WeakMap<object, Buffer>();
 function encodeShared(desc: DescMessage, m: unknown): Buffer {
-  const key = m as object;
-  let buf = encoded.get(key);
+  const shared = typeof m === "object" && m !== null && Object.isFrozen(m);
+  let buf = shared ? encoded.get(m) : undefined;
   if (!buf) {
     buf = Buffer.from(toBinary(desc, create(desc, m as never)));
-    encoded.set(key, buf);
+    if (shared) encoded.set(m, buf);
   }
   return buf;
 }

@@ -255,13 +255,13 @@ export function createWarming(deps: WarmingDeps) {
     });
   }
 
-  // One message per event row: the hub hands every subscriber the same row, so they share the
-  // message, and the transport encodes it once for all of them.
+  // One frozen message per event row: the hub hands every subscriber the same row, so they share
+  // the message, and the transport encodes a frozen message once for all of them.
   const messages = new WeakMap<EventRow, WarmingEvent>();
   function toEvent(e: EventRow): WarmingEvent {
     let m = messages.get(e);
     if (!m) {
-      m = create(WarmingEventSchema, { taskId: e.task_id, eventType: e.event_type, timestamp: timestampFromDate(e.at), data: e.data, eventId: String(e.id) });
+      m = Object.freeze(create(WarmingEventSchema, { taskId: e.task_id, eventType: e.event_type, timestamp: timestampFromDate(e.at), data: e.data, eventId: String(e.id) }));
       messages.set(e, m);
     }
     return m;
