@@ -1,9 +1,9 @@
 /**
  * Warming across real `conveer start` processes, through the real platform service, the sandbox
  * and local proxies:
- * - two replicas on one PostgreSQL share 500 tasks: every planned action reaches the platform
- *   exactly once (the sandbox counts repeats of each action's idempotency key) and is recorded
- *   exactly once;
+ * - two replicas on one PostgreSQL share 500 tasks (started through them and a third, API-only
+ *   replica): every planned action reaches the platform exactly once (the sandbox counts repeats
+ *   of each action's idempotency key) and is recorded exactly once;
  * - a process SIGKILLed mid-run, then started again: every task completes, nothing lost, nothing
  *   counted twice (PGlite and PostgreSQL).
  */
@@ -61,8 +61,8 @@ async function setUp(kind: "pglite" | "postgres", extra: Record<string, string> 
     ...extra,
   };
   /** Starts one more `conveer start` on this system (its own ports and data dir; the same store). */
-  async function start(name: string, dataDir = join(dir, name)) {
-    const sys = await systemEnv(dataDir, common);
+  async function start(name: string, dataDir = join(dir, name), env: Record<string, string> = {}) {
+    const sys = await systemEnv(dataDir, { ...common, ...env });
     const cli = runCli(["start"], sys.env);
     children.push(cli);
     await waitHealthy(cli, sys.http);
@@ -178,15 +178,17 @@ describe("two replicas on one PostgreSQL share 500 warming tasks", { skip: proce
   });
 
   test("every planned action runs once and is recorded once; both replicas do part of the work; accounts end ACTIVE", { timeout: 240_000 }, async () => {
-    const [a, b] = [await s.start("a"), await s.start("b")];
+    // A third replica serves the API only (CONVEER_WARMING_WORKER=0): it starts tasks, runs none.
+    const [a, b, api] = [await s.start("a"), await s.start("b"), await s.start("api", undefined, { CONVEER_WARMING_WORKER: "0" })];
     const accountIds = await s.accounts(a, 500, "pair");
     const t0 = performance.now();
-    const ids = await startAll([a, b], accountIds);
+    const ids = await startAll([a, b, api], accountIds);
     const tasks = await waitEnded(b.warming, ids, 180_000);
     const secs = (performance.now() - t0) / 1000;
     const { replays } = await checkBooks(db, s, tasks);
     assert.equal(replays, 0, "no planned action reached the platform twice");
     const [wa, wb] = [await a.workerActions(), await b.workerActions()];
+    assert.deepEqual(await api.workerActions(), { claimed: 0, recorded: 0, dropped: 0, in_flight: 0 }, "the API-only replica ran no action");
     assert.equal(wa.dropped + wb.dropped, 0, "no claim was taken over");
     assert.ok(wa.recorded >= 300 && wb.recorded >= 300, `both replicas worked: ${JSON.stringify({ a: wa, b: wb })}`);
     assert.ok(wa.recorded + wb.recorded >= 500 * PER_TASK);

@@ -563,6 +563,11 @@ for (const kind of STORE_KINDS) {
         all.filter((e) => e.id >= half).map((e) => e.id),
       );
       assert.deepEqual(await w.statistics({ accountId: "", taskId: task.id, platform: "" }), before);
+      // A process that runs no worker (CONVEER_WARMING_WORKER=0) still prunes, on its upkeep period.
+      await w.stop(1000);
+      await db.query("UPDATE warming_events SET created_at = now() - interval '8 days' WHERE task_id = $1", [task.id]);
+      await warming(clock, { runWorker: false, eventRetentionMs: 7 * DAY, maintenanceMs: 50 });
+      await eventually(async () => (await events(task.id)).length === 0, 5000, "the API-only instance to prune");
     });
 
     test("ListScenarios and GetScenario", async () => {

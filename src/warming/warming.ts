@@ -104,6 +104,8 @@ export function createWarming(deps: WarmingDeps) {
   const hub = createEventHub({ db, log, options: opts.events });
   const releasing = new Set<string>();
   let started = false;
+  let upkeepTimer: NodeJS.Timeout | undefined;
+  let upkeeping: Promise<void> | undefined;
 
   const worker = createWorker({
     db,
@@ -289,7 +291,7 @@ export function createWarming(deps: WarmingDeps) {
   }
 
   return {
-    /** Starts the event hub (the process's one LISTEN) and, unless runWorker is false, the worker. */
+    /** Starts the event hub (the process's one LISTEN) and the worker, or with runWorker false only the upkeep. */
     async start(): Promise<void> {
       if (started) return;
       started = true;
@@ -298,6 +300,15 @@ export function createWarming(deps: WarmingDeps) {
         if (e.event_type === "status_changed" && e.data.to === statusName(TaskStatus.RUNNING)) worker.kick();
       });
       if (runWorker) worker.start();
+      else {
+        // No worker here, but the upkeep (account releases, interrupted starts, retention) still runs.
+        upkeepTimer = setInterval(() => {
+          upkeeping ??= upkeep()
+            .catch((err: unknown) => log.warn({ err: String(err) }, "warming upkeep failed; retrying next round"))
+            .finally(() => (upkeeping = undefined));
+        }, workerOptions.maintenanceMs);
+        upkeepTimer.unref();
+      }
     },
 
     /** Stops claiming, lets actions in flight finish for up to graceMs, records them, ends the streams. */
@@ -305,6 +316,8 @@ export function createWarming(deps: WarmingDeps) {
       if (!started) return;
       started = false;
       if (runWorker) await worker.stop(graceMs);
+      clearInterval(upkeepTimer);
+      await upkeeping;
       await hub.stop();
       // Account releases in flight get a moment; one that cannot finish is retried by the next process's upkeep.
       const until = Date.now() + Math.max(graceMs, 1000);
