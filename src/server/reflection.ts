@@ -1,14 +1,18 @@
 import { fileURLToPath } from "node:url";
 import { readdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 
 const protoRoot = fileURLToPath(new URL("../../proto/", import.meta.url));
+// grpc.health.v1, as the health package that serves it ships it.
+const healthRoot = join(dirname(createRequire(import.meta.url).resolve("grpc-health-check")), "../../proto/");
 
-/** gRPC server reflection (v1 and v1alpha) over the project's .proto files, so grpcurl and Postman need none. */
+/** gRPC server reflection (v1 and v1alpha) over the project's .proto files and grpc.health.v1, so grpcurl and Postman need none. */
 export function createReflection(): ReflectionService {
   const dir = `${protoRoot}conveer/v1/`;
   const files = readdirSync(dir).filter((f) => f.endsWith(".proto")).map((f) => `conveer/v1/${f}`);
-  const pkg = protoLoader.loadSync(files, { includeDirs: [protoRoot], keepCase: true });
+  const pkg = protoLoader.loadSync([...files, "health/v1/health.proto"], { includeDirs: [protoRoot, healthRoot], keepCase: true });
   return new ReflectionService(pkg);
 }

@@ -260,6 +260,7 @@ for (const kind of STORE_KINDS) {
         const names = list.list_services_response!.service.map((s) => s.name);
         assert.ok(names.includes("conveer.ProxyService"), `${version}: ${names.join(", ")}`);
         assert.ok(names.includes("conveer.AccountService"), `${version}: ${names.join(", ")}`);
+        assert.ok(names.includes("grpc.health.v1.Health"), `${version}: ${names.join(", ")}`);
         const file = await reflect(r, { file_containing_symbol: "conveer.ProxyService" });
         assert.equal(file.message_response, "file_descriptor_response", JSON.stringify(file.error_response));
         const fds = file.file_descriptor_response!.file_descriptor_proto.map((b) => fromBinary(FileDescriptorProtoSchema, b));
