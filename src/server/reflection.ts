@@ -1,13 +1,12 @@
 import { fileURLToPath } from "node:url";
 import { readdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { protoPath as healthProtoPath } from "grpc-health-check";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 
 const protoRoot = fileURLToPath(new URL("../../proto/", import.meta.url));
-// grpc.health.v1, as the health package that serves it ships it.
-const healthRoot = join(dirname(createRequire(import.meta.url).resolve("grpc-health-check")), "../../proto/");
+// grpc.health.v1, as the health package that serves it ships it (…/health/v1/health.proto).
+const healthRoot = healthProtoPath.slice(0, -"health/v1/health.proto".length);
 
 /** gRPC server reflection (v1 and v1alpha) over the project's .proto files and grpc.health.v1, so grpcurl and Postman need none. */
 export function createReflection(): ReflectionService {
