@@ -3,6 +3,7 @@
  * the standard health and reflection clients loaded from the .proto files their packages ship,
  * free ports, and `rejectsWith` for Connect clients.
  */
+import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import net from "node:net";
@@ -102,14 +103,34 @@ export function reflect(client: ReflectionClient, req: Record<string, unknown>):
   });
 }
 
-/** A port that was free a moment ago (bind 0, read, close). */
+/**
+ * A free loopback port for a process to bind later. Picked at random below the kernel's ephemeral
+ * range: a port from bind(0) is in that range, where outgoing connections (database, HTTP, proxy
+ * tunnels of tests running in parallel) can take it before the process binds it. Never the same
+ * port twice in one test process.
+ */
 export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  for (;;) {
+    const port = BELOW_EPHEMERAL.low + Math.floor(Math.random() * (BELOW_EPHEMERAL.high - BELOW_EPHEMERAL.low));
+    if (handedOut.has(port)) continue;
+    const s = net.createServer();
+    const ok = await new Promise<boolean>((r) => s.once("error", () => r(false)).listen(port, "127.0.0.1", () => r(true)));
+    if (!ok) continue;
+    await new Promise<void>((r) => s.close(() => r()));
+    handedOut.add(port);
+    return port;
+  }
 }
+const handedOut = new Set<number>();
+const BELOW_EPHEMERAL = (() => {
+  let first = 32768;
+  try {
+    first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || first;
+  } catch {
+    // not Linux: the IANA default
+  }
+  return { low: Math.max(1024, first - 12_000), high: first };
+})();
 
 /** Asserts that p rejects with the gRPC code (a Connect client's error), and that the message matches `mentions`. */
 export async function rejectsWith(p: Promise<unknown>, code: Code, mentions?: RegExp): Promise<void> {
