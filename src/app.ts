@@ -250,12 +250,11 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const reportStore = (s: typeof storeStatus) => {
       if (s !== storeStatus) health.setStatus("", (storeStatus = s));
     };
+    // The probe also keeps the store's own monitor current, so a store that went silent (no
+    // reset, no error) is noticed within a probe period and calls then fail fast.
     const storeProbe = setInterval(() => {
-      db.query("SELECT 1").then(
-        () => reportStore("SERVING"),
-        () => reportStore("NOT_SERVING"),
-      );
-    }, 2000);
+      void db.ping(HEALTH_PING_MS).then((h) => reportStore(h.ok ? "SERVING" : "NOT_SERVING"));
+    }, 1000);
     storeProbe.unref();
     cleanups.push(async () => clearInterval(storeProbe));
 
@@ -265,7 +264,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       cleanups.push(() => checker.stop());
     }
 
-    const http = await startHttp({ addr: config.httpAddr, tls, metrics, db, services: services.map((s) => ({ name: DESCRIPTORS[s].typeName, implemented: Boolean(bindings[s]) })) });
+    const http = await startHttp({ addr: config.httpAddr, tls, metrics, db, pingMs: HEALTH_PING_MS, services: services.map((s) => ({ name: DESCRIPTORS[s].typeName, implemented: Boolean(bindings[s]) })) });
     cleanups.push(() => http.close());
 
     log.info({ ports, http: http.port, store: db.kind, services }, "conveer started");
@@ -286,6 +285,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
     throw err;
   }
 }
+
+/** How long a health answer waits for the store: /healthz must answer within a second. */
+const HEALTH_PING_MS = 900;
 
 /** Stops accepting calls, lets in-flight ones finish for up to graceMs, then cuts the rest. */
 async function drain(servers: grpc.Server[], shutdown: AbortController, graceMs: number): Promise<void> {

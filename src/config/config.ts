@@ -30,6 +30,14 @@ export type Config = Readonly<{
   dataDir: string;
   /** Empty: the embedded PGlite store in dataDir. */
   databaseUrl: string;
+  /** How the PostgreSQL store treats slow, lost and busy connections (ignored by the embedded store). */
+  db: Readonly<{
+    poolSize: number;
+    connectTimeoutMs: number;
+    queryTimeoutMs: number;
+    /** The longest wait for a pooled connection by work without a deadline of its own. */
+    poolWaitMs: number;
+  }>;
   /** Empty: a key file in dataDir (created 0600). */
   masterKey: string;
   tlsCert: string;
@@ -97,6 +105,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     httpAddr: hostPort(env, "CONVEER_HTTP_ADDR", "127.0.0.1:8080"),
     dataDir,
     databaseUrl,
+    db: Object.freeze({
+      poolSize: int(env, "CONVEER_DB_POOL_SIZE", 20, 1, 1000),
+      connectTimeoutMs: int(env, "CONVEER_DB_CONNECT_TIMEOUT_MS", 2000, 100, 120_000),
+      queryTimeoutMs: int(env, "CONVEER_DB_QUERY_TIMEOUT_MS", 10_000, 100, 3_600_000),
+      poolWaitMs: int(env, "CONVEER_DB_POOL_WAIT_MS", 30_000, 100, 3_600_000),
+    }),
     masterKey: env.CONVEER_MASTER_KEY ?? "",
     tlsCert,
     tlsKey,

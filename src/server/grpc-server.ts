@@ -10,6 +10,7 @@ import type { Metrics } from "./metrics.ts";
 import { CALL_FINISHED, peerKey, principalKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
 import { statusName, toStatus } from "./status.ts";
+import { withCallDeadline } from "../store/call-deadline.ts";
 
 /** The seed's clients send and accept messages up to 10 MB. */
 export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
@@ -87,13 +88,13 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
         call.on("cancelled", () => answered || ac.abort(CLIENT_CANCELLED));
         let who: string | undefined;
         let context: ContextController | undefined;
-        (async () => {
+        withCallDeadline(deadlineOf(call), async () => {
           const { req, ctx, principal } = await prepare(call, ac.signal);
           who = principal.name;
           context = ctx;
           const out = await fn!(req, ctx);
           return Buffer.from(toBinary(method.output, create(method.output, out as never)));
-        })().then(
+        }).then(
           (buf) => {
             answered = true;
             release(context);
@@ -116,7 +117,7 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
         call.on("cancelled", () => answered || ac.abort(CLIENT_CANCELLED));
         let who: string | undefined;
         let context: ContextController | undefined;
-        (async () => {
+        withCallDeadline(deadlineOf(call), async () => {
           const { req, ctx, principal } = await prepare(call, ac.signal);
           who = principal.name;
           context = ctx;
@@ -126,7 +127,7 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
             const ok = call.write(encodeShared(method.output, m));
             if (!ok) await drained(call, ac.signal);
           }
-        })().then(
+        }).then(
           () => {
             answered = true;
             release(context);
@@ -235,6 +236,13 @@ export function nulField(desc: DescMessage, msg: Record<string, unknown>, prefix
     }
   }
   return undefined;
+}
+
+/** The call's deadline as epoch ms, or undefined when it has none. */
+function deadlineOf(call: { getDeadline(): grpc.Deadline }): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : Number(d);
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 function contextFor(service: DescService, method: DescMethod, call: grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal, shutdown: AbortSignal): ContextController {

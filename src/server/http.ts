@@ -8,20 +8,29 @@ import type { Tls } from "./listen.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** Options of the HTTP port. */
-export type HttpOptions = { addr: string; tls: Tls; metrics: Metrics; db: Db; services: { name: string; implemented: boolean }[] };
+export type HttpOptions = {
+  addr: string;
+  tls: Tls;
+  metrics: Metrics;
+  db: Db;
+  /** How long /healthz waits for the store before answering 503. */
+  pingMs: number;
+  services: { name: string; implemented: boolean }[];
+};
 
 /**
- * The HTTP port: `/healthz` (200 when the store answers, 503 otherwise, with per-service status)
- * and Prometheus `/metrics`.
+ * The HTTP port: `/healthz` (200 when the store answers within pingMs, 503 with the reason
+ * otherwise, never waiting on the connection pool) and Prometheus `/metrics`.
  */
 export async function startHttp(opts: HttpOptions): Promise<{ port: number; close(): Promise<void> }> {
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
     if (req.method !== "GET") return send(res, 405, "text/plain", "only GET\n");
     if (url.pathname === "/healthz") {
-      opts.db.query("SELECT 1").then(
-        () => send(res, 200, "application/json", JSON.stringify({ status: "SERVING", store: "ok", services: statuses() }) + "\n"),
-        (err: Error) => send(res, 503, "application/json", JSON.stringify({ status: "NOT_SERVING", store: err.message, services: statuses() }) + "\n"),
+      void opts.db.ping(opts.pingMs).then((h) =>
+        h.ok
+          ? send(res, 200, "application/json", JSON.stringify({ status: "SERVING", store: "ok", services: statuses() }) + "\n")
+          : send(res, 503, "application/json", JSON.stringify({ status: "NOT_SERVING", store: h.reason, services: statuses() }) + "\n"),
       );
       return;
     }

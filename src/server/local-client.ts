@@ -6,6 +6,7 @@ import type { Principal } from "../auth/tokens.ts";
 import { CALL_FINISHED, principalKey, peerKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
 import { toStatus } from "./status.ts";
+import { withCallDeadline } from "../store/call-deadline.ts";
 
 type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown>;
 
@@ -33,7 +34,8 @@ export function localClient<S extends DescService>(binding: ServiceBinding, prin
       ctx.values.set(principalKey, principal);
       ctx.values.set(peerKey, "local");
       try {
-        return create(method.output, (await fn(create(method.input, req as never), ctx)) as never);
+        const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
+        return create(method.output, (await withCallDeadline(deadline, () => fn(create(method.input, req as never), ctx))) as never);
       } catch (err) {
         const s = toStatus(err);
         throw new ConnectError(s.message, s.code as number as Code, undefined, undefined, err);

@@ -57,6 +57,11 @@ export class CodeWaiters<T> {
     return this.#heap.length;
   }
 
+  /** The keys someone here waits on. */
+  keys(): IterableIterator<string> {
+    return this.#byKey.keys();
+  }
+
   /** True when someone here waits on key. */
   has(key: string): boolean {
     return this.#byKey.has(key);

@@ -383,7 +383,8 @@ export function createSms({ db, providers, newId, log, now = () => new Date(), o
     async start(): Promise<void> {
       if (started) return;
       started = true;
-      unlisten = await db.listen(store.SMS_CHANNEL, onNotify);
+      // After a lost store connection, notifications sent meanwhile are gone: every waiter re-reads.
+      unlisten = await db.listen(store.SMS_CHANNEL, onNotify, { onResubscribe: () => [...waiters.keys()].forEach(onNotify) });
       unsubscribes = providers.map((p) => p.onMessage((m) => onDelivered(p, m)));
       schedule();
     },

@@ -12,6 +12,18 @@ export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
 }
 
+/** Whether the store answers: `ok`, or why not (shown by /healthz and the health service). */
+export type StoreHealth = { ok: true } | { ok: false; reason: string };
+
+/** Options of a NOTIFY subscription. */
+export type ListenOptions = {
+  /**
+   * Called after the subscription was re-established on a new connection (the old one was lost):
+   * notifications sent meanwhile were missed, so the subscriber re-reads what it waits for.
+   */
+  onResubscribe?: () => void;
+};
+
 /** A database: runs queries, opens transactions, and delivers NOTIFY payloads. */
 export interface Db extends Queryable {
   /** "postgres" or "pglite": for the rare place that must know (tests, benchmarks, logs). */
@@ -19,7 +31,11 @@ export interface Db extends Queryable {
   /** Runs fn in a transaction; commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Subscribes to a NOTIFY channel; resolves to an unsubscribe function. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  listen(channel: string, onPayload: (payload: string) => void, options?: ListenOptions): Promise<() => Promise<void>>;
+  /** The store's state as last seen (no I/O): down from the first failed check until one succeeds. */
+  health(): StoreHealth;
+  /** Asks the store for a sign of life, answering within timeoutMs on a path a busy pool cannot block. */
+  ping(timeoutMs: number): Promise<StoreHealth>;
   /** Closes every connection. */
   close(): Promise<void>;
 }

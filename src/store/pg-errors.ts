@@ -27,7 +27,7 @@ export function isConnectionError(err: unknown): boolean {
   if (connectionErrnos.has(code)) return true;
   if (code.startsWith("08") || code === PgError.adminShutdown || code === PgError.crashShutdown || code === PgError.cannotConnectNow) return true;
   const msg = typeof e.message === "string" ? e.message : "";
-  return /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect|Cannot use a pool after calling end/i.test(msg);
+  return /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error|timeout exceeded when trying to connect|Cannot use a pool after calling end/i.test(msg);
 }
 
 /** True for errors that a retry of the whole transaction resolves (serialization failure, deadlock). */

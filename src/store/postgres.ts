@@ -1,133 +1,372 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
-import type { Db, Queryable, QueryResult } from "./db.ts";
+import { AppError } from "../errors.ts";
+import { callDeadline } from "./call-deadline.ts";
+import type { Db, ListenOptions, Queryable, QueryResult, StoreHealth } from "./db.ts";
+import { isConnectionError } from "./pg-errors.ts";
+import { createStoreMonitor } from "./store-monitor.ts";
+import type { StoreMonitor } from "./store-monitor.ts";
+import { poolBusy, poolDeadline, storeSilent, storeUnreachable } from "./store-errors.ts";
 
 // int8 (counts, sums) as numbers: every int8 we store fits in 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
 
 /** Options for a PostgreSQL store. */
-export type PostgresOptions = { url: string; max?: number; onError?: (err: Error) => void };
+export type PostgresOptions = {
+  url: string;
+  /** Pooled connections (CONVEER_DB_POOL_SIZE). */
+  max?: number;
+  /** How long opening a connection may take (CONVEER_DB_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
+  /** How long one query may go unanswered before its connection is dropped (CONVEER_DB_QUERY_TIMEOUT_MS). */
+  queryTimeoutMs?: number;
+  /** The longest wait for a pooled connection by work that has no deadline of its own (CONVEER_DB_POOL_WAIT_MS). */
+  poolWaitMs?: number;
+  /** A connection failed (logged by the caller; the pool replaces it). */
+  onError?: (err: Error) => void;
+  /** The store went down or came back. */
+  onHealth?: (health: StoreHealth) => void;
+};
 
-/** Opens a pooled PostgreSQL store. The pool reconnects by itself when the server comes back. */
+/** The defaults of PostgresOptions. */
+export const POSTGRES_DEFAULTS = { max: 20, connectTimeoutMs: 2000, queryTimeoutMs: 10_000, poolWaitMs: 30_000 } as const;
+
+/** Everything one PostgreSQL store holds, built once by openPostgres and passed to the functions below. */
+type PgContext = {
+  readonly o: Required<Omit<PostgresOptions, "onError" | "onHealth">> & Pick<PostgresOptions, "onError" | "onHealth">;
+  readonly pool: pg.Pool;
+  /** A pg.Client whose connection attempts give up after connectTimeoutMs. */
+  readonly Client: typeof pg.Client;
+  readonly monitor: StoreMonitor;
+  /** Prepared-statement names by SQL text. */
+  readonly names: Map<string, string>;
+  /** Clients whose connection failed or timed out: destroyed, not reused, when released. */
+  readonly broken: WeakSet<pg.ClientBase>;
+  /** Clients that already carry our error listener. */
+  readonly watched: WeakSet<pg.ClientBase>;
+  /** Callers waiting for a pooled connection: failed at once when the store goes down. */
+  readonly waiters: Set<(err: Error) => void>;
+  readonly listen: ListenState;
+  closed: boolean;
+};
+
+/**
+ * Opens a pooled PostgreSQL store that survives its database: a lost connection fails only the
+ * calls using it (UNAVAILABLE) and the pool replaces it; a silent database fails calls after
+ * queryTimeoutMs; a busy pool answers RESOURCE_EXHAUSTED or, within a call's deadline,
+ * DEADLINE_EXCEEDED; and a monitor notices the database's return, after which LISTEN
+ * subscriptions are re-established and their subscribers told to re-read.
+ */
 export function openPostgres(opts: PostgresOptions): Db {
+  const o = { ...POSTGRES_DEFAULTS, ...opts };
+  class TimedClient extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super({ ...(typeof config === "string" ? { connectionString: config } : config), connectionTimeoutMillis: o.connectTimeoutMs });
+    }
+  }
   const pool = new pg.Pool({
-    connectionString: opts.url,
-    max: opts.max ?? 20,
-    connectionTimeoutMillis: 3000,
-    // A database that stops answering without closing connections must not hang calls forever.
-    query_timeout: 30_000,
+    connectionString: o.url,
+    max: o.max,
+    Client: TimedClient,
+    // No pool-level timer: a wait for a connection is bounded in acquire() by the caller's
+    // deadline (or poolWaitMs), and a connection attempt by the client's own connect timeout.
+    connectionTimeoutMillis: 0,
     keepAlive: true,
-    idleTimeoutMillis: 30000,
+    idleTimeoutMillis: 30_000,
   });
-  // An idle client losing its connection must not crash the process.
-  pool.on("error", (err) => opts.onError?.(err));
-  const listeners = new Map<string, Set<(p: string) => void>>();
-  // Parameterized queries run as named prepared statements: PostgreSQL parses and plans each
-  // once per connection instead of on every call (measured: ~2x the point-lookup rate).
-  const names = new Map<string, string>();
-  const statement = (text: string, values?: unknown[]): pg.QueryConfig | string => {
-    if (!values || values.length === 0) return text;
-    let name = names.get(text);
-    if (!name) {
-      name = `cv_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
-      names.set(text, name);
-    }
-    return { name, text, values };
+  // An idle client losing its connection must not crash the process: the pool drops it.
+  pool.on("error", (err) => {
+    o.onError?.(err);
+    ctx.monitor.suspect();
+  });
+  const probe: { client?: pg.Client } = {};
+  const ctx: PgContext = {
+    o,
+    pool,
+    Client: TimedClient,
+    monitor: createStoreMonitor({
+      check: (signal) => probeOnce(ctx, probe, signal),
+      checkTimeoutMs: o.connectTimeoutMs,
+      onChange: (h) => {
+        if (!h.ok) for (const fail of [...ctx.waiters]) fail(storeUnreachable(h.reason));
+        else void resubscribe(ctx, true);
+        o.onHealth?.(h);
+      },
+    }),
+    names: new Map(),
+    broken: new WeakSet(),
+    watched: new WeakSet(),
+    waiters: new Set(),
+    listen: { channels: new Map() },
+    closed: false,
   };
-  let listenClient: pg.Client | undefined;
-  let listenConnecting: Promise<pg.Client> | undefined;
-  let closed = false;
 
-  async function listenConnection(): Promise<pg.Client> {
-    if (listenClient) return listenClient;
-    listenConnecting ??= (async () => {
-      const c = new pg.Client({ connectionString: opts.url });
-      c.on("notification", (n) => {
-        for (const fn of listeners.get(n.channel) ?? []) fn(n.payload ?? "");
-      });
-      c.on("error", (err) => {
-        opts.onError?.(err);
-        listenClient = undefined;
-        listenConnecting = undefined;
-        c.end().catch(() => {});
-        if (!closed) setTimeout(() => void resubscribe(), 1000).unref();
-      });
-      await c.connect();
-      listenClient = c;
-      return c;
-    })().catch((err) => {
-      listenConnecting = undefined;
-      throw err;
-    });
-    return listenConnecting;
-  }
-
-  async function resubscribe(): Promise<void> {
-    if (closed || listeners.size === 0) return;
-    try {
-      const c = await listenConnection();
-      for (const ch of listeners.keys()) await c.query(`LISTEN ${quoteIdent(ch)}`);
-    } catch (err) {
-      opts.onError?.(err as Error);
-      if (!closed) setTimeout(() => void resubscribe(), 1000).unref();
-    }
-  }
-
-  const db: Db = {
+  return {
     kind: "postgres",
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
-      const r = await pool.query(statement(sql, params) as pg.QueryConfig);
-      return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+      const client = await acquire(ctx);
+      try {
+        return await runQuery<R>(ctx, client, sql, params);
+      } finally {
+        release(ctx, client);
+      }
     },
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
-      let broken: Error | undefined;
+      const client = await acquire(ctx);
       try {
-        await client.query("BEGIN");
-        const tx: Queryable = {
-          async query<R>(sql: string, params?: unknown[]) {
-            const r = await client.query(statement(sql, params) as pg.QueryConfig);
-            return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
-          },
-        };
-        const out = await fn(tx);
-        await client.query("COMMIT");
+        await runQuery(ctx, client, "BEGIN");
+        const out = await fn({ query: (sql, params) => runQuery(ctx, client, sql, params) });
+        await runQuery(ctx, client, "COMMIT");
         return out;
       } catch (err) {
-        try {
-          await client.query("ROLLBACK");
-        } catch (e) {
-          broken = e as Error;
-        }
+        // A lost connection has rolled back on the server already; ROLLBACK would only wait.
+        if (!ctx.broken.has(client)) await runQuery(ctx, client, "ROLLBACK").catch(() => ctx.broken.add(client));
         throw err;
       } finally {
-        client.release(broken);
+        release(ctx, client);
       }
     },
-    async listen(channel, onPayload) {
-      let set = listeners.get(channel);
-      if (!set) {
-        set = new Set();
-        listeners.set(channel, set);
-        const c = await listenConnection();
-        await c.query(`LISTEN ${quoteIdent(channel)}`);
-      }
-      set.add(onPayload);
-      return async () => {
-        set.delete(onPayload);
-        if (set.size === 0 && listeners.get(channel) === set) {
-          listeners.delete(channel);
-          await listenClient?.query(`UNLISTEN ${quoteIdent(channel)}`).catch(() => {});
-        }
-      };
-    },
+    listen: (channel, onPayload, options) => subscribe(ctx, channel, onPayload, options),
+    health: () => ctx.monitor.health(),
+    ping: (timeoutMs) => ctx.monitor.ping(timeoutMs),
     async close() {
-      closed = true;
-      await listenClient?.end().catch(() => {});
+      if (ctx.closed) return;
+      ctx.closed = true;
+      ctx.monitor.stop();
+      for (const fail of [...ctx.waiters]) fail(storeUnreachable("the store is closing"));
+      clearTimeout(ctx.listen.retry);
+      await ctx.listen.client?.end().catch(() => {});
+      await probe.client?.end().catch(() => {});
       await pool.end();
     },
   };
-  return db;
+}
+
+/**
+ * A pooled client, waiting at most until the call's deadline (DEADLINE_EXCEEDED) or poolWaitMs
+ * (RESOURCE_EXHAUSTED: the pool is busy, the store is not down). While the store is known to be
+ * down, fails at once with UNAVAILABLE instead of queueing.
+ */
+function acquire(ctx: PgContext): Promise<pg.PoolClient> {
+  const h = ctx.monitor.health();
+  if (!h.ok) return Promise.reject(storeUnreachable(h.reason));
+  if (ctx.closed) return Promise.reject(storeUnreachable("the store is closed"));
+  const started = Date.now();
+  const deadline = callDeadline();
+  const byDeadline = deadline !== undefined && deadline - started < ctx.o.poolWaitMs;
+  const limit = byDeadline ? deadline - started : ctx.o.poolWaitMs;
+  if (limit <= 0) return Promise.reject(poolDeadline(0));
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ctx.waiters.delete(fail);
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(byDeadline ? poolDeadline(Date.now() - started) : poolBusy(ctx.o.max, Date.now() - started)), limit);
+    ctx.waiters.add(fail);
+    ctx.pool.connect().then(
+      (client) => {
+        // The caller gave up meanwhile: hand the connection straight back.
+        if (settled) return release(ctx, client);
+        settled = true;
+        clearTimeout(timer);
+        ctx.waiters.delete(fail);
+        watch(ctx, client);
+        resolve(client);
+      },
+      (err: unknown) => fail(translate(ctx, err) as Error),
+    );
+  });
+}
+
+/** Returns a client to the pool, or destroys it when its connection failed. */
+function release(ctx: PgContext, client: pg.PoolClient): void {
+  client.release(ctx.broken.has(client) || undefined);
+}
+
+/**
+ * Gives a client an 'error' listener for its whole life. pg emits 'error' on a client whose
+ * connection drops; the pool listens only while the client is idle, so without this a connection
+ * lost during a transaction was an unhandled 'error' event that ended the process.
+ */
+function watch(ctx: PgContext, client: pg.PoolClient): void {
+  if (ctx.watched.has(client)) return;
+  ctx.watched.add(client);
+  client.on("error", (err) => {
+    ctx.broken.add(client);
+    ctx.o.onError?.(err);
+    ctx.monitor.suspect();
+  });
+}
+
+/** One query on a client, given up after queryTimeoutMs: the connection is then dropped, which frees its pool slot. */
+function runQuery<R>(ctx: PgContext, client: pg.PoolClient, sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      ctx.broken.add(client);
+      reject(storeSilent(ctx.o.queryTimeoutMs));
+      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      ctx.monitor.suspect();
+    }, ctx.o.queryTimeoutMs);
+    client.query(statement(ctx, sql, params) as pg.QueryConfig).then(
+      (r) => {
+        clearTimeout(timer);
+        resolve({ rows: r.rows as R[], rowCount: r.rowCount ?? 0 });
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(translate(ctx, err, client));
+      },
+    );
+  });
+}
+
+/**
+ * Parameterized queries run as named prepared statements: PostgreSQL parses and plans each once
+ * per connection instead of on every call (measured: ~2x the point-lookup rate).
+ */
+function statement(ctx: PgContext, text: string, values?: unknown[]): pg.QueryConfig | string {
+  if (!values || values.length === 0) return text;
+  let name = ctx.names.get(text);
+  if (!name) {
+    name = `cv_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+    ctx.names.set(text, name);
+  }
+  return { name, text, values };
+}
+
+/** A driver error as the caller should see it: a lost or silent store becomes UNAVAILABLE (and marks the client broken). */
+function translate(ctx: PgContext, err: unknown, client?: pg.ClientBase): unknown {
+  if (err instanceof AppError || !isConnectionError(err)) return err;
+  if (client) ctx.broken.add(client);
+  ctx.monitor.suspect();
+  const msg = (err as Error).message;
+  if (/timeout expired/i.test(msg)) return storeSilent(ctx.o.connectTimeoutMs, "did not accept a connection");
+  return storeUnreachable(msg, err);
+}
+
+/** The monitor's check: SELECT 1 on a connection of its own, so a busy pool never looks like a dead store. */
+async function probeOnce(ctx: PgContext, probe: { client?: pg.Client }, signal: AbortSignal): Promise<void> {
+  if (ctx.closed) throw new Error("the store is closed");
+  let c = probe.client;
+  const drop = () => {
+    if (probe.client === c) probe.client = undefined;
+    (c as unknown as { connection?: { stream?: { destroy(): void } } } | undefined)?.connection?.stream?.destroy();
+  };
+  signal.addEventListener("abort", drop, { once: true });
+  try {
+    if (!c) {
+      c = new ctx.Client({ connectionString: ctx.o.url });
+      c.on("error", drop);
+      probe.client = c;
+      await c.connect();
+    }
+    await c.query("SELECT 1");
+  } catch (err) {
+    drop();
+    throw err;
+  } finally {
+    signal.removeEventListener("abort", drop);
+  }
+}
+
+/** The one LISTEN connection and the subscriptions it carries. */
+type ListenState = {
+  client?: pg.Client;
+  connecting?: Promise<pg.Client>;
+  retry?: NodeJS.Timeout;
+  channels: Map<string, Set<Subscriber>>;
+};
+type Subscriber = { onPayload: (payload: string) => void; onResubscribe?: () => void };
+
+/** Subscribes to a channel on the LISTEN connection; resolves to the unsubscribe function. */
+async function subscribe(ctx: PgContext, channel: string, onPayload: (p: string) => void, options?: ListenOptions): Promise<() => Promise<void>> {
+  const L = ctx.listen;
+  let set = L.channels.get(channel);
+  const sub: Subscriber = { onPayload, onResubscribe: options?.onResubscribe };
+  if (!set) {
+    set = new Set();
+    L.channels.set(channel, set);
+    try {
+      const c = await listenConnection(ctx);
+      await c.query(`LISTEN ${quoteIdent(channel)}`);
+    } catch (err) {
+      L.channels.delete(channel);
+      throw translate(ctx, err);
+    }
+  }
+  set.add(sub);
+  return async () => {
+    set.delete(sub);
+    if (set.size === 0 && L.channels.get(channel) === set) {
+      L.channels.delete(channel);
+      await L.client?.query(`UNLISTEN ${quoteIdent(channel)}`).catch(() => {});
+    }
+  };
+}
+
+/** The LISTEN connection, opened on first use; a lost one is replaced and its channels listened to again. */
+function listenConnection(ctx: PgContext): Promise<pg.Client> {
+  const L = ctx.listen;
+  if (L.client) return Promise.resolve(L.client);
+  L.connecting ??= (async () => {
+    const c = new ctx.Client({ connectionString: ctx.o.url });
+    c.on("notification", (n) => {
+      for (const s of L.channels.get(n.channel) ?? []) s.onPayload(n.payload ?? "");
+    });
+    c.on("error", (err) => {
+      ctx.o.onError?.(err);
+      if (L.client === c) L.client = undefined;
+      c.end().catch(() => {});
+      ctx.monitor.suspect();
+      scheduleResubscribe(ctx);
+    });
+    await c.connect();
+    L.client = c;
+    return c;
+  })().finally(() => {
+    L.connecting = undefined;
+  });
+  return L.connecting;
+}
+
+function scheduleResubscribe(ctx: PgContext): void {
+  const L = ctx.listen;
+  if (ctx.closed || L.retry || L.channels.size === 0) return;
+  L.retry = setTimeout(() => {
+    L.retry = undefined;
+    void resubscribe(ctx, false);
+  }, 1000);
+  L.retry.unref();
+}
+
+/**
+ * Listens to every channel again on a fresh connection (fresh: true replaces a live one, which a
+ * silent outage may have left half-dead), then tells each subscriber to re-read what it waits
+ * for, since notifications sent meanwhile were lost.
+ */
+async function resubscribe(ctx: PgContext, fresh: boolean): Promise<void> {
+  const L = ctx.listen;
+  if (ctx.closed || L.channels.size === 0) return;
+  if (fresh && L.client) {
+    const old = L.client;
+    L.client = undefined;
+    old.removeAllListeners("notification");
+    old.on("error", () => {});
+    old.end().catch(() => {});
+  }
+  try {
+    const c = await listenConnection(ctx);
+    for (const ch of L.channels.keys()) await c.query(`LISTEN ${quoteIdent(ch)}`);
+  } catch (err) {
+    ctx.o.onError?.(err as Error);
+    scheduleResubscribe(ctx);
+    return;
+  }
+  for (const set of L.channels.values()) for (const s of set) s.onResubscribe?.();
 }
 
 function quoteIdent(name: string): string {

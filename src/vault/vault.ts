@@ -38,7 +38,8 @@ export async function createVault(db: Db, master: Buffer, newId: () => string): 
     }
   }
   // Listen before the first read, so a rotation made in between is not missed.
-  const unlisten = await db.listen(KEYS_CHANNEL, () => void reload().catch(() => {}));
+  const reloadQuietly = () => void reload().catch(() => {});
+  const unlisten = await db.listen(KEYS_CHANNEL, reloadQuietly, { onResubscribe: reloadQuietly });
   try {
     await reload();
   } catch (err) {

@@ -270,7 +270,7 @@ export function createEventHub(deps: { db: Db; log: Logger; options?: EventHubOp
     /** Subscribes to NOTIFY (the process's one LISTEN) and sets the watermark at the newest settled event. */
     async start(): Promise<void> {
       try {
-        unlisten = await db.listen(store.EVENTS_CHANNEL, onNotify);
+        unlisten = await db.listen(store.EVENTS_CHANNEL, onNotify, { onResubscribe: () => subscribers.size > 0 && poll() });
         const head = await store.eventsHead(db);
         watermark = head.maxId;
         await settleStart(head.snapshot);

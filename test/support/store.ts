@@ -53,6 +53,7 @@ export async function freshStore(kind: "pglite" | "postgres"): Promise<{ db: Db;
     db,
     url,
     drop: async () => {
+      await db.close();
       await dropPostgresDatabase(url);
     },
   };
