@@ -10,7 +10,7 @@ import { openPostgres } from "./postgres.ts";
 export async function openStore(config: Pick<Config, "databaseUrl" | "dataDir">, log: Logger): Promise<Db> {
   const db = config.databaseUrl
     ? openPostgres({ url: config.databaseUrl, onError: (err) => log.warn({ err: err.message }, "store connection error; the pool reconnects by itself") })
-    : await openPglite(join(config.dataDir, "pgdata"));
+    : await openPglite(join(config.dataDir, "pgdata"), { log });
   try {
     const applied = await migrate(db);
     if (applied.length) log.info({ applied }, "migrations applied");
