@@ -136,7 +136,7 @@ export async function startBenchSystem(kind: StoreKind, opts: { accounts: number
     // vault with the row's aad (account:<id>), exactly as CreateAccount stores them (the schema's
     // own triggers keep the per-platform totals); each account also gets its "created" history entry.
     t = performance.now();
-    const vault = await createVault(db, await loadMasterKey(config, log), createIdGenerator());
+    const vault = await createVault(db, await loadMasterKey(config, log, db), createIdGenerator());
     const newId = createIdGenerator();
     const ids: string[] = [];
     const batch = 10_000;

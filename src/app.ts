@@ -102,7 +102,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const db = opts.db ?? (await openStore(config, log));
     cleanups.push(() => db.close());
     const newId = createIdGenerator();
-    const vault = await createVault(db, await loadMasterKey(config, log), newId);
+    const vault = await createVault(db, await loadMasterKey(config, log, db), newId);
     cleanups.push(() => vault.stop());
 
     const listenHosts = [...services.map((s) => config.addrs[s]), config.httpAddr].map((a) => splitHostPort(a).host);

@@ -71,7 +71,7 @@ export function registerAdminCommands(program: Command, getConfig: () => Config)
       const config = getConfig();
       await withStore(config, async (db) => {
         const newId = createIdGenerator();
-        const master = await loadMasterKey(config, pino({ level: "warn" }));
+        const master = await loadMasterKey(config, pino({ level: "warn" }), db);
         // The vault first: it unwraps every existing key, so a wrong master key fails here, before a
         // new key wrapped under it could become active and lock every replica out.
         const vault = await createVault(db, master, newId);

@@ -20,6 +20,7 @@ import { remoteClient } from "../server/clients.ts";
 import { createIdGenerator } from "../store/ids.ts";
 import { openPostgres } from "../store/postgres.ts";
 import { createVault } from "../vault/vault.ts";
+import { holdDataDirLock } from "./data-dir-lock.ts";
 import { dropPostgresDatabase, freshPostgresDatabase } from "../../test/support/store.ts";
 import { startTestSystem } from "../../test/support/system.ts";
 import type { TestSystem } from "../../test/support/system.ts";
@@ -214,13 +215,13 @@ describe("conveer token on an embedded (PGlite) data directory, no server runnin
   });
 
   test("refuses while another live process holds the data directory", async () => {
-    await writeFile(join(dir, "conveer.pid"), String(process.pid));
+    const release = await holdDataDirLock(dir);
     try {
       const r = await conveer(["token", "list"], { CONVEER_DATA_DIR: dir });
       assert.equal(r.code, 1);
       assert.match(r.stderr, new RegExp(`another conveer process \\(pid ${process.pid}\\)`));
     } finally {
-      await rm(join(dir, "conveer.pid"), { force: true });
+      await release();
     }
   });
 });

@@ -7,13 +7,13 @@
  * It talks to nothing outside this process.
  */
 import http from "node:http";
-import fs from "node:fs";
-import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import type { Platform } from "../domain.ts";
+import { readWorldFile, writeWorldFile } from "./sandbox-world.ts";
+import type { SandboxPlatformState, SandboxPost, SandboxRental, SandboxSmsEvent, SandboxUser, SandboxUserStatus, SandboxWorld } from "./sandbox-world.ts";
 
 /** Fault injection; latency and errorRate apply to platform calls (not admin, not /v1/sms). */
 export type Faults = {
@@ -35,7 +35,7 @@ export type SmsSettings = { startBalance: number; price: number; countries: stri
 
 /** Options of createSandbox; everything has a default. */
 export type SandboxOptions = {
-  /** JSON file the world is loaded from and saved to (debounced, atomic); none: memory only. */
+  /** JSON file the world is loaded from (refused when damaged) and saved to (debounced, atomic, fsynced); none: memory only. */
   dataFile?: string;
   faults?: Partial<Faults>;
   /** Clock for expiry, sessions and rate limits (epoch ms); timers use real time. */
@@ -53,39 +53,6 @@ export type SandboxOptions = {
   saveDelayMs?: number;
   heartbeatMs?: number;
 };
-
-/** A sandbox account's standing. */
-export type SandboxUserStatus = "active" | "banned" | "suspended";
-/** A user of the simulated platform (seeded users have no password and cannot log in). */
-export type SandboxUser = {
-  id: string; login: string; pw: string; phone: string; firstName: string; lastName: string; fields: Record<string, string>;
-  status: SandboxUserStatus; reason: string; friends: string[]; groups: string[]; profileViews: number; seeded: boolean; createdAt: number;
-};
-/** A post (a repost has repostOf set). */
-export type SandboxPost = { id: string; authorId: string; text: string; likes: string[]; comments: { id: string; authorId: string; text: string; at: number }[]; reposts: string[]; repostOf: string; at: number };
-/** One namespace's state. */
-export type SandboxPlatformState = {
-  users: Record<string, SandboxUser>;
-  sessions: Record<string, { userId: string; expiresAt: number }>;
-  signups: Record<string, { id: string; login: string; pw: string; phone: string; firstName: string; lastName: string; fields: Record<string, string>; code: string; expiresAt: number; attempts: number; deliverAt: number | null; sentAt: number | null; done: boolean }>;
-  posts: Record<string, SandboxPost>;
-  groups: Record<string, { id: string; name: string; members: string[] }>;
-  stories: Record<string, { id: string; authorId: string; viewers: string[]; at: number }>;
-  messages: { id: string; from: string; to: string; text: string; at: number }[];
-  friendRequests: { id: string; from: string; to: string; status: "pending" | "accepted"; at: number }[];
-  /**
-   * Answers of actions sent with an Idempotency-Key header, by key: a repeat of the key gets the
-   * stored answer (header Idempotent-Replayed: true) instead of running again. `replays` counts the
-   * repeats. The oldest are forgotten past IDEMPOTENCY_KEYS_KEPT per platform.
-   */
-  idempotency: Record<string, { userId: string; status: number; body: unknown; at: number; replays: number }>;
-};
-/** A number rental on the SMS side; prices in kopecks. */
-export type SandboxRental = { ref: string; service: string; country: string; operator: string; phone: string; priceKop: number; status: "active" | "finished" | "cancelled" | "expired"; codes: number; refunded: boolean; createdAt: number; expiresAt: number };
-/** A delivered SMS as kept for the event stream. */
-export type SandboxSmsEvent = { id: number; ref: string; phone: string; text: string; code: string; at: number };
-/** The whole persisted world. */
-export type SandboxWorld = { version: 1; seq: number; platforms: Record<Platform, SandboxPlatformState>; sms: { balanceKop: number; rentals: Record<string, SandboxRental>; eventSeq: number; events: SandboxSmsEvent[] } };
 
 /** A running (or listenable) sandbox. */
 export type Sandbox = ReturnType<typeof createSandbox>;
@@ -229,10 +196,9 @@ export function createSandbox(opts: SandboxOptions = {}) {
   }
 
   function load(): void {
-    if (opts.dataFile && fs.existsSync(opts.dataFile)) {
-      const parsed = JSON.parse(fs.readFileSync(opts.dataFile, "utf8")) as SandboxWorld;
-      if (parsed?.version !== 1) throw new Error(`sandbox data file ${opts.dataFile} is not a version 1 sandbox world`);
-      world = parsed;
+    const loaded = opts.dataFile ? readWorldFile(opts.dataFile) : undefined;
+    if (loaded) {
+      world = loaded;
       log?.info({ dataFile: opts.dataFile }, "sandbox world loaded");
     } else {
       world = { version: 1, seq: 0, platforms: {} as SandboxWorld["platforms"], sms: { balanceKop: Math.round(sms.startBalance * 100), rentals: {}, eventSeq: 0, events: [] } };
@@ -248,11 +214,8 @@ export function createSandbox(opts: SandboxOptions = {}) {
     if (saveTimer) clearTimeout(saveTimer);
     saveTimer = undefined;
     if (!opts.dataFile) return;
-    const tmp = `${opts.dataFile}.${process.pid}.tmp`;
     try {
-      fs.mkdirSync(path.dirname(opts.dataFile), { recursive: true });
-      fs.writeFileSync(tmp, JSON.stringify(world));
-      fs.renameSync(tmp, opts.dataFile);
+      writeWorldFile(opts.dataFile, world);
     } catch (err) {
       log?.warn({ err: String(err), dataFile: opts.dataFile }, "could not save the sandbox world");
     }

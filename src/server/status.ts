@@ -2,7 +2,7 @@ import { status as GrpcStatus } from "@grpc/grpc-js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
-import { PgError, isConnectionError, sqlState } from "../store/pg-errors.ts";
+import { PgError, isConnectionError, isDataCorruption, sqlState } from "../store/pg-errors.ts";
 
 /** A status to send: the code, the message the client sees, and whether it was a bug. */
 export type StatusOut = { code: GrpcStatus; message: string; internal: boolean };
@@ -30,6 +30,10 @@ export function toStatus(err: unknown): StatusOut {
   // The transport refuses NUL up front; this is the backstop for text that reaches SQL another way.
   if (sqlState(err) === "22P05" || sqlState(err) === "22021") {
     return { code: GrpcStatus.INVALID_ARGUMENT, message: "a text value holds a character the store cannot keep (such as NUL, U+0000)", internal: false };
+  }
+  // A damaged page: not retryable (UNAVAILABLE would invite retries that cannot help). Logged with the cause.
+  if (isDataCorruption(err)) {
+    return { code: GrpcStatus.DATA_LOSS, message: "the store's data is damaged (a page failed its check); the operator must restore the store from a backup", internal: true };
   }
   const pgliteClosed = err instanceof Error && /PGlite is closed/i.test(err.message);
   if (pgliteClosed) return { code: GrpcStatus.UNAVAILABLE, message: "the store is closed; retry later", internal: false };

@@ -7,18 +7,18 @@ import { openPglite } from "./pglite.ts";
 import { openPostgres } from "./postgres.ts";
 
 /** Opens the configured store (PostgreSQL when DATABASE_URL is set, else PGlite in the data directory) and migrates it. */
-export async function openStore(config: Pick<Config, "databaseUrl" | "dataDir" | "db">, log: Logger): Promise<Db> {
+export async function openStore(config: Pick<Config, "databaseUrl" | "dataDir"> & Partial<Pick<Config, "db">>, log: Logger): Promise<Db> {
   const db = config.databaseUrl
     ? openPostgres({
         url: config.databaseUrl,
-        max: config.db.poolSize,
-        connectTimeoutMs: config.db.connectTimeoutMs,
-        queryTimeoutMs: config.db.queryTimeoutMs,
-        poolWaitMs: config.db.poolWaitMs,
+        max: config.db?.poolSize,
+        connectTimeoutMs: config.db?.connectTimeoutMs,
+        queryTimeoutMs: config.db?.queryTimeoutMs,
+        poolWaitMs: config.db?.poolWaitMs,
         onError: (err) => log.warn({ err: err.message }, "store connection lost; the pool replaces it"),
         onHealth: (h) => (h.ok ? log.info("store is back: serving again") : log.error({ reason: h.reason }, "store is down: calls answer UNAVAILABLE until it is back")),
       })
-    : await openPglite(join(config.dataDir, "pgdata"));
+    : await openPglite(join(config.dataDir, "pgdata"), { log });
   try {
     const applied = await migrate(db);
     if (applied.length) log.info({ applied }, "migrations applied");

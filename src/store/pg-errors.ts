@@ -9,7 +9,15 @@ export const PgError = {
   crashShutdown: "57P02",
   cannotConnectNow: "57P03",
   invalidTextRepresentation: "22P02",
+  dataCorrupted: "XX001",
+  indexCorrupted: "XX002",
 } as const;
+
+/** True when the store read a damaged page (failed checksum, zeroed index page, file cut short): retrying cannot help. */
+export function isDataCorruption(err: unknown): boolean {
+  const s = sqlState(err);
+  return s === PgError.dataCorrupted || s === PgError.indexCorrupted;
+}
 
 const connectionErrnos = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"]);
 

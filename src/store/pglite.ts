@@ -1,10 +1,42 @@
 import { PGlite } from "@electric-sql/pglite";
+import type { Logger } from "pino";
 import type { Db, Queryable, QueryResult, StoreHealth } from "./db.ts";
+import { checkForDamage, recordRowCounts } from "./pglite-damage.ts";
 
-/** Opens (creating on first use) an embedded PGlite store in dataDir; no dataDir = in memory. */
-export async function openPglite(dataDir?: string): Promise<Db> {
-  const pg = await PGlite.create(dataDir ? { dataDir } : {});
-  return wrapPglite(pg);
+/**
+ * Opens (creating on first use, with page checksums) an embedded PGlite store in dataDir; no
+ * dataDir = in memory. A data directory is checked for damage before use (pglite-damage.ts) and
+ * records its row counts when closed, for the next open to compare.
+ */
+export async function openPglite(dataDir?: string, opts: { log?: Logger } = {}): Promise<Db> {
+  if (!dataDir) return wrapPglite(await PGlite.create());
+  // Checksums are PostgreSQL 18's default; asked for explicitly so a new data directory never lacks them.
+  const pg = await PGlite.create({ dataDir, initDbStartParams: ["--data-checksums"] });
+  try {
+    const found = await checkForDamage(pg, dataDir);
+    if (!found.checksums) {
+      opts.log?.warn({ dataDir }, "the embedded store has no page checksums (made without them): a damaged page is noticed only by the row counts at start; move the data into a new data directory to get them");
+    }
+    if (!found.counted) opts.log?.info({ dataDir, tables: found.tables }, "the embedded store was not closed cleanly last time (or is new): pages read, row counts not compared");
+  } catch (err) {
+    await pg.close().catch(() => {});
+    throw err;
+  }
+  const db = wrapPglite(pg);
+  let closing: Promise<void> | undefined;
+  return {
+    ...db,
+    close() {
+      closing ??= (async () => {
+        try {
+          await recordRowCounts(pg, dataDir);
+        } finally {
+          await pg.close();
+        }
+      })();
+      return closing;
+    },
+  };
 }
 
 /** Wraps an open PGlite instance (e.g. a clone of a migrated template) as a Db. */

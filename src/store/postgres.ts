@@ -58,7 +58,7 @@ type PgContext = {
  * subscriptions are re-established and their subscribers told to re-read.
  */
 export function openPostgres(opts: PostgresOptions): Db {
-  const o = { ...POSTGRES_DEFAULTS, ...opts };
+  const o = { ...POSTGRES_DEFAULTS, ...(Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as PostgresOptions) };
   class TimedClient extends pg.Client {
     constructor(config?: string | pg.ClientConfig) {
       super({ ...(typeof config === "string" ? { connectionString: config } : config), connectionTimeoutMillis: o.connectTimeoutMs });

@@ -195,6 +195,19 @@ async function createKeyFile(path: string): Promise<boolean> {
   }
 }
 
+/** Loads the master key file at path; undefined when there is none. */
+export async function readMasterKeyFile(path: string): Promise<Buffer | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  await ensurePrivate(path);
+  return parseKeyText(text, `master key file ${path}`);
+}
+
 /** Loads the master key file at path, creating it (32 random bytes as hex, mode 0600) when missing. */
 export async function loadOrCreateMasterKeyFile(path: string): Promise<Buffer> {
   let text: string;
