@@ -5,6 +5,7 @@ import type { CallOptions, Client, HandlerContext } from "@connectrpc/connect";
 import type { Principal } from "../auth/tokens.ts";
 import { CALL_FINISHED, principalKey, peerKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
+import { checkRequest } from "./request-check.ts";
 import { toStatus } from "./status.ts";
 
 type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown>;
@@ -12,7 +13,8 @@ type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown
 /**
  * A typed client that calls a service in this process directly: no sockets and no
  * serialization, the same Client shape as a remote gRPC client, and errors as the same
- * ConnectError codes, so a caller cannot tell (nor needs to) which one it was given.
+ * ConnectError codes, so a caller cannot tell (nor needs to) which one it was given. Requests pass
+ * the same check (checkRequest) as on a gRPC port.
  */
 export function localClient<S extends DescService>(binding: ServiceBinding, principal: Principal): Client<S> {
   const impl = binding.impl as unknown as UntypedImpl;
@@ -33,7 +35,9 @@ export function localClient<S extends DescService>(binding: ServiceBinding, prin
       ctx.values.set(principalKey, principal);
       ctx.values.set(peerKey, "local");
       try {
-        return create(method.output, (await fn(create(method.input, req as never), ctx)) as never);
+        const input = create(method.input, req as never);
+        checkRequest(method.input, input);
+        return create(method.output, (await fn(input, ctx)) as never);
       } catch (err) {
         const s = toStatus(err);
         throw new ConnectError(s.message, s.code as number as Code, undefined, undefined, err);
