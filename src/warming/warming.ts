@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
@@ -16,7 +16,7 @@ import {
 import type { WarmingEvent, WarmingScenario, WarmingStatistics, WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import { checkId } from "../accounts/accounts.ts";
 import { PLATFORMS, isPlatform } from "../domain.ts";
-import { AppError, invalidArgument, notFound } from "../errors.ts";
+import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import type { Db, Queryable } from "../store/db.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
 import type { Clock } from "./clock.ts";
@@ -124,7 +124,7 @@ export function createWarming(deps: WarmingDeps) {
   function scenarioFor(id: string): Scenario {
     const key = id || DEFAULT_SCENARIO_ID;
     const s = scenarios.get(key);
-    if (!s) throw new AppError("NOT_FOUND", `scenario ${JSON.stringify(key)} not found; use one of ${[...scenarios.keys()].join(", ")} (or leave scenario_id empty for ${DEFAULT_SCENARIO_ID})`);
+    if (!s) throw new AppError("NOT_FOUND", `scenario ${quote(key)} not found; use one of ${[...scenarios.keys()].join(", ")} (or leave scenario_id empty for ${DEFAULT_SCENARIO_ID})`);
     return s;
   }
 
@@ -343,7 +343,7 @@ export function createWarming(deps: WarmingDeps) {
       if (account.status !== AccountStatus.ACTIVE) {
         throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is ACCOUNT_STATUS_${AccountStatus[account.status]}; warming needs ACCOUNT_STATUS_ACTIVE`);
       }
-      if (!isPlatform(account.platform)) throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is on ${JSON.stringify(account.platform)}, not one of ${PLATFORMS.join(", ")}`);
+      if (!isPlatform(account.platform)) throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is on ${quote(account.platform)}, not one of ${PLATFORMS.join(", ")}`);
 
       const id = newId();
       const startAt = now();
@@ -424,9 +424,9 @@ export function createWarming(deps: WarmingDeps) {
     async statistics(req: StatisticsRequest): Promise<WarmingStatistics> {
       if (req.accountId) checkId(req.accountId, "account_id");
       if (req.taskId) checkId(req.taskId, "task_id");
-      if (req.platform && !isPlatform(req.platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${JSON.stringify(req.platform)}`);
-      const from = req.from ? timestampDate(req.from) : undefined;
-      const to = req.to ? timestampDate(req.to) : undefined;
+      if (req.platform && !isPlatform(req.platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${quote(req.platform)}`);
+      const from = req.from ? dateOf(req.from) : undefined;
+      const to = req.to ? dateOf(req.to) : undefined;
       if (from && to && from > to) throw invalidArgument("from", `must not be after to (${from.toISOString()} > ${to.toISOString()})`);
       const rows = await store.statistics(db, { accountId: req.accountId, taskId: req.taskId, platform: req.platform, from, to });
       let completed = 0;
@@ -464,11 +464,11 @@ export function createWarming(deps: WarmingDeps) {
     async *events(req: EventsRequest, signal?: AbortSignal): AsyncGenerator<WarmingEvent> {
       if (req.taskId) await mustGet(req.taskId);
       for (const t of req.eventTypes) {
-        if (!(EVENT_TYPES as readonly string[]).includes(t)) throw invalidArgument("event_types", `holds ${JSON.stringify(t)}; use ${EVENT_TYPES.join(", ")} (or none for all)`);
+        if (!(EVENT_TYPES as readonly string[]).includes(t)) throw invalidArgument("event_types", `holds ${quote(t)}; use ${EVENT_TYPES.join(", ")} (or none for all)`);
       }
       let afterId: number | undefined;
       if (req.afterEventId) {
-        if (!/^\d{1,18}$/.test(req.afterEventId)) throw invalidArgument("after_event_id", `must be an event_id received earlier (digits), got ${JSON.stringify(req.afterEventId.slice(0, 40))}`);
+        if (!/^\d{1,18}$/.test(req.afterEventId)) throw invalidArgument("after_event_id", `must be an event_id received earlier (digits), got ${quote(req.afterEventId)}`);
         afterId = Number(req.afterEventId);
       }
       for await (const e of hub.subscribe({ taskId: req.taskId || undefined, types: req.eventTypes, afterId }, signal)) yield toEvent(e);
@@ -506,6 +506,15 @@ export function createWarming(deps: WarmingDeps) {
 
 /** The warming domain's API. */
 export type Warming = ReturnType<typeof createWarming>;
+
+/**
+ * A request Timestamp (range-checked by the transport: years 1-9999) as a Date, its nanos rounded
+ * down to the millisecond: timestampDate rounds up, which turns 9999-12-31T23:59:59.999999999Z
+ * into year 10000, a time PostgreSQL refuses.
+ */
+function dateOf(t: Timestamp): Date {
+  return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1_000_000));
+}
 
 function definedOnly(o: WarmingOptions): Partial<WorkerOptions> {
   const out: Partial<WorkerOptions> = {};
