@@ -3,9 +3,13 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { ScalarType, create } from "@bufbuild/protobuf";
 import type { DescField, DescMessage, DescService } from "@bufbuild/protobuf";
-import { CreateAccountRequestSchema, ImportAccountsRequestSchema, ListAccountsRequestSchema, UpdateCredentialsRequestSchema } from "../gen/conveer/v1/account_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { OPEN_PRINCIPAL } from "../auth/tokens.ts";
+import { AccountService, CreateAccountRequestSchema, ImportAccountsRequestSchema, ListAccountsRequestSchema, UpdateCredentialsRequestSchema } from "../gen/conveer/v1/account_pb.js";
 import { GetStatisticsRequestSchema } from "../gen/conveer/v1/warming_pb.js";
 import { AppError } from "../errors.ts";
+import { localClient } from "./local-client.ts";
+import type { ServiceBinding } from "./service-binding.ts";
 import { DURATION_MAX_SECONDS, MAX_STRING_CHARS, STRING_LIMITS, TIMESTAMP_SECONDS, checkRequest, timeProblem } from "./request-check.ts";
 
 /** The message the check throws for `init` of `schema`, or undefined when it passes. */
@@ -96,4 +100,19 @@ test("Durations: within ±10000 years, nanos in range and of the sign of seconds
   assert.equal(timeProblem(D, { seconds: 1n, nanos: -1 })?.field, "nanos");
   assert.equal(timeProblem(D, { seconds: -1n, nanos: 1 })?.field, "nanos");
   assert.equal(timeProblem("conveer.Other", { seconds: 1n << 62n, nanos: -1 }), undefined);
+});
+
+test("the in-process local client runs the same check: a caller cannot tell it from a gRPC port", async () => {
+  const binding = {
+    service: AccountService,
+    scopes: Object.fromEntries(AccountService.methods.map((m) => [m.localName, "accounts:read"])),
+    impl: { listAccounts: () => ({ totalCount: 0n }) },
+  } as unknown as ServiceBinding;
+  const client = localClient<typeof AccountService>(binding, OPEN_PRINCIPAL);
+  assert.equal((await client.listAccounts({ platform: "vk" })).totalCount, 0n);
+  await assert.rejects(client.listAccounts({ platform: "x".repeat(2000) }), (err: unknown) => {
+    assert.ok(err instanceof ConnectError && err.code === Code.InvalidArgument, String(err));
+    assert.equal(err.rawMessage, "platform must be at most 1024 characters, got 2000");
+    return true;
+  });
 });
