@@ -35,5 +35,30 @@ export function invalidArgument(field: string, problem: string): AppError {
 
 /** NOT_FOUND for an id: `notFound("account", id)`. */
 export function notFound(what: string, id: string): AppError {
-  return new AppError("NOT_FOUND", `${what} ${JSON.stringify(id)} not found`);
+  return new AppError("NOT_FOUND", `${what} ${quote(id)} not found`);
+}
+
+/** How many characters of a value `quote` shows. */
+export const QUOTE_CHARS = 64;
+
+/**
+ * A value for an error message: JSON of at most its first QUOTE_CHARS characters, and when it is
+ * longer, how long it was: `"aaaa"… (1048576 chars)`. Messages quote user input only through
+ * this, so no message repeats a large input (a status message travels in an HTTP/2 header).
+ * A value that is not a string is shown as JSON too (a number as 5, an object as {…}).
+ */
+export function quote(v: unknown): string {
+  if (typeof v === "string") return v.length <= QUOTE_CHARS ? JSON.stringify(v) : `${JSON.stringify(prefix(v))}… (${v.length} chars)`;
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = String(v); // a bigint, a cycle
+  }
+  return s.length <= QUOTE_CHARS ? s : `${prefix(s)}… (${s.length} chars)`;
+}
+
+// The first QUOTE_CHARS characters, never cutting a surrogate pair in half.
+function prefix(s: string): string {
+  return s.slice(0, /[\uD800-\uDBFF]/.test(s[QUOTE_CHARS - 1]) ? QUOTE_CHARS - 1 : QUOTE_CHARS);
 }

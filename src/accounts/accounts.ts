@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AccountSchema, AccountStatus, StatusChangeSchema } from "../gen/conveer/v1/account_pb.js";
 import type { Account, CreateAccountRequest, GetCredentialsResponse, StatusChange } from "../gen/conveer/v1/account_pb.js";
-import { AppError, invalidArgument, notFound } from "../errors.ts";
+import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../page-token.ts";
 import type { Db } from "../store/db.ts";
@@ -27,11 +27,11 @@ export function createAccounts({ db, vault, newId }: AccountsDeps) {
 
   function validateNew(req: CreateAccountRequest): void {
     if (!req.platform) throw invalidArgument("platform", `is required: one of ${PLATFORMS.join(", ")}`);
-    if (!isPlatform(req.platform)) throw invalidArgument("platform", `must be one of ${PLATFORMS.join(", ")}, got ${JSON.stringify(req.platform)}`);
+    if (!isPlatform(req.platform)) throw invalidArgument("platform", `must be one of ${PLATFORMS.join(", ")}, got ${quote(req.platform)}`);
     if (!req.login.trim()) throw invalidArgument("login", "is required");
     if (req.login.length > 256) throw invalidArgument("login", `must be at most 256 characters, got ${req.login.length}`);
     if (!req.password) throw invalidArgument("password", "is required");
-    if (req.phone && !PHONE.test(req.phone)) throw invalidArgument("phone", `must be E.164 like +79991234567, got ${JSON.stringify(req.phone)}`);
+    if (req.phone && !PHONE.test(req.phone)) throw invalidArgument("phone", `must be E.164 like +79991234567, got ${quote(req.phone)}`);
     if (req.status !== AccountStatus.UNSPECIFIED && !(req.status in AccountStatus)) throw invalidArgument("status", `is not a known AccountStatus (${req.status})`);
     if (req.status === AccountStatus.DELETED) throw invalidArgument("status", "cannot be DELETED for a new account");
   }
@@ -58,7 +58,7 @@ export function createAccounts({ db, vault, newId }: AccountsDeps) {
   }
 
   function duplicate(req: CreateAccountRequest): AppError {
-    return new AppError("ALREADY_EXISTS", `an account with login ${JSON.stringify(req.login)} already exists on ${req.platform}`);
+    return new AppError("ALREADY_EXISTS", `an account with login ${quote(req.login)} already exists on ${req.platform}`);
   }
 
   async function mustGet(id: string, field = "account_id"): Promise<store.PublicAccountRow> {
@@ -148,7 +148,7 @@ export function createAccounts({ db, vault, newId }: AccountsDeps) {
 
     /** A keyset page of accounts and the total for the filter. */
     async list(platform: string, status: AccountStatus, size: number, token: string): Promise<{ accounts: Account[]; next: string; total: number }> {
-      if (platform && !isPlatform(platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${JSON.stringify(platform)}`);
+      if (platform && !isPlatform(platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${quote(platform)}`);
       if (!(status in AccountStatus)) throw invalidArgument("status", `is not a known AccountStatus (${status})`);
       const limit = pageSize(size);
       const filter = { platform, status };
@@ -162,7 +162,7 @@ export function createAccounts({ db, vault, newId }: AccountsDeps) {
     /** Replaces password/phone when given and merges `additional` (an empty value removes a key). */
     async updateCredentials(id: string, change: { password: string; phone: string; additional: Record<string, string> }): Promise<Account> {
       checkId(id, "account_id");
-      if (change.phone && !PHONE.test(change.phone)) throw invalidArgument("phone", `must be E.164 like +79991234567, got ${JSON.stringify(change.phone)}`);
+      if (change.phone && !PHONE.test(change.phone)) throw invalidArgument("phone", `must be E.164 like +79991234567, got ${quote(change.phone)}`);
       const row = await db.transaction(async (tx) => {
         const cur = await store.getAccount(tx, id, true);
         if (!cur) throw notFound("account", id);
@@ -201,7 +201,7 @@ export type Accounts = ReturnType<typeof createAccounts>;
 /** INVALID_ARGUMENT unless id is a 24-hex id. */
 export function checkId(id: string, field: string): void {
   if (!id) throw invalidArgument(field, "is required (a 24-hex id)");
-  if (!isId(id)) throw invalidArgument(field, `must be a 24-hex id like 507f1f77bcf86cd799439011, got ${JSON.stringify(id.slice(0, 64))}`);
+  if (!isId(id)) throw invalidArgument(field, `must be a 24-hex id like 507f1f77bcf86cd799439011, got ${quote(id)}`);
 }
 
 /** Maps a row to the API message (never secrets). */

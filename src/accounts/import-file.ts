@@ -3,6 +3,7 @@ import { PLATFORMS, isPlatform } from "../domain.ts";
 import { parseStatus, statusName } from "./account-status.ts";
 import { QUOTING_FIX, csvRows, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, sniffFormat } from "../import/line-reader.ts";
 import type { ImportFormat, RawLine } from "../import/line-reader.ts";
+import { quote } from "../errors.ts";
 
 /** One account to import, as parsed. */
 export type AccountImportItem = {
@@ -50,7 +51,7 @@ function validate(line: number, raw: RawItem, problems: string[]): ParsedLine {
   if (raw.platform === null) {
     // already reported
   } else if (platform === "") problems.push(`platform is empty; use one of ${PLATFORMS.join(", ")}`);
-  else if (!isPlatform(platform)) problems.push(`platform ${JSON.stringify(raw.platform)} is not one of ${PLATFORMS.join(", ")}`);
+  else if (!isPlatform(platform)) problems.push(`platform ${quote(raw.platform)} is not one of ${PLATFORMS.join(", ")}`);
 
   const login = (raw.login ?? "").trim();
   if (raw.login === null) {
@@ -65,14 +66,14 @@ function validate(line: number, raw: RawItem, problems: string[]): ParsedLine {
   // Separators people write in phone numbers are dropped; what remains must be E.164.
   const phone = (raw.phone ?? "").replace(/[\s()-]/g, "");
   if (phone !== "" && !PHONE.test(phone)) {
-    problems.push(`phone ${JSON.stringify(raw.phone)} is not in E.164 form; write + then the country code and number (10-15 digits), e.g. +79991234567, or leave it empty`);
+    problems.push(`phone ${quote(raw.phone)} is not in E.164 form; write + then the country code and number (10-15 digits), e.g. +79991234567, or leave it empty`);
   }
 
   let status = "";
   if (raw.status !== null && raw.status.trim() !== "") {
     const s = parseStatus(raw.status);
-    if (s === undefined) problems.push(`status ${JSON.stringify(raw.status)} is not one of ${IMPORT_STATUSES.join(", ")}; leave it empty for ACTIVE`);
-    else if (s === AccountStatus.DELETED) problems.push(`status ${JSON.stringify(raw.status)} cannot be imported; use one of ${IMPORT_STATUSES.join(", ")}`);
+    if (s === undefined) problems.push(`status ${quote(raw.status)} is not one of ${IMPORT_STATUSES.join(", ")}; leave it empty for ACTIVE`);
+    else if (s === AccountStatus.DELETED) problems.push(`status ${quote(raw.status)} cannot be imported; use one of ${IMPORT_STATUSES.join(", ")}`);
     else status = statusName(s);
   }
 
@@ -98,11 +99,11 @@ function parseHeader(fields: string[]): { columns?: Column[]; problem?: string }
       if (m) col = { field: m[1].toLowerCase() === "additional" ? "additional" : "labels", key: m[2].trim() };
     }
     if (!col) {
-      unknown.push(JSON.stringify(name));
+      unknown.push(quote(name));
       continue;
     }
     const id = "key" in col ? `${col.field}.${col.key}` : col.field;
-    if (seen.has(id)) dup.push(JSON.stringify(name));
+    if (seen.has(id)) dup.push(quote(name));
     seen.add(id);
     columns.push(col);
   }

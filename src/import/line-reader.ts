@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseCsvSync } from "csv-parse/sync";
+import { quote } from "../errors.ts";
 
 /**
  * Streaming readers for import files (CSV and JSON Lines), shared by the accounts and proxies
@@ -246,7 +247,7 @@ export async function* jsonlObjects(lines: AsyncIterable<RawLine>, fields: reado
     const problems: string[] = [];
     const unknown = Object.keys(obj).filter((k) => !fields.includes(k));
     if (unknown.length > 0) {
-      problems.push(`unknown field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => JSON.stringify(k)).join(", ")}; the fields are ${fields.join(", ")}`);
+      problems.push(`unknown field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => quote(k)).join(", ")}; the fields are ${fields.join(", ")}`);
     }
     yield { line: l.line, obj, problems };
   }

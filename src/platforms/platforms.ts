@@ -8,7 +8,7 @@ import type { CheckAccountStatusResponse, ExecuteActionResponse, RegisterRequest
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { CheckAccountStatusResponseSchema, ExecuteActionResponseSchema, RegisterResponseSchema } from "../gen/conveer/v1/platform_pb.js";
-import { AppError, invalidArgument } from "../errors.ts";
+import { AppError, invalidArgument, quote } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
 import type { Platform } from "../domain.ts";
 import { checkId } from "../accounts/accounts.ts";
@@ -130,9 +130,9 @@ export function createPlatforms({ db, drivers, peers, newId, log, options }: Pla
     async register(platform: Platform, req: RegisterRequest, signal?: AbortSignal): Promise<RegisterResponse> {
       const driver = driverFor(platform);
       const country = (req.country || "ru").toLowerCase();
-      if (!COUNTRY.test(country)) throw invalidArgument("country", `must be a two-letter country code like ru, got ${JSON.stringify(req.country)}`);
-      if (req.login && !LOGIN.test(req.login)) throw invalidArgument("login", `must be 3-64 letters, digits, . _ or -, got ${JSON.stringify(req.login)}`);
-      if (req.proxyCountry && !/^[A-Za-z]{2}$/.test(req.proxyCountry)) throw invalidArgument("proxy_country", `must be a two-letter country code like RU, got ${JSON.stringify(req.proxyCountry)}`);
+      if (!COUNTRY.test(country)) throw invalidArgument("country", `must be a two-letter country code like ru, got ${quote(req.country)}`);
+      if (req.login && !LOGIN.test(req.login)) throw invalidArgument("login", `must be 3-64 letters, digits, . _ or -, got ${quote(req.login)}`);
+      if (req.proxyCountry && !/^[A-Za-z]{2}$/.test(req.proxyCountry)) throw invalidArgument("proxy_country", `must be a two-letter country code like RU, got ${quote(req.proxyCountry)}`);
       const id = newId();
       const login = req.login || `${platform}_${randomBytes(5).toString("hex")}`;
       const password = req.password || randomBytes(12).toString("base64url");

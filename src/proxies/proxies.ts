@@ -5,7 +5,7 @@ import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import type { Account } from "../gen/conveer/v1/account_pb.js";
 import { ProxyHealthSchema, ProxySchema } from "../gen/conveer/v1/proxy_pb.js";
 import type { Proxy, ProxyHealth, ProxySpec } from "../gen/conveer/v1/proxy_pb.js";
-import { AppError, invalidArgument, notFound } from "../errors.ts";
+import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import { checkId } from "../accounts/accounts.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../page-token.ts";
 import type { Db, Queryable } from "../store/db.ts";
@@ -42,7 +42,7 @@ function checkText(field: string, value: string, max: number): string {
 /** An optional ISO 3166 alpha-2 code, upper-cased; "" when empty. */
 function checkCountry(field: string, value: string): string {
   const country = value.trim().toUpperCase();
-  if (country && !COUNTRY.test(country)) throw invalidArgument(field, `must be an ISO 3166 alpha-2 code like RU, got ${JSON.stringify(value.slice(0, 64))}`);
+  if (country && !COUNTRY.test(country)) throw invalidArgument(field, `must be an ISO 3166 alpha-2 code like RU, got ${quote(value)}`);
   return country;
 }
 
@@ -170,7 +170,7 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
     /** Ends an account's allocation; idempotent. */
     async release(accountId: string, proxyId: string): Promise<{ success: boolean; proxyId: string }> {
       checkId(accountId, "account_id");
-      if (proxyId && !isId(proxyId)) throw invalidArgument("proxy_id", `must be empty or a 24-hex id, got ${JSON.stringify(proxyId.slice(0, 64))}`);
+      if (proxyId && !isId(proxyId)) throw invalidArgument("proxy_id", `must be empty or a 24-hex id, got ${quote(proxyId)}`);
       return tx(async (q) => {
         const held = await store.deleteAllocation(q, accountId, proxyId);
         if (!held) return { success: false, proxyId: "" };
@@ -210,7 +210,7 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
       // Checked before dialing, so a malformed target is the caller's error and never counts against the proxy's health.
       const m = /^(\[[0-9A-Fa-f:.]+\]|[^:\s\x00-\x1f\x7f/@[\]]+):(\d{1,5})$/.exec(t);
       if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || t.length > 261) {
-        throw invalidArgument("target", `must be host:port like example.com:80, got ${JSON.stringify(t.slice(0, 300))}`);
+        throw invalidArgument("target", `must be host:port like example.com:80, got ${quote(t)}`);
       }
       const row = await store.getProxy(db, proxyId);
       if (!row) throw notFound("proxy", proxyId);

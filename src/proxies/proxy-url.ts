@@ -1,6 +1,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { csvRows, formatFromExtension, jsonType, jsonlObjects, prepend, readLines, tooLongError } from "../import/line-reader.ts";
 import type { RawLine } from "../import/line-reader.ts";
+import { quote } from "../errors.ts";
 
 /** A proxy parsed from a URL like socks5://user:pass@host:port or http://host:port; an IPv6 host is given without brackets. */
 export type ParsedProxyUrl = { protocol: "http" | "https" | "socks5"; host: string; port: number; username: string; password: string };
@@ -17,7 +18,7 @@ const HOSTNAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_
 
 // Errors quote the URL so the user can find it, but never its password.
 function redact(url: string): string {
-  return JSON.stringify(url.replace(/^([^:/]*:\/\/[^:@/]*:).*@/s, "$1***@"));
+  return quote(url.replace(/^([^:/]*:\/\/[^:@/]*:).*@/s, "$1***@"));
 }
 
 function decode(part: string, what: string, fail: (problem: string) => never): string {
@@ -111,7 +112,7 @@ function validateProxy(line: number, raw: RawProxy, problems: string[]): ProxyIm
   let country = "";
   if (typeof raw.country === "string") {
     country = raw.country.trim().toUpperCase();
-    if (country !== "" && !COUNTRY.test(country)) problems.push(`country ${JSON.stringify(raw.country)} is not an ISO 3166 alpha-2 code; use two letters such as RU, or leave it empty`);
+    if (country !== "" && !COUNTRY.test(country)) problems.push(`country ${quote(raw.country)} is not an ISO 3166 alpha-2 code; use two letters such as RU, or leave it empty`);
   } else if (raw.country != null) problems.push(`country must be a string like "RU", got ${jsonType(raw.country)}`);
 
   let provider = "";
@@ -130,7 +131,7 @@ function validateProxy(line: number, raw: RawProxy, problems: string[]): ProxyIm
   if (capText != null && capText !== "") {
     const n = typeof capText === "number" ? capText : typeof capText === "string" && /^\d+$/.test(capText) ? Number(capText) : NaN;
     if (!Number.isInteger(n) || n < 0 || n > MAX_CAPACITY) {
-      problems.push(`capacity ${JSON.stringify(raw.capacity)} is not a whole number from 0 to ${MAX_CAPACITY}; it is how many accounts may share the proxy (0 or empty means 1)`);
+      problems.push(`capacity ${quote(raw.capacity)} is not a whole number from 0 to ${MAX_CAPACITY}; it is how many accounts may share the proxy (0 or empty means 1)`);
     } else capacity = n;
   }
 
@@ -156,8 +157,8 @@ function parseCsvHeader(fields: string[]): { columns?: string[]; problem?: strin
   const unknown = names.filter((n) => !FIELDS.includes(n));
   const dup = names.filter((n, i) => names.indexOf(n) !== i);
   const problems: string[] = [];
-  if (unknown.length > 0) problems.push(`unknown column${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")}`);
-  if (dup.length > 0) problems.push(`duplicate column${dup.length > 1 ? "s" : ""} ${dup.map((n) => JSON.stringify(n)).join(", ")}`);
+  if (unknown.length > 0) problems.push(`unknown column${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => quote(n)).join(", ")}`);
+  if (dup.length > 0) problems.push(`duplicate column${dup.length > 1 ? "s" : ""} ${dup.map((n) => quote(n)).join(", ")}`);
   if (!names.includes("url")) problems.push("missing column url");
   return problems.length > 0 ? { problem: `${problems.join("; ")}; the first line must be a header such as ${CSV_HEADER}` } : { columns: names };
 }

@@ -5,7 +5,7 @@
 import http from "node:http";
 import type net from "node:net";
 import type { Platform } from "../domain.ts";
-import { AppError } from "../errors.ts";
+import { AppError, quote } from "../errors.ts";
 import { dialThroughProxy } from "../proxies/proxy-dial.ts";
 import type { ProxyEndpoint } from "../proxies/proxy-dial.ts";
 import { DriverError } from "../platforms/driver.ts";
@@ -176,7 +176,7 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
     },
     async execute(action: ActionKind, params: Record<string, string>, s: DriverSession, ctx: DriverContext) {
       const a = Object.hasOwn(ACTIONS, action) ? ACTIONS[action] : undefined;
-      if (!a) throw new DriverError("invalid", `unknown action ${JSON.stringify(action)}`);
+      if (!a) throw new DriverError("invalid", `unknown action ${quote(action)}`);
       const id = await targetOf(a.target, params, s, ctx);
       const body = a.method === "POST" ? (a.text ? { text: params.text || a.text } : params.text ? { text: params.text } : {}) : undefined;
       // params.idempotency_key (warming sends one per planned action): a repeat is answered, not run again.

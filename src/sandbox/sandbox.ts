@@ -14,6 +14,7 @@ import { PLATFORMS, isPlatform } from "../domain.ts";
 import type { Platform } from "../domain.ts";
 import { readWorldFile, writeWorldFile } from "./sandbox-world.ts";
 import type { SandboxPlatformState, SandboxPost, SandboxRental, SandboxSmsEvent, SandboxUser, SandboxUserStatus, SandboxWorld } from "./sandbox-world.ts";
+import { quote } from "../errors.ts";
 
 /** Fault injection; latency and errorRate apply to platform calls (not admin, not /v1/sms). */
 export type Faults = {
@@ -77,7 +78,7 @@ class HttpError extends Error {
   }
 }
 const bad = (message: string) => new HttpError(400, "invalid", message);
-const missing = (what: string, id: string) => new HttpError(404, "not_found", `${what} ${JSON.stringify(id)} not found`);
+const missing = (what: string, id: string) => new HttpError(404, "not_found", `${what} ${quote(id)} not found`);
 
 type Body = Record<string, unknown>;
 /** The request's Idempotency-Key header ("" when absent); 1-255 visible ASCII characters. */
@@ -254,7 +255,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
     const service = str(body, "service", { required: true });
     const country = (str(body, "country") || "ru").toLowerCase();
     const operator = str(body, "operator") || "any";
-    if (!isPlatform(service)) throw new HttpError(400, "unknown_service", `service ${JSON.stringify(service)} is not offered; one of ${PLATFORMS.join(", ")}`);
+    if (!isPlatform(service)) throw new HttpError(400, "unknown_service", `service ${quote(service)} is not offered; one of ${PLATFORMS.join(", ")}`);
     const busy = new Set(Object.values(world.sms.rentals).filter((r) => r.status === "active").map((r) => r.phone));
     const phone = poolPhones(service, country).find((p) => !busy.has(p));
     if (!phone) throw new HttpError(409, "no_numbers", `no free number for ${service} in ${country}`);
@@ -382,7 +383,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
     const password = str(b, "password", { required: true });
     if (!LOGIN.test(login)) throw bad("login must be 3-64 letters, digits, . _ or -");
     if (password.length < 6) throw bad("password must be at least 6 characters");
-    if (loginTaken(p, login)) throw new HttpError(409, "login_taken", `login ${JSON.stringify(login)} is taken`);
+    if (loginTaken(p, login)) throw new HttpError(409, "login_taken", `login ${quote(login)} is taken`);
     return { login, password };
   }
 
@@ -424,7 +425,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
       changed();
       throw new HttpError(400, "wrong_code", "the confirmation code is wrong");
     }
-    if (loginTaken(p, s.login)) throw new HttpError(409, "login_taken", `login ${JSON.stringify(s.login)} is taken`);
+    if (loginTaken(p, s.login)) throw new HttpError(409, "login_taken", `login ${quote(s.login)} is taken`);
     s.done = true;
     const u: SandboxUser = {
       id: nextId("u"), login: s.login, pw: s.pw, phone: s.phone, firstName: s.firstName, lastName: s.lastName, fields: s.fields,
@@ -488,7 +489,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
       const key = idempotencyKeyOf(req);
       const seen = key ? own(s.idempotency, key) : undefined;
       if (seen) {
-        if (seen.userId !== u.id) throw new HttpError(422, "invalid", `Idempotency-Key ${JSON.stringify(key)} was used by another account; use a new key`);
+        if (seen.userId !== u.id) throw new HttpError(422, "invalid", `Idempotency-Key ${quote(key)} was used by another account; use a new key`);
         seen.replays++;
         changed();
         return [seen.status, seen.body, { "idempotent-replayed": "true" }];

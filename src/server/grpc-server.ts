@@ -1,12 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
-import { ScalarType, create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { DescField, DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
 import { createContextValues, createHandlerContext } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/tokens.ts";
-import { AppError, invalidArgument } from "../errors.ts";
+import { AppError } from "../errors.ts";
 import type { Metrics } from "./metrics.ts";
+import { checkRequest } from "./request-check.ts";
 import { CALL_FINISHED, peerKey, principalKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
 import { statusName, toStatus } from "./status.ts";
@@ -25,7 +26,8 @@ type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown
 
 /**
  * Builds a grpc-js service definition and handlers from a protobuf-es descriptor. Requests are
- * decoded inside the handler (not by grpc-js), so a malformed body answers INVALID_ARGUMENT.
+ * decoded inside the handler (not by grpc-js), so a malformed body answers INVALID_ARGUMENT, and
+ * then pass checkRequest (string lengths, NUL, time ranges) before the handler sees them.
  * Every call passes the interceptors: logging + metrics, recovery (any throw → a status, the
  * process lives on), and auth (token → principal → scope check).
  */
@@ -61,8 +63,7 @@ export function grpcServiceOf(binding: ServiceBinding | { service: DescService; 
       } catch (err) {
         throw new AppError("INVALID_ARGUMENT", `request body is not a valid ${method.input.typeName} message: ${(err as Error).message}`);
       }
-      const nul = nulField(method.input, req as Record<string, unknown>);
-      if (nul) throw invalidArgument(nul, "must not contain NUL (U+0000) characters");
+      checkRequest(method.input, req as object);
       const ctx = contextFor(binding.service, method, call, signal, deps.shutdown);
       ctx.values.set(principalKey, principal);
       ctx.values.set(peerKey, call.getPeer());
@@ -188,54 +189,6 @@ function drained(call: grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortS
     call.once("drain", done);
     signal.addEventListener("abort", done, { once: true });
   });
-}
-
-/**
- * The path (proto names, e.g. `accounts[2].labels["k"]`) of the first string in a request that holds
- * U+0000, or undefined. PostgreSQL text and jsonb cannot store NUL, so such a value could only fail
- * deep in the store as an INTERNAL error; every service refuses it up front instead.
- */
-export function nulField(desc: DescMessage, msg: Record<string, unknown>, prefix = ""): string | undefined {
-  const hasNul = (v: unknown) => typeof v === "string" && v.includes("\u0000");
-  const inValue = (f: DescField, kind: "scalar" | "enum" | "message", v: unknown, path: string): string | undefined => {
-    if (kind === "message") return v && typeof v === "object" ? nulField(f.message!, v as Record<string, unknown>, `${path}.`) : undefined;
-    return kind === "scalar" && f.scalar === ScalarType.STRING && hasNul(v) ? path : undefined;
-  };
-  for (const f of desc.fields) {
-    let v: unknown;
-    if (f.oneof) {
-      const o = msg[f.oneof.localName] as { case?: string; value?: unknown } | undefined;
-      if (o?.case !== f.localName) continue;
-      v = o.value;
-    } else v = msg[f.localName];
-    if (v === undefined || v === null) continue;
-    const path = `${prefix}${f.name}`;
-    switch (f.fieldKind) {
-      case "scalar":
-      case "enum":
-      case "message": {
-        const hit = inValue(f, f.fieldKind, v, path);
-        if (hit) return hit;
-        break;
-      }
-      case "list": {
-        const items = v as unknown[];
-        for (let i = 0; i < items.length; i++) {
-          const hit = inValue(f, f.listKind, items[i], `${path}[${i}]`);
-          if (hit) return hit;
-        }
-        break;
-      }
-      case "map":
-        for (const [k, item] of Object.entries(v as Record<string, unknown>)) {
-          if (hasNul(k)) return `${path} (a key)`;
-          const hit = inValue(f, f.mapKind, item, `${path}[${JSON.stringify(k)}]`);
-          if (hit) return hit;
-        }
-        break;
-    }
-  }
-  return undefined;
 }
 
 /** The call's deadline as epoch ms, or undefined when it has none. */

@@ -5,6 +5,7 @@ import type { CallOptions, Client, HandlerContext } from "@connectrpc/connect";
 import type { Principal } from "../auth/tokens.ts";
 import { CALL_FINISHED, principalKey, peerKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
+import { checkRequest } from "./request-check.ts";
 import { toStatus } from "./status.ts";
 import { withCallDeadline } from "../store/call-deadline.ts";
 
@@ -13,7 +14,8 @@ type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown
 /**
  * A typed client that calls a service in this process directly: no sockets and no
  * serialization, the same Client shape as a remote gRPC client, and errors as the same
- * ConnectError codes, so a caller cannot tell (nor needs to) which one it was given.
+ * ConnectError codes, so a caller cannot tell (nor needs to) which one it was given. Requests pass
+ * the same check (checkRequest) as on a gRPC port.
  */
 export function localClient<S extends DescService>(binding: ServiceBinding, principal: Principal): Client<S> {
   const impl = binding.impl as unknown as UntypedImpl;
@@ -34,8 +36,10 @@ export function localClient<S extends DescService>(binding: ServiceBinding, prin
       ctx.values.set(principalKey, principal);
       ctx.values.set(peerKey, "local");
       try {
+        const input = create(method.input, req as never);
+        checkRequest(method.input, input);
         const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
-        return create(method.output, (await withCallDeadline(deadline, () => fn(create(method.input, req as never), ctx))) as never);
+        return create(method.output, (await withCallDeadline(deadline, () => fn(input, ctx))) as never);
       } catch (err) {
         const s = toStatus(err);
         throw new ConnectError(s.message, s.code as number as Code, undefined, undefined, err);

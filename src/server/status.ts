@@ -8,11 +8,42 @@ import { PgError, isConnectionError, isDataCorruption, sqlState } from "../store
 export type StatusOut = { code: GrpcStatus; message: string; internal: boolean };
 
 /**
+ * The longest status message sent, in UTF-8 bytes. The message travels in the grpc-message
+ * trailer (percent-encoded: up to 3 × this), and HTTP/2 peers refuse header blocks past their
+ * limit (Node sends none over 64 KB, and ends the stream with RST_STREAM instead; gRPC C-core
+ * clients accept 8-16 KB of metadata by default), so no error may ever grow one that large.
+ */
+export const MAX_STATUS_MESSAGE_BYTES = 1024;
+
+/**
  * The one place errors become gRPC status codes. AppError keeps its code; an unreachable store
  * is UNAVAILABLE (retryable); a unique violation the domain did not catch is ALREADY_EXISTS;
- * anything else is a bug: INTERNAL, with the cause logged and never sent to the client.
+ * anything else is a bug: INTERNAL, with the cause logged and never sent to the client. The
+ * message is capped at MAX_STATUS_MESSAGE_BYTES, a backstop behind the request check and `quote`.
  */
 export function toStatus(err: unknown): StatusOut {
+  const s = classify(err);
+  return s.message.length * 3 <= MAX_STATUS_MESSAGE_BYTES ? s : { ...s, message: capMessage(s.message) };
+}
+
+const TRUNCATED = "… (message truncated)";
+
+/** `message` cut to at most MAX_STATUS_MESSAGE_BYTES of UTF-8 (with a note when cut), never inside a character. */
+export function capMessage(message: string): string {
+  if (Buffer.byteLength(message) <= MAX_STATUS_MESSAGE_BYTES) return message;
+  const budget = MAX_STATUS_MESSAGE_BYTES - Buffer.byteLength(TRUNCATED);
+  let bytes = 0;
+  let end = 0;
+  for (const ch of message) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > budget) break;
+    bytes += n;
+    end += ch.length;
+  }
+  return message.slice(0, end) + TRUNCATED;
+}
+
+function classify(err: unknown): StatusOut {
   if (err instanceof AppError) return { code: GrpcStatus[err.code as ErrorCode], message: err.message, internal: false };
   if (err instanceof ConnectError) {
     // A peer service's answer (in-process or over gRPC): the caller's own mistakes keep their

@@ -6,7 +6,7 @@ import { CancelActivationResponseSchema, GetBalanceResponseSchema, GetCodeRespon
 import type { CancelActivationResponse, GetBalanceResponse, GetCodeResponse, SMSActivation } from "../gen/conveer/v1/sms_pb.js";
 import { checkId } from "../accounts/accounts.ts";
 import { PLATFORMS, isPlatform } from "../domain.ts";
-import { AppError, invalidArgument, notFound } from "../errors.ts";
+import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import { CodeWaiters } from "./code-waiters.ts";
 import type { WaitResult } from "./code-waiters.ts";
@@ -405,11 +405,11 @@ export function createSms({ db, providers, newId, log, now = () => new Date(), o
     /** Rents a number from the default provider for a service; the provider takes the price from its balance. */
     async getNumber(req: { service: string; country: string; operator: string }, author = ""): Promise<SMSActivation> {
       if (!req.service) throw invalidArgument("service", `is required: one of ${PLATFORMS.join(", ")}`);
-      if (!isPlatform(req.service)) throw invalidArgument("service", `must be one of ${PLATFORMS.join(", ")}, got ${JSON.stringify(req.service.slice(0, 64))}`);
+      if (!isPlatform(req.service)) throw invalidArgument("service", `must be one of ${PLATFORMS.join(", ")}, got ${quote(req.service)}`);
       const country = (req.country.trim() || "ru").toLowerCase();
-      if (!COUNTRY.test(country)) throw invalidArgument("country", `must be an ISO 3166 alpha-2 code like ru (the default), got ${JSON.stringify(req.country.slice(0, 64))}`);
+      if (!COUNTRY.test(country)) throw invalidArgument("country", `must be an ISO 3166 alpha-2 code like ru (the default), got ${quote(req.country)}`);
       const operator = req.operator.trim();
-      if (!OPERATOR.test(operator)) throw invalidArgument("operator", `must be at most 64 letters, digits, '.', '_' or '-', got ${JSON.stringify(req.operator.slice(0, 64))}`);
+      if (!OPERATOR.test(operator)) throw invalidArgument("operator", `must be at most 64 letters, digits, '.', '_' or '-', got ${quote(req.operator)}`);
       const p = defaultProvider;
       let rental: Rental;
       try {
@@ -529,7 +529,7 @@ export function createSms({ db, providers, newId, log, now = () => new Date(), o
     async balance(provider: string): Promise<GetBalanceResponse> {
       const p = provider ? byName.get(provider) : defaultProvider;
       if (!p) {
-        throw invalidArgument("provider", `must be empty (the default, ${defaultProvider.name}) or one of ${[...byName.keys()].join(", ")}, got ${JSON.stringify(provider.slice(0, 64))}`);
+        throw invalidArgument("provider", `must be empty (the default, ${defaultProvider.name}) or one of ${[...byName.keys()].join(", ")}, got ${quote(provider)}`);
       }
       try {
         return create(GetBalanceResponseSchema, { balance: await p.balance(), currency: p.currency, provider: p.name });

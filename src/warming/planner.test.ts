@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ACTION_KINDS } from "../platforms/driver.ts";
 import { fakeClock } from "./clock.ts";
-import { currentDay, dueBy, effectiveDays, nextDue, planDays, planTask, progressOf, scenarioDayFor, scenarioEntryFor, seededRandom } from "./planner.ts";
+import { currentDay, dueBy, effectiveDays, mostPlannedActions, nextDue, planActions, planDays, planTask, plannedCount, progressOf, scenarioDayFor, scenarioEntryFor, seededRandom } from "./planner.ts";
 import type { PlannedAction } from "./planner.ts";
 import { builtinScenarios, countRange, parseScenario } from "./scenario.ts";
 import type { Scenario } from "./scenario.ts";
@@ -141,6 +141,29 @@ test("duration_days: task day d runs scenario day ceil(d × total / N); clamped 
   assert.equal(Math.max(...plan.map((a) => a.day)), 7);
   assert.equal(planDays(basic, { startAt: START, seed: "d", durationDays: 1000 }).length, 365);
   assert.equal(planDays(basic, { startAt: START, seed: "d", durationDays: -1 }).length, 1);
+});
+
+test("mostPlannedActions bounds every plan (ranges at their upper end) and follows duration_days; plannedCount is the plan's length", () => {
+  const fixed = parseScenario({ id: "f", totalDays: 3, days: [{ days: "1-2", window: { startHour: 0, endHour: 24 }, actions: { like_post: 4 } }, { days: "3", window: { startHour: 0, endHour: 24 }, actions: { like_post: 1, repost: 2 } }] }, "t");
+  assert.equal(mostPlannedActions(fixed), 11);
+  assert.equal(planTask(fixed, { startAt: START, seed: "f" }).length, 11);
+  // 7 task days run scenario days 1,1,2,2,3,3,3 (ceil(d × 3 / 7)): 4+4+4+4+3+3+3.
+  assert.equal(mostPlannedActions(fixed, 7), 25);
+  assert.equal(planTask(fixed, { startAt: START, seed: "f", durationDays: 7 }).length, 25);
+  assert.equal(mostPlannedActions(fixed, 1000), mostPlannedActions(fixed, 365), "clamped like the plan");
+  for (const s of scenarios.values()) {
+    for (const durationDays of [0, 3, 30, 365]) {
+      const most = mostPlannedActions(s, durationDays);
+      for (const seed of ["a", "b", "c"]) {
+        const opts = { startAt: START, seed, durationDays };
+        const days = planDays(s, opts);
+        const n = planTask(s, opts).length;
+        assert.ok(n <= most, `${s.id} over ${durationDays} days: ${n} > ${most}`);
+        assert.equal(plannedCount(days), n);
+        assert.deepEqual([...planActions(s, opts, days)], planTask(s, opts));
+      }
+    }
+  }
 });
 
 test("day 1 is the start date while at least half its window is ahead, then starts at startAt; else the next date", () => {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { ACTION_KINDS } from "../platforms/driver.ts";
 import type { ActionKind } from "../platforms/driver.ts";
-import { countRange, MAX_DAYS } from "./scenario.ts";
+import { countRange, MAX_DAYS, mostPerDay } from "./scenario.ts";
 import type { Scenario, ScenarioDay } from "./scenario.ts";
 
 /**
@@ -97,8 +97,16 @@ export function planDays(scenario: Scenario, opts: PlanOptions): PlannedDay[] {
 
 /** The task's actions in time order; the same scenario, options and seed give the same plan. */
 export function planTask(scenario: Scenario, opts: PlanOptions): PlannedAction[] {
-  const plan: PlannedAction[] = [];
-  for (const d of planDays(scenario, opts)) {
+  return [...planActions(scenario, opts)];
+}
+
+/**
+ * planTask one action at a time (for `days`, planDays' answer, when the caller has it): a large plan
+ * is written in batches without ever being held whole.
+ */
+export function* planActions(scenario: Scenario, opts: PlanOptions, days: readonly PlannedDay[] = planDays(scenario, opts)): Generator<PlannedAction> {
+  let seq = 0;
+  for (const d of days) {
     const kinds: ActionKind[] = [];
     for (const kind of ACTION_KINDS) for (let i = 0; i < (d.counts[kind] ?? 0); i++) kinds.push(kind);
     const rand = seededRandom(`${opts.seed}:day:${d.day}:times`);
@@ -108,12 +116,32 @@ export function planTask(scenario: Scenario, opts: PlanOptions): PlannedAction[]
     }
     const start = d.windowStart.getTime();
     const slot = (d.windowEnd.getTime() - start) / Math.max(1, kinds.length);
-    kinds.forEach((kind, i) => {
-      const seq = plan.length;
-      plan.push({ seq, day: d.day, kind, at: new Date(start + Math.floor((i + rand()) * slot)), key: `${opts.seed}:${seq}` });
-    });
+    for (let i = 0; i < kinds.length; i++) {
+      yield { seq, day: d.day, kind: kinds[i], at: new Date(start + Math.floor((i + rand()) * slot)), key: `${opts.seed}:${seq}` };
+      seq++;
+    }
   }
-  return plan;
+}
+
+/** How many actions a plan holds: the sum of `days`' drawn counts. */
+export function plannedCount(days: readonly PlannedDay[]): number {
+  let n = 0;
+  for (const d of days) for (const c of Object.values(d.counts)) n += c;
+  return n;
+}
+
+/**
+ * The most actions a plan of this scenario over `durationDays` (0: its totalDays) may hold, every
+ * range at its upper end: what MAX_PLANNED_ACTIONS bounds. duration_days beyond totalDays repeats
+ * scenario days, so it can push a scenario that loads over the limit.
+ */
+export function mostPlannedActions(scenario: Scenario, durationDays?: number): number {
+  const perDay: number[] = [];
+  for (const entry of scenario.days) for (let day = entry.from; day <= entry.to; day++) perDay[day] = mostPerDay(entry);
+  const taskDays = effectiveDays(scenario.totalDays, durationDays);
+  let n = 0;
+  for (let day = 1; day <= taskDays; day++) n += perDay[scenarioDayFor(day, scenario.totalDays, taskDays)] ?? 0;
+  return n;
 }
 
 /** Percent done, 0..100, rounded down (100 only when done ≥ total; a plan with nothing to do is 100). */

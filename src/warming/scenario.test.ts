@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ACTION_KINDS } from "../platforms/driver.ts";
 import { AppError } from "../errors.ts";
-import { BUILTIN_SPECS, builtinScenarios, countRange, DEFAULT_SCENARIO_ID, getScenario, loadScenarios, parseScenario, ScenarioError } from "./scenario.ts";
+import { BUILTIN_SPECS, builtinScenarios, countRange, DEFAULT_SCENARIO_ID, getScenario, loadScenarios, MAX_PLANNED_ACTIONS, parseScenario, ScenarioError } from "./scenario.ts";
 
 const REPO_SCENARIOS = join(import.meta.dirname, "..", "..", "scenarios");
 
@@ -160,6 +160,28 @@ test("loadScenarios: a bad file rejects the load, naming the file, field and fix
     `${join(dir, "broken.json")}: not valid JSON`,
     `${join(dir, "broken.yml")}: not valid YAML:`,
   ]);
+});
+
+test("loadScenarios: a file whose plan may pass MAX_PLANNED_ACTIONS is refused, naming the file, the count and the limit; one at the limit loads", async (t) => {
+  const dir = await tempDir(t);
+  // The issue's file: 365 days × 8 kinds × 1,000 a day (2.92 million actions).
+  const huge = join(dir, "huge.yaml");
+  const all = Object.fromEntries(ACTION_KINDS.map((k) => [k, 1000]));
+  await writeFile(huge, JSON.stringify({ id: "huge", totalDays: 365, days: [{ days: "1-365", window: { startHour: 0, endHour: 24 }, actions: all }] }));
+  await rejectsWith(loadScenarios(dir), [`${huge}: days: the plan may hold up to 2920000 actions (every day's largest counts added up), more than the limit of ${MAX_PLANNED_ACTIONS} per task; lower the counts or the number of days`]);
+  // Ranges count at their upper end: 50 days of "0-1000" is 50,000 (at the limit), one more day passes it.
+  const at = { id: "huge", totalDays: 50, days: [{ days: "1-50", window: { startHour: 0, endHour: 24 }, actions: { like_post: "0-1000" } }] };
+  await writeFile(huge, JSON.stringify(at));
+  assert.equal((await loadScenarios(dir)).get("huge")!.totalDays, 50);
+  await writeFile(huge, JSON.stringify({ ...at, totalDays: 51, days: [{ ...at.days[0], days: "1-51" }] }));
+  await rejectsWith(loadScenarios(dir), [`${huge}: days: the plan may hold up to 51000 actions`]);
+});
+
+test("the built-ins plan far below MAX_PLANNED_ACTIONS", () => {
+  for (const s of builtinScenarios().values()) {
+    const most = s.days.reduce((n, d) => n + (d.to - d.from + 1) * Object.values(d.actions).reduce<number>((m, c) => m + countRange(c!)!.max, 0), 0);
+    assert.ok(most * 30 < MAX_PLANNED_ACTIONS, `${s.id}: ${most}`);
+  }
 });
 
 test("loadScenarios: a built-in id needs override: true; override on a new id, and duplicate ids, are rejected", async (t) => {

@@ -3,7 +3,7 @@ import { extname, join } from "node:path";
 import { parseDocument } from "yaml";
 import { ACTION_KINDS } from "../platforms/driver.ts";
 import type { ActionKind } from "../platforms/driver.ts";
-import { AppError } from "../errors.ts";
+import { AppError, quote } from "../errors.ts";
 
 /**
  * Warming scenarios are data: which actions an account does on which day of its warming, and in
@@ -22,6 +22,16 @@ export const DEFAULT_SCENARIO_ID = "basic";
 export const MAX_DAYS = 365;
 /** The most actions of one kind a scenario may ask for on one day. */
 export const MAX_COUNT_PER_DAY = 1000;
+/**
+ * The most actions one task's plan may hold: counted with every range at its upper end, at load
+ * for a scenario's own totalDays and at StartWarming for its duration_days. Why 50,000: StartWarming
+ * writes the whole plan (one row per action), and this is the size it writes in about a second on
+ * PGlite while other calls go on (bench/big-plan.ts), ~13 MB of rows and indexes; it is 40 times
+ * the largest built-in (intensive plans at most 1,238) and 137 actions every day of the longest
+ * (365-day) warming, far beyond anything that reads as one person's activity. 365 days × 8 kinds × 1,000 (2.9 million rows) took 36 s
+ * and 1.6 GB and stalled the server.
+ */
+export const MAX_PLANNED_ACTIONS = 50_000;
 
 /** A count as written: an exact number, or "min-max" (both ends included). */
 export type Count = number | string;
@@ -123,6 +133,12 @@ export function parseScenario(obj: unknown, source: string): Scenario {
     });
     if (totalOk) coverage(ranges, totalDays as number, bad);
   }
+  if (problems.length === 0) {
+    const most = (days as ScenarioDay[]).reduce((n, d) => n + (d.to - d.from + 1) * mostPerDay(d), 0);
+    if (most > MAX_PLANNED_ACTIONS) {
+      bad("days", `the plan may hold up to ${most} actions (every day's largest counts added up), more than the limit of ${MAX_PLANNED_ACTIONS} per task; lower the counts or the number of days`);
+    }
+  }
 
   if (problems.length > 0) throw new ScenarioError(problems);
   return {
@@ -133,6 +149,13 @@ export function parseScenario(obj: unknown, source: string): Scenario {
     days: (days as ScenarioDay[]).slice().sort((a, b) => a.from - b.from),
     source,
   };
+}
+
+/** The most actions a day of this entry may plan: every count at the upper end of its range. */
+export function mostPerDay(entry: ScenarioDay): number {
+  let n = 0;
+  for (const c of Object.values(entry.actions)) n += countRange(c as Count)?.max ?? 0;
+  return n;
 }
 
 // The entry (undefined when it has problems) and its day range (undefined when `days` itself is bad).
@@ -450,6 +473,6 @@ export function parseFile(text: string, path: string): unknown {
 export function getScenario(scenarios: ReadonlyMap<string, Scenario>, id: string | undefined): Scenario {
   const key = id || DEFAULT_SCENARIO_ID;
   const s = scenarios.get(key);
-  if (!s) throw new AppError("INVALID_ARGUMENT", `scenario_id ${JSON.stringify(key)} is unknown; use one of ${[...scenarios.keys()].join(", ")} (or leave it empty for ${DEFAULT_SCENARIO_ID})`);
+  if (!s) throw new AppError("INVALID_ARGUMENT", `scenario_id ${quote(key)} is unknown; use one of ${[...scenarios.keys()].join(", ")} (or leave it empty for ${DEFAULT_SCENARIO_ID})`);
   return s;
 }

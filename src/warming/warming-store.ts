@@ -1,4 +1,5 @@
 import type { Queryable } from "../store/db.ts";
+import { ACTION_KINDS } from "../platforms/driver.ts";
 import type { PlannedAction } from "./planner.ts";
 
 /**
@@ -82,26 +83,52 @@ const TASK_COLUMNS = `id, account_id, platform, scenario_id, duration_days, stat
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
-/** Inserts a PENDING task and its whole plan (one statement per table, whatever the plan's size). */
+/**
+ * Inserts a PENDING task of `totalActions` planned actions, the first due at `firstAt` (null: none);
+ * insertActions then writes the plan.
+ */
 export async function insertTask(
   q: Queryable,
   t: Pick<TaskRow, "id" | "account_id" | "platform" | "scenario_id" | "duration_days" | "total_days" | "day1_at" | "started_at">,
-  plan: readonly PlannedAction[],
+  totalActions: number,
+  firstAt: Date | null,
 ): Promise<TaskRow> {
   const r = await q.query<TaskRow>(
     `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_action_at, started_at)
      VALUES ($1, $2, $3, $4, $5, ${TaskStatus.PENDING}, $6, $7, $8::timestamptz, $9::timestamptz, $10::timestamptz) RETURNING ${TASK_COLUMNS}`,
-    [t.id, t.account_id, t.platform, t.scenario_id, t.duration_days, t.total_days, plan.length, t.day1_at, plan[0]?.at ?? null, t.started_at],
+    [t.id, t.account_id, t.platform, t.scenario_id, t.duration_days, t.total_days, totalActions, t.day1_at, firstAt, t.started_at],
   );
-  if (plan.length > 0) {
-    await q.query(
-      `INSERT INTO warming_actions (task_id, seq, day, kind, due_at, key)
-       SELECT $1, seq, day, kind, due_at, key FROM unnest($2::int[], $3::int[], $4::text[], $5::timestamptz[], $6::text[]) AS p(seq, day, kind, due_at, key)`,
-      [t.id, plan.map((a) => a.seq), plan.map((a) => a.day), plan.map((a) => a.kind), plan.map((a) => a.at), plan.map((a) => a.key)],
-    );
-  }
   return r.rows[0];
 }
+
+/**
+ * Writes a batch of a task's planned actions: consecutive seqs, each keyed `${taskId}:${seq}` (the
+ * planner's key with the task id as seed). Sent compact, as integers (the seq of the first, kinds
+ * as indexes, due times as ms after the first), and the keys built by the database: text and
+ * timestamp arrays cost PGlite three times as much to take in.
+ */
+export async function insertActions(q: Queryable, taskId: string, actions: readonly PlannedAction[]): Promise<void> {
+  if (actions.length === 0) return;
+  const first = actions[0];
+  const kinds: number[] = new Array(actions.length);
+  const days: number[] = new Array(actions.length);
+  const offsets: number[] = new Array(actions.length);
+  for (let i = 0; i < actions.length; i++) {
+    const a = actions[i];
+    if (a.seq !== first.seq + i || a.key !== `${taskId}:${a.seq}`) throw new Error(`insertActions: action ${i} (seq ${a.seq}, key ${a.key}) breaks the batch's seq ${first.seq + i} or key ${taskId}:${first.seq + i}`);
+    kinds[i] = KIND_INDEX.get(a.kind)!;
+    days[i] = a.day;
+    offsets[i] = a.at.getTime() - first.at.getTime();
+  }
+  await q.query(
+    `INSERT INTO warming_actions (task_id, seq, day, kind, due_at, key)
+     SELECT $1, $2::int + p.o::int - 1, p.day, ($3::text[])[p.k], $4::timestamptz + p.ms * interval '1 millisecond', $1 || ':' || ($2::int + p.o::int - 1)
+     FROM unnest($5::int[], $6::int[], $7::int8[]) WITH ORDINALITY AS p(day, k, ms, o)`,
+    [taskId, first.seq, ACTION_KINDS, first.at, days, kinds, offsets],
+  );
+}
+
+const KIND_INDEX = new Map<string, number>(ACTION_KINDS.map((k, i) => [k, i + 1]));
 
 /** Removes a task that never started (its account could not be marked WARMING). */
 export async function deleteTask(q: Queryable, id: string): Promise<void> {

@@ -22,7 +22,8 @@ import { fakePlatform } from "./fake-peers.ts";
 import { localAccountsPeer } from "./peers.ts";
 import { planTask } from "./planner.ts";
 import type { PlannedAction } from "./planner.ts";
-import { builtinScenarios, parseScenario } from "./scenario.ts";
+import { MAX_PLANNED_ACTIONS, builtinScenarios, parseScenario } from "./scenario.ts";
+import { ACTION_KINDS } from "../platforms/driver.ts";
 import type { Scenario } from "./scenario.ts";
 import { createWarming } from "./warming.ts";
 import type { Warming, WarmingOptions } from "./warming.ts";
@@ -47,7 +48,14 @@ const tiny = parseScenario(
 );
 /** One day, 5 actions in an all-day window. */
 const five = parseScenario({ id: "five", totalDays: 1, days: [{ days: "1", window: { startHour: 0, endHour: 24 }, actions: { view_profile: 3, like_post: 2 } }] }, "test");
-const scenarios = new Map<string, Scenario>([...builtinScenarios(), ["tiny", tiny], ["five", five]]);
+/** The largest plan a task may have: 250 days × 200 fixed actions = MAX_PLANNED_ACTIONS. */
+const biggest = parseScenario(
+  { id: "biggest", totalDays: 250, days: [{ days: "1-250", window: { startHour: 0, endHour: 24 }, actions: Object.fromEntries(ACTION_KINDS.map((k) => [k, MAX_PLANNED_ACTIONS / 250 / 8])) }] },
+  "test",
+);
+/** Within the limit over its own 10 days (20,000), past it when duration_days stretches it. */
+const dense = parseScenario({ id: "dense", totalDays: 10, days: [{ days: "1-10", window: { startHour: 0, endHour: 24 }, actions: { view_profile: 1000, like_post: "0-1000" } }] }, "test");
+const scenarios = new Map<string, Scenario>([...builtinScenarios(), ["tiny", tiny], ["five", five], ["biggest", biggest], ["dense", dense]]);
 
 
 /** Polls until fn() is truthy (test-side only). */
@@ -160,6 +168,57 @@ for (const kind of STORE_KINDS) {
       assert.deepEqual((await w.getTask(short.id)).id, short.id);
       await rejectsWith(w.getTask("0123456789abcdef01234567"), "NOT_FOUND");
       await rejectsWith(w.pauseTask("x", "t"), "INVALID_ARGUMENT", /task_id/);
+    });
+
+    test("the largest plan (MAX_PLANNED_ACTIONS) is written whole, row for row as planned, in batches that let other queries through", async () => {
+      const clock = fakeClock(START);
+      const w = await warming(clock, { runWorker: false });
+      const acc = await account("biggest");
+      // A prober: one small query after another, noting when each finished. One statement (or one
+      // transaction) for the whole plan held PGlite, and with it every other call, until it ended.
+      let done = false;
+      const finished: number[] = [];
+      const probe = (async () => {
+        while (!done) {
+          await db.query("SELECT 1");
+          finished.push(performance.now());
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+      const t0 = performance.now();
+      const task = await w.startTask({ accountId: acc, scenarioId: "biggest", durationDays: 0 }, "t");
+      const t1 = performance.now();
+      done = true;
+      await probe;
+      let gap = 0;
+      let last = t0;
+      for (const t of finished.filter((x) => x > t0 && x <= t1)) [gap, last] = [Math.max(gap, t - last), t];
+      gap = Math.max(gap, t1 - last);
+      assert.ok(gap < (t1 - t0) / 4, `other queries waited ${gap.toFixed(0)} ms at once during a ${(t1 - t0).toFixed(0)} ms StartWarming`);
+
+      assert.equal(task.status, WarmingStatus.RUNNING);
+      const rows = (await db.query<{ seq: number; day: number; kind: string; due_at: Date; key: string }>("SELECT seq, day, kind, due_at, key FROM warming_actions WHERE task_id = $1 ORDER BY seq", [task.id])).rows;
+      assert.equal(rows.length, MAX_PLANNED_ACTIONS);
+      assert.deepEqual(rows, planOf(task, biggest).map((a) => ({ seq: a.seq, day: a.day, kind: a.kind, due_at: a.at, key: a.key })));
+      const [t] = (await db.query<{ total_actions: number; next_action_at: Date }>("SELECT total_actions, next_action_at FROM warming_tasks WHERE id = $1", [task.id])).rows;
+      assert.equal(t.total_actions, MAX_PLANNED_ACTIONS);
+      assert.deepEqual(t.next_action_at, rows[0].due_at);
+    });
+
+    test("duration_days that would stretch a plan past MAX_PLANNED_ACTIONS is refused, naming the limit and the longest that fits", async () => {
+      const clock = fakeClock(START);
+      const w = await warming(clock, { runWorker: false });
+      const acc = await account("dense");
+      await rejectsWith(
+        w.startTask({ accountId: acc, scenarioId: "dense", durationDays: 365 }, "t"),
+        "INVALID_ARGUMENT",
+        new RegExp(`^duration_days 365 would give scenario dense up to 730000 planned actions, more than the limit of ${MAX_PLANNED_ACTIONS} per task; use at most 25 days$`),
+      );
+      assert.equal((await db.query("SELECT 1 FROM warming_tasks WHERE account_id = $1", [acc])).rows.length, 0, "nothing was written");
+      assert.equal(await accountStatus(acc), AccountStatus.ACTIVE);
+      // Its own 10 days fit.
+      const task = await w.startTask({ accountId: acc, scenarioId: "dense", durationDays: 0 }, "t");
+      assert.equal(task.status, WarmingStatus.RUNNING);
     });
 
     test("a time-scaled scenario runs to COMPLETED: counts and progress match the plan, each action once and in order", async () => {

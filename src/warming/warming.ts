@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
@@ -16,15 +16,16 @@ import {
 import type { WarmingEvent, WarmingScenario, WarmingStatistics, WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import { checkId } from "../accounts/accounts.ts";
 import { PLATFORMS, isPlatform } from "../domain.ts";
-import { AppError, invalidArgument, notFound } from "../errors.ts";
+import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import type { Db, Queryable } from "../store/db.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
 import type { Clock } from "./clock.ts";
 import { createEventHub } from "./events.ts";
 import type { EventHubOptions } from "./events.ts";
 import type { WarmingPeers } from "./peers.ts";
-import { planDays, planTask } from "./planner.ts";
-import { DEFAULT_SCENARIO_ID, MAX_DAYS } from "./scenario.ts";
+import { mostPlannedActions, planActions, planDays, plannedCount } from "./planner.ts";
+import type { PlannedAction } from "./planner.ts";
+import { DEFAULT_SCENARIO_ID, MAX_DAYS, MAX_PLANNED_ACTIONS } from "./scenario.ts";
 import type { Scenario } from "./scenario.ts";
 import * as store from "./warming-store.ts";
 import type { EndedTask, EventRow, TaskRow, TaskUpdate } from "./warming-store.ts";
@@ -37,14 +38,15 @@ import type { WorkerOptions } from "./worker.ts";
  * over the store, plus the worker that runs the plans. Transport-free.
  *
  * The plan is materialized. StartWarming writes every planned action as a warming_actions row
- * (one INSERT … SELECT unnest: ~300 rows for basic, ~1,500 for intensive) rather than re-planning
+ * (INSERT … SELECT unnest in batches of 500: ~300 rows for basic, ~1,200 for intensive, at most
+ * MAX_PLANNED_ACTIONS, 50,000) rather than re-planning
  * lazily, because: (1) claiming needs rows to lock (FOR UPDATE SKIP LOCKED shares work between
  * workers at action granularity); (2) the key's UNIQUE constraint is what makes recording
  * exactly-once enforceable by the database; (3) a running task must not change under an operator
  * who edits or removes its scenario file, or under a planner change in a new release: the stored
  * plan is the contract for that task's keys; (4) statistics per action type and per day are
- * plain SQL over the rows. The price is storage (one ~100-byte row per action), which
- * warming_actions pays once per task.
+ * plain SQL over the rows. The price is storage (one ~100-byte row per action, ~13 MB with its
+ * indexes for the largest plan), which warming_actions pays once per task.
  *
  * Account status. StartWarming needs ACTIVE and makes it WARMING (AccountService.UpdateStatus).
  * When the task ends — COMPLETED, STOPPED, or FAILED for any reason, including too many failures
@@ -91,6 +93,8 @@ export type StatisticsRequest = { accountId: string; taskId: string; platform: s
 
 const DAY_MS = 86_400_000;
 const EVENT_PRUNE_BATCH = 5000;
+/** Planned actions written per statement by StartWarming (bench/big-plan.ts measures the choice). */
+const PLAN_BATCH = 500;
 
 /** Creates the warming domain; start() runs the event hub and the worker, stop() drains them. */
 export function createWarming(deps: WarmingDeps) {
@@ -124,7 +128,7 @@ export function createWarming(deps: WarmingDeps) {
   function scenarioFor(id: string): Scenario {
     const key = id || DEFAULT_SCENARIO_ID;
     const s = scenarios.get(key);
-    if (!s) throw new AppError("NOT_FOUND", `scenario ${JSON.stringify(key)} not found; use one of ${[...scenarios.keys()].join(", ")} (or leave scenario_id empty for ${DEFAULT_SCENARIO_ID})`);
+    if (!s) throw new AppError("NOT_FOUND", `scenario ${quote(key)} not found; use one of ${[...scenarios.keys()].join(", ")} (or leave scenario_id empty for ${DEFAULT_SCENARIO_ID})`);
     return s;
   }
 
@@ -140,6 +144,26 @@ export function createWarming(deps: WarmingDeps) {
     const t = await store.getTask(db, id);
     if (!t) throw notFound("warming task", id);
     return t;
+  }
+
+  /**
+   * Writes a PENDING task's plan in batches of PLAN_BATCH rows, each its own statement, letting
+   * other work run between them: PGlite runs one statement at a time (a transaction holds it whole)
+   * and blocks the event loop while it runs, so one statement or one transaction for a large plan
+   * would stall every other call. The task stays PENDING, never claimed, until the plan is whole;
+   * a start that dies halfway is settled by upkeep (the account never became WARMING: FAILED).
+   */
+  async function writePlan(taskId: string, first: PlannedAction, rest: Iterator<PlannedAction>): Promise<void> {
+    let batch: PlannedAction[] = [first];
+    for (let next = rest.next(); ; next = rest.next()) {
+      if (!next.done) batch.push(next.value);
+      if (batch.length === PLAN_BATCH || (next.done && batch.length > 0)) {
+        await store.insertActions(db, taskId, batch);
+        batch = [];
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      if (next.done) return;
+    }
   }
 
   /** Moves the account of an ended task back from WARMING (only if it is still WARMING), then marks it released. */
@@ -331,6 +355,15 @@ export function createWarming(deps: WarmingDeps) {
       if (!Number.isInteger(req.durationDays) || req.durationDays < 0 || req.durationDays > MAX_DAYS) {
         throw invalidArgument("duration_days", `must be 0 (the scenario's ${scenario.totalDays} days) or 1 to ${MAX_DAYS}, got ${req.durationDays}`);
       }
+      const most = mostPlannedActions(scenario, req.durationDays);
+      if (most > MAX_PLANNED_ACTIONS) {
+        let fits = req.durationDays - 1;
+        while (fits > 0 && mostPlannedActions(scenario, fits) > MAX_PLANNED_ACTIONS) fits--;
+        throw invalidArgument(
+          "duration_days",
+          `${req.durationDays} would give scenario ${scenario.id} up to ${most} planned actions, more than the limit of ${MAX_PLANNED_ACTIONS} per task; ${fits > 0 ? `use at most ${fits} days` : "no duration fits"}`,
+        );
+      }
       const existing = await store.openTaskOf(db, req.accountId);
       if (existing) throw new AppError("ALREADY_EXISTS", `account ${req.accountId} already has an unfinished warming task ${existing.id} (${statusName(existing.status)}); stop it first or wait for it to end`);
       let account;
@@ -343,24 +376,27 @@ export function createWarming(deps: WarmingDeps) {
       if (account.status !== AccountStatus.ACTIVE) {
         throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is ACCOUNT_STATUS_${AccountStatus[account.status]}; warming needs ACCOUNT_STATUS_ACTIVE`);
       }
-      if (!isPlatform(account.platform)) throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is on ${JSON.stringify(account.platform)}, not one of ${PLATFORMS.join(", ")}`);
+      if (!isPlatform(account.platform)) throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} is on ${quote(account.platform)}, not one of ${PLATFORMS.join(", ")}`);
 
       const id = newId();
       const startAt = now();
       const planOpts = { durationDays: req.durationDays, startAt, seed: id };
-      const plan = planTask(scenario, planOpts);
       const days = planDays(scenario, planOpts);
+      const total = plannedCount(days);
+      const actions = planActions(scenario, planOpts, days);
+      const first = actions.next();
       const day1 = new Date(Math.floor(days[0].windowStart.getTime() / DAY_MS) * DAY_MS);
       try {
-        await db.transaction((tx) =>
-          store.insertTask(
-            tx,
-            { id, account_id: req.accountId, platform: account.platform, scenario_id: scenario.id, duration_days: req.durationDays, total_days: days.length, day1_at: day1, started_at: startAt },
-            plan,
-          ),
-        );
+        const task = { id, account_id: req.accountId, platform: account.platform, scenario_id: scenario.id, duration_days: req.durationDays, total_days: days.length, day1_at: day1, started_at: startAt };
+        await store.insertTask(db, task, total, first.done ? null : first.value.at);
       } catch (err) {
         if (sqlState(err) === PgError.uniqueViolation) throw new AppError("ALREADY_EXISTS", `account ${req.accountId} already has an unfinished warming task; stop it first or wait for it to end`);
+        throw err;
+      }
+      try {
+        if (!first.done) await writePlan(id, first.value, actions);
+      } catch (err) {
+        await store.deleteTask(db, id).catch((e) => log.warn({ task_id: id, err: String(e) }, "could not remove a task whose plan was not written; upkeep settles it"));
         throw err;
       }
       try {
@@ -370,7 +406,7 @@ export function createWarming(deps: WarmingDeps) {
         if (codeOf(err) === "FAILED_PRECONDITION") throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} cannot become WARMING: ${messageOf(err)}`);
         throw peerError(err, "marking the account WARMING failed");
       }
-      const row = await transition(id, `started (scenario ${scenario.id}, ${plan.length} actions over ${days.length} days)`, author, (t) =>
+      const row = await transition(id, `started (scenario ${scenario.id}, ${total} actions over ${days.length} days)`, author, (t) =>
         // Stopped while starting: the account became WARMING after the stop's release looked; release again.
         t.status === TaskStatus.PENDING ? runningUpdate(t) : t.account_released ? { account_released: false } : undefined,
       );
@@ -424,9 +460,9 @@ export function createWarming(deps: WarmingDeps) {
     async statistics(req: StatisticsRequest): Promise<WarmingStatistics> {
       if (req.accountId) checkId(req.accountId, "account_id");
       if (req.taskId) checkId(req.taskId, "task_id");
-      if (req.platform && !isPlatform(req.platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${JSON.stringify(req.platform)}`);
-      const from = req.from ? timestampDate(req.from) : undefined;
-      const to = req.to ? timestampDate(req.to) : undefined;
+      if (req.platform && !isPlatform(req.platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${quote(req.platform)}`);
+      const from = req.from ? dateOf(req.from) : undefined;
+      const to = req.to ? dateOf(req.to) : undefined;
       if (from && to && from > to) throw invalidArgument("from", `must not be after to (${from.toISOString()} > ${to.toISOString()})`);
       const rows = await store.statistics(db, { accountId: req.accountId, taskId: req.taskId, platform: req.platform, from, to });
       let completed = 0;
@@ -464,11 +500,11 @@ export function createWarming(deps: WarmingDeps) {
     async *events(req: EventsRequest, signal?: AbortSignal): AsyncGenerator<WarmingEvent> {
       if (req.taskId) await mustGet(req.taskId);
       for (const t of req.eventTypes) {
-        if (!(EVENT_TYPES as readonly string[]).includes(t)) throw invalidArgument("event_types", `holds ${JSON.stringify(t)}; use ${EVENT_TYPES.join(", ")} (or none for all)`);
+        if (!(EVENT_TYPES as readonly string[]).includes(t)) throw invalidArgument("event_types", `holds ${quote(t)}; use ${EVENT_TYPES.join(", ")} (or none for all)`);
       }
       let afterId: number | undefined;
       if (req.afterEventId) {
-        if (!/^\d{1,18}$/.test(req.afterEventId)) throw invalidArgument("after_event_id", `must be an event_id received earlier (digits), got ${JSON.stringify(req.afterEventId.slice(0, 40))}`);
+        if (!/^\d{1,18}$/.test(req.afterEventId)) throw invalidArgument("after_event_id", `must be an event_id received earlier (digits), got ${quote(req.afterEventId)}`);
         afterId = Number(req.afterEventId);
       }
       for await (const e of hub.subscribe({ taskId: req.taskId || undefined, types: req.eventTypes, afterId }, signal)) yield toEvent(e);
@@ -506,6 +542,15 @@ export function createWarming(deps: WarmingDeps) {
 
 /** The warming domain's API. */
 export type Warming = ReturnType<typeof createWarming>;
+
+/**
+ * A request Timestamp (range-checked by the transport: years 1-9999) as a Date, its nanos rounded
+ * down to the millisecond: timestampDate rounds up, which turns 9999-12-31T23:59:59.999999999Z
+ * into year 10000, a time PostgreSQL refuses.
+ */
+function dateOf(t: Timestamp): Date {
+  return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1_000_000));
+}
 
 function definedOnly(o: WarmingOptions): Partial<WorkerOptions> {
   const out: Partial<WorkerOptions> = {};

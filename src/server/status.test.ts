@@ -1,0 +1,64 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { pino } from "pino";
+import { AccountService } from "../gen/conveer/v1/account_pb.js";
+import { OPEN_PRINCIPAL } from "../auth/tokens.ts";
+import type { Authenticator } from "../auth/tokens.ts";
+import { AppError } from "../errors.ts";
+import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "./grpc-server.ts";
+import { createMetrics } from "./metrics.ts";
+import type { ServiceBinding } from "./service-binding.ts";
+import { MAX_STATUS_MESSAGE_BYTES, capMessage, toStatus } from "./status.ts";
+import { codeName, rawClient, rawUnary } from "../../test/support/grpc.ts";
+
+test("capMessage keeps a message up to the cap and cuts a longer one on a character boundary, saying so", () => {
+  const fits = "a".repeat(MAX_STATUS_MESSAGE_BYTES);
+  assert.equal(capMessage(fits), fits);
+  const cut = capMessage("b".repeat(MAX_STATUS_MESSAGE_BYTES + 1));
+  assert.ok(Buffer.byteLength(cut) <= MAX_STATUS_MESSAGE_BYTES);
+  assert.match(cut, /^b+… \(message truncated\)$/);
+  const cyrillic = capMessage("ж".repeat(10_000)); // 2 bytes each
+  assert.ok(Buffer.byteLength(cyrillic) <= MAX_STATUS_MESSAGE_BYTES);
+  assert.match(cyrillic, /^ж+… \(message truncated\)$/);
+  assert.equal(toStatus(new AppError("NOT_FOUND", "x".repeat(5000))).message, capMessage("x".repeat(5000)));
+});
+
+// A handler whose error message is huge (a bug elsewhere, or a peer's long answer): the client must
+// still get the error's code with a bounded message, never RST_STREAM (INTERNAL "Protocol error").
+let server: grpc.Server;
+let client: grpc.Client;
+before(async () => {
+  const auth: Authenticator = { authenticate: async () => OPEN_PRINCIPAL, authorize: () => {} };
+  const binding = {
+    service: AccountService,
+    scopes: Object.fromEntries(AccountService.methods.map((m) => [m.localName, "accounts:read"])),
+    impl: {
+      getAccount: () => {
+        throw new AppError("FAILED_PRECONDITION", `huge: ${"x".repeat(1024 * 1024)}`);
+      },
+      listAccounts: () => {
+        throw new AppError("NOT_FOUND", `огромное: ${"ж".repeat(100_000)}`);
+      },
+    },
+  } as unknown as ServiceBinding;
+  server = new grpc.Server(GRPC_SERVER_OPTIONS);
+  const { definition, handlers } = grpcServiceOf(binding, { log: pino({ level: "silent" }), auth, metrics: createMetrics(), shutdown: new AbortController().signal });
+  server.addService(definition, handlers);
+  const port = await new Promise<number>((res, rej) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  client = rawClient(`127.0.0.1:${port}`);
+});
+after(async () => {
+  client.close();
+  await new Promise<void>((r) => server.tryShutdown(() => r()));
+});
+
+test("an error with a 1 MB message reaches a gRPC client with its code and a capped message", async () => {
+  const r = await rawUnary(client, "/conveer.AccountService/GetAccount", Buffer.alloc(0));
+  assert.equal(codeName(r.code), "FAILED_PRECONDITION", r.details.slice(0, 200));
+  assert.ok(Buffer.byteLength(r.details) <= MAX_STATUS_MESSAGE_BYTES, `${Buffer.byteLength(r.details)} bytes`);
+  assert.match(r.details, /^huge: x+… \(message truncated\)$/);
+  const c = await rawUnary(client, "/conveer.AccountService/ListAccounts", Buffer.alloc(0));
+  assert.equal(codeName(c.code), "NOT_FOUND", c.details.slice(0, 200));
+  assert.match(c.details, /^огромное: ж+… \(message truncated\)$/);
+});
