@@ -147,8 +147,6 @@ describe("proxy check target at start", () => {
     assert.match(String(await startError({ CONVEER_PROXY_CHECK_TARGETS: "example.com:80,[fe80::1]:80" })), /CONVEER_PROXY_CHECK_TARGETS: check target \[fe80::1\]:80 is a link-local address/);
     assert.equal(await startError({ CONVEER_PROXY_CHECK_TARGET: "127.0.0.1:5432", CONVEER_PROXY_ALLOW_PRIVATE: "true" }), undefined);
     assert.equal(await startError({ CONVEER_PROXY_CHECK_TARGET: "203.0.113.80:80" }), undefined);
-    assert.throws(() => loadConfig({ CONVEER_PROXY_ALLOW_PRIVATE: "yes" }), /CONVEER_PROXY_ALLOW_PRIVATE must be one of true, false/);
-    assert.throws(() => loadConfig({ CONVEER_PROXY_CHECK_TARGETS: "example.com" }), /CONVEER_PROXY_CHECK_TARGETS must be a comma-separated list of host:port/);
   });
 });
 
