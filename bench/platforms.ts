@@ -49,7 +49,7 @@ const kind = process.env.CONVEER_TEST_DATABASE_URL ? "postgres" : "pglite";
 // so a task's actions are all due within a second of its start.
 const scenarios = await mkdtemp(join(tmpdir(), "conveer-bench-scenarios-"));
 await writeFile(join(scenarios, "burst.json"), JSON.stringify({ id: "burst", totalDays: 1, days: [{ days: "1", window: { startHour: 0, endHour: 24 }, actions: { view_profile: WARMING_ACTIONS } }] }));
-const sys = await startTestSystem(kind, { env: { CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000", CONVEER_LOG_LEVEL: "silent", CONVEER_TIME_SCALE: "86400", CONVEER_SCENARIOS_DIR: scenarios } });
+const sys = await startTestSystem(kind, { env: { CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000", CONVEER_PROXY_ALLOW_PRIVATE: "true", CONVEER_LOG_LEVEL: "silent", CONVEER_TIME_SCALE: "86400", CONVEER_SCENARIOS_DIR: scenarios } });
 const proxy = await startHttpConnectProxy();
 try {
   await fetch(`${sys.app.sandboxUrl}/v1/admin/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ codeDelayMs: 0, latency: { minMs: 0, maxMs: 0 } }) });

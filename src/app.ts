@@ -19,6 +19,7 @@ import { accountService } from "./accounts/account-service.ts";
 import { createProxies } from "./proxies/proxies.ts";
 import { proxyService } from "./proxies/proxy-service.ts";
 import { createHealthChecker } from "./proxies/health-checker.ts";
+import { resolveProxyTargets } from "./proxies/address-policy.ts";
 import { anyTokens, createAuthenticator, systemPrincipal } from "./auth/tokens.ts";
 import { SERVICE_NAMES, SERVICE_PORTS, isLoopback, splitHostPort } from "./config/config.ts";
 import type { Config, ServiceName } from "./config/config.ts";
@@ -135,21 +136,6 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const accounts = createAccounts({ db, vault, newId });
     bindings.account = accountService(accounts);
 
-    const proxies = createProxies({
-      db,
-      vault,
-      newId,
-      accounts: peer<typeof AccountService>("account", "proxy-service"),
-      log,
-      options: {
-        leaseMs: config.proxy.leaseMs,
-        checkTarget: config.proxy.checkTarget,
-        checkTimeoutMs: config.proxy.checkTimeoutMs,
-        failureThreshold: config.proxy.failureThreshold,
-      },
-    });
-    bindings.proxy = proxyService(proxies);
-
     // The sandbox: the only platform and SMS provider Conveer ships. In-process unless
     // CONVEER_SANDBOX_URL names a standalone one (`conveer sandbox`), which replicas must share.
     const platformNames = PLATFORMS.filter((p) => services.includes(p));
@@ -160,6 +146,26 @@ export async function startApp(opts: AppOptions): Promise<App> {
       cleanups.push(() => sandbox.close());
       log.info({ url: sandboxUrl }, "sandbox platform started in-process");
     }
+
+    // The proxy address policy and check targets need the sandbox's address, known only now.
+    const proxyTargets = await resolveProxyTargets({ ...config.proxy, databaseUrl: config.databaseUrl, drivers: config.platforms.drivers, sandboxUrl });
+    log.info({ check_target: proxyTargets.checkTarget, allow_private: config.proxy.allowPrivate }, "proxy health checks target %s", proxyTargets.checkTarget);
+    const proxies = createProxies({
+      db,
+      vault,
+      newId,
+      accounts: peer<typeof AccountService>("account", "proxy-service"),
+      log,
+      options: {
+        leaseMs: config.proxy.leaseMs,
+        checkTarget: proxyTargets.checkTarget,
+        allowedTargets: proxyTargets.allowedTargets,
+        policy: proxyTargets.policy,
+        checkTimeoutMs: config.proxy.checkTimeoutMs,
+        failureThreshold: config.proxy.failureThreshold,
+      },
+    });
+    bindings.proxy = proxyService(proxies);
 
     if (services.includes("sms")) {
       const provider = createSandboxSmsProvider({ baseUrl: sandboxUrl });
@@ -259,7 +265,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     cleanups.push(async () => clearInterval(storeProbe));
 
     if (services.includes("proxy")) {
-      const checker = createHealthChecker({ db, proxies, log, intervalMs: config.proxy.checkIntervalMs, target: config.proxy.checkTarget });
+      const checker = createHealthChecker({ db, proxies, log, intervalMs: config.proxy.checkIntervalMs, target: proxyTargets.checkTarget });
       checker.start();
       cleanups.push(() => checker.stop());
     }

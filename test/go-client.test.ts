@@ -46,7 +46,7 @@ describe("the seed's Go client examples against the real server", { skip }, () =
     async () => {
       // Always rebuild from the current .proto files (fast when cached; installs packages only if missing).
       await run("bash", [SETUP], { maxBuffer: 16 << 20 });
-      sys = await startTestSystem("pglite", { env: { CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000" } });
+      sys = await startTestSystem("pglite", { env: { CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000", CONVEER_PROXY_ALLOW_PRIVATE: "true" } });
       accountId = (await sys.accounts.createAccount({ platform: "vk", login: "go-seed-user", password: "s3cret-pw", phone: "+79990001122" })).id;
       busyAccountId = (await sys.accounts.createAccount({ platform: "vk", login: "go-seed-second", password: "other-pw" })).id;
       const added = await sys.proxies.addProxies({ proxies: [{ url: "http://user:pass@127.0.0.1:3128", country: "RU" }] });

@@ -34,7 +34,8 @@ describe("conveer start (child process, embedded store)", () => {
   });
 
   test("comes up on the configured ports; SIGTERM drains an in-flight call, then exits 0 within 5 s, logging \"stopped\"", async () => {
-    const { env, ports, http } = await systemEnv(dataDir);
+    // The hanging proxy is local, and the slow call names a local check target.
+    const { env, ports, http } = await systemEnv(dataDir, { CONVEER_PROXY_ALLOW_PRIVATE: "true", CONVEER_PROXY_CHECK_TARGETS: "127.0.0.1:9" });
     const cli = runCli(["start"], env);
     children.push(cli);
     await waitHealthy(cli, http);

@@ -69,6 +69,8 @@ for (const kind of STORE_KINDS) {
           CONVEER_PLATFORM_DRIVERS: "max=none",
           CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
           CONVEER_PROXY_CHECK_TARGET: `${echo.host}:${echo.port}`,
+          // The proxies (and the echo target) are local.
+          CONVEER_PROXY_ALLOW_PRIVATE: "true",
         },
       });
       // Proxies added from now on are not due for a health check for a day: the tunnels the
@@ -354,6 +356,7 @@ for (const kind of STORE_KINDS) {
         CONVEER_REGISTRATION_LEASE_MS: "1500",
         CONVEER_REGISTRATION_CODE_TIMEOUT_S: "120",
         CONVEER_PROXY_CHECK_TARGET: `127.0.0.1:${sandboxPort}`,
+        CONVEER_PROXY_ALLOW_PRIVATE: "true",
         ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
       });
       const client = <S extends Parameters<typeof remoteClient>[0]>(s: S, name: ServiceName) => remoteClient(s, { addr: addr(name), sessions });

@@ -61,6 +61,8 @@ async function spawnReplica(name: string, databaseUrl: string, dataDir: string):
     // The pool's proxies are made-up addresses: keep the background checker from taking them out of rotation.
     CONVEER_PROXY_CHECK_INTERVAL_MS: "86400000",
     CONVEER_PROXY_FAILURE_THRESHOLD: "100",
+    // ... on loopback ports, which the proxy address policy allows only when told to.
+    CONVEER_PROXY_ALLOW_PRIVATE: "true",
   });
   const cli = runCli(["start", "--services", "account,proxy"], env);
   return {

@@ -15,7 +15,7 @@ const run = promisify(execFile);
 
 test("a registered account warms through the real platform service to COMPLETED, time-scaled; the CLI reads the statistics", async () => {
   // A scenario day per 1.5 real seconds.
-  const sys = await startTestSystem("pglite", { env: { CONVEER_TIME_SCALE: "57600", CONVEER_SCENARIOS_DIR: `${root}scenarios`, CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000" } });
+  const sys = await startTestSystem("pglite", { env: { CONVEER_TIME_SCALE: "57600", CONVEER_SCENARIOS_DIR: `${root}scenarios`, CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000", CONVEER_PROXY_ALLOW_PRIVATE: "true" } });
   const proxy = await startHttpConnectProxy({ username: "w", password: "w" });
   try {
     await sys.proxies.addProxies({ proxies: [{ url: `http://w:w@127.0.0.1:${proxy.port}` }] });

@@ -85,7 +85,7 @@ describe("conveer accounts import / proxies import against a running system", ()
   let dir: string;
   let env: Record<string, string>;
   before(async () => {
-    sys = await startTestSystem("pglite", { services: ["account", "proxy"] });
+    sys = await startTestSystem("pglite", { services: ["account", "proxy"], env: { CONVEER_PROXY_ALLOW_PRIVATE: "true" } });
     dir = await mkdtemp(join(tmpdir(), "conveer-cli-"));
     env = { CONVEER_DATA_DIR: join(dir, "data"), ACCOUNT_SERVICE_GRPC_ADDR: sys.addr("account"), PROXY_SERVICE_GRPC_ADDR: sys.addr("proxy") };
   });

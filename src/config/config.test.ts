@@ -19,3 +19,13 @@ test("warming worker settings: defaults, overrides, and refusals that name the v
   assert.throws(() => loadConfig({ CONVEER_WARMING_BATCH_SIZE: "0" }), /CONVEER_WARMING_BATCH_SIZE must be an integer between 1 and 1000, got "0"/);
   assert.throws(() => loadConfig({ CONVEER_WARMING_LEASE_MS: "10" }), /CONVEER_WARMING_LEASE_MS must be an integer between 500/);
 });
+
+test("proxy address policy settings: off by default, strict values, targets as a host:port list", () => {
+  const d = loadConfig({}).proxy;
+  assert.deepEqual([d.allowPrivate, d.checkTarget, d.checkTargets], [false, "", []]);
+  const o = loadConfig({ CONVEER_PROXY_ALLOW_PRIVATE: "true", CONVEER_PROXY_CHECK_TARGET: "example.org:443", CONVEER_PROXY_CHECK_TARGETS: " a.example:80, [2001:db8::1]:8080 " }).proxy;
+  assert.deepEqual([o.allowPrivate, o.checkTarget, o.checkTargets], [true, "example.org:443", ["a.example:80", "[2001:db8::1]:8080"]]);
+  assert.throws(() => loadConfig({ CONVEER_PROXY_ALLOW_PRIVATE: "yes" }), /CONVEER_PROXY_ALLOW_PRIVATE must be one of true, false/);
+  assert.throws(() => loadConfig({ CONVEER_PROXY_CHECK_TARGETS: "example.com" }), /CONVEER_PROXY_CHECK_TARGETS must be a comma-separated list of host:port/);
+  assert.throws(() => loadConfig({ CONVEER_PROXY_CHECK_TARGETS: "example.com:0" }), /CONVEER_PROXY_CHECK_TARGETS/);
+});

@@ -72,7 +72,12 @@ export type Config = Readonly<{
     addr: string;
   }>;
   proxy: Readonly<{
+    /** CONVEER_PROXY_CHECK_TARGET; "": chosen at start (the sandbox's address, or example.com:80). */
     checkTarget: string;
+    /** CONVEER_PROXY_CHECK_TARGETS: further targets CheckHealth may name. */
+    checkTargets: readonly string[];
+    /** CONVEER_PROXY_ALLOW_PRIVATE=true: proxies and check targets may be loopback, private or link-local (the proxy address policy). */
+    allowPrivate: boolean;
     checkIntervalMs: number;
     checkTimeoutMs: number;
     failureThreshold: number;
@@ -137,7 +142,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       addr: hostPort(env, "CONVEER_SANDBOX_ADDR", "127.0.0.1:0"),
     }),
     proxy: Object.freeze({
-      checkTarget: hostPort(env, "CONVEER_PROXY_CHECK_TARGET", "example.com:80"),
+      checkTarget: env.CONVEER_PROXY_CHECK_TARGET ? hostPort(env, "CONVEER_PROXY_CHECK_TARGET", "example.com:80") : "",
+      checkTargets: Object.freeze(hostPortList(env, "CONVEER_PROXY_CHECK_TARGETS", "example.com:80,127.0.0.1:8090")),
+      allowPrivate: oneOf(env, "CONVEER_PROXY_ALLOW_PRIVATE", ["true", "false"], "false") === "true",
       checkIntervalMs: int(env, "CONVEER_PROXY_CHECK_INTERVAL_MS", 60_000, 100, 86_400_000),
       checkTimeoutMs: int(env, "CONVEER_PROXY_CHECK_TIMEOUT_MS", 5_000, 50, 120_000),
       failureThreshold: int(env, "CONVEER_PROXY_FAILURE_THRESHOLD", 3, 1, 100),
@@ -166,6 +173,15 @@ function hostPort(env: NodeJS.ProcessEnv, key: string, def: string): string {
     throw new ConfigError(`${key} must be host:port (e.g. ${def}), got ${JSON.stringify(v)}`);
   }
   return v;
+}
+
+function hostPortList(env: NodeJS.ProcessEnv, key: string, example: string): string[] {
+  const items = (env[key] ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const v of items) {
+    const m = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(v);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`${key} must be a comma-separated list of host:port (e.g. ${example}), got ${JSON.stringify(v)}`);
+  }
+  return items;
 }
 
 const PLATFORM_NAMES = ["vk", "telegram", "mail", "max"];

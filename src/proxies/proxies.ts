@@ -12,6 +12,8 @@ import type { Db, Queryable } from "../store/db.ts";
 import { isId } from "../store/ids.ts";
 import { PgError, isRetryable, sqlState } from "../store/pg-errors.ts";
 import type { Vault } from "../vault/vault.ts";
+import { checkEndpoint, dialGuard, endpointKey, parseEndpoint, systemLookup } from "./address-policy.ts";
+import type { AddressPolicy, LookupAll } from "./address-policy.ts";
 import { probeProxy } from "./proxy-dial.ts";
 import { parseProxyUrl } from "./proxy-url.ts";
 import * as store from "./proxy-store.ts";
@@ -20,11 +22,18 @@ import type { ProxyRow } from "./proxy-store.ts";
 /** What the proxy pool needs from AccountService (a direct call in one process, gRPC across). */
 export type AccountLookup = { getAccount(req: { accountId: string }): Promise<Account> };
 
-/** Settings of the pool. */
-export type ProxyPoolOptions = { leaseMs: number; checkTarget: string; checkTimeoutMs: number; failureThreshold: number };
+/** Settings of the pool: `checkTarget` is the default target, `allowedTargets` every one CheckHealth may name, `policy` the proxy address policy. */
+export type ProxyPoolOptions = {
+  leaseMs: number;
+  checkTarget: string;
+  allowedTargets: readonly string[];
+  policy: AddressPolicy;
+  checkTimeoutMs: number;
+  failureThreshold: number;
+};
 
-/** Dependencies of the proxy pool. */
-export type ProxiesDeps = { db: Db; vault: Vault; newId: () => string; accounts: AccountLookup; log: Logger; options: ProxyPoolOptions };
+/** Dependencies of the proxy pool (`lookup` resolves proxy host names for the address policy; the system resolver by default). */
+export type ProxiesDeps = { db: Db; vault: Vault; newId: () => string; accounts: AccountLookup; log: Logger; options: ProxyPoolOptions; lookup?: LookupAll };
 
 const COUNTRY = /^[A-Z]{2}$/;
 // Class id of the per-account advisory lock that serializes AllocateProxy calls for one account.
@@ -47,8 +56,45 @@ function checkCountry(field: string, value: string): string {
 }
 
 /** The proxy pool: allocation, release, rotation, health. Transport-free. */
-export function createProxies({ db, vault, newId, accounts, log, options }: ProxiesDeps) {
+export function createProxies({ db, vault, newId, accounts, log, options, lookup = systemLookup }: ProxiesDeps) {
   const aad = (id: string) => `proxy:${id}`;
+  const allowedTargets = new Set(options.allowedTargets.map((t) => endpointKey(parseEndpoint(t)!)));
+
+  /**
+   * The address policy's verdict on each item's proxy host, before the insert transaction opens:
+   * names are resolved (each distinct name once, a few at a time) and every address must pass.
+   * Items whose URL does not parse are left to the per-item validation.
+   */
+  async function policyRefusals(specs: ProxySpec[]): Promise<Map<number, AppError>> {
+    const out = new Map<number, AppError>();
+    if (options.policy.allowPrivate) return out;
+    const resolved = new Map<string, Promise<string[]>>();
+    const once: LookupAll = (host) => {
+      let p = resolved.get(host);
+      if (!p) resolved.set(host, (p = lookup(host)));
+      return p;
+    };
+    const queue = [...specs.entries()];
+    const worker = async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const [index, spec] = next;
+        let parsed: { host: string; port: number };
+        try {
+          parsed = parseProxyUrl(spec.url);
+        } catch {
+          continue;
+        }
+        try {
+          await checkEndpoint(options.policy, "proxy host", parsed, once);
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          out.set(index, new AppError(err.code, `proxies[${index}].url ${err.message}`));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    return out;
+  }
 
   async function toProxy(row: ProxyRow, extra: { expiresAt?: Date; note?: string; withPassword: boolean }): Promise<Proxy> {
     return create(ProxySchema, {
@@ -208,13 +254,18 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
       checkId(proxyId, "proxy_id");
       const t = target || options.checkTarget;
       // Checked before dialing, so a malformed target is the caller's error and never counts against the proxy's health.
-      const m = /^(\[[0-9A-Fa-f:.]+\]|[^:\s\x00-\x1f\x7f/@[\]]+):(\d{1,5})$/.exec(t);
-      if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535 || t.length > 261) {
-        throw invalidArgument("target", `must be host:port like example.com:80, got ${quote(t)}`);
+      const e = t.length > 261 ? undefined : parseEndpoint(t);
+      if (!e) throw invalidArgument("target", `must be host:port like example.com:80, got ${quote(t)}`);
+      // Only configured targets: an arbitrary one would make CheckHealth a port scanner of whatever the proxy can reach.
+      if (!allowedTargets.has(endpointKey(e))) {
+        throw invalidArgument(
+          "target",
+          `${quote(t)} is not an allowed check target; leave it empty for the default (${options.checkTarget}), name one of ${options.allowedTargets.join(", ")}, or add it to CONVEER_PROXY_CHECK_TARGETS`,
+        );
       }
       const row = await store.getProxy(db, proxyId);
       if (!row) throw notFound("proxy", proxyId);
-      return api.probe(row, { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) });
+      return api.probe(row, { host: e.host, port: e.port });
     },
 
     /** Probes one proxy and records the result (used by CheckHealth and the background checker). */
@@ -223,7 +274,8 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
       const res = await probeProxy(
         { protocol: row.protocol as "http" | "https" | "socks5", host: row.host, port: row.port, username: row.username, password },
         target,
-        { timeoutMs: options.checkTimeoutMs, signal },
+        // Checked again at dial time: a name may now resolve elsewhere, and rows added before the policy existed are refused here.
+        { timeoutMs: options.checkTimeoutMs, signal, refuseAddress: dialGuard(options.policy, { host: row.host, port: row.port }) },
       );
       const after = await store.recordHealth(db, row.id, res.ok, Math.round(res.latencyMs), res.error, options.failureThreshold);
       if (after && !after.healthy && row.healthy) {
@@ -246,6 +298,7 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
       if (specs.length === 0) throw invalidArgument("proxies", "must hold at least one item");
       if (specs.length > 1000) throw invalidArgument("proxies", `must hold at most 1000 items per call, got ${specs.length}`);
       const results: { index: number; proxyId: string; error: string }[] = [];
+      const refused = await policyRefusals(specs);
       await db.transaction(async (q) => {
         for (const [index, spec] of specs.entries()) {
           const prefix = `proxies[${index}]`;
@@ -257,6 +310,8 @@ export function createProxies({ db, vault, newId, accounts, log, options }: Prox
                 throw invalidArgument(`${prefix}.url`, (err as Error).message);
               }
             })();
+            const refusal = refused.get(index);
+            if (refusal) throw refusal;
             // Credentials the dialer could never send are refused now, not at the first health check.
             if (CONTROL.test(parsed.username)) throw invalidArgument(`${prefix}.url`, "username must not contain control characters");
             if (parsed.protocol === "socks5" && (Buffer.byteLength(parsed.username) > 255 || Buffer.byteLength(parsed.password) > 255)) {

@@ -8,6 +8,7 @@
  * Here one timer and one abort listener govern the whole dial and are always removed, and the
  * socket handed back holds any early tunnel bytes until the caller reads.
  */
+import dns from "node:dns";
 import net from "node:net";
 import tls from "node:tls";
 import { AppError } from "../errors.ts";
@@ -25,6 +26,12 @@ export type DialOptions = {
   signal?: AbortSignal;
   /** For "https" proxies: extra trusted CAs, SNI override, or (not advised) rejectUnauthorized: false. */
   tls?: Pick<tls.ConnectionOptions, "ca" | "rejectUnauthorized" | "servername">;
+  /**
+   * The proxy address policy: says why an address of the proxy is refused ("" to allow). Checked on an
+   * IP literal before connecting, and on every address a host name resolves to in the connect's own
+   * lookup (so a name re-pointed at an internal address after it was added is still refused).
+   */
+  refuseAddress?: (address: string) => string;
 };
 
 /** What went wrong, machine-readable; the message says it for operators. */
@@ -39,6 +46,7 @@ export type ProxyDialErrorKind =
   | "auth" // credentials missing, rejected, or no acceptable auth method
   | "target_unreachable" // the proxy is fine but could not connect to the target
   | "rejected" // the proxy refused to open this tunnel (policy, unsupported request)
+  | "forbidden" // the proxy's address is refused by the proxy address policy; nothing was dialed
   | "protocol"; // the proxy answered something that is not HTTP CONNECT / SOCKS5
 
 /** A failed dial: an AppError (INVALID_ARGUMENT, CANCELLED or UNAVAILABLE) with a `kind` and the proxy's "host:port". */
@@ -56,6 +64,7 @@ export class ProxyDialError extends AppError {
 function codeOf(kind: ProxyDialErrorKind): ErrorCode {
   if (kind === "invalid") return "INVALID_ARGUMENT";
   if (kind === "aborted") return "CANCELLED";
+  if (kind === "forbidden") return "FAILED_PRECONDITION";
   return "UNAVAILABLE";
 }
 
@@ -84,6 +93,8 @@ export async function dialThroughProxy(proxy: ProxyEndpoint, target: { host: str
     throw new ProxyDialError("invalid", where, `timeoutMs must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}`);
   }
   if (signal?.aborted) throw abortedError(where, signal.reason);
+  const refused = net.isIP(p.host) && opts.refuseAddress ? opts.refuseAddress(p.host) : "";
+  if (refused) throw new ProxyDialError("forbidden", where, refused);
 
   const state: DialState = { socket: undefined, stage: "TCP connect", where };
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -142,6 +153,23 @@ async function establish(p: ProxyEndpoint, t: Target, opts: DialOptions, state: 
   return socket;
 }
 
+/** Error code of a lookup refused by the address policy (carried through net's lookup callback). */
+const POLICY_REFUSED = "ERR_PROXY_ADDRESS_POLICY";
+
+/** dns.lookup for net.connect that fails when any address the name resolves to is refused (all are checked, whichever one is dialed). */
+function guardedLookup(refuse: (address: string) => string): net.LookupFunction {
+  return (hostname, options, callback) => {
+    dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, "", 0);
+      const why = addresses.map((a) => refuse(a.address)).find((r) => r !== "");
+      if (why) return callback(Object.assign(new Error(why), { code: POLICY_REFUSED }), "", 0);
+      if (options.all) return (callback as unknown as (e: null, all: dns.LookupAddress[]) => void)(null, addresses);
+      if (addresses.length === 0) return callback(Object.assign(new Error(`${hostname} resolves to no address`), { code: "ENOTFOUND" }), "", 0);
+      callback(null, addresses[0].address, addresses[0].family);
+    });
+  };
+}
+
 /** Kept on the socket for the whole dial so a late or second error can never become an uncaught exception. */
 function swallow(): void {}
 
@@ -149,11 +177,13 @@ function connectToProxy(p: ProxyEndpoint, opts: DialOptions, state: DialState): 
   return new Promise((resolve, reject) => {
     let socket: net.Socket;
     let ready: "connect" | "secureConnect";
+    const lookup = opts.refuseAddress && !net.isIP(p.host) ? guardedLookup(opts.refuseAddress) : undefined;
     if (p.protocol === "https") {
       socket = tls.connect({
         ...opts.tls,
         host: p.host,
         port: p.port,
+        lookup,
         servername: opts.tls?.servername ?? (net.isIP(p.host) ? undefined : p.host),
       });
       socket.once("connect", () => {
@@ -161,7 +191,7 @@ function connectToProxy(p: ProxyEndpoint, opts: DialOptions, state: DialState): 
       });
       ready = "secureConnect";
     } else {
-      socket = net.connect({ host: p.host, port: p.port });
+      socket = net.connect({ host: p.host, port: p.port, lookup });
       ready = "connect";
     }
     state.socket = socket;
@@ -392,6 +422,7 @@ function errorCode(err: unknown): string {
 function socketError(err: Error, state: DialState): ProxyDialError {
   const where = state.where;
   const code = errorCode(err);
+  if (code === POLICY_REFUSED) return new ProxyDialError("forbidden", where, err.message, { cause: err });
   if (code === "ECONNREFUSED") return new ProxyDialError("refused", where, `proxy ${where} refused the connection (ECONNREFUSED)`, { cause: err });
   if (RESOLVE_CODES.has(code)) return new ProxyDialError("unreachable", where, `proxy host of ${where} could not be resolved (${code})`, { cause: err });
   if (UNREACHABLE_CODES.has(code)) return new ProxyDialError("unreachable", where, `proxy ${where} is unreachable (${code})`, { cause: err });

@@ -75,6 +75,9 @@ for (const kind of STORE_KINDS) {
       echo = await startEchoTarget();
       sys = await startTestSystem(kind, {
         env: {
+          // The local proxies and targets are on loopback; CLOSED_TARGET is a second allowed check target.
+          CONVEER_PROXY_ALLOW_PRIVATE: "true",
+          CONVEER_PROXY_CHECK_TARGETS: CLOSED_TARGET,
           CONVEER_PROXY_CHECK_TARGET: `${echo.host}:${echo.port}`,
           CONVEER_PROXY_CHECK_TIMEOUT_MS: "500",
           CONVEER_PROXY_FAILURE_THRESHOLD: "3",
@@ -476,6 +479,7 @@ for (const kind of STORE_KINDS) {
       doomed = await startSocks5Proxy({ username: "d", password: "doomed-pw" });
       sys = await startTestSystem(kind, {
         env: {
+          CONVEER_PROXY_ALLOW_PRIVATE: "true",
           CONVEER_PROXY_CHECK_TARGET: `${echo.host}:${echo.port}`,
           CONVEER_PROXY_CHECK_INTERVAL_MS: "200",
           CONVEER_PROXY_CHECK_TIMEOUT_MS: "500",

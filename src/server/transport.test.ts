@@ -215,7 +215,8 @@ for (const kind of STORE_KINDS) {
       return c;
     };
     before(async () => {
-      sys = await startTestSystem(kind, { env: { CONVEER_PROXY_CHECK_TIMEOUT_MS: "1000" } });
+      // The fuzzed proxies and check target are on loopback: allowed explicitly, so the calls reach the dialer.
+      sys = await startTestSystem(kind, { env: { CONVEER_PROXY_CHECK_TIMEOUT_MS: "1000", CONVEER_PROXY_ALLOW_PRIVATE: "true", CONVEER_PROXY_CHECK_TARGETS: "127.0.0.1:1" } });
       accountId = (await sys.accounts.createAccount({ platform: "vk", login: "transport", password: "pw" })).id;
     });
     after(async () => {

@@ -51,6 +51,8 @@ export async function setUp(kind: "pglite" | "postgres", extra: Record<string, s
     // A scenario day in 4 real seconds.
     CONVEER_TIME_SCALE: "21600",
     CONVEER_LOG_LEVEL: "warn",
+    // The proxies are local.
+    CONVEER_PROXY_ALLOW_PRIVATE: "true",
     ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
     ...extra,
   };
