@@ -320,7 +320,7 @@ for (const kind of STORE_KINDS) {
 }
 
 describe("scopes", () => {
-  test("admin implies write implies read, per area; credentials:read only by itself or *", () => {
+  test("admin implies write implies read, per area; credentials:read and proxies:secrets only by themselves or *", () => {
     const g = (...s: string[]) => new Set(s);
     assert.ok(grants(g("accounts:admin"), "accounts:write"));
     assert.ok(grants(g("accounts:admin"), "accounts:read"));
@@ -333,6 +333,12 @@ describe("scopes", () => {
     assert.ok(grants(g("*"), "credentials:read"));
     assert.ok(grants(g("*"), "proxies:admin"));
     assert.ok(!grants(g(), "accounts:read"));
+    // proxies:secrets (proxy passwords) is a secret scope: implied by nothing but itself and *.
+    for (const level of ["read", "write", "admin"]) assert.ok(!grants(g(`proxies:${level}`), "proxies:secrets"), level);
+    assert.ok(!grants(g("credentials:read"), "proxies:secrets"));
+    assert.ok(!grants(g("proxies:secrets"), "proxies:read"));
+    assert.ok(grants(g("proxies:secrets"), "proxies:secrets"));
+    assert.ok(grants(g("*"), "proxies:secrets"));
     for (const s of ALL_SCOPES) validateScopes([s]);
   });
 
