@@ -41,7 +41,7 @@ export async function startStubServer(): Promise<StubServer> {
   // No tokens exist: the open (loopback) mode, as in the benchmarked system.
   const noDb = { kind: "postgres", query: async () => ({ rows: [], rowCount: 0 }) } as unknown as Db;
   const shutdown = new AbortController();
-  const deps = { log: pino({ level: "silent" }), auth: createAuthenticator({ db: noDb, allowOpen: true }), metrics: createMetrics(), shutdown: shutdown.signal };
+  const deps = { log: pino({ level: "silent" }), auth: createAuthenticator({ db: noDb, mode: "auto" }), metrics: createMetrics(), shutdown: shutdown.signal };
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
   const { definition, handlers } = grpcServiceOf(accountService(accounts), deps);
   server.addService(definition, handlers);

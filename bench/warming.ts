@@ -228,7 +228,7 @@ type Fanout = Omit<SubscribersResult, "type"> & { written: number };
 async function subscribe(w: Warming, db: Db, n: number, afterId: number, clock: Clock) {
   const shutdown = new AbortController();
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
-  const { definition, handlers } = grpcServiceOf(warmingService(w), { log: silent, auth: createAuthenticator({ db, allowOpen: true }), metrics: createMetrics(), shutdown: shutdown.signal });
+  const { definition, handlers } = grpcServiceOf(warmingService(w), { log: silent, auth: createAuthenticator({ db, mode: "auto" }), metrics: createMetrics(), shutdown: shutdown.signal });
   server.addService(definition, handlers);
   const served = await serveOnLoopback(server, () => shutdown.abort());
   const child = await Loadgen.start<SubscribersMessage>("./subscribers.ts");

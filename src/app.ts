@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -20,8 +21,10 @@ import { createProxies } from "./proxies/proxies.ts";
 import { proxyService } from "./proxies/proxy-service.ts";
 import { createHealthChecker } from "./proxies/health-checker.ts";
 import { resolveProxyTargets } from "./proxies/address-policy.ts";
-import { anyTokens, createAuthenticator, systemPrincipal } from "./auth/tokens.ts";
-import { SERVICE_NAMES, SERVICE_PORTS, isLoopback, splitHostPort } from "./config/config.ts";
+import { createAuthenticator, systemPrincipal } from "./auth/tokens.ts";
+import { decideAuthMode } from "./auth/auth-mode.ts";
+import type { ListenAddr } from "./auth/auth-mode.ts";
+import { SERVICE_NAMES, SERVICE_PORTS } from "./config/config.ts";
 import type { Config, ServiceName } from "./config/config.ts";
 import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "./server/grpc-server.ts";
 import { createMetrics } from "./server/metrics.ts";
@@ -106,19 +109,15 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const vault = await createVault(db, await loadMasterKey(config, log, db), newId);
     cleanups.push(() => vault.stop());
 
-    const listenHosts = [...services.map((s) => config.addrs[s]), config.httpAddr].map((a) => splitHostPort(a).host);
-    const loopbackOnly = listenHosts.every(isLoopback);
-    if (!(await anyTokens(db))) {
-      if (!loopbackOnly) {
-        throw new Error(
-          "refusing to start: no API token exists and Conveer is asked to listen beyond loopback " +
-            `(${listenHosts.filter((h) => !isLoopback(h)).join(", ")}). Create one first: ` +
-            "`conveer token create --name admin --scopes '*'`, then send it as `authorization: Bearer <token>`",
-        );
-      }
-      log.warn("no API token exists: running OPEN (every call allowed) because every port listens on loopback only; create one with `conveer token create` to require tokens");
-    }
-    const auth = createAuthenticator({ db, allowOpen: loopbackOnly });
+    // Open mode (no token needed) is allowed only while every address this process listens on is loopback.
+    const platformNames = PLATFORMS.filter((p) => services.includes(p));
+    const sandboxInProcess = !config.sandbox.url && (services.includes("sms") || platformNames.length > 0);
+    const listen: ListenAddr[] = [
+      ...services.map((s) => ({ addr: config.addrs[s], env: SERVICE_PORTS[s].env })),
+      { addr: config.httpAddr, env: "CONVEER_HTTP_ADDR" },
+      ...(sandboxInProcess ? [{ addr: config.sandbox.addr, env: "CONVEER_SANDBOX_ADDR" }] : []),
+    ];
+    const auth = createAuthenticator({ db, mode: (await decideAuthMode(db, config.auth, listen, log)).mode });
     const metrics = createMetrics();
     const deps = { log, auth, metrics, shutdown: shutdown.signal };
 
@@ -138,13 +137,24 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
     // The sandbox: the only platform and SMS provider Conveer ships. In-process unless
     // CONVEER_SANDBOX_URL names a standalone one (`conveer sandbox`), which replicas must share.
-    const platformNames = PLATFORMS.filter((p) => services.includes(p));
+    // Its admin and SMS endpoints need CONVEER_SANDBOX_TOKEN whenever Conveer needs tokens (in-process
+    // without one set: a random token only this process knows); the platform endpoints are public.
     let sandboxUrl = config.sandbox.url;
-    if (!sandboxUrl && (services.includes("sms") || platformNames.length > 0)) {
-      const sandbox = createSandbox({ dataFile: join(config.dataDir, "sandbox.json"), log: log.child({ component: "sandbox" }) });
+    const sandboxToken = config.sandbox.token || (sandboxInProcess ? randomBytes(24).toString("base64url") : "");
+    if (sandboxInProcess) {
+      const sandbox = createSandbox({
+        dataFile: join(config.dataDir, "sandbox.json"),
+        log: log.child({ component: "sandbox" }),
+        access: { token: sandboxToken, required: async () => !(await auth.isOpen()) },
+      });
       sandboxUrl = (await sandbox.listen(config.sandbox.addr)).url;
       cleanups.push(() => sandbox.close());
-      log.info({ url: sandboxUrl }, "sandbox platform started in-process");
+      log.info(
+        { url: sandboxUrl },
+        config.sandbox.token
+          ? "sandbox platform started in-process; its admin and SMS endpoints need CONVEER_SANDBOX_TOKEN whenever Conveer needs tokens"
+          : "sandbox platform started in-process; whenever Conveer needs tokens, its admin and SMS endpoints need a token only this process knows (set CONVEER_SANDBOX_TOKEN to call them yourself)",
+      );
     }
 
     // The proxy address policy and check targets need the sandbox's address, known only now.
@@ -168,7 +178,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     bindings.proxy = proxyService(proxies);
 
     if (services.includes("sms")) {
-      const provider = createSandboxSmsProvider({ baseUrl: sandboxUrl });
+      const provider = createSandboxSmsProvider({ baseUrl: sandboxUrl, token: sandboxToken });
       cleanups.push(() => provider.close());
       const sms = createSms({ db, providers: [provider], newId, log });
       await sms.start();

@@ -1,7 +1,9 @@
 /**
  * Scopes name what a token may do: `<area>:read`, `<area>:write` or `<area>:admin` per service
- * area, where admin implies write and write implies read; `credentials:read` (decrypted
- * credentials) is separate and implied by nothing but `*`, which grants everything.
+ * area, where admin implies write and write implies read. Each kind of secret has a scope of its
+ * own, implied by nothing but `*` (which grants everything): `credentials:read` (decrypted account
+ * credentials) and `proxies:secrets` (proxy passwords in AllocateProxy, GetProxyForAccount and
+ * ForceRotate answers).
  */
 
 /** The service areas scopes are granted for. */
@@ -9,10 +11,13 @@ export const SCOPE_AREAS = ["accounts", "proxies", "warming", "sms", "platforms"
 
 const LEVELS = ["read", "write", "admin"] as const;
 
+/** The scopes that reveal secrets: each granted only by itself or `*`, and every use audited. */
+export const SECRET_SCOPES: readonly string[] = ["credentials:read", "proxies:secrets"];
+
 /** Every scope a token can be given. */
 export const ALL_SCOPES: readonly string[] = [
   "*",
-  "credentials:read",
+  ...SECRET_SCOPES,
   ...SCOPE_AREAS.flatMap((a) => LEVELS.map((l) => `${a}:${l}`)),
 ];
 
@@ -28,7 +33,8 @@ export function validateScopes(scopes: string[]): void {
 export function grants(granted: ReadonlySet<string>, required: string): boolean {
   if (granted.has("*") || granted.has(required)) return true;
   const [area, level] = required.split(":");
-  if (area === "credentials") return false;
   const need = LEVELS.indexOf(level as (typeof LEVELS)[number]);
+  // A secret scope (or any level that is not read/write/admin) is implied by nothing else.
+  if (need < 0 || SECRET_SCOPES.includes(required)) return false;
   return LEVELS.some((l, i) => i > need && granted.has(`${area}:${l}`));
 }

@@ -6,7 +6,7 @@ import { grants, validateScopes } from "./scopes.ts";
 /** Who is calling: a token's name and scopes, or the open (token-less, loopback-only) mode. */
 export type Principal = Readonly<{ name: string; scopes: ReadonlySet<string>; open: boolean }>;
 
-/** The principal of calls made in open mode (no token exists and the server listens on loopback only). */
+/** The principal of anonymous calls in open mode (CONVEER_AUTH=open, or no token ever made; loopback only). */
 export const OPEN_PRINCIPAL: Principal = Object.freeze({ name: "open-mode", scopes: new Set(["*"]), open: true });
 
 /** A principal for the system's own work (background jobs, migrations, CLI admin commands). */
@@ -46,14 +46,33 @@ export async function listTokens(db: Queryable): Promise<{ name: string; scopes:
   return r.rows;
 }
 
-/** True when at least one unrevoked token exists (then every call must present one). */
+/** True when at least one unrevoked token exists. */
 export async function anyTokens(db: Queryable): Promise<boolean> {
   const r = await db.query("SELECT 1 FROM api_tokens WHERE revoked_at IS NULL LIMIT 1");
   return r.rowCount > 0;
 }
 
+/**
+ * True once the store has ever held a token, revoked, deleted or not (a flag a trigger sets on
+ * the first insert into api_tokens). A store whose flag row is missing counts as having had one:
+ * the question decides whether a server may run open, so a damaged answer closes it.
+ */
+export async function tokensEverCreated(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ ever: boolean }>(
+    "SELECT coalesce((SELECT first_token_at IS NOT NULL FROM auth_state), true) OR EXISTS (SELECT 1 FROM api_tokens) AS ever",
+  );
+  return r.rows[0]?.ever !== false;
+}
+
+/**
+ * How anonymous calls are treated: "open" lets every one in, "tokens" none, "auto" lets them in
+ * only until the store has ever had a token (then never again, whatever is revoked). The start-up
+ * check (auth-mode.ts) picks the mode and makes sure open ones listen on loopback only.
+ */
+export type AuthenticatorMode = "open" | "tokens" | "auto";
+
 /** Options for the authenticator. */
-export type AuthenticatorOptions = { db: Db; allowOpen: boolean; cacheMs?: number; now?: () => number };
+export type AuthenticatorOptions = { db: Db; mode: AuthenticatorMode; cacheMs?: number; now?: () => number };
 
 /** Checks bearer tokens against the store, with a short cache so a hot path costs no query. */
 export type Authenticator = {
@@ -61,21 +80,32 @@ export type Authenticator = {
   authenticate(authorization: string | undefined): Promise<Principal>;
   /** Throws PERMISSION_DENIED unless the principal holds the scope. */
   authorize(p: Principal, scope: string, method: string): void;
+  /** True while an anonymous call would be let in (mode "open", or "auto" before any token). */
+  isOpen(): Promise<boolean>;
 };
 
 /**
- * Creates the authenticator. Revocations and the first token created take effect within
- * `cacheMs` (default 5 s) on every replica.
+ * Creates the authenticator. Revocations, and the first token created (which ends an "auto"
+ * open mode for good), take effect within `cacheMs` (default 5 s) on every replica.
  */
 export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   const cacheMs = opts.cacheMs ?? 5000;
   const now = opts.now ?? Date.now;
   const cache = new Map<string, { p: Principal | null; at: number }>();
-  let anyCache: { v: boolean; at: number } | undefined;
+  // "auto": open until a token is seen; once seen, closed without asking the store again.
+  let closedForGood = opts.mode === "tokens";
+  let everCache: { at: number } | undefined;
 
-  async function tokensExist(): Promise<boolean> {
-    if (!anyCache || now() - anyCache.at > cacheMs) anyCache = { v: await anyTokens(opts.db), at: now() };
-    return anyCache.v;
+  async function isOpen(): Promise<boolean> {
+    if (opts.mode === "open") return true;
+    if (closedForGood) return false;
+    if (everCache && now() - everCache.at <= cacheMs) return true;
+    if (await tokensEverCreated(opts.db)) {
+      closedForGood = true;
+      return false;
+    }
+    everCache = { at: now() };
+    return true;
   }
 
   async function lookup(token: string): Promise<Principal | null> {
@@ -93,6 +123,8 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
         : null;
     if (cache.size > 10_000) cache.clear();
     cache.set(h, { p, at: now() });
+    // A valid token proves the store has had one: an "auto" server closes at once.
+    if (p) closedForGood = true;
     return p;
   }
 
@@ -105,7 +137,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
         throw new AppError("UNAUTHENTICATED", "the bearer token is unknown or revoked; create one with `conveer token create --name NAME --scopes ...`");
       }
       if (authorization) throw new AppError("UNAUTHENTICATED", 'the authorization header must be "Bearer <token>"');
-      if (opts.allowOpen && !(await tokensExist())) return OPEN_PRINCIPAL;
+      if (await isOpen()) return OPEN_PRINCIPAL;
       throw new AppError("UNAUTHENTICATED", 'this call needs a token: send the header "authorization: Bearer <token>" (create one with `conveer token create`)');
     },
     authorize(p, scope, method) {
@@ -113,5 +145,6 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
         throw new AppError("PERMISSION_DENIED", `token ${JSON.stringify(p.name)} lacks scope ${JSON.stringify(scope)} needed by ${method}`);
       }
     },
+    isOpen,
   };
 }

@@ -100,12 +100,12 @@ export function registerAdminCommands(program: Command, getConfig: () => Config)
 
   program
     .command("audit")
-    .description("credential reads (GetCredentials), newest first")
+    .description("secret reads, newest first: account credentials (GetCredentials) and proxy passwords (proxies:secrets)")
     .option("--account <id>", "only this account")
     .option("--limit <n>", "how many", positiveInt, 100)
     .action(async (o: { account?: string; limit: number }) => {
       const rows = await withStore(getConfig(), (db) => listAudit(db, { accountId: o.account, limit: o.limit }));
-      process.stdout.write("time\ttoken\taccount\tpeer\n");
-      for (const r of rows) process.stdout.write(`${r.at.toISOString()}\t${r.token_name}\t${r.account_id}\t${r.peer}\n`);
+      process.stdout.write("time\ttoken\taccount\tpeer\tsecret\n");
+      for (const r of rows) process.stdout.write(`${r.at.toISOString()}\t${r.token_name}\t${r.account_id}\t${r.peer}\t${r.secret === "proxy" ? `proxy ${r.proxy_id}` : "credentials"}\n`);
     });
 }

@@ -265,7 +265,7 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
       const all = await conveer(["audit"], env);
       assert.equal(all.code, 0, all.stderr);
       const rows = all.stdout.trimEnd().split("\n");
-      assert.equal(rows[0], "time\ttoken\taccount\tpeer");
+      assert.equal(rows[0], "time\ttoken\taccount\tpeer\tsecret");
       assert.deepEqual(
         rows.slice(1).map((r) => r.split("\t").slice(1, 3)),
         [
@@ -274,7 +274,7 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
           ["open-mode", read.id],
         ],
       );
-      for (const r of rows.slice(1)) assert.match(r, /^\d{4}-\d\d-\d\dT\S+\topen-mode\t[0-9a-f]{24}\t\S*127\.0\.0\.1/);
+      for (const r of rows.slice(1)) assert.match(r, /^\d{4}-\d\d-\d\dT\S+\topen-mode\t[0-9a-f]{24}\t\S*127\.0\.0\.1\S*\tcredentials$/);
 
       const one = await conveer(["audit", "--account", other.id], env);
       assert.equal(one.code, 0, one.stderr);

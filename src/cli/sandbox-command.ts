@@ -6,7 +6,9 @@ import { createSandbox } from "../sandbox/index.ts";
 
 /**
  * `conveer sandbox`: the simulated platform (and its SMS side) as its own process, for replicas
- * to share through CONVEER_SANDBOX_URL. Its world is kept in DATA_DIR/sandbox.json.
+ * to share through CONVEER_SANDBOX_URL. Its world is kept in DATA_DIR/sandbox.json. With
+ * CONVEER_SANDBOX_TOKEN set, its admin and SMS endpoints require that token (Conveer sends the
+ * same variable's value); without it, it listens on loopback only, and CONVEER_AUTH=tokens refuses to start.
  */
 export function registerSandboxCommand(program: Command, getConfig: () => Config): void {
   program
@@ -16,9 +18,14 @@ export function registerSandboxCommand(program: Command, getConfig: () => Config
     .action(async (o: { addr: string }) => {
       const config = getConfig();
       const log = pino({ level: config.logLevel, base: { pid: process.pid, component: "sandbox" } });
-      const sandbox = createSandbox({ dataFile: join(config.dataDir, "sandbox.json"), log });
+      if (config.auth === "tokens" && !config.sandbox.token) {
+        throw new Error("refusing to start: CONVEER_AUTH=tokens, so the sandbox's admin and SMS endpoints must need a token too; set CONVEER_SANDBOX_TOKEN (the same value for Conveer)");
+      }
+      const token = config.sandbox.token;
+      const sandbox = createSandbox({ dataFile: join(config.dataDir, "sandbox.json"), log, access: token ? { token } : undefined });
       const { url } = await sandbox.listen(o.addr);
-      log.info({ url }, `sandbox listening; point Conveer at it with CONVEER_SANDBOX_URL=${url}`);
+      const access = token ? "its admin and SMS endpoints need CONVEER_SANDBOX_TOKEN" : "no CONVEER_SANDBOX_TOKEN: its admin and SMS endpoints answer anyone on this machine";
+      log.info({ url }, `sandbox listening (${access}); point Conveer at it with CONVEER_SANDBOX_URL=${url}`);
       const stop = () => {
         sandbox.close().then(
           () => process.exit(0),

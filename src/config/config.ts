@@ -45,6 +45,11 @@ export type Config = Readonly<{
   logLevel: string;
   /** Bearer token the CLI and peer clients send. */
   token: string;
+  /**
+   * CONVEER_AUTH: "open" (every call allowed; loopback only), "tokens" (never an anonymous call),
+   * or "auto" (unset: open only while the store has never had a token and every port is loopback).
+   */
+  auth: AuthSetting;
   platforms: Readonly<{
     /** platform → driver name ("sandbox"), or absent when unbound (FAILED_PRECONDITION). */
     drivers: Readonly<Partial<Record<string, string>>>;
@@ -70,6 +75,8 @@ export type Config = Readonly<{
     url: string;
     /** Where the in-process or standalone sandbox listens. */
     addr: string;
+    /** CONVEER_SANDBOX_TOKEN: the bearer its admin and SMS endpoints require; empty: none (in-process: a random one once tokens are on). */
+    token: string;
   }>;
   proxy: Readonly<{
     /** CONVEER_PROXY_CHECK_TARGET; "": chosen at start (the sandbox's address, or example.com:80). */
@@ -84,6 +91,11 @@ export type Config = Readonly<{
     leaseMs: number;
   }>;
 }>;
+
+/** The values of CONVEER_AUTH ("auto" when unset). */
+export const AUTH_SETTINGS = ["auto", "open", "tokens"] as const;
+/** How API calls are authenticated: see Config.auth. */
+export type AuthSetting = (typeof AUTH_SETTINGS)[number];
 
 /** Thrown for a bad environment variable; the message names it. */
 export class ConfigError extends Error {}
@@ -121,6 +133,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsKey,
     logLevel: oneOf(env, "CONVEER_LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "silent"], "info"),
     token: env.CONVEER_TOKEN ?? "",
+    auth: oneOf(env, "CONVEER_AUTH", [...AUTH_SETTINGS], "auto") as AuthSetting,
     platforms: Object.freeze({
       drivers: Object.freeze(drivers(env)),
       codeTimeoutSeconds: int(env, "CONVEER_REGISTRATION_CODE_TIMEOUT_S", 120, 1, 600),
@@ -140,6 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sandbox: Object.freeze({
       url: url(env, "CONVEER_SANDBOX_URL"),
       addr: hostPort(env, "CONVEER_SANDBOX_ADDR", "127.0.0.1:0"),
+      token: sandboxToken(env),
     }),
     proxy: Object.freeze({
       checkTarget: env.CONVEER_PROXY_CHECK_TARGET ? hostPort(env, "CONVEER_PROXY_CHECK_TARGET", "example.com:80") : "",
@@ -209,6 +223,14 @@ function timeScale(env: NodeJS.ProcessEnv): number {
     throw new ConfigError(`CONVEER_TIME_SCALE must be a number above 0 and at most 1000000 (1 = real time, 1440 = a day per minute), got ${JSON.stringify(v)}`);
   }
   return n;
+}
+
+function sandboxToken(env: NodeJS.ProcessEnv): string {
+  const v = env.CONVEER_SANDBOX_TOKEN ?? "";
+  if (v && !/^[\x21-\x7e]{16,256}$/.test(v)) {
+    throw new ConfigError("CONVEER_SANDBOX_TOKEN must be 16-256 visible ASCII characters (e.g. `openssl rand -hex 24`), or unset");
+  }
+  return v;
 }
 
 function url(env: NodeJS.ProcessEnv, key: string): string {

@@ -17,7 +17,7 @@ import type { AddressPolicy, LookupAll } from "./address-policy.ts";
 import { probeProxy } from "./proxy-dial.ts";
 import { parseProxyUrl } from "./proxy-url.ts";
 import * as store from "./proxy-store.ts";
-import type { ProxyRow } from "./proxy-store.ts";
+import type { ProxyRow, SecretReader } from "./proxy-store.ts";
 
 /** What the proxy pool needs from AccountService (a direct call in one process, gRPC across). */
 export type AccountLookup = { getAccount(req: { accountId: string }): Promise<Account> };
@@ -96,6 +96,10 @@ export function createProxies({ db, vault, newId, accounts, log, options, lookup
     return out;
   }
 
+  /**
+   * The answer for one proxy. The password is filled in only for a `reader` (a caller holding
+   * proxies:secrets), and only after the caller has written the audit record of that read.
+   */
   async function toProxy(row: ProxyRow, extra: { expiresAt?: Date; note?: string; withPassword: boolean }): Promise<Proxy> {
     return create(ProxySchema, {
       id: row.id,
@@ -175,8 +179,8 @@ export function createProxies({ db, vault, newId, accounts, log, options, lookup
   }
 
   const api = {
-    /** Sticky, idempotent allocation with a renewable lease. */
-    async allocate(accountId: string, platform: string, preferredCountry: string, preferredProvider: string): Promise<Proxy> {
+    /** Sticky, idempotent allocation with a renewable lease; the password only for a `reader` (audited). */
+    async allocate(accountId: string, platform: string, preferredCountry: string, preferredProvider: string, reader?: SecretReader): Promise<Proxy> {
       const country = checkCountry("preferred_country", preferredCountry);
       const provider = checkText("preferred_provider", preferredProvider.trim(), 128);
       checkText("platform", platform, 32);
@@ -190,7 +194,8 @@ export function createProxies({ db, vault, newId, accounts, log, options, lookup
             const cur = await store.allocationOf(q, accountId, true);
             if (cur?.healthy) {
               const expiresAt = await store.updateAllocation(q, accountId, cur.id, options.leaseMs);
-              return toProxy(cur, { expiresAt, withPassword: true });
+              if (reader && cur.password_sealed) await store.insertPasswordAudit(q, accountId, cur.id, reader);
+              return toProxy(cur, { expiresAt, withPassword: Boolean(reader) });
             }
             const row = await store.takeSlot(q, { country, provider, exclude: cur?.id ?? "" });
             if (!row) throw new AppError("RESOURCE_EXHAUSTED", "no free healthy proxy in the pool; add proxies (AddProxies) or release some");
@@ -203,7 +208,8 @@ export function createProxies({ db, vault, newId, accounts, log, options, lookup
             }
             const note = noteFor(row, country, provider);
             if (note) log.info({ account_id: accountId, proxy_id: row.id }, note);
-            return toProxy({ ...row }, { expiresAt, note, withPassword: true });
+            if (reader && row.password_sealed) await store.insertPasswordAudit(q, accountId, row.id, reader);
+            return toProxy({ ...row }, { expiresAt, note, withPassword: Boolean(reader) });
           });
         } catch (err) {
           // Two calls for one account raced: the loser retries and finds the winner's allocation.
@@ -225,16 +231,16 @@ export function createProxies({ db, vault, newId, accounts, log, options, lookup
       });
     },
 
-    /** The account's current proxy, NOT_FOUND when it holds none. */
-    async forAccount(accountId: string): Promise<Proxy> {
+    /** The account's current proxy, NOT_FOUND when it holds none; the password only for a `reader` (audited). */
+    async forAccount(accountId: string, reader?: SecretReader): Promise<Proxy> {
       checkId(accountId, "account_id");
-      const cur = await store.allocationOf(db, accountId);
+      const cur = reader ? await store.allocationOfAudited(db, accountId, reader) : await store.allocationOf(db, accountId);
       if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy; call AllocateProxy first`);
-      return toProxy(cur, { expiresAt: cur.expires_at, withPassword: true });
+      return toProxy(cur, { expiresAt: cur.expires_at, withPassword: Boolean(reader) });
     },
 
-    /** Moves the account to a different proxy; RESOURCE_EXHAUSTED when no other is free. */
-    async rotate(accountId: string, reason: string): Promise<Proxy> {
+    /** Moves the account to a different proxy; RESOURCE_EXHAUSTED when no other is free. The password only for a `reader` (audited). */
+    async rotate(accountId: string, reason: string, reader?: SecretReader): Promise<Proxy> {
       checkId(accountId, "account_id");
       const out = await tx(async (q) => {
         const cur = await store.allocationOf(q, accountId, true);
@@ -243,10 +249,11 @@ export function createProxies({ db, vault, newId, accounts, log, options, lookup
         if (!next) throw new AppError("RESOURCE_EXHAUSTED", `no other free healthy proxy to rotate account ${accountId} to; it keeps ${cur.id}`);
         await store.freeSlot(q, cur.id);
         const expiresAt = await store.updateAllocation(q, accountId, next.id, options.leaseMs);
+        if (reader && next.password_sealed) await store.insertPasswordAudit(q, accountId, next.id, reader);
         return { next, expiresAt, from: cur.id };
       });
       log.info({ account_id: accountId, from: out.from, to: out.next.id, reason }, "proxy rotated");
-      return toProxy(out.next, { expiresAt: out.expiresAt, withPassword: true });
+      return toProxy(out.next, { expiresAt: out.expiresAt, withPassword: Boolean(reader) });
     },
 
     /** Really connects through the proxy; records the outcome; takes a failing proxy out of rotation. */

@@ -1,8 +1,20 @@
+import type { HandlerContext } from "@connectrpc/connect";
 import { ProxyService } from "../gen/conveer/v1/proxy_pb.js";
-import { bindService } from "../server/service-binding.ts";
+import { grants } from "../auth/scopes.ts";
+import { bindService, peerKey, principalOf } from "../server/service-binding.ts";
 import type { Proxies } from "./proxies.ts";
+import type { SecretReader } from "./proxy-store.ts";
 
-/** ProxyService over the pool: validate, call, map. */
+/**
+ * The caller as a reader of proxy passwords when it holds `proxies:secrets` (or `*`: the
+ * system's own services, and open mode); otherwise undefined, and answers carry no password.
+ */
+function secretReader(ctx: HandlerContext): SecretReader | undefined {
+  const p = principalOf(ctx);
+  return grants(p.scopes, "proxies:secrets") ? { tokenName: p.name, peer: ctx.values.get(peerKey) } : undefined;
+}
+
+/** ProxyService over the pool: validate, call, map. Proxy passwords go only to proxies:secrets holders, and each such read is audited. */
 export function proxyService(proxies: Proxies) {
   return bindService({
     service: ProxyService,
@@ -18,11 +30,11 @@ export function proxyService(proxies: Proxies) {
       removeProxy: "proxies:admin",
     },
     impl: {
-      allocateProxy: (r) => proxies.allocate(r.accountId, r.platform, r.preferredCountry, r.preferredProvider),
+      allocateProxy: (r, ctx) => proxies.allocate(r.accountId, r.platform, r.preferredCountry, r.preferredProvider, secretReader(ctx)),
       releaseProxy: (r) => proxies.release(r.accountId, r.proxyId),
-      getProxyForAccount: (r) => proxies.forAccount(r.accountId),
+      getProxyForAccount: (r, ctx) => proxies.forAccount(r.accountId, secretReader(ctx)),
       checkHealth: (r) => proxies.checkHealth(r.proxyId, r.target),
-      forceRotate: (r) => proxies.rotate(r.accountId, r.reason),
+      forceRotate: (r, ctx) => proxies.rotate(r.accountId, r.reason, secretReader(ctx)),
       async addProxies(r) {
         const results = await proxies.add(r.proxies);
         const added = results.filter((x) => x.proxyId).length;

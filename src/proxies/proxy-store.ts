@@ -49,6 +49,28 @@ export async function allocationOf(q: Queryable, accountId: string, forUpdate = 
   return r.rows[0];
 }
 
+/** Who is shown a proxy's password: recorded in credential_audit with every read. */
+export type SecretReader = { tokenName: string; peer: string };
+
+/**
+ * allocationOf, and in the same statement (one round trip, one snapshot) an audit record of the
+ * password read when the proxy has a password.
+ */
+export async function allocationOfAudited(q: Queryable, accountId: string, reader: SecretReader): Promise<AllocatedRow | undefined> {
+  const r = await q.query<AllocatedRow>(
+    `WITH cur AS (SELECT ${P}, a.expires_at, a.account_id FROM proxy_allocations a JOIN proxies p ON p.id = a.proxy_id WHERE a.account_id = $1),
+     audit AS (INSERT INTO credential_audit (account_id, token_name, peer, secret, proxy_id) SELECT $1, $2, $3, 'proxy', id FROM cur WHERE password_sealed <> '')
+     SELECT * FROM cur`,
+    [accountId, reader.tokenName, reader.peer],
+  );
+  return r.rows[0];
+}
+
+/** Records that `reader` was shown the password of proxy `proxyId` (allocated to `accountId`). */
+export async function insertPasswordAudit(q: Queryable, accountId: string, proxyId: string, reader: SecretReader): Promise<void> {
+  await q.query("INSERT INTO credential_audit (account_id, token_name, peer, secret, proxy_id) VALUES ($1, $2, $3, 'proxy', $4)", [accountId, reader.tokenName, reader.peer, proxyId]);
+}
+
 /** What a pick should prefer and avoid. */
 export type Pick = { country: string; provider: string; exclude: string };
 

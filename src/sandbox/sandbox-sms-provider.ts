@@ -9,8 +9,11 @@ import type { DeliveredSms, Rental, SmsProvider, SmsProviderErrorKind } from "..
 import { parseBase, requestJson } from "./http-json.ts";
 import type { JsonAnswer } from "./http-json.ts";
 
-/** Options: the sandbox URL, per-request time limit (default 10 s), reconnect backoff (default 200 ms..5 s), stream idle limit (default 45 s). */
-export type SandboxSmsProviderOptions = { baseUrl: string; timeoutMs?: number; backoff?: { minMs: number; maxMs: number }; idleTimeoutMs?: number };
+/**
+ * Options: the sandbox URL, the token its SMS side requires (CONVEER_SANDBOX_TOKEN; "" for none), per-request time limit
+ * (default 10 s), reconnect backoff (default 200 ms..5 s), stream idle limit (default 45 s).
+ */
+export type SandboxSmsProviderOptions = { baseUrl: string; token?: string; timeoutMs?: number; backoff?: { minMs: number; maxMs: number }; idleTimeoutMs?: number };
 
 /** The sandbox provider; ready() resolves once the message stream is connected (after the first onMessage). */
 export type SandboxSmsProvider = SmsProvider & { ready(): Promise<void> };
@@ -45,7 +48,7 @@ export function createSandboxSmsProvider(opts: SandboxSmsProviderOptions): Sandb
     }, timeoutMs);
     let a: JsonAnswer;
     try {
-      a = await requestJson(base, method, path, { body, signal: ac.signal, agent });
+      a = await requestJson(base, method, path, { body, token: opts.token, signal: ac.signal, agent });
     } catch (err) {
       const why = timedOut ? `no answer within ${timeoutMs} ms` : closed ? "the provider was closed" : err instanceof Error ? err.message : String(err);
       throw new SmsProviderError("unavailable", `cannot reach the sandbox SMS side: ${why}`);
@@ -56,6 +59,7 @@ export function createSandboxSmsProvider(opts: SandboxSmsProviderOptions): Sandb
     if (a.status >= 200 && a.status < 300) return a.body;
     const message = typeof a.body.message === "string" ? a.body.message : `HTTP ${a.status}`;
     const named = KINDS.find((k) => k === a.body.error);
+    if (a.status === 401) throw new SmsProviderError("unavailable", `the sandbox SMS side refused Conveer's token (set the same CONVEER_SANDBOX_TOKEN on both): ${message}`);
     const kind = named ?? (a.status === 404 ? "not_found" : a.status === 402 ? "insufficient_balance" : "unavailable");
     throw new SmsProviderError(kind, message);
   }
@@ -98,6 +102,7 @@ export function createSandboxSmsProvider(opts: SandboxSmsProviderOptions): Sandb
   function connect(): void {
     const headers: Record<string, string> = { accept: "text/event-stream" };
     if (lastId) headers["last-event-id"] = lastId;
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
     const req = http.get({ host: base.host, port: base.port, path: `${base.prefix}/v1/sms/events`, headers, agent: false });
     const gone = new Promise<void>((resolve) => req.once("close", resolve));
     const current = { req, gone };

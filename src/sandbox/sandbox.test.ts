@@ -27,7 +27,7 @@ afterEach(async () => {
 async function start(opts: SandboxOptions = {}) {
   const sandbox = createSandbox({ ...opts, faults: { codeDelayMs: 10, ...opts.faults } });
   const { url } = await sandbox.listen("127.0.0.1:0");
-  const sms = createSandboxSmsProvider({ baseUrl: url, backoff: { minMs: 20, maxMs: 200 } });
+  const sms = createSandboxSmsProvider({ baseUrl: url, token: opts.access?.token, backoff: { minMs: 20, maxMs: 200 } });
   cleanups.push(() => sandbox.close(), () => sms.close());
   const inbox = collect(sms);
   await sms.ready();
@@ -331,5 +331,51 @@ describe("sandbox", () => {
     for (let i = 0; i < 50 && env.sandbox.streamStats().open > 0; i++) await sleep(10);
     assert.equal(env.sandbox.streamStats().open, 0, "close() ends the stream");
     await assert.rejects(env.sms.balance(), smsError("unavailable"));
+  });
+
+  test("access token: admin and SMS endpoints (event stream included) need it; platform endpoints do not; the provider sends it", T, async () => {
+    const token = "sandbox-access-token-0123";
+    const env = await start({ access: { token } });
+    const call = (method: string, path: string, auth?: string) =>
+      fetch(`${env.url}${path}`, { method, headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) }, body: method === "POST" ? "{}" : undefined });
+    for (const [method, path] of [["GET", "/v1/admin/faults"], ["POST", "/v1/max/admin/users/u1/suspend"], ["GET", "/v1/sms/balance"], ["GET", "/v1/sms/events"], ["POST", "/v1/sms/admin/top-up"]]) {
+      for (const auth of [undefined, "Bearer wrong-token-xxxxxxxx", `Basic ${token}`, `Bearer ${token}x`]) {
+        const r = await call(method, path, auth);
+        assert.equal(r.status, 401, `${method} ${path} with ${auth}`);
+        assert.match(((await r.json()) as { message: string }).message, /CONVEER_SANDBOX_TOKEN/);
+      }
+    }
+    assert.equal((await call("GET", "/v1/admin/faults", `Bearer ${token}`)).status, 200);
+    assert.equal((await call("GET", "/v1/sms/balance", `bearer ${token}`)).status, 200);
+    // The platform's public surface: sign-up, login and actions need no sandbox token.
+    const driver = createSandboxDriver("vk", { baseUrl: env.url });
+    const { session } = await register(env, driver, "token_user");
+    assert.ok(session.sessionToken);
+    await driver.execute("view_profile", {}, session, {});
+    // The provider sent the token on every call and on its event stream.
+    assert.equal(env.sandbox.streamStats().connects, 1);
+    const unauthorized = createSandboxSmsProvider({ baseUrl: env.url, backoff: { minMs: 20, maxMs: 200 } });
+    cleanups.push(() => unauthorized.close());
+    await assert.rejects(unauthorized.balance(), (e: unknown) => smsError("unavailable")(e) && /CONVEER_SANDBOX_TOKEN/.test((e as Error).message));
+  });
+
+  test("access token required only while required() says so (Conveer's open mode)", T, async () => {
+    let required = false;
+    const env = await start({ access: { token: "sandbox-access-token-0123", required: async () => required } });
+    assert.equal((await fetch(`${env.url}/v1/admin/faults`)).status, 200);
+    required = true;
+    assert.equal((await fetch(`${env.url}/v1/admin/faults`)).status, 401);
+  });
+
+  test("without an access token it listens on loopback only, saying how to fix it", T, async () => {
+    const open = createSandbox({});
+    cleanups.push(() => open.close());
+    for (const addr of ["0.0.0.0:0", "[::]:0", "127.0.0.1.nip.io:0"]) {
+      await assert.rejects(open.listen(addr), /refusing to listen on .*CONVEER_SANDBOX_TOKEN/);
+    }
+    const guarded = createSandbox({ access: { token: "sandbox-access-token-0123" } });
+    cleanups.push(() => guarded.close());
+    const { url } = await guarded.listen("0.0.0.0:0");
+    assert.equal((await fetch(`${url}/v1/sms/balance`)).status, 401);
   });
 });

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { PLATFORMS, isPlatform } from "../domain.ts";
+import { isLoopback } from "../config/config.ts";
 import type { Platform } from "../domain.ts";
 import { readWorldFile, writeWorldFile } from "./sandbox-world.ts";
 import type { SandboxPlatformState, SandboxPost, SandboxRental, SandboxSmsEvent, SandboxUser, SandboxUserStatus, SandboxWorld } from "./sandbox-world.ts";
@@ -53,7 +54,18 @@ export type SandboxOptions = {
   sessionTtlMs?: number;
   saveDelayMs?: number;
   heartbeatMs?: number;
+  /**
+   * Who may use the admin endpoints (/v1/admin/*, /v1/{platform}/admin/*) and the SMS side
+   * (/v1/sms/*): with a token, a request must send `authorization: Bearer <token>` whenever
+   * `required()` says so (default: always). Without one, anyone who reaches the port may, so
+   * listen() then refuses addresses beyond loopback. The platform endpoints are the simulated
+   * platform's public surface (its users sign up and log in there) and never take this token.
+   */
+  access?: SandboxAccess;
 };
+
+/** The sandbox's admin and SMS token, and when it is required (see SandboxOptions.access). */
+export type SandboxAccess = { token: string; required?: () => boolean | Promise<boolean> };
 
 /** A running (or listenable) sandbox. */
 export type Sandbox = ReturnType<typeof createSandbox>;
@@ -674,6 +686,7 @@ export function createSandbox(opts: SandboxOptions = {}) {
     const seg = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
     const method = req.method ?? "GET";
     if (seg[0] !== "v1") throw missing("route", url.pathname);
+    if (seg[1] === "admin" || seg[1] === "sms" || (isPlatform(seg[1]) && seg[2] === "admin")) await checkAccess(req);
     if (method === "GET" && seg[1] === "sms" && seg[2] === "events" && seg.length === 3) return openStream(req, res, url);
     const body = method === "POST" ? await readJson(req) : {};
     let routes: Route[];
@@ -698,6 +711,18 @@ export function createSandbox(opts: SandboxOptions = {}) {
     throw missing("route", `${method} ${url.pathname}`);
   }
 
+  /** Refuses an admin or SMS request without the access token (when one is set and required now). */
+  async function checkAccess(req: http.IncomingMessage): Promise<void> {
+    const access = opts.access;
+    if (!access?.token || (access.required && !(await access.required()))) return;
+    const sent = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization?.trim() ?? "")?.[1] ?? "";
+    const a = createHash("sha256").update(sent).digest();
+    const b = createHash("sha256").update(access.token).digest();
+    if (!sent || !timingSafeEqual(a, b)) {
+      throw new HttpError(401, "unauthorized", "this sandbox endpoint (admin or SMS) needs the header \"authorization: Bearer <CONVEER_SANDBOX_TOKEN>\"", { "www-authenticate": "Bearer" });
+    }
+  }
+
   /** The sandbox's request handler (mountable on any node:http server). */
   function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
     dispatch(req, res).catch((err: unknown) => {
@@ -714,6 +739,11 @@ export function createSandbox(opts: SandboxOptions = {}) {
       const m = /^(\[[^\]]+\]|[^:]*):(\d{1,5})$/.exec(addr);
       if (!m) return Promise.reject(new Error(`sandbox address ${JSON.stringify(addr)} is not host:port`));
       const host = m[1].replace(/^\[|\]$/g, "") || "127.0.0.1";
+      if (!opts.access?.token && !isLoopback(host)) {
+        return Promise.reject(
+          new Error(`refusing to listen on ${addr}: without CONVEER_SANDBOX_TOKEN the sandbox's admin and SMS endpoints answer anyone, so it listens on loopback only. Set CONVEER_SANDBOX_TOKEN (e.g. \`openssl rand -hex 24\`), or listen on 127.0.0.1`),
+        );
+      }
       const srv = (server = http.createServer(handler));
       return new Promise((resolve, reject) => {
         srv.once("error", (err) => reject(new Error(`the sandbox cannot listen on ${addr}: ${err.message}`)));

@@ -29,7 +29,7 @@ test("capMessage keeps a message up to the cap and cuts a longer one on a charac
 let server: grpc.Server;
 let client: grpc.Client;
 before(async () => {
-  const auth: Authenticator = { authenticate: async () => OPEN_PRINCIPAL, authorize: () => {} };
+  const auth: Authenticator = { authenticate: async () => OPEN_PRINCIPAL, authorize: () => {}, isOpen: async () => true };
   const binding = {
     service: AccountService,
     scopes: Object.fromEntries(AccountService.methods.map((m) => [m.localName, "accounts:read"])),

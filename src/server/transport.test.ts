@@ -278,7 +278,7 @@ for (const kind of STORE_KINDS) {
       // Every service is built now; the transport's path for one that is not (a binding with no impl) stays tested.
       const server = new grpc.Server(GRPC_SERVER_OPTIONS);
       const stop = new AbortController();
-      const deps = { log: pino({ level: "silent" }), auth: createAuthenticator({ db: sys.db, allowOpen: true }), metrics: createMetrics(), shutdown: stop.signal };
+      const deps = { log: pino({ level: "silent" }), auth: createAuthenticator({ db: sys.db, mode: "auto" }), metrics: createMetrics(), shutdown: stop.signal };
       const { definition, handlers } = grpcServiceOf({ service: WarmingService }, deps);
       server.addService(definition, handlers);
       const port = await new Promise<number>((res, rej) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
@@ -422,7 +422,7 @@ for (const kind of STORE_KINDS) {
 describe("recovery interceptor", () => {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "info" }, new Writable({ write: (chunk, _enc, cb) => (lines.push(JSON.parse(String(chunk))), cb()) }));
-  const auth: Authenticator = { authenticate: async () => OPEN_PRINCIPAL, authorize: () => {} };
+  const auth: Authenticator = { authenticate: async () => OPEN_PRINCIPAL, authorize: () => {}, isOpen: async () => true };
   const shutdown = new AbortController();
   let server: grpc.Server;
   let client: grpc.Client;

@@ -47,6 +47,7 @@ describe("SMSService over gRPC", () => {
       authorize: (p, scope, method) => {
         if (!grants(p.scopes, scope)) throw new AppError("PERMISSION_DENIED", `${method} needs scope ${scope}`);
       },
+      isOpen: async () => true,
     };
     server = new grpc.Server(GRPC_SERVER_OPTIONS);
     const { definition, handlers } = grpcServiceOf(smsService(sms), { log, auth, metrics: createMetrics(), shutdown: shutdown.signal });

@@ -49,7 +49,7 @@ before(async () => {
   warming = createWarming({ db: store.db, peers: { accounts: localAccountsPeer(accounts), platforms: fakePlatform().peer }, clock, newId, log, scenarios: builtinScenarios(), options: { idleRecheckMs: 50 } });
   await warming.start();
   server = new grpc.Server(GRPC_SERVER_OPTIONS);
-  const { definition, handlers } = grpcServiceOf(warmingService(warming), { log, auth: createAuthenticator({ db: store.db, allowOpen: true }), metrics: createMetrics(), shutdown: shutdown.signal });
+  const { definition, handlers } = grpcServiceOf(warmingService(warming), { log, auth: createAuthenticator({ db: store.db, mode: "auto" }), metrics: createMetrics(), shutdown: shutdown.signal });
   server.addService(definition, handlers);
   const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   client = remoteClient(WarmingService, { addr: `127.0.0.1:${port}`, sessions });
