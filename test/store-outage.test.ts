@@ -34,6 +34,8 @@ describe("the store goes away under load and comes back", { skip: process.env.CO
   let relay: TcpRelay;
   let db: Db;
   let admin: pg.Client;
+  /** Ends the test's load and stream, also when an assertion failed midway. */
+  let stopAll = () => {};
   before(async () => {
     // Two scenario days in about 50 s, so warming runs through every fault below.
     s = await setUp("postgres", { CONVEER_TIME_SCALE: "3500", CONVEER_PROXY_ALLOW_PRIVATE: "true" });
@@ -44,6 +46,7 @@ describe("the store goes away under load and comes back", { skip: process.env.CO
     await admin.connect();
   });
   after(async () => {
+    stopAll();
     await admin?.end();
     await db?.close();
     await relay?.close();
@@ -90,6 +93,10 @@ describe("the store goes away under load and comes back", { skip: process.env.CO
     const outcomes: Outcome[] = [];
     const acknowledged: string[] = [];
     let stopLoad = false;
+    stopAll = () => {
+      stopLoad = true;
+      streamAbort.abort();
+    };
     const call = async <T>(method: string, fn: () => Promise<T>): Promise<T | undefined> => {
       const t0 = performance.now();
       try {
