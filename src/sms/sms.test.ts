@@ -11,6 +11,7 @@ import { FakeSmsProvider } from "./fake-sms-provider.ts";
 import { createSms } from "./sms.ts";
 import type { Sms, SmsDeps } from "./sms.ts";
 import { rejectsWithAppError as rejectsWith } from "../../test/support/assert.ts";
+import { startTcpRelay } from "../../test/support/tcp-relay.ts";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const VK = { service: "vk", country: "", operator: "" };
@@ -266,6 +267,36 @@ for (const kind of STORE_KINDS) {
       await eventually(() => a.stats().waiters === 1);
       await b.cancel(act2.id);
       assert.equal((await waiting2).error, "activation was cancelled");
+    });
+
+    test("a waiter whose LISTEN connection was lost while another replica recorded the code still wakes once the store is back", { skip: kind !== "postgres" && "PGlite has no connection to lose" }, async () => {
+      const u = new URL(store.url);
+      const relay = await startTcpRelay(u.hostname, Number(u.port || 5432));
+      stops.push(() => relay.close());
+      u.hostname = "127.0.0.1";
+      u.port = String(relay.port);
+      const dbA = openPostgres({ url: u.toString(), max: 4, connectTimeoutMs: 500 });
+      stops.push(() => dbA.close());
+      const fake = new FakeSmsProvider();
+      // Replica A reaches the store through the relay and does not hear the provider; B records the code.
+      const a = await smsWith([fake.withoutMessages()], {}, dbA);
+      const dbB = openPostgres({ url: store.url, max: 4 });
+      stops.push(() => dbB.close());
+      await smsWith([fake], {}, dbB);
+      const act = await a.getNumber(VK);
+      const waiting = a.getCode(act.id, 30);
+      await eventually(() => a.stats().waiters === 1);
+      // A's connections are cut and refused: the NOTIFY for the code below never reaches A.
+      await relay.set("refuse");
+      fake.deliver(fake.refOf(act.phone)!, "31337");
+      await eventually(async () => (await db.query<{ code: string }>("SELECT code FROM sms_activations WHERE id = $1", [act.id])).rows[0]?.code === "31337");
+      await sleep(300);
+      await relay.set("pass");
+      const t0 = performance.now();
+      const got = await Promise.race([waiting, sleep(8000).then(() => undefined)]);
+      assert.ok(got, "the waiter woke after the store came back (it re-read on resubscribe), not at its 30 s deadline");
+      assert.deepEqual([got.success, got.code], [true, "31337"]);
+      assert.ok(performance.now() - t0 < 5000);
     });
 
     test("the sweeper ends expired activations: no code → FAILED and refunded, code → COMPLETED and finished", async () => {
