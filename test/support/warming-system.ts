@@ -94,6 +94,8 @@ export async function setUp(kind: "pglite" | "postgres", extra: Record<string, s
       return r.results.map((x) => x.accountId);
     },
     async close() {
+      // A child's errors (pino level 50+) are what explains a failed assertion here: show them.
+      for (const c of children) for (const l of c.logs()) if (Number(l.level) >= 50) console.log(`# ${JSON.stringify(l).slice(0, 2000)}`);
       for (const s of sessions) s.abort();
       await killAll(children);
       await sandbox.close();
