@@ -119,12 +119,15 @@ describe("the store goes away under load and comes back", { skip: process.env.CO
       }
     });
 
-    const healthz: { phase: string; status: number; ms: number }[] = [];
+    const healthz: { phase: string; status: number; ms: number; body: string }[] = [];
     const probeHealth = async (until: () => boolean) => {
       while (!until()) {
         const t0 = performance.now();
-        const status = await fetch(`http://127.0.0.1:${relayed.http}/healthz`, { signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0);
-        healthz.push({ phase, status, ms: performance.now() - t0 });
+        const { status, body } = await fetch(`http://127.0.0.1:${relayed.http}/healthz`, { signal: AbortSignal.timeout(5000) }).then(
+          async (r) => ({ status: r.status, body: await r.text() }),
+          () => ({ status: 0, body: "" }),
+        );
+        healthz.push({ phase, status, ms: performance.now() - t0, body });
         await new Promise((r) => setTimeout(r, 100));
       }
     };
@@ -197,6 +200,9 @@ describe("the store goes away under load and comes back", { skip: process.env.CO
       const late = during.filter((h) => h.ms > 1000);
       assert.deepEqual(late, [], `/healthz answered within 1 s during ${f}`);
       assert.ok(during.filter((h) => h.status === 503).length >= during.length - 2, `/healthz said 503 during ${f}: ${JSON.stringify(during.map((h) => h.status))}`);
+      const dbName = new URL(s.dbUrl).pathname.slice(1);
+      const leaky = during.filter((h) => h.body.includes(String(relay.port)) || h.body.includes(dbName) || h.body.includes("postgres"));
+      assert.deepEqual(leaky.map((h) => h.body).slice(0, 2), [], "a 503 names no database address, user or name");
     }
 
     // Nothing acknowledged is missing.

@@ -15,7 +15,7 @@ export async function openStore(config: Pick<Config, "databaseUrl" | "dataDir"> 
         connectTimeoutMs: config.db?.connectTimeoutMs,
         queryTimeoutMs: config.db?.queryTimeoutMs,
         poolWaitMs: config.db?.poolWaitMs,
-        onError: (err) => log.warn({ err: err.message }, "store connection lost; the pool replaces it"),
+        onError: (err) => log.warn({ err: err.message }, "store connection failed; the pool replaces lost connections"),
         onHealth: (h) => (h.ok ? log.info("store is back: serving again") : log.error({ reason: h.reason }, "store is down: calls answer UNAVAILABLE until it is back")),
       })
     : await openPglite(join(config.dataDir, "pgdata"), { log });

@@ -1,6 +1,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import type { Logger } from "pino";
 import type { Db, Queryable, QueryResult, StoreHealth } from "./db.ts";
+import { storeFailureReason } from "./store-errors.ts";
 import { checkForDamage, recordRowCounts } from "./pglite-damage.ts";
 
 /**
@@ -71,7 +72,7 @@ export function wrapPglite(pg: PGlite): Db {
         timer = setTimeout(() => resolve({ ok: false, reason: `the embedded store did not answer in ${timeoutMs} ms (busy with a long transaction)` }), timeoutMs);
       });
       try {
-        return await Promise.race([pg.query("SELECT 1").then((): StoreHealth => UP, (err: Error): StoreHealth => ({ ok: false, reason: err.message })), late]);
+        return await Promise.race([pg.query("SELECT 1").then((): StoreHealth => UP, (err: unknown): StoreHealth => ({ ok: false, reason: storeFailureReason(err) })), late]);
       } finally {
         clearTimeout(timer);
       }

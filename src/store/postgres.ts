@@ -6,7 +6,7 @@ import type { Db, ListenOptions, Queryable, QueryResult, StoreHealth } from "./d
 import { isConnectionError } from "./pg-errors.ts";
 import { createStoreMonitor } from "./store-monitor.ts";
 import type { StoreMonitor } from "./store-monitor.ts";
-import { poolBusy, poolDeadline, storeSilent, storeUnreachable } from "./store-errors.ts";
+import { poolBusy, poolDeadline, storeFailureReason, storeSilent, storeUnreachable } from "./store-errors.ts";
 
 // int8 (counts, sums) as numbers: every int8 we store fits in 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -87,6 +87,7 @@ export function openPostgres(opts: PostgresOptions): Db {
     monitor: createStoreMonitor({
       check: (signal) => probeOnce(ctx, probe, signal),
       checkTimeoutMs: o.connectTimeoutMs,
+      onCheckFailed: (err) => o.onError?.(err as Error),
       onChange: (h) => {
         if (!h.ok) for (const fail of [...ctx.waiters]) fail(storeUnreachable(h.reason));
         else void resubscribe(ctx, true);
@@ -245,7 +246,7 @@ function translate(ctx: PgContext, err: unknown, client?: pg.ClientBase): unknow
   ctx.monitor.suspect();
   const msg = (err as Error).message;
   if (/timeout expired/i.test(msg)) return storeSilent(ctx.o.connectTimeoutMs, "did not accept a connection");
-  return storeUnreachable(msg, err);
+  return storeUnreachable(storeFailureReason(err), err);
 }
 
 /** The monitor's check: SELECT 1 on a connection of its own, so a busy pool never looks like a dead store. */

@@ -6,6 +6,40 @@ import { AppError } from "../errors.ts";
  * the caller's deadline is DEADLINE_EXCEEDED. Never INTERNAL: none of them is a bug.
  */
 
+const REASONS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EPIPE: "connection reset",
+  ETIMEDOUT: "connection timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ENOTFOUND: "host name not found",
+  EAI_AGAIN: "host name lookup failed",
+  "57P01": "connection terminated by the server",
+  "57P02": "the server crashed",
+  "57P03": "the server is starting up or shutting down",
+  "3D000": "the database does not exist",
+  "28P01": "authentication failed",
+  "28000": "authentication failed",
+  "53300": "too many connections",
+};
+
+/**
+ * Why the store failed, in a few words fit for a client or /healthz: never the driver's own
+ * message, which may name the database's host, port, user or database (the full error is logged).
+ */
+export function storeFailureReason(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === "string" ? e.code : "";
+  if (REASONS[code]) return REASONS[code];
+  if (code.startsWith("08")) return "connection failure";
+  const msg = typeof e?.message === "string" ? e.message : "";
+  if (/timeout expired|did not answer/i.test(msg)) return "it did not answer in time";
+  if (/Connection terminated/i.test(msg)) return "connection closed";
+  if (/is closed|closing/i.test(msg)) return "the store is closed";
+  return "connection failure";
+}
+
 /** The store cannot be reached (connection refused, reset, terminated) or is known to be down. */
 export function storeUnreachable(reason: string, cause?: unknown): AppError {
   return new AppError("UNAVAILABLE", `the store is unreachable (${reason}); retry later`, { cause });

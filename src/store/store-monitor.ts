@@ -1,4 +1,5 @@
 import type { StoreHealth } from "./db.ts";
+import { storeFailureReason } from "./store-errors.ts";
 
 /** Options of a store monitor. */
 export type StoreMonitorOptions = {
@@ -8,6 +9,8 @@ export type StoreMonitorOptions = {
   checkTimeoutMs: number;
   /** How often a down store is checked again. */
   retryMs?: number;
+  /** A check failed (the full error, for the log; the state carries only a short reason). */
+  onCheckFailed?(err: unknown): void;
   /** Called on every change: up → down and down → up. */
   onChange?(health: StoreHealth): void;
 };
@@ -69,7 +72,8 @@ export function createStoreMonitor(o: StoreMonitorOptions): StoreMonitor {
         ]);
         set(UP);
       } catch (err) {
-        set({ ok: false, reason: (err as Error).message || String(err) });
+        o.onCheckFailed?.(err);
+        set({ ok: false, reason: storeFailureReason(err) });
       } finally {
         clearTimeout(timer);
         running = undefined;
