@@ -17,12 +17,10 @@
  *
  * Knobs (env): BENCH_BIG_PLAN_RUNS=3  BENCH_BIG_PLAN_RATE=200  BENCH_BIG_PLAN_IDLE_MS=2000  BENCH_STORES=pglite,postgres
  */
-import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import pg from "pg";
 import { parse as parseYaml } from "yaml";
 import { pino } from "pino";
 import * as grpc from "@grpc/grpc-js";
@@ -36,6 +34,7 @@ import { openStore } from "../src/store/open.ts";
 import { MAX_PLANNED_ACTIONS, parseScenario } from "../src/warming/scenario.ts";
 import { mostPlannedActions } from "../src/warming/planner.ts";
 import { envInt, fmt, median, quantile, table } from "./stats.ts";
+import { createBenchDatabase } from "./system.ts";
 
 const RUNS = envInt("BENCH_BIG_PLAN_RUNS", 3);
 const RATE = envInt("BENCH_BIG_PLAN_RATE", 200);
@@ -69,22 +68,6 @@ function bigScenarioYaml(): string {
     `  - { days: "361-365", window: { startHour: 0, endHour: 24 }, actions: ${day(136)} }`,
     "",
   ].join("\n");
-}
-
-async function adminQuery(base: string, sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: base });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
-function withDb(url: string, db: string): string {
-  const u = new URL(url);
-  u.pathname = `/${db}`;
-  return u.toString();
 }
 
 /** The prober thread: GetAccount(accountId) at RATE/s, open loop, until told to stop; answers the samples. */
@@ -171,10 +154,9 @@ async function benchStore(kind: "pglite" | "postgres", say: (s: string) => void)
       CONVEER_WARMING_WORKER: "0",
     };
     if (kind === "postgres") {
-      const name = `conveer_bench_${randomBytes(5).toString("hex")}`;
-      await adminQuery(PG_URL, `CREATE DATABASE ${name}`);
-      cleanups.push(() => adminQuery(PG_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-      env.DATABASE_URL = withDb(PG_URL, name);
+      const created = await createBenchDatabase(PG_URL);
+      cleanups.push(created.drop);
+      env.DATABASE_URL = created.url;
     }
     for (const s of SERVICE_NAMES) env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = "127.0.0.1:0";
     const config = loadConfig(env);

@@ -48,6 +48,13 @@ export function postgresBaseUrl(): string {
   return process.env.BENCH_DATABASE_URL || process.env.CONVEER_TEST_DATABASE_URL || "";
 }
 
+/** A new, empty PostgreSQL database on base's server for one benchmark run; drop() removes it. */
+export async function createBenchDatabase(base: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `conveer_bench_${randomBytes(5).toString("hex")}`;
+  await adminQuery(base, `CREATE DATABASE ${name}`);
+  return { url: withDb(base, name), drop: () => adminQuery(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
 function withDb(url: string, db: string): string {
   const u = new URL(url);
   u.pathname = `/${db}`;
@@ -77,10 +84,9 @@ export async function startBenchSystem(kind: StoreKind, opts: { accounts: number
     if (kind === "postgres") {
       const base = postgresBaseUrl();
       if (!base) throw new Error("set CONVEER_TEST_DATABASE_URL or BENCH_DATABASE_URL to benchmark PostgreSQL");
-      const name = `conveer_bench_${randomBytes(5).toString("hex")}`;
-      await adminQuery(base, `CREATE DATABASE ${name}`);
-      cleanups.push(() => adminQuery(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-      url = withDb(base, name);
+      const created = await createBenchDatabase(base);
+      cleanups.push(created.drop);
+      url = created.url;
     }
     const env: Record<string, string> = {
       CONVEER_DATA_DIR: dataDir,

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { link, mkdir, open, readFile, unlink } from "node:fs/promises";
+import { mkdir, readFile, unlink } from "node:fs/promises";
+import { createExclusive } from "../create-exclusive.ts";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -17,7 +18,7 @@ export async function holdDataDirLock(dataDir: string): Promise<() => Promise<vo
   const path = join(dataDir, LOCK_FILE);
   const me = selfHolder();
   const giveUpAt = Date.now() + 5000;
-  while (!(await createExclusive(path, me))) {
+  while (!(await createLockFile(path, me))) {
     const other = await readHolder(path);
     if (other === "gone") continue;
     const state = liveness(other);
@@ -46,24 +47,8 @@ function selfHolder(): Holder {
 }
 
 /** Writes the holder aside and hard-links it into place: false when the lock file already exists. */
-async function createExclusive(path: string, holder: Holder): Promise<boolean> {
-  const tmp = `${path}.${holder.pid}.${randomBytes(6).toString("hex")}.tmp`;
-  const fh = await open(tmp, "wx", 0o644);
-  try {
-    await fh.writeFile(JSON.stringify(holder) + "\n");
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await link(tmp, path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw err;
-  } finally {
-    await unlink(tmp).catch(() => {});
-  }
+function createLockFile(path: string, holder: Holder): Promise<boolean> {
+  return createExclusive(path, JSON.stringify(holder) + "\n", 0o644);
 }
 
 async function readHolder(path: string): Promise<Holder | "gone"> {
@@ -110,7 +95,7 @@ function liveness(h: Holder): "alive" | "dead" | "elsewhere" {
 async function breakStale(path: string, dead: Holder): Promise<void> {
   const breaker = `${path}.break`;
   const me = selfHolder();
-  if (!(await createExclusive(breaker, me))) {
+  if (!(await createLockFile(breaker, me))) {
     const other = await readHolder(breaker).catch(() => "gone" as const);
     // A breaker that died mid-break (the window is a few system calls) is itself stale.
     if (other !== "gone" && liveness(other) === "dead") await unlinkIfSame(breaker, other);

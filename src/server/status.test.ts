@@ -62,3 +62,14 @@ test("an error with a 1 MB message reaches a gRPC client with its code and a cap
   assert.equal(codeName(c.code), "NOT_FOUND", c.details.slice(0, 200));
   assert.match(c.details, /^огромное: ж+… \(message truncated\)$/);
 });
+
+test("store failures are retryable statuses that name no database detail; a damaged page is DATA_LOSS", () => {
+  const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
+  // A server out of connection slots (seen when replicas and tests share one PostgreSQL) was INTERNAL.
+  const full = toStatus(pgError("53300", "sorry, too many clients already"));
+  assert.deepEqual([full.code, full.internal], [grpc.status.UNAVAILABLE, false]);
+  const refused = toStatus(pgError("ECONNREFUSED", "connect ECONNREFUSED 10.1.2.3:5432"));
+  assert.equal(refused.code, grpc.status.UNAVAILABLE);
+  assert.doesNotMatch(refused.message, /10\.1\.2\.3|5432/);
+  assert.equal(toStatus(pgError("XX001", "invalid page in block 1 of relation base/5/16384")).code, grpc.status.DATA_LOSS);
+});

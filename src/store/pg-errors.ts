@@ -8,6 +8,7 @@ export const PgError = {
   adminShutdown: "57P01",
   crashShutdown: "57P02",
   cannotConnectNow: "57P03",
+  tooManyConnections: "53300",
   invalidTextRepresentation: "22P02",
   dataCorrupted: "XX001",
   indexCorrupted: "XX002",
@@ -33,7 +34,7 @@ export function isConnectionError(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e.code === "string" ? e.code : "";
   if (connectionErrnos.has(code)) return true;
-  if (code.startsWith("08") || code === PgError.adminShutdown || code === PgError.crashShutdown || code === PgError.cannotConnectNow) return true;
+  if (code.startsWith("08") || code === PgError.adminShutdown || code === PgError.crashShutdown || code === PgError.cannotConnectNow || code === PgError.tooManyConnections) return true;
   const msg = typeof e.message === "string" ? e.message : "";
   return /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error|timeout exceeded when trying to connect|Cannot use a pool after calling end/i.test(msg);
 }

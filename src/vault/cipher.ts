@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { chmod, link, mkdir, open as openFile, readFile, stat, unlink } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat } from "node:fs/promises";
+import { createExclusive } from "../create-exclusive.ts";
 import { dirname } from "node:path";
 
 /** A 32-byte data key with its id. */
@@ -176,23 +177,7 @@ async function ensurePrivate(path: string): Promise<void> {
 // starting at once cannot both create a key, and neither can read a half-written file.
 async function createKeyFile(path: string): Promise<boolean> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
-  const fh = await openFile(tmp, "wx", 0o600);
-  try {
-    await fh.writeFile(randomBytes(KEY_BYTES).toString("hex") + "\n", "utf8");
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await link(tmp, path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw err;
-  } finally {
-    await unlink(tmp).catch(() => {});
-  }
+  return createExclusive(path, randomBytes(KEY_BYTES).toString("hex") + "\n", 0o600);
 }
 
 /** Loads the master key file at path; undefined when there is none. */

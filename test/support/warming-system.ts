@@ -51,6 +51,9 @@ export async function setUp(kind: "pglite" | "postgres", extra: Record<string, s
     // A scenario day in 4 real seconds.
     CONVEER_TIME_SCALE: "21600",
     CONVEER_LOG_LEVEL: "warn",
+    // Several processes on one PostgreSQL (max_connections 100, shared with the test run's other
+    // files): each takes at most 12 pooled connections, plus its LISTEN and health-check ones.
+    CONVEER_DB_POOL_SIZE: "12",
     // The proxies are local.
     CONVEER_PROXY_ALLOW_PRIVATE: "true",
     ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
