@@ -12,6 +12,15 @@ export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
 }
 
+declare const inTransaction: unique symbol;
+
+/**
+ * An open transaction. A query function that locks rows (FOR UPDATE) takes a Transaction, not a
+ * Queryable, so calling it on the pool (where the lock would end with the statement) does not
+ * typecheck. Only Db.transaction makes one.
+ */
+export type Transaction = Queryable & { readonly [inTransaction]: true };
+
 /** Whether the store answers: `ok`, or why not (shown by /healthz and the health service). */
 export type StoreHealth = { ok: true } | { ok: false; reason: string };
 
@@ -29,7 +38,7 @@ export interface Db extends Queryable {
   /** "postgres" or "pglite": for the rare place that must know (tests, benchmarks, logs). */
   readonly kind: "postgres" | "pglite";
   /** Runs fn in a transaction; commits when it resolves, rolls back when it throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
   /** Subscribes to a NOTIFY channel; resolves to an unsubscribe function. */
   listen(channel: string, onPayload: (payload: string) => void, options?: ListenOptions): Promise<() => Promise<void>>;
   /** The store's state as last seen (no I/O): down from the first failed check until one succeeds. */

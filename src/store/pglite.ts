@@ -1,6 +1,6 @@
 import { PGlite } from "@electric-sql/pglite";
 import type { Logger } from "pino";
-import type { Db, Queryable, QueryResult, StoreHealth } from "./db.ts";
+import type { Db, QueryResult, StoreHealth, Transaction } from "./db.ts";
 import { storeFailureReason } from "./store-errors.ts";
 import { checkForDamage, recordRowCounts } from "./pglite-damage.ts";
 
@@ -48,14 +48,14 @@ export function wrapPglite(pg: PGlite): Db {
       const r = await pg.query<R>(sql, params as unknown[]);
       return { rows: r.rows, rowCount: rowCount(r) };
     },
-    transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
       return pg.transaction((t) =>
         fn({
           async query<R>(sql: string, params?: unknown[]) {
             const r = await t.query<R>(sql, params as unknown[]);
             return { rows: r.rows, rowCount: rowCount(r) };
           },
-        }),
+        } as Transaction),
       );
     },
     // In-process: there is no connection to lose, so a subscription is never re-established.

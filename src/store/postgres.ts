@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import pg from "pg";
 import { AppError } from "../errors.ts";
 import { callDeadline } from "./call-deadline.ts";
-import type { Db, ListenOptions, Queryable, QueryResult, StoreHealth } from "./db.ts";
+import type { Db, ListenOptions, QueryResult, StoreHealth, Transaction } from "./db.ts";
 import { isConnectionError } from "./pg-errors.ts";
 import { createStoreMonitor } from "./store-monitor.ts";
 import type { StoreMonitor } from "./store-monitor.ts";
@@ -112,11 +112,11 @@ export function openPostgres(opts: PostgresOptions): Db {
         release(ctx, client);
       }
     },
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
       const client = await acquire(ctx);
       try {
         await runQuery(ctx, client, "BEGIN");
-        const out = await fn({ query: (sql, params) => runQuery(ctx, client, sql, params) });
+        const out = await fn({ query: (sql, params) => runQuery(ctx, client, sql, params) } as Transaction);
         await runQuery(ctx, client, "COMMIT");
         return out;
       } catch (err) {
