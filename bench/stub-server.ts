@@ -7,7 +7,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { accountService } from "../src/accounts/account-service.ts";
-import { checkId, toAccount } from "../src/accounts/accounts.ts";
+import { toAccount } from "../src/accounts/accounts.ts";
+import { checkId } from "../src/store/ids.ts";
 import type { Accounts } from "../src/accounts/accounts.ts";
 import { createAuthenticator } from "../src/auth/tokens.ts";
 import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "../src/server/grpc-server.ts";

@@ -2,6 +2,7 @@
  * The domain's one error class. Domain code throws `AppError` with a gRPC status name; the
  * transport (src/server/status.ts) is the one place that turns errors into status codes.
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 
 /** The gRPC status names the domain may raise. */
 export type ErrorCode =
@@ -61,4 +62,17 @@ export function quote(v: unknown): string {
 // The first QUOTE_CHARS characters, never cutting a surrogate pair in half.
 function prefix(s: string): string {
   return s.slice(0, /[\uD800-\uDBFF]/.test(s[QUOTE_CHARS - 1]) ? QUOTE_CHARS - 1 : QUOTE_CHARS);
+}
+
+/** The gRPC status name of an error from a peer (an in-process AppError or a ConnectError from a remote one). */
+export function codeOf(err: unknown): string {
+  if (err instanceof AppError) return err.code;
+  if (err instanceof ConnectError) return Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  return "UNKNOWN";
+}
+
+/** The message of a peer error without the code prefix ConnectError adds. */
+export function messageOf(err: unknown): string {
+  if (err instanceof ConnectError) return err.rawMessage;
+  return err instanceof Error ? err.message : String(err);
 }

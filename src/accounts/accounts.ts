@@ -6,7 +6,7 @@ import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../page-token.ts";
 import type { Db } from "../store/db.ts";
-import { isId } from "../store/ids.ts";
+import { checkId } from "../store/ids.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
 import type { Vault } from "../vault/vault.ts";
 import { assertTransition, statusName } from "./account-status.ts";
@@ -197,12 +197,6 @@ export function createAccounts({ db, vault, newId }: AccountsDeps) {
 
 /** The accounts domain's API. */
 export type Accounts = ReturnType<typeof createAccounts>;
-
-/** INVALID_ARGUMENT unless id is a 24-hex id. */
-export function checkId(id: string, field: string): void {
-  if (!id) throw invalidArgument(field, "is required (a 24-hex id)");
-  if (!isId(id)) throw invalidArgument(field, `must be a 24-hex id like 507f1f77bcf86cd799439011, got ${quote(id)}`);
-}
 
 /** Maps a row to the API message (never secrets). */
 export function toAccount(row: store.PublicAccountRow): Account {

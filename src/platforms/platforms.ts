@@ -11,7 +11,7 @@ import { CheckAccountStatusResponseSchema, ExecuteActionResponseSchema, Register
 import { AppError, invalidArgument, quote } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
 import type { Platform } from "../domain.ts";
-import { checkId } from "../accounts/accounts.ts";
+import { checkId } from "../store/ids.ts";
 import type { Db } from "../store/db.ts";
 import type { ProxyEndpoint } from "../proxies/proxy-dial.ts";
 import { ACTION_KINDS, DriverError } from "./driver.ts";

@@ -6,7 +6,7 @@ import type { Account } from "../gen/conveer/v1/account_pb.js";
 import { ProxyHealthSchema, ProxySchema } from "../gen/conveer/v1/proxy_pb.js";
 import type { Proxy, ProxyHealth, ProxySpec } from "../gen/conveer/v1/proxy_pb.js";
 import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
-import { checkId } from "../accounts/accounts.ts";
+import { checkId } from "../store/ids.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../page-token.ts";
 import type { Db, Queryable } from "../store/db.ts";
 import { isId } from "../store/ids.ts";

@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { CancelActivationResponseSchema, GetBalanceResponseSchema, GetCodeResponseSchema, SMSActivationSchema, SMSStatus } from "../gen/conveer/v1/sms_pb.js";
 import type { CancelActivationResponse, GetBalanceResponse, GetCodeResponse, SMSActivation } from "../gen/conveer/v1/sms_pb.js";
-import { checkId } from "../accounts/accounts.ts";
+import { checkId } from "../store/ids.ts";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import type { Db } from "../store/db.ts";

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { invalidArgument, quote } from "../errors.ts";
 
 /**
  * Creates 24-hex, time-ordered ids (the seed's shape, like a MongoDB ObjectId): 4 bytes of Unix
@@ -17,4 +18,10 @@ export function createIdGenerator(): () => string {
 /** True for a well-formed id (24 lowercase hex digits). */
 export function isId(s: string): boolean {
   return /^[0-9a-f]{24}$/.test(s);
+}
+
+/** INVALID_ARGUMENT unless id is a 24-hex id. */
+export function checkId(id: string, field: string): void {
+  if (!id) throw invalidArgument(field, "is required (a 24-hex id)");
+  if (!isId(id)) throw invalidArgument(field, `must be a 24-hex id like 507f1f77bcf86cd799439011, got ${quote(id)}`);
 }

@@ -14,9 +14,9 @@ import {
   WarmingTaskSchema,
 } from "../gen/conveer/v1/warming_pb.js";
 import type { WarmingEvent, WarmingScenario, WarmingStatistics, WarmingTask } from "../gen/conveer/v1/warming_pb.js";
-import { checkId } from "../accounts/accounts.ts";
+import { checkId } from "../store/ids.ts";
 import { PLATFORMS, isPlatform } from "../domain.ts";
-import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
+import { AppError, codeOf, invalidArgument, messageOf, notFound, quote } from "../errors.ts";
 import type { Db, Queryable } from "../store/db.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
 import type { Clock } from "./clock.ts";
@@ -30,7 +30,7 @@ import type { Scenario } from "./scenario.ts";
 import * as store from "./warming-store.ts";
 import type { EndedTask, EventRow, TaskRow, TaskUpdate } from "./warming-store.ts";
 import { EVENT_TYPES, OPEN_STATUSES, TaskStatus } from "./warming-store.ts";
-import { WORKER_DEFAULTS, actionTypeName, codeOf, createWorker, dayOf, messageOf, statusName } from "./worker.ts";
+import { WORKER_DEFAULTS, actionTypeName, createWorker, dayOf, statusName } from "./worker.ts";
 import type { WorkerOptions } from "./worker.ts";
 
 /**

@@ -4,7 +4,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import type { LockedTask } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
-import { classify, codeOf, dayOf, decide, retryDelay, statusName } from "./worker.ts";
+import { classify, dayOf, decide, retryDelay, statusName } from "./worker.ts";
+import { codeOf } from "../errors.ts";
 
 const NOW = new Date("2025-03-10T12:00:00Z");
 const P = { maxConsecutiveFailures: 3, retryBaseMs: 60_000, retryMaxMs: 3_600_000 };

@@ -1,7 +1,6 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { ACTION_KINDS } from "../platforms/driver.ts";
-import { AppError } from "../errors.ts";
+import { AppError, codeOf, messageOf } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import type { Clock } from "./clock.ts";
 import { progressOf } from "./planner.ts";
@@ -89,19 +88,6 @@ const DAY_MS = 86_400_000;
 // Ends a wait's timers; built once (an abort without a reason makes a DOMException with a stack).
 const WAIT_OVER = new Error("the wait is over");
 const TRANSIENT = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "INTERNAL", "UNKNOWN", "DATA_LOSS"]);
-
-/** The gRPC status name of an error from a peer (an in-process AppError or a ConnectError from a remote one). */
-export function codeOf(err: unknown): string {
-  if (err instanceof AppError) return err.code;
-  if (err instanceof ConnectError) return Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
-  return "UNKNOWN";
-}
-
-/** The message of a peer error without the code prefix ConnectError adds. */
-export function messageOf(err: unknown): string {
-  if (err instanceof ConnectError) return err.rawMessage;
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** Classifies a failed platform call. */
 export function classify(err: unknown, durationMs: number): ActionOutcome {
