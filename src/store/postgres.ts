@@ -45,8 +45,11 @@ type PgContext = {
   /** Clients that already carry our error listener. */
   readonly watched: WeakSet<pg.ClientBase>;
   /** Callers waiting for a pooled connection: failed at once when the store goes down. */
-  readonly waiters: Set<(err: Error) => void>;
+  readonly waiters: Set<Waiter>;
   readonly listen: ListenState;
+  /** Queries waiting for an answer, and the timer that gives up on the silent ones. */
+  readonly inFlight: Set<InFlight>;
+  sweep?: NodeJS.Timeout;
   closed: boolean;
 };
 
@@ -89,7 +92,7 @@ export function openPostgres(opts: PostgresOptions): Db {
       checkTimeoutMs: o.connectTimeoutMs,
       onCheckFailed: (err) => o.onError?.(err as Error),
       onChange: (h) => {
-        if (!h.ok) for (const fail of [...ctx.waiters]) fail(storeUnreachable(h.reason));
+        if (!h.ok) for (const w of [...ctx.waiters]) w.fail(storeUnreachable(h.reason));
         else void resubscribe(ctx, true);
         o.onHealth?.(h);
       },
@@ -99,6 +102,7 @@ export function openPostgres(opts: PostgresOptions): Db {
     watched: new WeakSet(),
     waiters: new Set(),
     listen: { channels: new Map() },
+    inFlight: new Set(),
     closed: false,
   };
 
@@ -134,7 +138,8 @@ export function openPostgres(opts: PostgresOptions): Db {
       if (ctx.closed) return;
       ctx.closed = true;
       ctx.monitor.stop();
-      for (const fail of [...ctx.waiters]) fail(storeUnreachable("the store is closing"));
+      clearInterval(ctx.sweep);
+      for (const w of [...ctx.waiters]) w.fail(storeUnreachable("the store is closing"));
       clearTimeout(ctx.listen.retry);
       await ctx.listen.client?.end().catch(() => {});
       await probe.client?.end().catch(() => {});
@@ -157,31 +162,41 @@ function acquire(ctx: PgContext): Promise<pg.PoolClient> {
   const byDeadline = deadline !== undefined && deadline - started < ctx.o.poolWaitMs;
   const limit = byDeadline ? deadline - started : ctx.o.poolWaitMs;
   if (limit <= 0) return Promise.reject(poolDeadline(0));
+  // An idle connection is handed over at once: no wait to bound, so no timer.
+  if (ctx.pool.idleCount > 0 && ctx.pool.waitingCount === 0) {
+    return ctx.pool.connect().then(
+      (client) => {
+        watch(ctx, client);
+        return client;
+      },
+      (err: unknown) => Promise.reject(translate(ctx, err)),
+    );
+  }
   return new Promise((resolve, reject) => {
-    let settled = false;
-    const fail = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      ctx.waiters.delete(fail);
-      reject(err);
+    const w: Waiter = {
+      until: performance.now() + limit,
+      expired: () => (byDeadline ? poolDeadline(Date.now() - started) : poolBusy(ctx.o.max, Date.now() - started)),
+      fail(err) {
+        if (!ctx.waiters.delete(w)) return;
+        reject(err);
+      },
     };
-    const timer = setTimeout(() => fail(byDeadline ? poolDeadline(Date.now() - started) : poolBusy(ctx.o.max, Date.now() - started)), limit);
-    ctx.waiters.add(fail);
+    ctx.waiters.add(w);
+    armSweep(ctx);
     ctx.pool.connect().then(
       (client) => {
         // The caller gave up meanwhile: hand the connection straight back.
-        if (settled) return release(ctx, client);
-        settled = true;
-        clearTimeout(timer);
-        ctx.waiters.delete(fail);
+        if (!ctx.waiters.delete(w)) return release(ctx, client);
         watch(ctx, client);
         resolve(client);
       },
-      (err: unknown) => fail(translate(ctx, err) as Error),
+      (err: unknown) => w.fail(translate(ctx, err) as Error),
     );
   });
 }
+
+/** A caller waiting for a pooled connection: failed by the sweep once `until` passes, or at once when the store goes down. */
+type Waiter = { until: number; expired: () => Error; fail: (err: Error) => void };
 
 /** Returns a client to the pool, or destroys it when its connection failed. */
 function release(ctx: PgContext, client: pg.PoolClient): void {
@@ -203,26 +218,53 @@ function watch(ctx: PgContext, client: pg.PoolClient): void {
   });
 }
 
-/** One query on a client, given up after queryTimeoutMs: the connection is then dropped, which frees its pool slot. */
+/**
+ * One query on a client, given up after queryTimeoutMs: the connection is then dropped, which
+ * frees its pool slot. Queries in flight (and callers waiting for a connection) are kept in sets
+ * swept by one coarse timer (a tenth of the timeout, at most 250 ms) rather than a timer each.
+ */
 function runQuery<R>(ctx: PgContext, client: pg.PoolClient, sql: string, params?: unknown[]): Promise<QueryResult<R>> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      ctx.broken.add(client);
-      reject(storeSilent(ctx.o.queryTimeoutMs));
-      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-      ctx.monitor.suspect();
-    }, ctx.o.queryTimeoutMs);
+    const entry: InFlight = { since: performance.now(), client, reject };
+    ctx.inFlight.add(entry);
+    armSweep(ctx);
     client.query(statement(ctx, sql, params) as pg.QueryConfig).then(
       (r) => {
-        clearTimeout(timer);
+        ctx.inFlight.delete(entry);
         resolve({ rows: r.rows as R[], rowCount: r.rowCount ?? 0 });
       },
       (err: unknown) => {
-        clearTimeout(timer);
+        ctx.inFlight.delete(entry);
         reject(translate(ctx, err, client));
       },
     );
   });
+}
+
+/** A query waiting for its answer. */
+type InFlight = { since: number; client: pg.PoolClient; reject: (err: Error) => void };
+
+/** Starts the sweep of queries in flight and waiting callers, if it is not running; it stops itself once none are left. */
+function armSweep(ctx: PgContext): void {
+  if (ctx.sweep) return;
+  const every = Math.min(250, Math.max(10, Math.floor(ctx.o.queryTimeoutMs / 10)));
+  ctx.sweep = setInterval(() => {
+    const now = performance.now();
+    for (const w of ctx.waiters) if (now >= w.until) w.fail(w.expired());
+    for (const q of ctx.inFlight) {
+      if (now - q.since < ctx.o.queryTimeoutMs) continue;
+      ctx.inFlight.delete(q);
+      ctx.broken.add(q.client);
+      q.reject(storeSilent(ctx.o.queryTimeoutMs));
+      (q.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      ctx.monitor.suspect();
+    }
+    if (ctx.inFlight.size === 0 && ctx.waiters.size === 0) {
+      clearInterval(ctx.sweep);
+      ctx.sweep = undefined;
+    }
+  }, every);
+  ctx.sweep.unref();
 }
 
 /**
