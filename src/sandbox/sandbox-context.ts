@@ -42,7 +42,7 @@ export type SandboxContext = {
 };
 
 /** Resolves the options (defaults, checked fault and rate settings) and opens the world (loaded from dataFile, else seeded). */
-export function createSandboxContext(opts: SandboxOptions): SandboxContext {
+export function createSandboxContext(opts: SandboxOptions = {}): SandboxContext {
   const now = opts.now ?? Date.now;
   const sms: SmsSettings = { ...DEFAULT_SMS, ...opts.sms };
   const { world, loaded } = openWorld(opts.dataFile, Math.round(sms.startBalance * 100), now);
