@@ -2,7 +2,7 @@
  * The sandbox's persisted world: its types, its seed, and the file it lives in (DATA_DIR/sandbox.json).
  * A file that is cut short or has the wrong shape is refused with a message naming the file, the
  * damage and the fix; saves are atomic (temp file, fsync, rename, fsync of the directory), so a
- * crash mid-save leaves the previous world whole.
+ * crash mid-save leaves the previous world whole; changes are saved debounced (`changed`).
  */
 import fs from "node:fs";
 import path from "node:path";
