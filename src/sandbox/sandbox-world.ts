@@ -1,12 +1,14 @@
 /**
- * The sandbox's persisted world: its types, and the file it lives in (DATA_DIR/sandbox.json).
+ * The sandbox's persisted world: its types, its seed, and the file it lives in (DATA_DIR/sandbox.json).
  * A file that is cut short or has the wrong shape is refused with a message naming the file, the
  * damage and the fix; saves are atomic (temp file, fsync, rename, fsync of the directory), so a
- * crash mid-save leaves the previous world whole.
+ * crash mid-save leaves the previous world whole; changes are saved debounced (`changed`).
  */
 import fs from "node:fs";
 import path from "node:path";
+import { PLATFORMS } from "../domain.ts";
 import type { Platform } from "../domain.ts";
+import type { SandboxContext } from "./sandbox-context.ts";
 
 /** A sandbox account's standing. */
 export type SandboxUserStatus = "active" | "banned" | "suspended";
@@ -190,5 +192,69 @@ export function writeWorldFile(file: string, world: SandboxWorld): void {
     fs.fsyncSync(d);
   } finally {
     fs.closeSync(d);
+  }
+}
+
+const FIRST = ["Anna", "Boris", "Clara", "Denis", "Elena", "Felix", "Galina", "Igor", "Julia", "Kirill", "Lena", "Mark"];
+const LAST = ["Orlova", "Petrov", "Sokolova", "Volkov", "Zaitseva", "Morozov"];
+
+/** The next id with `prefix` ("u13", "p14"): one sequence over the whole world, persisted with it. */
+export const nextId = (world: SandboxWorld, prefix: string): string => `${prefix}${++world.seq}`;
+
+/** A fresh namespace: twelve seeded users (who cannot log in) with two posts each, stories and four groups. */
+export function seedPlatform(world: SandboxWorld, p: Platform, t: number): SandboxPlatformState {
+  const s: SandboxPlatformState = { users: {}, sessions: {}, signups: {}, posts: {}, groups: {}, stories: {}, messages: [], friendRequests: [], idempotency: {} };
+  const users = FIRST.map((first, i) => {
+    const u: SandboxUser = {
+      id: nextId(world, "u"), login: `${p}_seed_${i + 1}`, pw: "", phone: "", firstName: first, lastName: LAST[i % LAST.length], fields: {},
+      status: "active", reason: "", friends: [], groups: [], profileViews: 0, seeded: true, createdAt: t,
+    };
+    s.users[u.id] = u;
+    for (let j = 1; j <= 2; j++) {
+      const post: SandboxPost = { id: nextId(world, "p"), authorId: u.id, text: `${first}'s post #${j} on ${p}`, likes: [], comments: [], reposts: [], repostOf: "", at: t };
+      s.posts[post.id] = post;
+    }
+    if (i % 2 === 0) {
+      const story = { id: nextId(world, "s"), authorId: u.id, viewers: [], at: t };
+      s.stories[story.id] = story;
+    }
+    return u;
+  });
+  for (const name of ["Hiking", "Cooking", "Photography", "Board games"]) {
+    const g = { id: nextId(world, "g"), name, members: users.filter((_, i) => i % 3 === 0).map((u) => u.id) };
+    for (const id of g.members) s.users[id].groups.push(g.id);
+    s.groups[g.id] = g;
+  }
+  return s;
+}
+
+/**
+ * The world in `dataFile` (see readWorldFile), or a new one holding `balanceKop`; platforms the
+ * file lacks are seeded, and files from before idempotency keys get an empty record.
+ */
+export function openWorld(dataFile: string | undefined, balanceKop: number, now: () => number): { world: SandboxWorld; loaded: boolean } {
+  const loaded = dataFile ? readWorldFile(dataFile) : undefined;
+  const world: SandboxWorld = loaded ?? { version: 1, seq: 0, platforms: {} as SandboxWorld["platforms"], sms: { balanceKop, rentals: {}, eventSeq: 0, events: [] } };
+  for (const p of PLATFORMS) {
+    world.platforms[p] ??= seedPlatform(world, p, now());
+    world.platforms[p].idempotency ??= {};
+  }
+  return { world, loaded: loaded !== undefined };
+}
+
+/** Notes that the world changed: saves it after saveDelayMs (one save for a burst of changes). */
+export function changed(ctx: SandboxContext): void {
+  if (ctx.dataFile && !ctx.saveTimer && !ctx.closed) ctx.saveTimer = setTimeout(saveNow, ctx.saveDelayMs, ctx);
+}
+
+/** Writes the world to dataFile now (a failure is logged: the next change tries again). */
+export function saveNow(ctx: SandboxContext): void {
+  if (ctx.saveTimer) clearTimeout(ctx.saveTimer);
+  ctx.saveTimer = undefined;
+  if (!ctx.dataFile) return;
+  try {
+    writeWorldFile(ctx.dataFile, ctx.world);
+  } catch (err) {
+    ctx.log?.warn({ err: String(err), dataFile: ctx.dataFile }, "could not save the sandbox world");
   }
 }
