@@ -1,4 +1,4 @@
-import type { Queryable } from "../store/db.ts";
+import type { Queryable, Transaction } from "../store/db.ts";
 
 /** An accounts row, as stored. */
 export type AccountRow = {
@@ -37,9 +37,15 @@ export async function insertAccount(q: Queryable, row: Omit<AccountRow, "created
   return r.rows[0];
 }
 
-/** One account by id, or undefined; `forUpdate` locks the row for a status change. */
-export async function getAccount(q: Queryable, id: string, forUpdate = false): Promise<AccountRow | undefined> {
-  const r = await q.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id]);
+/** One account by id, or undefined. */
+export async function getAccount(q: Queryable, id: string): Promise<AccountRow | undefined> {
+  const r = await q.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1`, [id]);
+  return r.rows[0];
+}
+
+/** One account by id, locked until the transaction ends (for a status or secrets change), or undefined. */
+export async function lockAccount(tx: Transaction, id: string): Promise<AccountRow | undefined> {
+  const r = await tx.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1 FOR UPDATE`, [id]);
   return r.rows[0];
 }
 

@@ -56,3 +56,8 @@ export async function claimAbandoned(q: Queryable, limit: number, leaseMs: numbe
 export async function getRegistration(q: Queryable, id: string): Promise<RegistrationRow | undefined> {
   return (await q.query<RegistrationRow>("SELECT * FROM registrations WHERE id = $1", [id])).rows[0];
 }
+
+/** Renews a running registration's lease (its process is alive: the heartbeat). */
+export async function renewLease(q: Queryable, id: string, leaseMs: number): Promise<void> {
+  await q.query("UPDATE registrations SET lease_until = now() + $2 * interval '1 millisecond' WHERE id = $1 AND status = 'running'", [id, leaseMs]);
+}

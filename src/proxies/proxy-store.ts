@@ -1,4 +1,4 @@
-import type { Queryable } from "../store/db.ts";
+import type { Queryable, Transaction } from "../store/db.ts";
 
 /** A proxies row, as stored. */
 export type ProxyRow = {
@@ -36,17 +36,38 @@ export async function insertProxy(q: Queryable, r: Omit<ProxyRow, "allocated" | 
 }
 
 /** One proxy by id. */
-export async function getProxy(q: Queryable, id: string, forUpdate = false): Promise<ProxyRow | undefined> {
-  return (await q.query<ProxyRow>(`SELECT ${P} FROM proxies p WHERE p.id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id])).rows[0];
+export async function getProxy(q: Queryable, id: string): Promise<ProxyRow | undefined> {
+  return (await q.query<ProxyRow>(`SELECT ${P} FROM proxies p WHERE p.id = $1`, [id])).rows[0];
 }
 
-/** The account's allocation joined with its proxy, locked for change when asked. */
-export async function allocationOf(q: Queryable, accountId: string, forUpdate = false): Promise<AllocatedRow | undefined> {
-  const r = await q.query<AllocatedRow>(
-    `SELECT ${P}, a.expires_at, a.account_id FROM proxy_allocations a JOIN proxies p ON p.id = a.proxy_id WHERE a.account_id = $1${forUpdate ? " FOR UPDATE OF a" : ""}`,
-    [accountId],
-  );
-  return r.rows[0];
+/** One proxy by id, locked until the transaction ends. */
+export async function lockProxy(tx: Transaction, id: string): Promise<ProxyRow | undefined> {
+  return (await tx.query<ProxyRow>(`SELECT ${P} FROM proxies p WHERE p.id = $1 FOR UPDATE`, [id])).rows[0];
+}
+
+/** Takes a proxy out of rotation: no new allocation lands on it. */
+export async function markUnhealthy(q: Queryable, id: string): Promise<void> {
+  await q.query("UPDATE proxies SET healthy = false WHERE id = $1", [id]);
+}
+
+const ALLOCATION = `SELECT ${P}, a.expires_at, a.account_id FROM proxy_allocations a JOIN proxies p ON p.id = a.proxy_id WHERE a.account_id = $1`;
+
+/** The account's allocation joined with its proxy. */
+export async function allocationOf(q: Queryable, accountId: string): Promise<AllocatedRow | undefined> {
+  return (await q.query<AllocatedRow>(ALLOCATION, [accountId])).rows[0];
+}
+
+/** The account's allocation joined with its proxy, the allocation locked until the transaction ends. */
+export async function lockAllocation(tx: Transaction, accountId: string): Promise<AllocatedRow | undefined> {
+  return (await tx.query<AllocatedRow>(`${ALLOCATION} FOR UPDATE OF a`, [accountId])).rows[0];
+}
+
+// Class id of the per-account advisory lock that serializes AllocateProxy calls for one account.
+const ALLOCATE_LOCK = 7_315_403;
+
+/** Serializes allocations for one account (on any replica) until the transaction ends. */
+export async function lockAccountAllocating(tx: Transaction, accountId: string): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ALLOCATE_LOCK, accountId]);
 }
 
 /** Who is shown a proxy's password: recorded in credential_audit with every read. */
@@ -58,7 +79,7 @@ export type SecretReader = { tokenName: string; peer: string };
  */
 export async function allocationOfAudited(q: Queryable, accountId: string, reader: SecretReader): Promise<AllocatedRow | undefined> {
   const r = await q.query<AllocatedRow>(
-    `WITH cur AS (SELECT ${P}, a.expires_at, a.account_id FROM proxy_allocations a JOIN proxies p ON p.id = a.proxy_id WHERE a.account_id = $1),
+    `WITH cur AS (${ALLOCATION}),
      audit AS (INSERT INTO credential_audit (account_id, token_name, peer, secret, proxy_id) SELECT $1, $2, $3, 'proxy', id FROM cur WHERE password_sealed <> '')
      SELECT * FROM cur`,
     [accountId, reader.tokenName, reader.peer],
@@ -136,6 +157,12 @@ export async function deleteAllocation(q: Queryable, accountId: string, proxyId 
     "DELETE FROM proxy_allocations WHERE account_id = $1 AND ($2 = '' OR proxy_id = $2) RETURNING proxy_id",
     [accountId, proxyId],
   );
+  return r.rows[0]?.proxy_id;
+}
+
+/** Deletes an account's allocation if its lease ran out (rechecked here: it may have been renewed); returns the proxy it held. */
+export async function deleteExpiredAllocation(q: Queryable, accountId: string): Promise<string | undefined> {
+  const r = await q.query<{ proxy_id: string }>("DELETE FROM proxy_allocations WHERE account_id = $1 AND expires_at < now() RETURNING proxy_id", [accountId]);
   return r.rows[0]?.proxy_id;
 }
 

@@ -1,4 +1,4 @@
-import type { Queryable } from "../store/db.ts";
+import type { Queryable, Transaction } from "../store/db.ts";
 
 /** The NOTIFY channel that tells every replica an activation's outcome changed (code, cancel, expiry); the payload is the activation id. */
 export const SMS_CHANNEL = "sms_code";
@@ -49,9 +49,15 @@ export async function insertActivation(
   return r.rows[0];
 }
 
-/** One activation by id, or undefined; `forUpdate` locks the row for a status change. */
-export async function getActivation(q: Queryable, id: string, forUpdate = false): Promise<ActivationRow | undefined> {
-  const r = await q.query<ActivationRow>(`SELECT ${COLUMNS} FROM sms_activations WHERE id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id]);
+/** One activation by id, or undefined. */
+export async function getActivation(q: Queryable, id: string): Promise<ActivationRow | undefined> {
+  const r = await q.query<ActivationRow>(`SELECT ${COLUMNS} FROM sms_activations WHERE id = $1`, [id]);
+  return r.rows[0];
+}
+
+/** One activation by id, locked until the transaction ends (for a status change), or undefined. */
+export async function lockActivation(tx: Transaction, id: string): Promise<ActivationRow | undefined> {
+  const r = await tx.query<ActivationRow>(`SELECT ${COLUMNS} FROM sms_activations WHERE id = $1 FOR UPDATE`, [id]);
   return r.rows[0];
 }
 

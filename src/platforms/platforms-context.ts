@@ -1,0 +1,27 @@
+import type { Logger } from "pino";
+import type { Proxy } from "../gen/conveer/v1/proxy_pb.js";
+import type { Platform } from "../domain.ts";
+import { AppError } from "../errors.ts";
+import type { ProxyEndpoint } from "../proxies/proxy-dial.ts";
+import type { Db } from "../store/db.ts";
+import type { PlatformDriver } from "./driver.ts";
+import type { PlatformPeers } from "./peers.ts";
+
+/** Settings of the platform services. */
+export type PlatformOptions = { codeTimeoutSeconds: number; leaseMs: number };
+
+/** Dependencies of the platform services. */
+export type PlatformsDeps = { db: Db; drivers: Partial<Record<Platform, PlatformDriver>>; peers: PlatformPeers; newId: () => string; log: Logger; options: PlatformOptions };
+
+/** What the platform services' module functions share (the dependencies, as given). */
+export type PlatformsContext = Readonly<PlatformsDeps>;
+
+/** The driver bound to a platform; FAILED_PRECONDITION when none is. */
+export function driverFor(ctx: PlatformsContext, platform: Platform): PlatformDriver {
+  const d = ctx.drivers[platform];
+  if (!d) throw new AppError("FAILED_PRECONDITION", `no driver configured for platform ${platform}; bind one in CONVEER_PLATFORM_DRIVERS (e.g. ${platform}=sandbox)`);
+  return d;
+}
+
+/** A ProxyService answer as what a driver dials. */
+export const endpoint = (p: Proxy): ProxyEndpoint => ({ protocol: p.protocol as ProxyEndpoint["protocol"], host: p.host, port: p.port, username: p.username, password: p.password });

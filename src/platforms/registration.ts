@@ -1,0 +1,125 @@
+import { randomBytes } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
+import { RegisterResponseSchema } from "../gen/conveer/v1/platform_pb.js";
+import type { RegisterRequest, RegisterResponse } from "../gen/conveer/v1/platform_pb.js";
+import type { Platform } from "../domain.ts";
+import { invalidArgument, quote } from "../errors.ts";
+import type { DriverContext } from "./driver.ts";
+import { driverFor, endpoint } from "./platforms-context.ts";
+import type { PlatformsContext } from "./platforms-context.ts";
+import * as store from "./registration-store.ts";
+import type { RegistrationRow } from "./registration-store.ts";
+
+/**
+ * The registration conveyor, a durable step machine: each step is recorded in the registrations
+ * table with what it produced and a lease the running process renews, so a registration whose
+ * process died is found by recoverAbandoned and undone.
+ */
+
+/** The registration steps, in order; a failure names the one it happened in. */
+export const STEPS = ["create_account", "allocate_proxy", "rent_number", "sign_up", "wait_code", "confirm", "store"] as const;
+type Step = (typeof STEPS)[number];
+
+class StepFailure extends Error {}
+
+const COUNTRY = /^[a-z]{2}$/;
+const LOGIN = /^[A-Za-z0-9._-]{3,64}$/;
+
+/** Best-effort undo of what a registration holds: refund the number, free the proxy, retire the account. */
+async function cleanUp(ctx: PlatformsContext, reg: Pick<RegistrationRow, "id" | "account_id" | "activation_id">, step: string, error: string): Promise<void> {
+  const { peers } = ctx;
+  const attempt = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (err) {
+      ctx.log.warn({ registration_id: reg.id, what, err: String(err) }, "registration clean-up step failed");
+    }
+  };
+  if (reg.activation_id) await attempt("cancel number", () => peers.sms.cancelActivation({ activationId: reg.activation_id }));
+  if (reg.account_id) {
+    await attempt("release proxy", () => peers.proxies.releaseProxy({ accountId: reg.account_id }));
+    await attempt("retire account", () => peers.accounts.updateStatus({ accountId: reg.account_id, status: AccountStatus.DELETED, reason: `registration ${reg.id} failed at ${step}: ${error}`.slice(0, 1000) }));
+  }
+  await store.finishRegistration(ctx.db, reg.id, "failed", step, error);
+}
+
+/** The CREATING account a registration made, by its registration_id label ("" when none). */
+async function creatingAccountOf(ctx: PlatformsContext, platform: string, registrationId: string): Promise<string> {
+  let pageToken = "";
+  do {
+    const page = await ctx.peers.accounts.listAccounts({ platform, status: AccountStatus.CREATING, pageSize: 1000, pageToken });
+    const hit = page.accounts.find((a) => a.labels.registration_id === registrationId);
+    if (hit) return hit.id;
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return "";
+}
+
+/** Runs the conveyor for one new account; answers success=false with the failed step on failure. */
+export async function register(ctx: PlatformsContext, platform: Platform, req: RegisterRequest, signal?: AbortSignal): Promise<RegisterResponse> {
+  const { db, peers, log, options } = ctx;
+  const driver = driverFor(ctx, platform);
+  const country = (req.country || "ru").toLowerCase();
+  if (!COUNTRY.test(country)) throw invalidArgument("country", `must be a two-letter country code like ru, got ${quote(req.country)}`);
+  if (req.login && !LOGIN.test(req.login)) throw invalidArgument("login", `must be 3-64 letters, digits, . _ or -, got ${quote(req.login)}`);
+  if (req.proxyCountry && !/^[A-Za-z]{2}$/.test(req.proxyCountry)) throw invalidArgument("proxy_country", `must be a two-letter country code like RU, got ${quote(req.proxyCountry)}`);
+  const id = ctx.newId();
+  const login = req.login || `${platform}_${randomBytes(5).toString("hex")}`;
+  const password = req.password || randomBytes(12).toString("base64url");
+  await store.insertRegistration(db, id, platform, login, options.leaseMs);
+  const heartbeat = setInterval(() => {
+    store.renewLease(db, id, options.leaseMs).catch(() => {});
+  }, Math.max(100, options.leaseMs / 3));
+  const held = { id, account_id: "", activation_id: "" };
+  let step: Step = "create_account";
+  const next = async (to: Step, fields: Parameters<typeof store.advance>[3] = {}) => {
+    await store.advance(db, id, to, fields, options.leaseMs);
+    step = to;
+  };
+  try {
+    const acc = await peers.accounts.createAccount({ platform, login, password, status: AccountStatus.CREATING, labels: { registration_id: id } }, { signal });
+    held.account_id = acc.id;
+    await next("allocate_proxy", { account_id: acc.id });
+    const proxy = await peers.proxies.allocateProxy({ accountId: acc.id, platform, preferredCountry: req.proxyCountry }, { signal });
+    const dc: DriverContext = { proxy: endpoint(proxy), signal };
+    await next("rent_number", { proxy_id: proxy.id });
+    const act = await peers.sms.getNumber({ service: platform, country }, { signal });
+    held.activation_id = act.id;
+    await next("sign_up", { activation_id: act.id });
+    const su = await driver.startSignUp({ login, password, phone: act.phone, firstName: req.firstName, lastName: req.lastName, fields: req.platformFields }, dc);
+    await next("wait_code", { signup_id: su.signupId });
+    const code = await peers.sms.getCode({ activationId: act.id, timeoutSeconds: options.codeTimeoutSeconds }, { signal });
+    if (!code.success) throw new StepFailure(`no SMS code arrived within ${options.codeTimeoutSeconds} s (${code.error.split(";")[0]})`);
+    await next("confirm");
+    const session = await driver.confirmSignUp(su.signupId, code.code, dc);
+    await next("store");
+    await peers.accounts.updateCredentials({ accountId: acc.id, phone: act.phone, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
+    await peers.accounts.updateStatus({ accountId: acc.id, status: AccountStatus.ACTIVE, reason: `registered (registration ${id})` });
+    // The code is used: end the activation so the number goes back to the provider's pool.
+    await peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
+    await store.finishRegistration(db, id, "succeeded");
+    log.info({ registration_id: id, account_id: acc.id, platform }, "registered");
+    return create(RegisterResponseSchema, { success: true, accountId: acc.id, registrationId: id });
+  } catch (err) {
+    const error = err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : (err as Error).message;
+    log.warn({ registration_id: id, platform, step, error }, "registration failed");
+    await cleanUp(ctx, held, step, error);
+    return create(RegisterResponseSchema, { success: false, error, failedStep: step, registrationId: id });
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** Cleans up registrations whose process died; returns how many. */
+export async function recoverAbandoned(ctx: PlatformsContext): Promise<number> {
+  const rows = await store.claimAbandoned(ctx.db, 50, ctx.options.leaseMs);
+  for (const r of rows) {
+    ctx.log.warn({ registration_id: r.id, step: r.step }, "cleaning up a registration interrupted by a stopped process");
+    // Died between creating the account and recording its id: find it by its label.
+    const held = r.account_id ? r : { ...r, account_id: await creatingAccountOf(ctx, r.platform, r.id) };
+    await cleanUp(ctx, held, r.step, `interrupted at ${r.step}: the process running it stopped`);
+  }
+  return rows.length;
+}

@@ -1,0 +1,153 @@
+import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
+import type { Account } from "../gen/conveer/v1/account_pb.js";
+import type { Proxy } from "../gen/conveer/v1/proxy_pb.js";
+import { AppError, invalidArgument, quote } from "../errors.ts";
+import { checkId, isId } from "../store/ids.ts";
+import { PgError, sqlState } from "../store/pg-errors.ts";
+import { toProxy, transact } from "./proxies-context.ts";
+import type { ProxiesContext } from "./proxies-context.ts";
+import { checkCountry, checkText } from "./proxy-fields.ts";
+import * as store from "./proxy-store.ts";
+import type { ProxyRow, SecretReader } from "./proxy-store.ts";
+
+/** Accounts and their proxies: allocate (sticky, leased), release, rotate, move off a failing proxy, expire. */
+
+async function requireAccount(ctx: ProxiesContext, accountId: string): Promise<Account> {
+  checkId(accountId, "account_id");
+  // A peer's error (unknown account, AccountService down) is mapped in src/server/status.ts.
+  const acc = await ctx.accounts.getAccount({ accountId });
+  if (acc.status === AccountStatus.DELETED || acc.status === AccountStatus.BANNED) {
+    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; only live accounts get proxies`);
+  }
+  return acc;
+}
+
+/** Why the proxy allocated is not the preferred one, or "" when it is. */
+export function noteFor(row: ProxyRow, country: string, provider: string): string {
+  const missed: string[] = [];
+  if (country && row.country !== country) missed.push(`country ${country}`);
+  if (provider && row.provider !== provider) missed.push(`provider ${provider}`);
+  if (missed.length === 0) return "";
+  return `no free healthy proxy matched preferred ${missed.join(" and ")}; allocated ${row.id} (country ${row.country || "unknown"}, provider ${row.provider || "unknown"}) instead`;
+}
+
+/** Sticky, idempotent allocation with a renewable lease; the password only for a `reader` (audited). */
+export async function allocate(ctx: ProxiesContext, accountId: string, platform: string, preferredCountry: string, preferredProvider: string, reader?: SecretReader): Promise<Proxy> {
+  const country = checkCountry("preferred_country", preferredCountry);
+  const provider = checkText("preferred_provider", preferredProvider.trim(), 128);
+  checkText("platform", platform, 32);
+  await requireAccount(ctx, accountId);
+  const { leaseMs } = ctx.opts;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await transact(ctx, async (q) => {
+        // One allocation per account at a time (any replica): concurrent calls for the same account
+        // must not each take a slot, or they use up the last free ones and answer RESOURCE_EXHAUSTED.
+        await store.lockAccountAllocating(q, accountId);
+        const cur = await store.lockAllocation(q, accountId);
+        if (cur?.healthy) {
+          const expiresAt = await store.updateAllocation(q, accountId, cur.id, leaseMs);
+          if (reader && cur.password_sealed) await store.insertPasswordAudit(q, accountId, cur.id, reader);
+          return toProxy(ctx, cur, { expiresAt, withPassword: Boolean(reader) });
+        }
+        const row = await store.takeSlot(q, { country, provider, exclude: cur?.id ?? "" });
+        if (!row) throw new AppError("RESOURCE_EXHAUSTED", "no free healthy proxy in the pool; add proxies (AddProxies) or release some");
+        let expiresAt: Date;
+        if (cur) {
+          await store.freeSlot(q, cur.id);
+          expiresAt = await store.updateAllocation(q, accountId, row.id, leaseMs);
+        } else {
+          expiresAt = await store.insertAllocation(q, accountId, row.id, platform, leaseMs);
+        }
+        const note = noteFor(row, country, provider);
+        if (note) ctx.log.info({ account_id: accountId, proxy_id: row.id }, note);
+        if (reader && row.password_sealed) await store.insertPasswordAudit(q, accountId, row.id, reader);
+        return toProxy(ctx, { ...row }, { expiresAt, note, withPassword: Boolean(reader) });
+      });
+    } catch (err) {
+      // Two calls for one account raced: the loser retries and finds the winner's allocation.
+      if (attempt < 3 && sqlState(err) === PgError.uniqueViolation) continue;
+      throw err;
+    }
+  }
+}
+
+/** Ends an account's allocation; idempotent. */
+export async function release(ctx: ProxiesContext, accountId: string, proxyId: string): Promise<{ success: boolean; proxyId: string }> {
+  checkId(accountId, "account_id");
+  if (proxyId && !isId(proxyId)) throw invalidArgument("proxy_id", `must be empty or a 24-hex id, got ${quote(proxyId)}`);
+  return transact(ctx, async (q) => {
+    const held = await store.deleteAllocation(q, accountId, proxyId);
+    if (!held) return { success: false, proxyId: "" };
+    await store.freeSlot(q, held);
+    return { success: true, proxyId: held };
+  });
+}
+
+/** The account's current proxy, NOT_FOUND when it holds none; the password only for a `reader` (audited). */
+export async function forAccount(ctx: ProxiesContext, accountId: string, reader?: SecretReader): Promise<Proxy> {
+  checkId(accountId, "account_id");
+  const cur = reader ? await store.allocationOfAudited(ctx.db, accountId, reader) : await store.allocationOf(ctx.db, accountId);
+  if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy; call AllocateProxy first`);
+  return toProxy(ctx, cur, { expiresAt: cur.expires_at, withPassword: Boolean(reader) });
+}
+
+/** Moves the account to a different proxy; RESOURCE_EXHAUSTED when no other is free. The password only for a `reader` (audited). */
+export async function rotate(ctx: ProxiesContext, accountId: string, reason: string, reader?: SecretReader): Promise<Proxy> {
+  checkId(accountId, "account_id");
+  const out = await transact(ctx, async (q) => {
+    const cur = await store.lockAllocation(q, accountId);
+    if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy to rotate; call AllocateProxy first`);
+    const next = await store.takeSlot(q, { country: cur.country, provider: cur.provider, exclude: cur.id });
+    if (!next) throw new AppError("RESOURCE_EXHAUSTED", `no other free healthy proxy to rotate account ${accountId} to; it keeps ${cur.id}`);
+    await store.freeSlot(q, cur.id);
+    const expiresAt = await store.updateAllocation(q, accountId, next.id, ctx.opts.leaseMs);
+    if (reader && next.password_sealed) await store.insertPasswordAudit(q, accountId, next.id, reader);
+    return { next, expiresAt, from: cur.id };
+  });
+  ctx.log.info({ account_id: accountId, from: out.from, to: out.next.id, reason }, "proxy rotated");
+  return toProxy(ctx, out.next, { expiresAt: out.expiresAt, withPassword: Boolean(reader) });
+}
+
+/** Moves one account to another free proxy (or releases it when none is free). */
+async function moveAccount(ctx: ProxiesContext, accountId: string, fromProxy: string): Promise<"moved" | "released" | "gone"> {
+  return transact(ctx, async (q) => {
+    const cur = await store.lockAllocation(q, accountId);
+    if (!cur || cur.id !== fromProxy) return "gone";
+    const next = await store.takeSlot(q, { country: cur.country, provider: cur.provider, exclude: fromProxy });
+    await store.freeSlot(q, fromProxy);
+    if (!next) {
+      await store.deleteAllocation(q, accountId);
+      return "released";
+    }
+    await store.updateAllocation(q, accountId, next.id, ctx.opts.leaseMs);
+    return "moved";
+  });
+}
+
+/** Moves every account off a proxy (failing or being removed); answers how many moved and how many were released. */
+export async function moveAll(ctx: ProxiesContext, proxyId: string): Promise<{ moved: number; released: number }> {
+  let moved = 0;
+  let released = 0;
+  for (const acc of await store.accountsOn(ctx.db, proxyId)) {
+    const r = await moveAccount(ctx, acc, proxyId);
+    if (r === "moved") moved++;
+    if (r === "released") released++;
+  }
+  if (moved + released > 0) ctx.log.warn({ proxy_id: proxyId, moved, released }, "accounts moved off proxy");
+  return { moved, released };
+}
+
+/** Releases allocations whose lease ran out; returns how many. */
+export async function sweepExpired(ctx: ProxiesContext): Promise<number> {
+  let n = 0;
+  for (const acc of await store.expiredAllocations(ctx.db, 500)) {
+    const held = await transact(ctx, async (q) => {
+      const proxyId = await store.deleteExpiredAllocation(q, acc);
+      if (proxyId) await store.freeSlot(q, proxyId);
+      return proxyId;
+    });
+    if (held) n++;
+  }
+  return n;
+}
