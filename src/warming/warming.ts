@@ -246,7 +246,7 @@ export function createWarming(deps: WarmingDeps) {
    */
   async function transition(id: string, reason: string, author: string, change: (t: TaskRow, tx: Queryable) => TaskUpdate | undefined | Promise<TaskUpdate | undefined>): Promise<TaskRow> {
     const row = await db.transaction(async (tx) => {
-      const t = await store.getTask(tx, id, true);
+      const t = await store.lockTask(tx, id);
       if (!t) throw notFound("warming task", id);
       const set = await change(t, tx);
       if (!set) return t;
