@@ -4,7 +4,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import type { LockedTask } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
-import { classify, dayOf, decide, retryDelay, statusName } from "./worker.ts";
+import { classify, decide, retryDelay } from "./worker.ts";
+import { dayOf } from "./planner.ts";
+import { statusName } from "./task-status.ts";
 import { codeOf } from "../errors.ts";
 
 const NOW = new Date("2025-03-10T12:00:00Z");

@@ -3,7 +3,8 @@ import { ACTION_KINDS } from "../platforms/driver.ts";
 import { AppError, codeOf, messageOf } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import type { Clock } from "./clock.ts";
-import { progressOf } from "./planner.ts";
+import { dayOf, progressOf } from "./planner.ts";
+import { statusName } from "./task-status.ts";
 import * as store from "./warming-store.ts";
 import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, TaskUpdate } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
@@ -84,7 +85,6 @@ export type ActionOutcome =
 /** The retry policy decide() applies. */
 export type Policy = Pick<WorkerOptions, "maxConsecutiveFailures" | "retryBaseMs" | "retryMaxMs">;
 
-const DAY_MS = 86_400_000;
 // Ends a wait's timers; built once (an abort without a reason makes a DOMException with a stack).
 const WAIT_OVER = new Error("the wait is over");
 const TRANSIENT = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "INTERNAL", "UNKNOWN", "DATA_LOSS"]);
@@ -105,17 +105,6 @@ export function classify(err: unknown, durationMs: number): ActionOutcome {
 export function retryDelay(attempts: number, p: Policy, retryAfterMs = 0): number {
   const backoff = Math.min(p.retryMaxMs, p.retryBaseMs * 2 ** Math.max(0, Math.min(30, attempts - 1)));
   return Math.max(backoff, retryAfterMs);
-}
-
-/** The task day `now` falls on (1..totalDays; 1 before day 1). */
-export function dayOf(day1At: Date, totalDays: number, now: number): number {
-  return Math.min(totalDays, Math.max(1, Math.floor((now - day1At.getTime()) / DAY_MS) + 1));
-}
-
-/** The enum name of a status ("WARMING_STATUS_RUNNING"). */
-export function statusName(s: number): string {
-  const name = Object.entries(TaskStatus).find(([, v]) => v === s)?.[0];
-  return `WARMING_STATUS_${name ?? "UNSPECIFIED"}`;
 }
 
 /** The ActionType enum name of an action kind ("ACTION_TYPE_LIKE_POST"). */
@@ -289,8 +278,6 @@ export type WorkerDeps = {
   options: WorkerOptions;
   /** Tasks that ended (COMPLETED or FAILED) by a recorded outcome: their accounts leave WARMING. */
   onEnded: (tasks: EndedTask[]) => void;
-  /** Periodic upkeep of the domain (account releases, interrupted starts), run with lease reaping. */
-  maintain?: () => Promise<void>;
 };
 
 type InFlight = { claimed: ClaimedAction; done: Promise<void> };
@@ -308,8 +295,7 @@ export function createWorker(deps: WorkerDeps) {
   // Set by kick(); a kick that lands while the loop is busy (mid-claim) is not lost.
   let kicked = false;
   let wakeLoop: (() => void) | undefined;
-  let timers: NodeJS.Timeout[] = [];
-  let maintaining: Promise<void> | undefined;
+  let renewTimer: NodeJS.Timeout | undefined;
   const stats = { claimed: 0, recorded: 0, dropped: 0, claims: 0 };
 
   const keyOf = (c: { task_id: string; seq: number }) => `${c.task_id}:${c.seq}`;
@@ -508,35 +494,21 @@ export function createWorker(deps: WorkerDeps) {
   }
 
   let rounds = 0;
-  async function maintenance(): Promise<void> {
-    if (maintaining || stopping) return;
-    maintaining = (async () => {
-      try {
-        await reap();
-        // The repair scans RUNNING tasks (a safety net for a state the invariants rule out): now and then is enough.
-        if (rounds++ % 12 === 0) await repair();
-        await deps.maintain?.();
-      } catch (err) {
-        if (!stopping) log.warn({ err: String(err) }, "warming upkeep failed; retrying next round");
-      }
-    })().finally(() => {
-      maintaining = undefined;
-    });
-    await maintaining;
+  /** The worker's part of the upkeep (release.ts runs it on the upkeep timer): lapsed leases, now and then stranded tasks. */
+  async function upkeep(): Promise<void> {
+    await reap();
+    // The repair scans RUNNING tasks (a safety net for a state the invariants rule out): now and then is enough.
+    if (rounds++ % 12 === 0) await repair();
   }
 
   return {
-    /** Starts the claim loop, the lease renewal and the upkeep timers. */
+    /** Starts the claim loop and the lease renewal. */
     start(): void {
       if (loopDone) return;
       stopping = false;
       loopDone = loop();
-      const renewTimer = setInterval(() => void renew().catch((err) => log.warn({ err: String(err) }, "renewing warming leases failed")), Math.max(50, o.leaseMs / 3));
-      const maintTimer = setInterval(() => void maintenance(), o.maintenanceMs);
+      renewTimer = setInterval(() => void renew().catch((err) => log.warn({ err: String(err) }, "renewing warming leases failed")), Math.max(50, o.leaseMs / 3));
       renewTimer.unref();
-      maintTimer.unref();
-      timers = [renewTimer, maintTimer];
-      void maintenance();
     },
 
     /**
@@ -548,8 +520,7 @@ export function createWorker(deps: WorkerDeps) {
       kick();
       await loopDone;
       loopDone = undefined;
-      for (const t of timers) clearInterval(t);
-      timers = [];
+      clearInterval(renewTimer);
       const pending = () => Promise.all([...inFlight.values()].map((f) => f.done));
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([pending(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
@@ -560,14 +531,12 @@ export function createWorker(deps: WorkerDeps) {
         flush();
         await flushing;
       }
-      await maintaining;
     },
 
     /** Wakes the loop: something may be due (a start, a resume). */
     kick,
 
-    /** Runs the upkeep now (tests). */
-    maintenance,
+    upkeep,
 
     /** True when the loop found nothing due and nothing is in flight or waiting to be recorded. */
     isIdle: () => quiet && inFlight.size === 0 && results.length === 0 && !flushing,
