@@ -3,12 +3,14 @@ import { AppError } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import * as store from "./warming-store.ts";
 import type { EventRow } from "./warming-store.ts";
+import { advance, parseSnapshot, suspectsRunning, witnessed } from "./event-order.ts";
+import type { Order, Suspects } from "./event-order.ts";
 
 /**
  * The event hub: ONE `LISTEN warming_events` per process, fanned out to every StreamEvents
  * subscriber in event-id order, with no gaps and no duplicates, never slowing the writers.
  *
- * Ordering. Event ids come from a sequence, and transactions commit in any order, so id 11 can be
+ * Ordering (the rule itself is pure, in event-order.ts). Event ids come from a sequence, and transactions commit in any order, so id 11 can be
  * visible before id 10 (still in flight) — a reader that moved past 11 would lose 10. The hub keeps
  * a watermark W: every id ≤ W is settled (delivered, or known never to exist), and it only
  * delivers W+1. Every event writer holds a transaction id before it takes event ids (it has
@@ -105,263 +107,251 @@ class Subscriber {
   }
 }
 
-/** A snapshot ("xmin:xmax:xip1,xip2"): its xmax and in-progress transaction ids. */
-export type Snapshot = { xmax: bigint; xip: bigint[] };
+/** The hub's settings (defaults applied), collaborators and changing state. */
+type Hub = {
+  db: Db;
+  log: Logger;
+  bufferSize: number;
+  pollBatch: number;
+  pollIntervalMs: number;
+  gapRecheckMs: number;
+  maxGapWaitMs: number;
+  order: Order;
+  subscribers: Set<Subscriber>;
+  listeners: Set<Listener>;
+  /** The read in progress; `again`: read once more after it (a notification came meanwhile). */
+  polling: Promise<void> | undefined;
+  again: boolean;
+  unlisten: (() => Promise<void>) | undefined;
+  periodic: NodeJS.Timeout | undefined;
+  gapTimer: NodeJS.Timeout | undefined;
+  stopped: boolean;
+  ready: PromiseWithResolvers<void>;
+};
 
-/** Parses pg_current_snapshot()'s text form. */
-export function parseSnapshot(text: string): Snapshot {
-  const [, xmax = "0", xip = ""] = text.split(":");
-  return { xmax: BigInt(xmax), xip: xip ? xip.split(",").map((x) => BigInt(x)) : [] };
+/** Hands e to the in-process listeners and every subscriber; drops a subscriber whose queue is full. */
+function deliver(h: Hub, e: EventRow): void {
+  for (const fn of h.listeners) {
+    try {
+      fn(e);
+    } catch (err) {
+      h.log.warn({ err: String(err) }, "warming event listener failed");
+    }
+  }
+  for (const s of h.subscribers) {
+    if (!s.push(e)) {
+      h.subscribers.delete(s);
+      s.fail(new AppError("RESOURCE_EXHAUSTED", `the event stream fell more than ${h.bufferSize} events behind and was dropped; reconnect with after_event_id=${s.cursor} to continue where it stopped`));
+    }
+  }
+}
+
+function scheduleGapCheck(h: Hub): void {
+  if (h.gapTimer || h.stopped) return;
+  h.gapTimer = setTimeout(() => {
+    h.gapTimer = undefined;
+    poll(h);
+  }, h.gapRecheckMs);
+}
+
+/** Reads after W until caught up or stopped at a gap (then a re-check is scheduled). */
+async function pollOnce(h: Hub): Promise<void> {
+  for (;;) {
+    const { snapshot, rows } = await store.pollEvents(h.db, h.order.watermark, h.pollBatch, h.subscribers.size > 0);
+    const r = advance(h.order, rows, parseSnapshot(snapshot), Date.now(), h);
+    h.order = r.order;
+    if (r.skipped) {
+      h.log.warn({ from: r.skipped.from, to: r.skipped.to, waited_ms: r.skipped.waitedMs }, "skipping warming event ids held by a transaction still open; events it commits later are not streamed live");
+    }
+    for (const e of r.deliver) deliver(h, e);
+    if (r.next === "witness") {
+      h.order = witnessed(h.order, BigInt(await store.witnessXid(h.db)));
+      continue;
+    }
+    if (r.next === "gap") {
+      scheduleGapCheck(h);
+      return;
+    }
+    if (rows.length < h.pollBatch) return;
+  }
+}
+
+/** Reads after W now, or right after the read in progress (bursts of NOTIFY coalesce). */
+function poll(h: Hub): void {
+  if (h.stopped) return;
+  if (h.polling) {
+    h.again = true;
+    return;
+  }
+  h.polling = (async () => {
+    do {
+      h.again = false;
+      try {
+        await pollOnce(h);
+      } catch (err) {
+        if (!h.stopped) h.log.warn({ err: String(err) }, "reading warming events failed; retrying on the next notification or poll");
+        return;
+      }
+    } while (h.again && !h.stopped);
+  })().finally(() => {
+    h.polling = undefined;
+  });
+}
+
+// Nobody subscribed: the periodic poll keeps the watermark fresh enough; reading after every
+// NOTIFY would only cost the store (on PGlite, the same connection the workers use).
+/** Brings the watermark up to date: waits for a read that starts after this call. */
+async function catchUp(h: Hub): Promise<void> {
+  while (h.polling) await h.polling;
+  poll(h);
+  await h.polling;
+}
+
+function onNotify(h: Hub, payload: string): void {
+  if (h.subscribers.size === 0) return;
+  const id = Number(payload);
+  if (!Number.isFinite(id) || id > h.order.watermark) poll(h);
+}
+
+/** Waits until every transaction that may hold an id ≤ the starting W has ended: then every id ≤ W is settled. */
+async function settleStart(h: Hub, snapshotText: string): Promise<void> {
+  const suspects: Suspects = { snap: parseSnapshot(snapshotText), witness: BigInt(await store.witnessXid(h.db)) };
+  const since = Date.now();
+  while (!h.stopped && Date.now() - since < h.maxGapWaitMs) {
+    if (!suspectsRunning(suspects, parseSnapshot(await store.currentSnapshot(h.db)))) return;
+    await new Promise((r) => setTimeout(r, h.gapRecheckMs));
+  }
+}
+
+/** Subscribes to NOTIFY (the process's one LISTEN) and sets the watermark at the newest settled event. */
+async function start(h: Hub): Promise<void> {
+  try {
+    h.unlisten = await h.db.listen(store.EVENTS_CHANNEL, (payload) => onNotify(h, payload), { onResubscribe: () => h.subscribers.size > 0 && poll(h) });
+    const head = await store.eventsHead(h.db);
+    h.order = { watermark: head.maxId };
+    await settleStart(h, head.snapshot);
+    h.periodic = setInterval(() => poll(h), h.pollIntervalMs);
+    h.periodic.unref();
+    h.ready.resolve();
+    poll(h);
+  } catch (err) {
+    h.ready.reject(err);
+    throw err;
+  }
+}
+
+/** Ends every stream (UNAVAILABLE, naming where to resume) and stops listening. */
+async function stop(h: Hub): Promise<void> {
+  h.stopped = true;
+  clearInterval(h.periodic);
+  clearTimeout(h.gapTimer);
+  h.ready.reject(new AppError("UNAVAILABLE", "the warming service is stopping"));
+  for (const s of h.subscribers) s.fail(new AppError("UNAVAILABLE", `the warming service is stopping; reconnect with after_event_id=${s.cursor}`));
+  h.subscribers.clear();
+  await h.polling;
+  await h.unlisten?.().catch(() => {});
+  h.unlisten = undefined;
 }
 
 /**
- * Who may still hold ids that a snapshot did not show: the snapshot's in-progress list, and (once a
- * witness id taken after it is known) every id in [xmax, witness).
+ * The events matching f, in id order: the stored ones after f.afterId (absent: none, start
+ * live), then live ones, until the signal aborts (the stream then just ends). A subscriber that
+ * falls `bufferSize` events behind gets RESOURCE_EXHAUSTED naming its resume point.
  */
-export type Suspects = { snap: Snapshot; witness?: bigint };
-
-/** True when a suspect is still in progress in `now` (a later snapshot); without a witness, always true. */
-export function suspectsRunning(s: Suspects, now: Snapshot): boolean {
-  if (s.witness === undefined) return true;
-  const listed = new Set(s.snap.xip);
-  return now.xip.some((x) => listed.has(x) || (x >= s.snap.xmax && x < s.witness!)) || now.xmax <= s.witness;
+async function* subscribe(h: Hub, f: EventFilter, signal?: AbortSignal): AsyncGenerator<EventRow> {
+  await h.ready.promise;
+  // "From now on" is the watermark as of now, not as of the last read (reads pause while nobody listens).
+  if (f.afterId === undefined) await catchUp(h);
+  let cursor = f.afterId ?? h.order.watermark;
+  // Replay: everything ≤ W is settled, so the table holds all of it.
+  while (cursor < h.order.watermark) {
+    if (signal?.aborted) return;
+    const upTo = h.order.watermark;
+    const rows = await store.eventsBetween(h.db, cursor, upTo, f, 500);
+    for (const e of rows) {
+      yield e;
+      cursor = e.id;
+      if (signal?.aborted) return;
+    }
+    if (rows.length < 500) cursor = upTo;
+  }
+  if (h.stopped) throw new AppError("UNAVAILABLE", `the warming service is stopping; reconnect with after_event_id=${cursor}`);
+  // Live, attached in the same tick as the last check: the next delivery has an id > cursor.
+  const sub = new Subscriber(f, cursor, h.bufferSize);
+  h.subscribers.add(sub);
+  // The watermark may lag while nobody listens; catch up now (deliveries go to `sub`).
+  poll(h);
+  const onAbort = () => sub.signal();
+  signal?.addEventListener("abort", onAbort);
+  try {
+    for (;;) {
+      const e = sub.take();
+      if (e) {
+        yield e;
+        continue;
+      }
+      if (sub.error) throw sub.error;
+      if (signal?.aborted) return;
+      await new Promise<void>((resolve) => {
+        sub.wake = resolve;
+      });
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    h.subscribers.delete(sub);
+  }
 }
 
 /** Creates the hub; start() before subscribing (subscribe waits for it). */
 export function createEventHub(deps: { db: Db; log: Logger; options?: EventHubOptions }) {
-  const { db, log } = deps;
-  const bufferSize = deps.options?.bufferSize ?? 1000;
-  const pollBatch = deps.options?.pollBatch ?? 1000;
-  const pollIntervalMs = deps.options?.pollIntervalMs ?? 1000;
-  const gapRecheckMs = deps.options?.gapRecheckMs ?? 20;
-  const maxGapWaitMs = deps.options?.maxGapWaitMs ?? 30_000;
-
-  let watermark = 0;
-  let gap: { at: number; suspects: Suspects; since: number } | undefined;
-  const subscribers = new Set<Subscriber>();
-  const listeners = new Set<Listener>();
-  let polling: Promise<void> | undefined;
-  let again = false;
-  let unlisten: (() => Promise<void>) | undefined;
-  let periodic: NodeJS.Timeout | undefined;
-  let gapTimer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  const ready = Promise.withResolvers<void>();
-  ready.promise.catch(() => {});
-
-  function deliver(e: EventRow): void {
-    watermark = e.id;
-    for (const fn of listeners) {
-      try {
-        fn(e);
-      } catch (err) {
-        log.warn({ err: String(err) }, "warming event listener failed");
-      }
-    }
-    for (const s of subscribers) {
-      if (!s.push(e)) {
-        subscribers.delete(s);
-        s.fail(new AppError("RESOURCE_EXHAUSTED", `the event stream fell more than ${bufferSize} events behind and was dropped; reconnect with after_event_id=${s.cursor} to continue where it stopped`));
-      }
-    }
-  }
-
-  /**
-   * Walks rows read after W in one snapshot; stops at a gap that may still fill. Answers "gap" (wait
-   * for the writer: re-check soon), "witness" (the gap persists: take a witness id, then re-read),
-   * or "ok".
-   */
-  function advance(rows: EventRow[], snapshotText: string): "ok" | "gap" | "witness" {
-    const snap = parseSnapshot(snapshotText);
-    for (const e of rows) {
-      if (e.id <= watermark) continue;
-      if (e.id !== watermark + 1) {
-        // Ids watermark+1 .. e.id-1 are not visible in this snapshot, e is.
-        if (!gap || gap.at !== watermark) {
-          gap = { at: watermark, suspects: { snap }, since: Date.now() };
-          return "gap";
-        }
-        const waited = Date.now() - gap.since;
-        // Writers usually commit within milliseconds; a witness (a transaction id) only for gaps that linger.
-        if (gap.suspects.witness === undefined) return waited < gapRecheckMs ? "gap" : "witness";
-        if (suspectsRunning(gap.suspects, snap)) {
-          if (waited < maxGapWaitMs) return "gap";
-          log.warn({ from: watermark + 1, to: e.id - 1, waited_ms: waited }, "skipping warming event ids held by a transaction still open; events it commits later are not streamed live");
-        }
-        gap = undefined;
-      }
-      deliver(e);
-    }
-    return "ok";
-  }
-
-  function scheduleGapCheck(): void {
-    if (gapTimer || stopped) return;
-    gapTimer = setTimeout(() => {
-      gapTimer = undefined;
-      poll();
-    }, gapRecheckMs);
-  }
-
-  async function pollOnce(): Promise<void> {
-    for (;;) {
-      const { snapshot, rows } = await store.pollEvents(db, watermark, pollBatch, subscribers.size > 0);
-      const r = advance(rows, snapshot);
-      if (r === "witness") {
-        gap!.suspects.witness = BigInt(await store.witnessXid(db));
-        continue;
-      }
-      if (r === "gap") {
-        scheduleGapCheck();
-        return;
-      }
-      if (rows.length < pollBatch) return;
-    }
-  }
-
-  /** Reads after W now, or right after the read in progress (bursts of NOTIFY coalesce). */
-  function poll(): void {
-    if (stopped) return;
-    if (polling) {
-      again = true;
-      return;
-    }
-    polling = (async () => {
-      do {
-        again = false;
-        try {
-          await pollOnce();
-        } catch (err) {
-          if (!stopped) log.warn({ err: String(err) }, "reading warming events failed; retrying on the next notification or poll");
-          return;
-        }
-      } while (again && !stopped);
-    })().finally(() => {
-      polling = undefined;
-    });
-  }
-
-  // Nobody subscribed: the periodic poll keeps the watermark fresh enough; reading after every
-  // NOTIFY would only cost the store (on PGlite, the same connection the workers use).
-  /** Brings the watermark up to date: waits for a read that starts after this call. */
-  async function catchUp(): Promise<void> {
-    while (polling) await polling;
-    poll();
-    await polling;
-  }
-
-  function onNotify(payload: string): void {
-    if (subscribers.size === 0) return;
-    const id = Number(payload);
-    if (!Number.isFinite(id) || id > watermark) poll();
-  }
-
-  /** Waits until every transaction that may hold an id ≤ the starting W has ended: then every id ≤ W is settled. */
-  async function settleStart(snapshotText: string): Promise<void> {
-    const suspects: Suspects = { snap: parseSnapshot(snapshotText), witness: BigInt(await store.witnessXid(db)) };
-    const since = Date.now();
-    while (!stopped && Date.now() - since < maxGapWaitMs) {
-      if (!suspectsRunning(suspects, parseSnapshot(await store.currentSnapshot(db)))) return;
-      await new Promise((r) => setTimeout(r, gapRecheckMs));
-    }
-  }
+  const o = deps.options;
+  const h: Hub = {
+    db: deps.db,
+    log: deps.log,
+    bufferSize: o?.bufferSize ?? 1000,
+    pollBatch: o?.pollBatch ?? 1000,
+    pollIntervalMs: o?.pollIntervalMs ?? 1000,
+    gapRecheckMs: o?.gapRecheckMs ?? 20,
+    maxGapWaitMs: o?.maxGapWaitMs ?? 30_000,
+    order: { watermark: 0 },
+    subscribers: new Set(),
+    listeners: new Set(),
+    polling: undefined,
+    again: false,
+    unlisten: undefined,
+    periodic: undefined,
+    gapTimer: undefined,
+    stopped: false,
+    ready: Promise.withResolvers<void>(),
+  };
+  h.ready.promise.catch(() => {});
 
   return {
     /** Subscribes to NOTIFY (the process's one LISTEN) and sets the watermark at the newest settled event. */
-    async start(): Promise<void> {
-      try {
-        unlisten = await db.listen(store.EVENTS_CHANNEL, onNotify, { onResubscribe: () => subscribers.size > 0 && poll() });
-        const head = await store.eventsHead(db);
-        watermark = head.maxId;
-        await settleStart(head.snapshot);
-        periodic = setInterval(poll, pollIntervalMs);
-        periodic.unref();
-        ready.resolve();
-        poll();
-      } catch (err) {
-        ready.reject(err);
-        throw err;
-      }
-    },
+    start: () => start(h),
 
     /** Ends every stream (UNAVAILABLE, naming where to resume) and stops listening. */
-    async stop(): Promise<void> {
-      stopped = true;
-      clearInterval(periodic);
-      clearTimeout(gapTimer);
-      ready.reject(new AppError("UNAVAILABLE", "the warming service is stopping"));
-      for (const s of subscribers) s.fail(new AppError("UNAVAILABLE", `the warming service is stopping; reconnect with after_event_id=${s.cursor}`));
-      subscribers.clear();
-      await polling;
-      await unlisten?.().catch(() => {});
-      unlisten = undefined;
-    },
+    stop: () => stop(h),
 
     /** The id up to which every event is settled. */
-    watermark: () => watermark,
+    watermark: () => h.order.watermark,
 
     /** Calls fn for every event, in order, synchronously as it is delivered (in-process use: the worker's wake-up). */
     onEvent(fn: Listener): () => void {
-      listeners.add(fn);
-      return () => listeners.delete(fn);
+      h.listeners.add(fn);
+      return () => h.listeners.delete(fn);
     },
 
     /** Asks for a read now when someone is subscribed (after a local write: saves waiting for the NOTIFY round trip). */
     poke(): void {
-      if (subscribers.size > 0) poll();
+      if (h.subscribers.size > 0) poll(h);
     },
 
     /** How many streams are attached. */
-    subscriberCount: () => subscribers.size,
+    subscriberCount: () => h.subscribers.size,
 
-    /**
-     * The events matching f, in id order: the stored ones after f.afterId (absent: none, start
-     * live), then live ones, until the signal aborts (the stream then just ends). A subscriber that
-     * falls `bufferSize` events behind gets RESOURCE_EXHAUSTED naming its resume point.
-     */
-    async *subscribe(f: EventFilter, signal?: AbortSignal): AsyncGenerator<EventRow> {
-      await ready.promise;
-      // "From now on" is the watermark as of now, not as of the last read (reads pause while nobody listens).
-      if (f.afterId === undefined) await catchUp();
-      let cursor = f.afterId ?? watermark;
-      // Replay: everything ≤ W is settled, so the table holds all of it.
-      while (cursor < watermark) {
-        if (signal?.aborted) return;
-        const upTo = watermark;
-        const rows = await store.eventsBetween(db, cursor, upTo, f, 500);
-        for (const e of rows) {
-          yield e;
-          cursor = e.id;
-          if (signal?.aborted) return;
-        }
-        if (rows.length < 500) cursor = upTo;
-      }
-      if (stopped) throw new AppError("UNAVAILABLE", `the warming service is stopping; reconnect with after_event_id=${cursor}`);
-      // Live, attached in the same tick as the last check: the next delivery has an id > cursor.
-      const sub = new Subscriber(f, cursor, bufferSize);
-      subscribers.add(sub);
-      // The watermark may lag while nobody listens; catch up now (deliveries go to `sub`).
-      poll();
-      const onAbort = () => sub.signal();
-      signal?.addEventListener("abort", onAbort);
-      try {
-        for (;;) {
-          const e = sub.take();
-          if (e) {
-            yield e;
-            continue;
-          }
-          if (sub.error) throw sub.error;
-          if (signal?.aborted) return;
-          await new Promise<void>((resolve) => {
-            sub.wake = resolve;
-          });
-        }
-      } finally {
-        signal?.removeEventListener("abort", onAbort);
-        subscribers.delete(sub);
-      }
-    },
+    /** See subscribe. */
+    subscribe: (f: EventFilter, signal?: AbortSignal) => subscribe(h, f, signal),
   };
 }
 

@@ -158,6 +158,11 @@ export function currentDay(days: readonly PlannedDay[], now: number | Date): num
   return Math.min(days.length, Math.max(1, today - day1 + 1));
 }
 
+/** The task day `now` falls on for a stored task (1..totalDays; 1 before day 1): currentDay from its day 1's date. */
+export function dayOf(day1At: Date, totalDays: number, now: number): number {
+  return Math.min(totalDays, Math.max(1, Math.floor((now - day1At.getTime()) / DAY_MS) + 1));
+}
+
 /** The first planned action not in `doneSeqs` (the next one to run, possibly overdue), or undefined when all are done. */
 export function nextDue(plan: readonly PlannedAction[], doneSeqs: ReadonlySet<number>): PlannedAction | undefined {
   return plan.find((a) => !doneSeqs.has(a.seq));

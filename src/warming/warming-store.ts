@@ -1,4 +1,4 @@
-import type { Queryable } from "../store/db.ts";
+import type { Queryable, Transaction } from "../store/db.ts";
 import { ACTION_KINDS } from "../platforms/driver.ts";
 import type { PlannedAction } from "./planner.ts";
 
@@ -135,9 +135,15 @@ export async function deleteTask(q: Queryable, id: string): Promise<void> {
   await q.query("DELETE FROM warming_tasks WHERE id = $1", [id]);
 }
 
-/** One task, or undefined; `forUpdate` locks it. */
-export async function getTask(q: Queryable, id: string, forUpdate = false): Promise<TaskRow | undefined> {
-  const r = await q.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE id = $1${forUpdate ? " FOR UPDATE" : ""}`, [id]);
+/** One task, or undefined. */
+export async function getTask(q: Queryable, id: string): Promise<TaskRow | undefined> {
+  const r = await q.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE id = $1`, [id]);
+  return r.rows[0];
+}
+
+/** One task, locked until the transaction ends (a status change), or undefined. */
+export async function lockTask(tx: Transaction, id: string): Promise<TaskRow | undefined> {
+  const r = await tx.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE id = $1 FOR UPDATE`, [id]);
   return r.rows[0];
 }
 
@@ -306,8 +312,8 @@ export async function nextRunAt(q: Queryable): Promise<Date | null> {
 }
 
 /** Locks the tasks (in id order: no deadlock between recorders) and reads them with the due time of the action after next_seq. */
-export async function lockTasks(q: Queryable, ids: readonly string[]): Promise<LockedTask[]> {
-  const r = await q.query<LockedTask>(
+export async function lockTasks(tx: Transaction, ids: readonly string[]): Promise<LockedTask[]> {
+  const r = await tx.query<LockedTask>(
     `SELECT ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")},
        (SELECT n.due_at FROM warming_actions n WHERE n.task_id = t.id AND n.seq = t.next_seq + 1) AS following_due
      FROM warming_tasks t WHERE t.id = ANY($1::text[]) ORDER BY t.id FOR UPDATE OF t`,

@@ -4,7 +4,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import type { LockedTask } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
-import { classify, dayOf, decide, retryDelay, statusName } from "./worker.ts";
+import { classify, decide, initialState, isIdle, kick, retryDelay, setMode } from "./worker.ts";
+import { dayOf } from "./planner.ts";
+import { statusName } from "./task-status.ts";
 import { codeOf } from "../errors.ts";
 
 const NOW = new Date("2025-03-10T12:00:00Z");
@@ -128,4 +130,58 @@ test("decide: released goes back to pending, claimable now, without counting a f
   assert.deepEqual(r.action.status, "pending");
   assert.deepEqual(r.task, { run_at: NOW });
   assert.equal(r.events[0].data.retrying, "true");
+});
+
+test("worker modes: the legal changes, the illegal ones throw, staying is a no-op", () => {
+  const s = initialState();
+  assert.equal(s.mode, "stopped");
+  assert.throws(() => setMode(s, "waiting"), /no mode change from stopped to waiting/);
+  setMode(s, "claiming");
+  setMode(s, "claiming");
+  setMode(s, "backlogged");
+  assert.throws(() => setMode(s, "waiting"), /from backlogged to waiting/, "a backlog claims before it waits");
+  setMode(s, "claiming");
+  setMode(s, "waiting");
+  setMode(s, "draining");
+  assert.throws(() => setMode(s, "claiming"), /from draining to claiming/, "a draining worker never claims again");
+  setMode(s, "stopped");
+  setMode(s, "claiming");
+});
+
+test("worker modes: a kick wakes a waiting worker (claiming) and is remembered; it leaves a backlog or a drain alone", () => {
+  const s = initialState();
+  setMode(s, "claiming");
+  setMode(s, "waiting");
+  let woke = 0;
+  s.wake = () => woke++;
+  kick(s);
+  assert.deepEqual([s.mode, s.kicked, woke, s.wake], ["claiming", true, 1, undefined]);
+  kick(s);
+  assert.equal(woke, 1, "the wait ends once");
+  setMode(s, "backlogged");
+  kick(s);
+  assert.equal(s.mode, "backlogged");
+  setMode(s, "draining");
+  kick(s);
+  assert.equal(s.mode, "draining");
+});
+
+test("worker modes: idle only while waiting with nothing in flight, unrecorded or being recorded", () => {
+  const s = initialState();
+  assert.equal(isIdle(s), false, "stopped is not idle");
+  setMode(s, "claiming");
+  assert.equal(isIdle(s), false);
+  setMode(s, "waiting");
+  assert.equal(isIdle(s), true);
+  s.flushing = Promise.resolve();
+  assert.equal(isIdle(s), false);
+  s.flushing = undefined;
+  s.results.push({ claimed: { task_id: "t", ...A }, outcome: { kind: "released", error: "x" }, at: NOW });
+  assert.equal(isIdle(s), false);
+  s.results.length = 0;
+  s.inFlight.set("t:4", { claimed: {} as never, done: Promise.resolve() });
+  assert.equal(isIdle(s), false);
+  s.inFlight.clear();
+  kick(s);
+  assert.equal(isIdle(s), false, "a kick means something may be due");
 });

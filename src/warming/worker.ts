@@ -3,7 +3,8 @@ import { ACTION_KINDS } from "../platforms/driver.ts";
 import { AppError, codeOf, messageOf } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import type { Clock } from "./clock.ts";
-import { progressOf } from "./planner.ts";
+import { dayOf, progressOf } from "./planner.ts";
+import { statusName } from "./task-status.ts";
 import * as store from "./warming-store.ts";
 import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, TaskUpdate } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
@@ -84,7 +85,6 @@ export type ActionOutcome =
 /** The retry policy decide() applies. */
 export type Policy = Pick<WorkerOptions, "maxConsecutiveFailures" | "retryBaseMs" | "retryMaxMs">;
 
-const DAY_MS = 86_400_000;
 // Ends a wait's timers; built once (an abort without a reason makes a DOMException with a stack).
 const WAIT_OVER = new Error("the wait is over");
 const TRANSIENT = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "INTERNAL", "UNKNOWN", "DATA_LOSS"]);
@@ -105,17 +105,6 @@ export function classify(err: unknown, durationMs: number): ActionOutcome {
 export function retryDelay(attempts: number, p: Policy, retryAfterMs = 0): number {
   const backoff = Math.min(p.retryMaxMs, p.retryBaseMs * 2 ** Math.max(0, Math.min(30, attempts - 1)));
   return Math.max(backoff, retryAfterMs);
-}
-
-/** The task day `now` falls on (1..totalDays; 1 before day 1). */
-export function dayOf(day1At: Date, totalDays: number, now: number): number {
-  return Math.min(totalDays, Math.max(1, Math.floor((now - day1At.getTime()) / DAY_MS) + 1));
-}
-
-/** The enum name of a status ("WARMING_STATUS_RUNNING"). */
-export function statusName(s: number): string {
-  const name = Object.entries(TaskStatus).find(([, v]) => v === s)?.[0];
-  return `WARMING_STATUS_${name ?? "UNSPECIFIED"}`;
 }
 
 /** The ActionType enum name of an action kind ("ACTION_TYPE_LIKE_POST"). */
@@ -289,291 +278,347 @@ export type WorkerDeps = {
   options: WorkerOptions;
   /** Tasks that ended (COMPLETED or FAILED) by a recorded outcome: their accounts leave WARMING. */
   onEnded: (tasks: EndedTask[]) => void;
-  /** Periodic upkeep of the domain (account releases, interrupted starts), run with lease reaping. */
-  maintain?: () => Promise<void>;
+};
+
+/**
+ * The claim loop's modes, changed only through setMode:
+ * - `stopped`: not started, or stopped.
+ * - `claiming`: claims due actions while slots are free; without a backlog, claims and recordings
+ *   take turns (what falls due while a recording runs is claimed in one batch after it, so batches
+ *   grow with the load instead of many one-action claims crowding out the recordings).
+ * - `backlogged`: the last claim came back full: the next is claimed while the last is recorded,
+ *   once a quarter of the slots is free (a claim costs about the same for 1 action as for 100).
+ * - `waiting`: nothing claimable now: sleeps until a kick, the next due time or the idle recheck.
+ *   With nothing in flight or unrecorded, the worker is idle.
+ * - `draining`: stop() was called: no more claims; actions in flight finish and are recorded.
+ */
+export type Mode = "stopped" | "claiming" | "backlogged" | "waiting" | "draining";
+
+/** The legal mode changes (staying in a mode is always allowed). */
+const NEXT_MODES: Record<Mode, readonly Mode[]> = {
+  stopped: ["claiming", "draining"],
+  claiming: ["backlogged", "waiting", "draining"],
+  backlogged: ["claiming", "draining"],
+  waiting: ["claiming", "draining"],
+  draining: ["stopped"],
 };
 
 type InFlight = { claimed: ClaimedAction; done: Promise<void> };
 
+/** What the worker's steps work with, fixed at creation. */
+type WorkerContext = Omit<WorkerDeps, "options"> & {
+  o: WorkerOptions;
+  /** Aborts the platform calls still running when stop's grace is over. */
+  calls: AbortController;
+  /** Free slots a backlogged worker waits for before its next claim. */
+  minClaim: number;
+};
+
+/** The worker's changing state: its mode, the actions it holds, the outcomes to record. */
+export type WorkerState = {
+  mode: Mode;
+  /** Set by kick(); a kick that lands while the loop is busy (mid-claim) is not lost. */
+  kicked: boolean;
+  /** Ends the loop's current wait. */
+  wake: (() => void) | undefined;
+  inFlight: Map<string, InFlight>;
+  /** Outcomes waiting to be recorded. */
+  results: Outcome[];
+  /** The recording in progress. */
+  flushing: Promise<void> | undefined;
+  /** Claim failures in a row (the retry backoff). */
+  errors: number;
+  /** Upkeep rounds so far (the repair runs every 12th). */
+  rounds: number;
+  stats: { claimed: number; recorded: number; dropped: number; claims: number };
+};
+
+/** A fresh, stopped worker state. */
+export function initialState(): WorkerState {
+  return { mode: "stopped", kicked: false, wake: undefined, inFlight: new Map(), results: [], flushing: undefined, errors: 0, rounds: 0, stats: { claimed: 0, recorded: 0, dropped: 0, claims: 0 } };
+}
+
+/** The one place the mode changes; an illegal change is a bug and throws. */
+export function setMode(state: WorkerState, to: Mode): void {
+  if (state.mode === to) return;
+  if (!NEXT_MODES[state.mode].includes(to)) throw new Error(`warming worker: no mode change from ${state.mode} to ${to}`);
+  state.mode = to;
+}
+
+/** Whether the worker stops claiming (draining or stopped). */
+const halted = (state: WorkerState) => state.mode === "draining" || state.mode === "stopped";
+
+/** True when the loop found nothing due and nothing is in flight or waiting to be recorded. */
+export function isIdle(state: WorkerState): boolean {
+  return state.mode === "waiting" && state.inFlight.size === 0 && state.results.length === 0 && !state.flushing;
+}
+
+/** Wakes the loop: something may be due (a start, a resume, a recording that freed slots). */
+export function kick(state: WorkerState): void {
+  if (state.mode === "waiting") setMode(state, "claiming");
+  state.kicked = true;
+  const w = state.wake;
+  state.wake = undefined;
+  w?.();
+}
+
+const keyOf = (c: { task_id: string; seq: number }) => `${c.task_id}:${c.seq}`;
+
+/** Runs one claimed action through its platform and queues the outcome for recording. */
+function runAction(ctx: WorkerContext, state: WorkerState, c: ClaimedAction): void {
+  const t0 = performance.now();
+  const { calls, o } = ctx;
+  const done = (async () => {
+    let outcome: ActionOutcome;
+    try {
+      const kind = ACTION_KINDS.indexOf(c.kind as (typeof ACTION_KINDS)[number]);
+      if (kind < 0) throw new AppError("INVALID_ARGUMENT", `unknown action kind ${JSON.stringify(c.kind)}`);
+      const res = await ctx.peers.platforms(c.platform).executeAction(
+        { accountId: c.account_id, actionType: kind + 1, params: { idempotency_key: c.key, warming_task_id: c.task_id, warming_seq: String(c.seq) } },
+        { signal: calls.signal, timeoutMs: o.actionTimeoutMs },
+      );
+      const ms = performance.now() - t0;
+      outcome = res.success ? { kind: "done", durationMs: ms } : { kind: "failed", code: "ACTION_FAILED", error: res.error || "the platform reported the action as not done", durationMs: ms };
+    } catch (err) {
+      outcome = calls.signal.aborted ? { kind: "released", error: "interrupted: the worker stopped before the action finished" } : classify(err, performance.now() - t0);
+    }
+    state.results.push({ claimed: c, outcome, at: new Date(ctx.clock.now()) });
+    flush(ctx, state);
+  })();
+  state.inFlight.set(keyOf(c), { claimed: c, done });
+}
+
+/** Records whatever has finished, one transaction at a time; outcomes arriving meanwhile go in the next. */
+function flush(ctx: WorkerContext, state: WorkerState): void {
+  if (state.flushing) return;
+  state.flushing = recordAll(ctx, state).finally(() => {
+    state.flushing = undefined;
+    if (state.results.length > 0) flush(ctx, state);
+  });
+}
+
+/** The recording flush() runs: batches of recordBatch until nothing is left; a failed batch is retried with backoff. */
+async function recordAll(ctx: WorkerContext, state: WorkerState): Promise<void> {
+  const { o, log } = ctx;
+  const { results, inFlight, stats } = state;
+  let failures = 0;
+  // One tick's grace: outcomes that arrive together (fast platforms) are recorded together.
+  await new Promise((r) => setImmediate(r));
+  while (results.length > 0) {
+    const batch = results.splice(0, o.recordBatch);
+    try {
+      const out = await recordOutcomes(ctx.db, batch, o);
+      stats.recorded += batch.length - out.dropped;
+      stats.dropped += out.dropped;
+      if (out.dropped > 0) log.warn({ dropped: out.dropped }, "outcomes not recorded: their claim lapsed and another worker took the actions over");
+      if (out.ended.length > 0) ctx.onEnded(out.ended);
+    } catch (err) {
+      // Keep them (their leases are renewed meanwhile) and try again shortly.
+      results.unshift(...batch);
+      failures++;
+      if (halted(state) && failures >= 3) {
+        // Stopping with the store unreachable: give up; the leases lapse and another worker runs these again.
+        log.error({ err: String(err), outcomes: results.length }, "could not record warming outcomes before stopping; their actions will run again after the lease lapses");
+        for (const i of results.splice(0)) inFlight.delete(keyOf(i.claimed));
+        return;
+      }
+      log.warn({ err: String(err), outcomes: batch.length }, "recording warming outcomes failed; retrying");
+      await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** failures)));
+      continue;
+    }
+    for (const i of batch) inFlight.delete(keyOf(i.claimed));
+    kick(state);
+  }
+}
+
+/**
+ * Waits for a kick, a due time, or the idle recheck; returns at once when work may be due. `known`:
+ * the earliest run_at after the last claim's now (from the claim itself), when known.
+ */
+async function waitForWork(ctx: WorkerContext, state: WorkerState, canClaim: boolean, known?: Date | null): Promise<void> {
+  const ac = new AbortController();
+  if (state.kicked) return;
+  const waits: Promise<unknown>[] = [new Promise<void>((r) => (state.wake = r))];
+  let delay = ctx.o.idleRecheckMs;
+  if (canClaim) {
+    const next = known === undefined ? await store.nextRunAt(ctx.db) : known;
+    if (state.kicked) return;
+    if (next) {
+      const ms = next.getTime() - ctx.clock.now();
+      // Due now but not claimed: locked by another claim or a pause in progress; look again shortly.
+      if (ms <= 0) delay = 2;
+      else waits.push(ctx.clock.sleep(ms, ac.signal).catch(() => {}));
+    }
+    if (halted(state)) return;
+    if (delay > 2) setMode(state, "waiting");
+  }
+  if (halted(state)) return;
+  const timer = new Promise<void>((r) => {
+    const t = setTimeout(r, delay);
+    ac.signal.addEventListener("abort", () => clearTimeout(t), { once: true });
+  });
+  waits.push(timer);
+  await Promise.race(waits);
+  ac.abort(WAIT_OVER);
+  state.wake = undefined;
+}
+
+/** One turn of the loop: claim what is due into the free slots, or wait. */
+async function step(ctx: WorkerContext, state: WorkerState): Promise<void> {
+  const { o } = ctx;
+  const { stats } = state;
+  // Reset before reading the state it is about: a kick from here on makes the wait return at once.
+  state.kicked = false;
+  const free = o.concurrency - state.inFlight.size;
+  if (state.mode === "backlogged" && free < ctx.minClaim && state.inFlight.size > 0) return waitForWork(ctx, state, false);
+  if (state.mode !== "backlogged" && state.flushing) {
+    await state.flushing;
+    return;
+  }
+  let next: Date | null | undefined;
+  if (free > 0) {
+    const want = Math.min(o.batchSize, free);
+    if (state.mode === "waiting") setMode(state, "claiming");
+    const r = await store.claimDue(ctx.db, new Date(ctx.clock.now()), want, o.leaseMs);
+    stats.claims++;
+    stats.claimed += r.claimed.length;
+    for (const c of r.claimed) runAction(ctx, state, c);
+    state.errors = 0;
+    if (halted(state)) return;
+    setMode(state, r.claimed.length === want ? "backlogged" : "claiming");
+    if (state.mode === "backlogged") return;
+    next = r.nextRunAt;
+  }
+  await waitForWork(ctx, state, free > 0, next);
+}
+
+/** The claim loop, until stop(). A failed claim is retried with backoff (a kick cuts the wait short). */
+async function loop(ctx: WorkerContext, state: WorkerState): Promise<void> {
+  while (!halted(state)) {
+    try {
+      await step(ctx, state);
+    } catch (err) {
+      if (halted(state)) break;
+      state.errors++;
+      ctx.log.warn({ err: String(err) }, "claiming warming actions failed; retrying");
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(state.errors, 6)));
+        state.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    }
+  }
+}
+
+/** Extends the leases of everything claimed here and not yet recorded. */
+async function renew(ctx: WorkerContext, state: WorkerState): Promise<void> {
+  const held = [...state.inFlight.values()].map((f) => ({ task_id: f.claimed.task_id, seq: f.claimed.seq, attempts: f.claimed.attempts }));
+  if (held.length > 0) await store.renewLeases(ctx.db, held, ctx.o.leaseMs);
+}
+
+/** Puts actions whose lease lapsed (their worker died) back to pending, claimable at once. */
+async function reap(ctx: WorkerContext, state: WorkerState): Promise<number> {
+  const expired = (await store.expiredLeases(ctx.db, 500)).filter((e) => !state.inFlight.has(keyOf(e)));
+  if (expired.length === 0) return 0;
+  const now = new Date(ctx.clock.now());
+  const out = await recordOutcomes(
+    ctx.db,
+    expired.map((e) => ({ claimed: e, outcome: { kind: "released", error: "the lease lapsed: the worker running it stopped or hung; running it again" } as const, at: now })),
+    ctx.o,
+    true,
+  );
+  const n = expired.length - out.dropped;
+  if (n > 0) {
+    ctx.log.warn({ actions: n }, "took over warming actions whose lease lapsed");
+    kick(state);
+  }
+  return n;
+}
+
+/** Repairs RUNNING tasks left with nothing to claim (should not happen; cheap to check). */
+async function repair(ctx: WorkerContext, state: WorkerState): Promise<void> {
+  const stuck = await store.strandedTasks(ctx.db, 100);
+  if (stuck.length === 0) return;
+  ctx.log.warn({ tasks: stuck.map((t) => t.id) }, "repairing warming tasks with nothing claimable");
+  await ctx.db.transaction(async (tx) => {
+    const locked = await store.lockTasks(
+      tx,
+      stuck.map((t) => t.id),
+    );
+    await store.updateTasks(
+      tx,
+      locked.filter((t) => t.status === TaskStatus.RUNNING && t.run_at === null && t.next_seq < t.total_actions).map((t) => ({ id: t.id, set: { run_at: t.next_action_at ?? new Date(ctx.clock.now()) } })),
+    );
+  });
+  kick(state);
+}
+
+/** The worker's part of the upkeep (release.ts runs it on the upkeep timer): lapsed leases, now and then stranded tasks. */
+async function upkeep(ctx: WorkerContext, state: WorkerState): Promise<void> {
+  await reap(ctx, state);
+  // The repair scans RUNNING tasks (a safety net for a state the invariants rule out): now and then is enough.
+  if (state.rounds++ % 12 === 0) await repair(ctx, state);
+}
+
+/**
+ * Stops claiming; lets actions in flight finish and be recorded for up to graceMs, then aborts
+ * the rest (recorded back to pending, so the next worker runs them at once).
+ */
+async function drain(ctx: WorkerContext, state: WorkerState, loopDone: Promise<void> | undefined, graceMs: number): Promise<void> {
+  setMode(state, "draining");
+  kick(state);
+  await loopDone;
+  const pending = () => Promise.all([...state.inFlight.values()].map((f) => f.done));
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([pending(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+  clearTimeout(timer);
+  ctx.calls.abort(new AppError("CANCELLED", "the warming worker is stopping"));
+  await pending();
+  while (state.flushing || state.results.length > 0) {
+    flush(ctx, state);
+    await state.flushing;
+  }
+  setMode(state, "stopped");
+}
+
 /** Creates a worker; start() runs its loop, stop() drains it. */
 export function createWorker(deps: WorkerDeps) {
-  const { db, peers, clock, log, options: o } = deps;
-  const inFlight = new Map<string, InFlight>();
-  const results: Outcome[] = [];
-  const calls = new AbortController();
-  let flushing: Promise<void> | undefined;
+  const o = deps.options;
+  const ctx: WorkerContext = { ...deps, o, calls: new AbortController(), minClaim: Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4)) };
+  const state = initialState();
   let loopDone: Promise<void> | undefined;
-  let stopping = false;
-  let quiet = false;
-  // Set by kick(); a kick that lands while the loop is busy (mid-claim) is not lost.
-  let kicked = false;
-  let wakeLoop: (() => void) | undefined;
-  let timers: NodeJS.Timeout[] = [];
-  let maintaining: Promise<void> | undefined;
-  const stats = { claimed: 0, recorded: 0, dropped: 0, claims: 0 };
-
-  const keyOf = (c: { task_id: string; seq: number }) => `${c.task_id}:${c.seq}`;
-
-  function kick(): void {
-    quiet = false;
-    kicked = true;
-    const w = wakeLoop;
-    wakeLoop = undefined;
-    w?.();
-  }
-
-  function run(c: ClaimedAction): void {
-    const t0 = performance.now();
-    const done = (async () => {
-      let outcome: ActionOutcome;
-      try {
-        const kind = ACTION_KINDS.indexOf(c.kind as (typeof ACTION_KINDS)[number]);
-        if (kind < 0) throw new AppError("INVALID_ARGUMENT", `unknown action kind ${JSON.stringify(c.kind)}`);
-        const res = await peers.platforms(c.platform).executeAction(
-          { accountId: c.account_id, actionType: kind + 1, params: { idempotency_key: c.key, warming_task_id: c.task_id, warming_seq: String(c.seq) } },
-          { signal: calls.signal, timeoutMs: o.actionTimeoutMs },
-        );
-        const ms = performance.now() - t0;
-        outcome = res.success ? { kind: "done", durationMs: ms } : { kind: "failed", code: "ACTION_FAILED", error: res.error || "the platform reported the action as not done", durationMs: ms };
-      } catch (err) {
-        outcome = calls.signal.aborted ? { kind: "released", error: "interrupted: the worker stopped before the action finished" } : classify(err, performance.now() - t0);
-      }
-      results.push({ claimed: c, outcome, at: new Date(clock.now()) });
-      flush();
-    })();
-    inFlight.set(keyOf(c), { claimed: c, done });
-  }
-
-  /** Records whatever has finished, one transaction at a time; outcomes arriving meanwhile go in the next. */
-  function flush(): void {
-    if (flushing) return;
-    flushing = (async () => {
-      let failures = 0;
-      // One tick's grace: outcomes that arrive together (fast platforms) are recorded together.
-      await new Promise((r) => setImmediate(r));
-      while (results.length > 0) {
-        const batch = results.splice(0, o.recordBatch);
-        try {
-          const out = await recordOutcomes(db, batch, o);
-          stats.recorded += batch.length - out.dropped;
-          stats.dropped += out.dropped;
-          if (out.dropped > 0) log.warn({ dropped: out.dropped }, "outcomes not recorded: their claim lapsed and another worker took the actions over");
-          if (out.ended.length > 0) deps.onEnded(out.ended);
-        } catch (err) {
-          // Keep them (their leases are renewed meanwhile) and try again shortly.
-          results.unshift(...batch);
-          failures++;
-          if (stopping && failures >= 3) {
-            // Stopping with the store unreachable: give up; the leases lapse and another worker runs these again.
-            log.error({ err: String(err), outcomes: results.length }, "could not record warming outcomes before stopping; their actions will run again after the lease lapses");
-            for (const i of results.splice(0)) inFlight.delete(keyOf(i.claimed));
-            return;
-          }
-          log.warn({ err: String(err), outcomes: batch.length }, "recording warming outcomes failed; retrying");
-          await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** failures)));
-          continue;
-        }
-        for (const i of batch) inFlight.delete(keyOf(i.claimed));
-        kick();
-      }
-    })().finally(() => {
-      flushing = undefined;
-      if (results.length > 0) flush();
-    });
-  }
-
-  /**
-   * Waits for a kick, a due time, or the idle recheck; returns at once when work may be due. `next`:
-   * the earliest run_at after the last claim's now (from the claim itself), when known.
-   */
-  async function waitForWork(canClaim: boolean, known?: Date | null): Promise<void> {
-    const ac = new AbortController();
-    if (kicked) return;
-    const waits: Promise<unknown>[] = [new Promise<void>((r) => (wakeLoop = r))];
-    let delay = o.idleRecheckMs;
-    if (canClaim) {
-      const next = known === undefined ? await store.nextRunAt(db) : known;
-      if (kicked) return;
-      if (next) {
-        const ms = next.getTime() - clock.now();
-        // Due now but not claimed: locked by another claim or a pause in progress; look again shortly.
-        if (ms <= 0) delay = 2;
-        else waits.push(clock.sleep(ms, ac.signal).catch(() => {}));
-      }
-      if (delay > 2) quiet = true;
-    }
-    if (stopping) return;
-    const timer = new Promise<void>((r) => {
-      const t = setTimeout(r, delay);
-      ac.signal.addEventListener("abort", () => clearTimeout(t), { once: true });
-    });
-    waits.push(timer);
-    await Promise.race(waits);
-    ac.abort(WAIT_OVER);
-    wakeLoop = undefined;
-  }
-
-  async function loop(): Promise<void> {
-    let errors = 0;
-    // While a claim comes back full (a backlog), wait for a quarter of the slots before the next:
-    // a claim costs about the same for 1 action as for 100, so slots freed one by one are pooled.
-    const minClaim = Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4));
-    let backlog = false;
-    while (!stopping) {
-      try {
-        // Reset before reading the state it is about: a kick from here on makes the wait return at once.
-        kicked = false;
-        const free = o.concurrency - inFlight.size;
-        if (backlog && free < minClaim && inFlight.size > 0) {
-          await waitForWork(false);
-          continue;
-        }
-        // Without a backlog, claims and recordings take turns: what falls due while a recording
-        // runs is claimed in one batch after it, so batches grow with the load instead of many
-        // one-action claims crowding out the recordings (on PGlite they share one connection).
-        if (!backlog && flushing) {
-          await flushing;
-          continue;
-        }
-        let next: Date | null | undefined;
-        if (free > 0) {
-          const want = Math.min(o.batchSize, free);
-          quiet = false;
-          const r = await store.claimDue(db, new Date(clock.now()), want, o.leaseMs);
-          stats.claims++;
-          stats.claimed += r.claimed.length;
-          for (const c of r.claimed) run(c);
-          errors = 0;
-          backlog = r.claimed.length === want;
-          if (backlog) continue;
-          next = r.nextRunAt;
-        }
-        await waitForWork(free > 0, next);
-      } catch (err) {
-        if (stopping) break;
-        errors++;
-        log.warn({ err: String(err) }, "claiming warming actions failed; retrying");
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(errors, 6)));
-          wakeLoop = () => {
-            clearTimeout(t);
-            r();
-          };
-        });
-      }
-    }
-  }
-
-  /** Extends the leases of everything claimed here and not yet recorded. */
-  async function renew(): Promise<void> {
-    const held = [...inFlight.values()].map((f) => ({ task_id: f.claimed.task_id, seq: f.claimed.seq, attempts: f.claimed.attempts }));
-    if (held.length > 0) await store.renewLeases(db, held, o.leaseMs);
-  }
-
-  /** Puts actions whose lease lapsed (their worker died) back to pending, claimable at once. */
-  async function reap(): Promise<number> {
-    const expired = (await store.expiredLeases(db, 500)).filter((e) => !inFlight.has(keyOf(e)));
-    if (expired.length === 0) return 0;
-    const now = new Date(clock.now());
-    const out = await recordOutcomes(
-      db,
-      expired.map((e) => ({ claimed: e, outcome: { kind: "released", error: "the lease lapsed: the worker running it stopped or hung; running it again" } as const, at: now })),
-      o,
-      true,
-    );
-    const n = expired.length - out.dropped;
-    if (n > 0) {
-      log.warn({ actions: n }, "took over warming actions whose lease lapsed");
-      kick();
-    }
-    return n;
-  }
-
-  /** Repairs RUNNING tasks left with nothing to claim (should not happen; cheap to check). */
-  async function repair(): Promise<void> {
-    const stuck = await store.strandedTasks(db, 100);
-    if (stuck.length === 0) return;
-    log.warn({ tasks: stuck.map((t) => t.id) }, "repairing warming tasks with nothing claimable");
-    await db.transaction(async (tx) => {
-      const locked = await store.lockTasks(
-        tx,
-        stuck.map((t) => t.id),
-      );
-      await store.updateTasks(
-        tx,
-        locked.filter((t) => t.status === TaskStatus.RUNNING && t.run_at === null && t.next_seq < t.total_actions).map((t) => ({ id: t.id, set: { run_at: t.next_action_at ?? new Date(clock.now()) } })),
-      );
-    });
-    kick();
-  }
-
-  let rounds = 0;
-  async function maintenance(): Promise<void> {
-    if (maintaining || stopping) return;
-    maintaining = (async () => {
-      try {
-        await reap();
-        // The repair scans RUNNING tasks (a safety net for a state the invariants rule out): now and then is enough.
-        if (rounds++ % 12 === 0) await repair();
-        await deps.maintain?.();
-      } catch (err) {
-        if (!stopping) log.warn({ err: String(err) }, "warming upkeep failed; retrying next round");
-      }
-    })().finally(() => {
-      maintaining = undefined;
-    });
-    await maintaining;
-  }
+  let renewTimer: NodeJS.Timeout | undefined;
 
   return {
-    /** Starts the claim loop, the lease renewal and the upkeep timers. */
+    /** Starts the claim loop and the lease renewal. */
     start(): void {
       if (loopDone) return;
-      stopping = false;
-      loopDone = loop();
-      const renewTimer = setInterval(() => void renew().catch((err) => log.warn({ err: String(err) }, "renewing warming leases failed")), Math.max(50, o.leaseMs / 3));
-      const maintTimer = setInterval(() => void maintenance(), o.maintenanceMs);
+      setMode(state, "claiming");
+      loopDone = loop(ctx, state);
+      renewTimer = setInterval(() => void renew(ctx, state).catch((err) => ctx.log.warn({ err: String(err) }, "renewing warming leases failed")), Math.max(50, o.leaseMs / 3));
       renewTimer.unref();
-      maintTimer.unref();
-      timers = [renewTimer, maintTimer];
-      void maintenance();
     },
 
-    /**
-     * Stops claiming; lets actions in flight finish and be recorded for up to graceMs, then aborts
-     * the rest (recorded back to pending, so the next worker runs them at once).
-     */
+    /** Stops claiming; actions in flight get graceMs to finish, the rest are aborted; all are recorded. */
     async stop(graceMs = 5000): Promise<void> {
-      stopping = true;
-      kick();
-      await loopDone;
+      clearInterval(renewTimer);
+      await drain(ctx, state, loopDone, graceMs);
       loopDone = undefined;
-      for (const t of timers) clearInterval(t);
-      timers = [];
-      const pending = () => Promise.all([...inFlight.values()].map((f) => f.done));
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([pending(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
-      calls.abort(new AppError("CANCELLED", "the warming worker is stopping"));
-      await pending();
-      while (flushing || results.length > 0) {
-        flush();
-        await flushing;
-      }
-      await maintaining;
     },
 
     /** Wakes the loop: something may be due (a start, a resume). */
-    kick,
+    kick: () => kick(state),
 
-    /** Runs the upkeep now (tests). */
-    maintenance,
+    /** The worker's part of the upkeep (lapsed leases, stranded tasks); the caller runs it on its timer. */
+    upkeep: () => upkeep(ctx, state),
 
     /** True when the loop found nothing due and nothing is in flight or waiting to be recorded. */
-    isIdle: () => quiet && inFlight.size === 0 && results.length === 0 && !flushing,
+    isIdle: () => isIdle(state),
 
     /** Counters since start. */
-    stats: () => ({ ...stats, inFlight: inFlight.size }),
+    stats: () => ({ ...state.stats, inFlight: state.inFlight.size }),
   };
 }
 
