@@ -39,8 +39,8 @@ export async function startStubServer(): Promise<StubServer> {
       return toAccount({ ...row, id });
     },
   } as unknown as Accounts;
-  // No tokens exist: the open (loopback) mode, as in the benchmarked system.
-  const noDb = { kind: "postgres", query: async () => ({ rows: [], rowCount: 0 }) } as unknown as Db;
+  // No token was ever made (the flag query answers false): the open (loopback) mode, as in the benchmarked system.
+  const noDb = { kind: "postgres", query: async () => ({ rows: [{ ever: false }], rowCount: 1 }) } as unknown as Db;
   const shutdown = new AbortController();
   const deps = { log: pino({ level: "silent" }), auth: createAuthenticator({ db: noDb, mode: "auto" }), metrics: createMetrics(), shutdown: shutdown.signal };
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);

@@ -1,17 +1,15 @@
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
-import { createContextValues, createHandlerContext } from "@connectrpc/connect";
-import type { HandlerContext } from "@connectrpc/connect";
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import type { Authenticator } from "../auth/tokens.ts";
+import type { Authenticator, Principal } from "../auth/tokens.ts";
 import { AppError } from "../errors.ts";
+import { applyInterceptors } from "./interceptor.ts";
+import type { CallHandler, Route, ServerCall } from "./interceptor.ts";
+import { CLIENT_CANCELLED, authorize, callDeadline, callLog, decodeRequest, recovery } from "./interceptors.ts";
 import type { Metrics } from "./metrics.ts";
-import { checkRequest } from "./request-check.ts";
-import { CALL_FINISHED, peerKey, principalKey } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
-import { statusName, toStatus } from "./status.ts";
-import { withCallDeadline } from "../store/call-deadline.ts";
+import type { StatusOut } from "./status.ts";
 
 /** The seed's clients send and accept messages up to 10 MB. */
 export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
@@ -19,142 +17,136 @@ export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
 /** Shared pieces every port's handlers use. */
 export type CallDeps = { log: Logger; auth: Authenticator; metrics: Metrics; shutdown: AbortSignal };
 
-/** A handler context that can be ended (abort): what createHandlerContext returns. */
-type ContextController = ReturnType<typeof createHandlerContext>;
-
-type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown>;
-
 /**
  * Builds a grpc-js service definition and handlers from a protobuf-es descriptor. Requests are
- * decoded inside the handler (not by grpc-js), so a malformed body answers INVALID_ARGUMENT, and
- * then pass checkRequest (string lengths, NUL, time ranges) before the handler sees them.
- * Every call passes the interceptors: logging + metrics, recovery (any throw → a status, the
- * process lives on), and auth (token → principal → scope check).
+ * decoded inside the handler (not by grpc-js), so a malformed body answers INVALID_ARGUMENT.
+ * Every call passes the interceptors (src/server/interceptors.ts), composed once here: call log +
+ * metrics, recovery (any throw → a status, the process lives on), the call's deadline, auth
+ * (token → principal → scope check), and decode + request check; a method with no implementation
+ * bound answers UNIMPLEMENTED after the first two.
  */
 export function grpcServiceOf(binding: ServiceBinding | { service: DescService; impl?: undefined }, deps: CallDeps) {
   const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
   const handlers: grpc.UntypedServiceImplementation = {};
-  const impl = binding.impl as unknown as UntypedImpl | undefined;
+  const impl = binding.impl as unknown as Record<string, Route["fn"]> | undefined;
   const scopes = (binding as ServiceBinding).scopes as Record<string, string> | undefined;
-  for (const method of binding.service.methods) {
-    const path = `/${binding.service.typeName}/${method.name}`;
-    const streaming = method.methodKind === "server_streaming";
+  const observed = [callLog(deps.log, deps.metrics), recovery];
+  const guarded = [...observed, callDeadline, authorize(deps.auth), decodeRequest(deps.shutdown)];
+  const unary = applyInterceptors(answerUnary, guarded);
+  const stream = applyInterceptors(answerStream, guarded);
+  const unimplemented = applyInterceptors(refuseUnimplemented, observed);
+  const { service } = binding;
+  for (const method of service.methods) {
+    const route: Route = {
+      service,
+      method,
+      path: `/${service.typeName}/${method.name}`,
+      label: `${service.typeName}.${method.name}`,
+      streaming: method.methodKind === "server_streaming",
+      scope: scopes?.[method.localName],
+      fn: impl?.[method.localName],
+    };
     definition[method.localName] = {
-      path,
+      path: route.path,
       requestStream: false,
-      responseStream: streaming,
+      responseStream: route.streaming,
       requestSerialize: (b: Buffer) => b,
       requestDeserialize: (b: Buffer) => b,
       responseSerialize: (b: Buffer) => b,
       responseDeserialize: (b: Buffer) => b,
       originalName: method.localName,
     } as grpc.MethodDefinition<Buffer, Buffer>;
-    const fn = impl?.[method.localName];
-    const scope = scopes?.[method.localName];
-    const prepare = async (call: grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal) => {
-      if (!fn) throw new AppError("UNIMPLEMENTED", `${binding.service.typeName}.${method.name} has no implementation bound on this server`);
-      const auth = call.metadata.get("authorization")[0];
-      const principal = await deps.auth.authenticate(typeof auth === "string" ? auth : undefined);
-      if (!scope) throw new AppError("PERMISSION_DENIED", `no scope is declared for ${method.name}`);
-      deps.auth.authorize(principal, scope, `${binding.service.typeName}.${method.name}`);
-      let req: unknown;
-      try {
-        req = fromBinary(method.input, call.request);
-      } catch (err) {
-        throw new AppError("INVALID_ARGUMENT", `request body is not a valid ${method.input.typeName} message: ${(err as Error).message}`);
-      }
-      checkRequest(method.input, req as object);
-      const ctx = contextFor(binding.service, method, call, signal, deps.shutdown);
-      ctx.values.set(principalKey, principal);
-      ctx.values.set(peerKey, call.getPeer());
-      return { req, ctx, principal };
-    };
-    const finish = (call: { getPeer(): string }, started: number, err: unknown, principal?: string) => {
-      const s = err === undefined ? { code: grpc.status.OK, message: "", internal: false } : toStatus(err);
-      const durationMs = performance.now() - started;
-      deps.metrics.observeCall(binding.service.typeName, method.name, statusName(s.code), durationMs / 1000);
-      if (!s.internal && !deps.log.isLevelEnabled("info")) return s;
-      const entry = { method: path, peer: call.getPeer(), duration_ms: Math.round(durationMs * 100) / 100, code: statusName(s.code), token: principal };
-      if (s.internal) deps.log.error({ ...entry, err }, "call failed with an internal error");
-      else deps.log.info(entry, "call");
-      return s;
-    };
-
-    if (!streaming) {
-      handlers[method.localName] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        const started = performance.now();
-        const ac = new AbortController();
-        let answered = false;
-        // grpc-js also reports "cancelled" after a normal answer: only a cancel before it counts.
-        call.on("cancelled", () => answered || ac.abort(CLIENT_CANCELLED));
-        let who: string | undefined;
-        let context: ContextController | undefined;
-        withCallDeadline(deadlineOf(call), async () => {
-          const { req, ctx, principal } = await prepare(call, ac.signal);
-          who = principal.name;
-          context = ctx;
-          const out = await fn!(req, ctx);
-          return Buffer.from(toBinary(method.output, create(method.output, out as never)));
-        }).then(
-          (buf) => {
-            answered = true;
-            release(context);
-            finish(call, started, undefined, who);
-            callback(null, buf);
-          },
-          (err: unknown) => {
-            answered = true;
-            release(context);
-            const s = finish(call, started, err, who);
-            callback({ code: s.code, details: s.message });
-          },
-        );
-      };
-    } else {
-      handlers[method.localName] = (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-        const started = performance.now();
-        const ac = new AbortController();
-        let answered = false;
-        call.on("cancelled", () => answered || ac.abort(CLIENT_CANCELLED));
-        let who: string | undefined;
-        let context: ContextController | undefined;
-        withCallDeadline(deadlineOf(call), async () => {
-          const { req, ctx, principal } = await prepare(call, ac.signal);
-          who = principal.name;
-          context = ctx;
-          const it = fn!(req, ctx) as AsyncIterable<unknown>;
-          for await (const m of it) {
-            if (ac.signal.aborted) break;
-            const ok = call.write(encodeShared(method.output, m));
-            if (!ok) await drained(call, ac.signal);
-          }
-        }).then(
-          () => {
-            answered = true;
-            release(context);
-            finish(call, started, undefined, who);
-            call.end();
-          },
-          (err: unknown) => {
-            answered = true;
-            release(context);
-            const s = finish(call, started, ac.signal.aborted ? CLIENT_CANCELLED : err, who);
-            call.emit("error", { code: s.code, details: s.message });
-          },
-        );
-      };
-    }
+    const chain = route.fn ? (route.streaming ? stream : unary) : unimplemented;
+    handlers[method.localName] = route.streaming
+      ? (call: grpc.ServerWritableStream<Buffer, Buffer>) => void serveStream(chain, new GrpcCall(route, call))
+      : (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => void serveUnary(chain, new GrpcCall(route, call), callback);
   }
   return { definition: definition as grpc.ServiceDefinition, handlers };
 }
 
-/**
- * Ends a call's handler context once the call is answered: clears its deadline timer (without this,
- * every call with a deadline left a live timer, holding the context, until the deadline passed, and
- * kept a stopping process alive that long) and unlinks it from the process-wide shutdown signal.
- */
-function release(ctx: ContextController | undefined): void {
-  ctx?.abort(CALL_FINISHED);
+type RawCall = grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>;
+
+/** A grpc-js call as a ServerCall. */
+class GrpcCall implements ServerCall {
+  readonly route: Route;
+  readonly raw: RawCall;
+  readonly protocol = "grpc";
+  readonly body: Uint8Array;
+  readonly deadline: number | undefined;
+  readonly cancel = new AbortController();
+  /** Set once the answer is sent: grpc-js also reports "cancelled" after a normal answer, and only a cancel before it counts. */
+  answered = false;
+  principal: Principal | undefined = undefined;
+  request: unknown = undefined;
+  context: ServerCall["context"] = undefined;
+  status: StatusOut | undefined = undefined;
+  error: unknown = undefined;
+
+  constructor(route: Route, raw: RawCall) {
+    this.route = route;
+    this.raw = raw;
+    this.body = raw.request;
+    this.deadline = deadlineOf(raw);
+    raw.on("cancelled", () => this.answered || this.cancel.abort(CLIENT_CANCELLED));
+  }
+
+  get signal(): AbortSignal {
+    return this.cancel.signal;
+  }
+
+  peer(): string {
+    return this.raw.getPeer();
+  }
+
+  authorization(): string | undefined {
+    const auth = this.raw.metadata.get("authorization")[0];
+    return typeof auth === "string" ? auth : undefined;
+  }
+
+  requestHeader(): Headers {
+    const header = new Headers();
+    for (const [k, v] of Object.entries(this.raw.metadata.getMap())) {
+      if (typeof v === "string" && k !== "authorization") header.set(k, v);
+    }
+    return header;
+  }
+}
+
+/** The unary adapter: runs the chain, then answers with its bytes or recovery's status. */
+async function serveUnary(chain: CallHandler<GrpcCall>, call: GrpcCall, callback: grpc.sendUnaryData<Buffer>): Promise<void> {
+  const out = (await chain(call)) as Buffer;
+  call.answered = true;
+  if (call.status) callback({ code: call.status.code, details: call.status.message });
+  else callback(null, out);
+}
+
+/** The streaming adapter: runs the chain (which writes the messages), then ends the stream or fails it with recovery's status. */
+async function serveStream(chain: CallHandler<GrpcCall>, call: GrpcCall): Promise<void> {
+  await chain(call);
+  call.answered = true;
+  if (call.status) call.raw.emit("error", { code: call.status.code, details: call.status.message });
+  else (call.raw as grpc.ServerWritableStream<Buffer, Buffer>).end();
+}
+
+/** The innermost unary handler: the implementation's answer, encoded. */
+async function answerUnary(call: GrpcCall): Promise<Buffer> {
+  const { output } = call.route.method;
+  const out = await call.route.fn!(call.request, call.context!);
+  return Buffer.from(toBinary(output, create(output, out as never)));
+}
+
+/** The innermost streaming handler: writes each message the implementation yields, honouring backpressure. */
+async function answerStream(call: GrpcCall): Promise<void> {
+  const raw = call.raw as grpc.ServerWritableStream<Buffer, Buffer>;
+  const { output } = call.route.method;
+  for await (const m of call.route.fn!(call.request, call.context!) as AsyncIterable<unknown>) {
+    if (call.signal.aborted) break;
+    if (!raw.write(encodeShared(output, m))) await drained(raw, call.signal);
+  }
+}
+
+async function refuseUnimplemented(call: ServerCall): Promise<never> {
+  throw new AppError("UNIMPLEMENTED", `${call.route.label} has no implementation bound on this server`);
 }
 
 /**
@@ -173,9 +165,6 @@ function encodeShared(desc: DescMessage, m: unknown): Buffer {
   }
   return buf;
 }
-
-// Built once, like CALL_FINISHED.
-const CLIENT_CANCELLED = new AppError("CANCELLED", "the client cancelled the call");
 
 /** Resolves when the stream can take more, or the call is aborted; leaves no listener behind. */
 function drained(call: grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal): Promise<void> {
@@ -196,27 +185,6 @@ function deadlineOf(call: { getDeadline(): grpc.Deadline }): number | undefined 
   const d = call.getDeadline();
   const ms = d instanceof Date ? d.getTime() : Number(d);
   return Number.isFinite(ms) ? ms : undefined;
-}
-
-function contextFor(service: DescService, method: DescMethod, call: grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>, signal: AbortSignal, shutdown: AbortSignal): ContextController {
-  const deadline = call.getDeadline();
-  const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) ? Number(deadline) - Date.now() : undefined;
-  const header = new Headers();
-  for (const [k, v] of Object.entries(call.metadata.getMap())) {
-    if (typeof v === "string" && k !== "authorization") header.set(k, v);
-  }
-  return createHandlerContext({
-    service,
-    method,
-    protocolName: "grpc",
-    requestMethod: "POST",
-    url: `/${service.typeName}/${method.name}`,
-    timeoutMs: ms !== undefined && ms > 0 ? ms : undefined,
-    requestSignal: signal,
-    shutdownSignal: shutdown,
-    requestHeader: header,
-    contextValues: createContextValues(),
-  });
 }
 
 /** Server options shared by every port: 10 MB messages, keepalive suited to long streams. */

@@ -1,0 +1,59 @@
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import type { HandlerContext, createHandlerContext } from "@connectrpc/connect";
+import type { Principal } from "../auth/tokens.ts";
+import type { StatusOut } from "./status.ts";
+
+/** One method as the interceptors see it, built once per method when a port is set up. */
+export type Route = {
+  readonly service: DescService;
+  readonly method: DescMethod;
+  /** "/conveer.AccountService/GetAccount": the call's path, its log and context URL. */
+  readonly path: string;
+  /** "conveer.AccountService.GetAccount": what an authorization failure names. */
+  readonly label: string;
+  readonly streaming: boolean;
+  /** The scope the method needs; a method without one is refused. */
+  readonly scope: string | undefined;
+  /** The implementation; undefined when the service is not bound here (UNIMPLEMENTED). */
+  readonly fn: ((req: unknown, ctx: HandlerContext) => unknown) | undefined;
+};
+
+/**
+ * One incoming call, whatever the transport: the transport fills the first fields, and the
+ * interceptors the rest as the call passes them (auth → principal, decode → request and context,
+ * recovery → status). One object per call, so the chain adds no closures.
+ */
+export type ServerCall = {
+  readonly route: Route;
+  /** The transport's protocol name for the handler context ("grpc"). */
+  readonly protocol: string;
+  /** The request message's bytes (protobuf binary). */
+  readonly body: Uint8Array;
+  /** The caller's deadline, epoch ms; undefined when it set none. */
+  readonly deadline: number | undefined;
+  /** Aborted when the client cancels the call. */
+  readonly signal: AbortSignal;
+  /** The caller's address ("ipv4:127.0.0.1:51000"). */
+  peer(): string;
+  /** The authorization header's value, if any. */
+  authorization(): string | undefined;
+  /** The request headers a handler may read (authorization left out). */
+  requestHeader(): Headers;
+  principal: Principal | undefined;
+  request: unknown;
+  context: ReturnType<typeof createHandlerContext> | undefined;
+  /** Set by recovery when the call failed: the status to answer with, and the error it came from. */
+  status: StatusOut | undefined;
+  error: unknown;
+};
+
+/** Serves a call: answers the response (the transport's to send), or fails. */
+export type CallHandler<C extends ServerCall = ServerCall> = (call: C) => Promise<unknown>;
+
+/** A step every call passes (logging, recovery, auth, …): wraps the next handler (Connect-ES's Interceptor). */
+export type ServerInterceptor = <C extends ServerCall>(next: CallHandler<C>) => CallHandler<C>;
+
+/** The handler wrapped by the interceptors, the first one outermost. Done once per port, never per call. */
+export function applyInterceptors<C extends ServerCall>(handler: CallHandler<C>, interceptors: readonly ServerInterceptor[]): CallHandler<C> {
+  return interceptors.reduceRight<CallHandler<C>>((next, interceptor) => interceptor(next), handler);
+}
