@@ -7,7 +7,7 @@ import type { ServiceBinding } from "../server/service-binding.ts";
 import { createWarming } from "../warming/warming.ts";
 import type { WarmingOptions } from "../warming/warming.ts";
 import { warmingService } from "../warming/warming-service.ts";
-import { systemClock } from "../warming/clock.ts";
+import { anchoredClock } from "../warming/clock-anchor.ts";
 import { loadScenarios } from "../warming/scenario.ts";
 import type { AppContext } from "./app-context.ts";
 
@@ -21,7 +21,7 @@ export async function mountWarming(ctx: AppContext): Promise<ServiceBinding> {
     db: ctx.db,
     newId: ctx.newId,
     log: ctx.log,
-    clock: systemClock(config.warming.timeScale),
+    clock: await anchoredClock(ctx.db, config.warming.timeScale, ctx.log),
     scenarios: await loadScenarios(config.warming.scenariosDir || undefined),
     options: warmingOptions(config),
     peers: {

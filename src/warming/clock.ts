@@ -17,14 +17,19 @@ export type FakeClock = Clock & {
 // setTimeout's longest delay; longer ones fire at once, so sleeps are chunked.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** Where a scaled clock is pinned: at real time realAt (epoch ms), scenario time was scenarioAt. */
+export type ClockAnchor = { realAt: number; scenarioAt: number };
+
 /**
- * The real clock, optionally sped up: scenario time = start + (real elapsed × timeScale), so 1440
- * makes a scenario day pass per real minute. `sleep(ms)` waits ms of scenario time (ms / timeScale real).
+ * The real clock, optionally sped up: scenario time = anchor.scenarioAt + (real now − anchor.realAt)
+ * × timeScale, so 1440 makes a scenario day pass per real minute. The anchor defaults to this
+ * moment; a system keeps one in the store (clock-anchor.ts) so that scaled time goes on across
+ * restarts and replicas. `sleep(ms)` waits ms of scenario time (ms / timeScale real).
  */
-export function systemClock(timeScale = 1): Clock {
+export function systemClock(timeScale = 1, anchor?: ClockAnchor): Clock {
   if (!Number.isFinite(timeScale) || timeScale <= 0) throw new RangeError(`timeScale must be a positive number, got ${timeScale}`);
-  const realStart = Date.now();
-  const now = timeScale === 1 ? () => Date.now() : () => realStart + (Date.now() - realStart) * timeScale;
+  const { realAt, scenarioAt } = anchor ?? { realAt: Date.now(), scenarioAt: Date.now() };
+  const now = timeScale === 1 && realAt === scenarioAt ? () => Date.now() : () => scenarioAt + (Date.now() - realAt) * timeScale;
   return {
     now,
     sleep(ms, signal) {

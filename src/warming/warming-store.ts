@@ -618,3 +618,23 @@ export async function statistics(q: Queryable, f: StatsFilter): Promise<StatsRow
   ]);
   return { byStatus: byStatus.rows, byKind: byKind.rows, byDay: byDay.rows };
 }
+
+/** A scenario clock anchor (see clock-anchor.ts): real and scenario epoch ms, and the scale. */
+export type ClockAnchorRow = { realAt: number; scenarioAt: number; scale: number };
+
+/** The scenario clock's anchor, locked for the transaction; undefined before the first. */
+export async function lockClockAnchor(tx: Transaction): Promise<ClockAnchorRow | undefined> {
+  const r = await tx.query<{ real_at: Date; scenario_at: Date; scale: number }>("SELECT real_at, scenario_at, scale FROM warming_clock FOR UPDATE");
+  const row = r.rows[0];
+  return row && { realAt: row.real_at.getTime(), scenarioAt: row.scenario_at.getTime(), scale: Number(row.scale) };
+}
+
+/** Writes the first anchor; does nothing when one exists (replicas starting at once keep the first). */
+export async function insertClockAnchor(tx: Transaction, a: ClockAnchorRow): Promise<void> {
+  await tx.query("INSERT INTO warming_clock (real_at, scenario_at, scale) VALUES ($1, $2, $3) ON CONFLICT (singleton) DO NOTHING", [new Date(a.realAt), new Date(a.scenarioAt), a.scale]);
+}
+
+/** Moves the anchor (a start with another scale). */
+export async function updateClockAnchor(tx: Transaction, a: ClockAnchorRow): Promise<void> {
+  await tx.query("UPDATE warming_clock SET real_at = $1, scenario_at = $2, scale = $3", [new Date(a.realAt), new Date(a.scenarioAt), a.scale]);
+}
