@@ -88,7 +88,7 @@ export function registerImportCommands(program: Command, getConfig: () => Config
     .command("proxies")
     .description("the proxy pool")
     .command("import <file>")
-    .description("add proxies from a file: one URL per line, CSV (url,country,provider,tags,capacity) or JSON Lines")
+    .description("add proxies from a file: one URL per line, CSV (url,country,provider,tags,capacity; tags separated by ";", or by "," inside a quoted field) or JSON Lines")
     .action(async (file: string) => {
       const config = getConfig();
       const client = remoteClient(ProxyService, { addr: config.addrs.proxy, token: config.token, tls: Boolean(config.tlsCert) });

@@ -116,6 +116,11 @@ test("import: CSV with header, tags split on ';', bad lines mixed in", async (t)
   assert.match(got[4].error!, /^line 6: url "ftp:\/\/h:1" has unsupported scheme/);
 });
 
+test("import: CSV tags inside a quoted cell may be separated by ',' as well as ';'", async (t) => {
+  const path = await withFile(t, "q.csv", ['url,country,provider,tags,capacity', 'http://h:3,,,"mobile, ru;fast",1'].join("\n"));
+  assert.deepEqual((await collect(path))[0].item?.tags, ["mobile", "ru", "fast"]);
+});
+
 test("import: CSV header in another order or with only url; bad header is one error", async (t) => {
   const reordered = await withFile(t, "a.csv", "capacity,url\n3,http://h:1\n");
   assert.deepEqual((await collect(reordered))[0].item, { url: "http://h:1", country: "", provider: "", tags: [], capacity: 3 });

@@ -120,10 +120,10 @@ function validateProxy(line: number, raw: RawProxy, problems: string[]): ProxyIm
   else if (raw.provider != null) problems.push(`provider must be a string, got ${jsonType(raw.provider)}`);
 
   let tags: string[] = [];
-  // A ";"-separated string is accepted everywhere, since a CSV cell cannot hold a list.
-  if (typeof raw.tags === "string") tags = raw.tags.split(";");
+  // A string of tags separated by ";" (or "," inside a quoted CSV cell) is accepted everywhere, since a CSV cell cannot hold a list.
+  if (typeof raw.tags === "string") tags = raw.tags.split(/[;,]/);
   else if (Array.isArray(raw.tags) && raw.tags.every((t) => typeof t === "string")) tags = raw.tags;
-  else if (raw.tags != null) problems.push(`tags must be a list of strings like ["mobile","ru"] or "mobile;ru", got ${jsonType(raw.tags)}`);
+  else if (raw.tags != null) problems.push(`tags must be a list of strings like ["mobile","ru"] or "mobile;ru" (or "mobile,ru" quoted in CSV), got ${jsonType(raw.tags)}`);
   tags = [...new Set(tags.map((t) => t.trim()).filter((t) => t !== ""))];
 
   let capacity = 0;
