@@ -23,6 +23,8 @@ import { createVault } from "../vault/vault.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 import { dropPostgresDatabase, freshPostgresDatabase } from "../../test/support/store.ts";
 import { startTestSystem } from "../../test/support/system.ts";
+import { startHttpConnectProxy } from "../../test/support/local-proxies.ts";
+import type { LocalProxy } from "../../test/support/local-proxies.ts";
 import type { TestSystem } from "../../test/support/system.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -109,7 +111,8 @@ describe("conveer accounts import / proxies import against a running system", ()
     const file = join(dir, "accounts.csv");
     await writeFile(file, lines.join("\n") + "\n");
     const r = await conveer(["accounts", "import", file], env);
-    assert.equal(r.code, 0, r.stderr);
+    // Some lines failed: a script sees it in the exit code (issue 9), the good lines are kept.
+    assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stdout, `imported 1000, failed 4 (see ${file}.errors)\n`);
     assertReport(await errorReport(file), bad);
     const all = await sys.accounts.listAccounts({ platform: "vk" });
@@ -136,7 +139,7 @@ describe("conveer accounts import / proxies import against a running system", ()
     const file = join(dir, "accounts.jsonl");
     await writeFile(file, lines.join("\n") + "\n");
     const r = await conveer(["accounts", "import", file], env);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stdout, `imported 1000, failed 5 (see ${file}.errors)\n`);
     assertReport(await errorReport(file), bad);
     assert.equal((await sys.accounts.listAccounts({ platform: "telegram" })).totalCount, 1000n);
@@ -159,7 +162,7 @@ describe("conveer accounts import / proxies import against a running system", ()
       ["# our pool", "http://127.0.0.1:30001", "socks5://user:s3cretpw@127.0.0.1:30002", "ftp://127.0.0.1:30003", "http://127.0.0.1:30001", "", "https://10.0.0.1:3128"].join("\n") + "\n",
     );
     const r = await conveer(["proxies", "import", file], env);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stdout, `imported 3, failed 2 (see ${file}.errors)\n`);
     assertReport(
       await errorReport(file),
@@ -373,3 +376,48 @@ async function openPostgresCount(url: string): Promise<number> {
     await db.close();
   }
 }
+
+describe("conveer register: account ids, JSON lines, the free-slot warning and exit codes", () => {
+  let sys: TestSystem;
+  let env: Record<string, string>;
+  let proxy: LocalProxy | undefined;
+  before(async () => {
+    sys = await startTestSystem("pglite", { env: { CONVEER_PROXY_ALLOW_PRIVATE: "true" } });
+    env = Object.fromEntries((["account", "proxy", "vk"] as const).map((s) => [`${s.toUpperCase()}_SERVICE_GRPC_ADDR`, sys.addr(s)]));
+  });
+  after(async () => {
+    await sys?.stop();
+    await proxy?.close();
+  });
+
+  test("--version prints the package version; bad usage exits 2", async () => {
+    const v = await conveer(["--version"], env);
+    assert.deepEqual([v.code, v.stdout], [0, `${JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")).version}\n`]);
+    const bad = await conveer(["register", "--platform", "nope"], env);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /--platform.*must be one of vk/);
+  });
+
+  test("with no free proxy slot it says so first, every result fails at allocate_proxy, and it exits 1", async () => {
+    const r = await conveer(["register", "--platform", "vk", "--count", "2", "--output", "json"], env);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the proxy pool has 0 free slot\(s\) for 2 registration\(s\).*npx conveer proxies import FILE/);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { success: boolean; failedStep: string; accountId: string; registrationId: string });
+    assert.equal(lines.length, 2);
+    for (const l of lines) assert.deepEqual([l.success, l.failedStep, typeof l.registrationId], [false, "allocate_proxy", "string"]);
+  });
+
+  test("registered accounts are printed: one JSON object per line, or their ids after the summary", async () => {
+    proxy = await startHttpConnectProxy();
+    const added = await sys.proxies.addProxies({ proxies: [{ url: proxy.url, capacity: 10 }] });
+    assert.ok(added.results[0].proxyId, added.results[0].error);
+    const json = await conveer(["register", "--platform", "vk", "--count", "2", "--output", "json"], env, 60_000);
+    assert.equal(json.code, 0, json.stderr);
+    const lines = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { success: boolean; accountId: string; error: string });
+    assert.equal(lines.length, 2);
+    for (const l of lines) assert.ok(l.success && /^[0-9a-f]{24}$/.test(l.accountId), JSON.stringify(l));
+    const table = await conveer(["register", "--platform", "vk", "--count", "1"], env, 60_000);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /succeeded 1, failed 0\ncreated accounts:\n {2}[0-9a-f]{24}\n$/);
+  });
+});

@@ -56,6 +56,8 @@ async function importFile<T>(
   process.stdout.write(`imported ${ok}, failed ${errors.length}${errors.length ? ` (see ${path}.errors)` : ""}\n`);
   for (const e of errors.slice(0, 10)) process.stderr.write(`  ${e}\n`);
   if (errors.length > 10) process.stderr.write(`  … and ${errors.length - 10} more\n`);
+  // A script must be able to tell that some lines were not imported.
+  if (errors.length) process.exitCode = 1;
 }
 
 /** accounts import and proxies import: send a file to the running server. */
@@ -88,7 +90,7 @@ export function registerImportCommands(program: Command, getConfig: () => Config
     .command("proxies")
     .description("the proxy pool")
     .command("import <file>")
-    .description("add proxies from a file: one URL per line, CSV (url,country,provider,tags,capacity; tags separated by ";", or by "," inside a quoted field) or JSON Lines")
+    .description("add proxies from a file: one URL per line, CSV (url,country,provider,tags,capacity; tags separated by semicolons, or by commas inside a quoted cell) or JSON Lines")
     .action(async (file: string) => {
       const config = getConfig();
       const client = remoteClient(ProxyService, { addr: config.addrs.proxy, token: config.token, tls: Boolean(config.tlsCert) });

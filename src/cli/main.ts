@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from "commander";
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { pino } from "pino";
 import { SERVICE_NAMES, loadConfig } from "../config/config.ts";
 import type { Config, ServiceName } from "../config/config.ts";
@@ -13,7 +14,12 @@ import { registerWarmCommands } from "./warm-command.ts";
 
 /** The `conveer` command: starts the system and administers it. */
 export function buildCli(getConfig: () => Config = () => loadConfig()): Command {
-  const program = new Command("conveer").description("Conveer: accounts, credentials, proxies, SMS activations and warming over gRPC").showHelpAfterError();
+  const program = new Command("conveer")
+    .description("Conveer: accounts, credentials, proxies, SMS activations and warming over gRPC")
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError()
+    // Usage errors throw instead of exiting, so runCli can exit 2 for them (1 is for failures).
+    .exitOverride();
 
   program
     .command("start")
@@ -58,6 +64,8 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
   return program;
 }
 
+const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
 function parseServices(v: string): ServiceName[] {
   const names = v.split(",").map((s) => s.trim()).filter(Boolean);
   for (const n of names) {
@@ -67,11 +75,15 @@ function parseServices(v: string): ServiceName[] {
   return names as ServiceName[];
 }
 
-/** Runs the CLI on argv; a failure prints "conveer: <message>" and exits 1. */
+/**
+ * Runs the CLI on argv. Exit codes: 0 done; 1 a failure (printed as "conveer: <message>"), or some
+ * items of an import or batch failed; 2 bad usage (commander has printed what was wrong).
+ */
 export function runCli(argv: string[] = process.argv): void {
   buildCli()
     .parseAsync(argv)
     .catch((err: Error) => {
+      if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
       process.stderr.write(`conveer: ${err.message}\n`);
       process.exit(1);
     });

@@ -1,12 +1,17 @@
 import { InvalidArgumentError } from "commander";
 import type { Command } from "commander";
+import { toJsonString } from "@bufbuild/protobuf";
 import type { Config, ServiceName } from "../config/config.ts";
+import { RegisterResponseSchema } from "../gen/conveer/v1/platform_pb.js";
+import type { RegisterResponse } from "../gen/conveer/v1/platform_pb.js";
+import { ProxyService } from "../gen/conveer/v1/proxy_pb.js";
 import { VKService } from "../gen/conveer/v1/vk_pb.js";
 import { TelegramService } from "../gen/conveer/v1/telegram_pb.js";
 import { MailService } from "../gen/conveer/v1/mail_pb.js";
 import { MaxService } from "../gen/conveer/v1/max_pb.js";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import type { Platform } from "../domain.ts";
+import { messageOf } from "../errors.ts";
 import { remoteClient } from "../server/clients.ts";
 import { progressBar } from "./progress.ts";
 
@@ -18,11 +23,18 @@ function positive(v: string): number {
   return n;
 }
 
-/** `conveer register`: runs the registration conveyor N times with a progress bar and a summary. */
+type RegisterOptions = { platform: Platform; count: number; concurrency: number; country: string; proxyCountry?: string; output: "table" | "json" };
+
+/**
+ * `conveer register`: runs the registration conveyor N times. It says first when the proxy pool has
+ * fewer free slots than the batch needs. Table output: a progress bar, a summary and the new
+ * account ids. JSON output: one RegisterResponse per line (proto JSON names, every field). Exits 1
+ * when any registration failed.
+ */
 export function registerRegisterCommand(program: Command, getConfig: () => Config): void {
   program
     .command("register")
-    .description("register new accounts through a platform service (the sandbox by default), with a progress bar and a summary")
+    .description("register new accounts through a platform service (the sandbox by default); prints the new account ids")
     .requiredOption("--platform <name>", `one of ${PLATFORMS.join(", ")}`, (v) => {
       if (!isPlatform(v)) throw new InvalidArgumentError(`must be one of ${PLATFORMS.join(", ")}`);
       return v;
@@ -31,30 +43,67 @@ export function registerRegisterCommand(program: Command, getConfig: () => Confi
     .option("--concurrency <n>", "registrations in flight", positive, 4)
     .option("--country <cc>", "phone number country", "ru")
     .option("--proxy-country <cc>", "preferred proxy country")
-    .action(async (o: { platform: Platform; count: number; concurrency: number; country: string; proxyCountry?: string }) => {
+    .option("--output <format>", "table (progress and summary) or json (one result per line)", (v) => {
+      if (v !== "table" && v !== "json") throw new InvalidArgumentError("must be table or json");
+      return v;
+    }, "table")
+    .action(async (o: RegisterOptions) => {
       const config = getConfig();
-      const client = remoteClient(SERVICES[o.platform], { addr: config.addrs[o.platform as ServiceName], token: config.token, tls: Boolean(config.tlsCert) });
-      const bar = progressBar(`registering on ${o.platform}`, o.count);
-      const failedBy = new Map<string, number>();
-      const examples = new Map<string, string>();
-      let ok = 0;
-      let next = 0;
-      const worker = async () => {
-        while (next < o.count) {
-          next++;
-          const r = await client.register({ country: o.country, proxyCountry: o.proxyCountry ?? "" });
-          if (r.success) ok++;
-          else {
-            failedBy.set(r.failedStep, (failedBy.get(r.failedStep) ?? 0) + 1);
-            if (!examples.has(r.failedStep)) examples.set(r.failedStep, r.error);
-          }
-          bar.increment();
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(o.concurrency, o.count) }, worker));
-      bar.stop();
-      process.stdout.write(`succeeded ${ok}, failed ${o.count - ok}\n`);
-      for (const [step, n] of failedBy) process.stdout.write(`  failed at ${step}: ${n} (e.g. ${examples.get(step)})\n`);
-      if (ok === 0 && o.count > 0) process.exitCode = 1;
+      const free = await freeProxySlots(config).catch((err: unknown) => {
+        process.stderr.write(`could not read the proxy pool (${messageOf(err)}); registering anyway\n`);
+        return Infinity;
+      });
+      if (free < o.count) {
+        process.stderr.write(`the proxy pool has ${free} free slot(s) for ${o.count} registration(s): the rest will fail at allocate_proxy; add proxies first with \`npx conveer proxies import FILE\`\n`);
+      }
+      const results = await registerAll(config, o);
+      report(o, results);
+      if (results.some((r) => !r.success)) process.exitCode = 1;
     });
+}
+
+/** Free allocation slots on healthy proxies (capacity − accounts held), over every page of ListProxies. */
+async function freeProxySlots(config: Config): Promise<number> {
+  const proxies = remoteClient(ProxyService, { addr: config.addrs.proxy, token: config.token, tls: Boolean(config.tlsCert) });
+  let free = 0;
+  let pageToken = "";
+  do {
+    const page = await proxies.listProxies({ pageSize: 1000, pageToken }, { timeoutMs: 10_000 });
+    for (const p of page.proxies) if (p.healthy) free += Math.max(0, p.capacity - p.allocated);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return free;
+}
+
+async function registerAll(config: Config, o: RegisterOptions): Promise<RegisterResponse[]> {
+  const client = remoteClient(SERVICES[o.platform], { addr: config.addrs[o.platform as ServiceName], token: config.token, tls: Boolean(config.tlsCert) });
+  const bar = o.output === "table" ? progressBar(`registering on ${o.platform}`, o.count) : undefined;
+  const results: RegisterResponse[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < o.count) {
+      next++;
+      const r = await client.register({ country: o.country, proxyCountry: o.proxyCountry ?? "" });
+      results.push(r);
+      if (o.output === "json") process.stdout.write(toJsonString(RegisterResponseSchema, r, { alwaysEmitImplicit: true }) + "\n");
+      bar?.increment();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.concurrency, o.count) }, worker));
+  bar?.stop();
+  return results;
+}
+
+function report(o: RegisterOptions, results: RegisterResponse[]): void {
+  const ok = results.filter((r) => r.success);
+  const summary = [`succeeded ${ok.length}, failed ${results.length - ok.length}`];
+  const failedBy = new Map<string, RegisterResponse[]>();
+  for (const r of results) if (!r.success) failedBy.set(r.failedStep, [...(failedBy.get(r.failedStep) ?? []), r]);
+  for (const [step, rs] of failedBy) summary.push(`  failed at ${step}: ${rs.length} (e.g. ${rs[0].error})`);
+  if (o.output === "json") {
+    process.stderr.write(summary.join("\n") + "\n");
+    return;
+  }
+  process.stdout.write(summary.join("\n") + "\n");
+  if (ok.length) process.stdout.write(`created accounts:\n${ok.map((r) => `  ${r.accountId}`).join("\n")}\n`);
 }
