@@ -5,7 +5,7 @@ CREATE INDEX warming_tasks_list_status ON warming_tasks (status, id);
 CREATE INDEX warming_tasks_list_platform ON warming_tasks (platform, status, id);
 CREATE INDEX warming_tasks_list_account ON warming_tasks (account_id, id);
 -- ListRegistrations (per platform service): by platform, optionally by status, newest first; a
--- created_at range is checked on the rows the index walks (ids are time-ordered too, so a range
--- ends the walk early in practice).
+-- created_at range is a filter on the rows the index walks (fine for operator listings; a
+-- created_at index would pay off only if ranges over millions of rows became common).
 CREATE INDEX registrations_list ON registrations (platform, status, id);
 CREATE INDEX registrations_list_all ON registrations (platform, id);
