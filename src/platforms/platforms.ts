@@ -2,6 +2,8 @@ import type { ActionType, RegisterRequest } from "../gen/conveer/v1/platform_pb.
 import type { Platform } from "../domain.ts";
 import { checkStatus, execute } from "./actions.ts";
 import type { PlatformsDeps } from "./platforms-context.ts";
+import { getRegistration, listRegistrations } from "./registration-list.ts";
+import type { ListRegistrationsRequest } from "./registration-list.ts";
 import { recoverAbandoned, register } from "./registration.ts";
 
 export type { PlatformOptions, PlatformsDeps } from "./platforms-context.ts";
@@ -16,6 +18,10 @@ export function createPlatforms(deps: PlatformsDeps) {
   return {
     /** Runs the conveyor for one new account; answers success=false with the failed step on failure. */
     register: (platform: Platform, req: RegisterRequest, signal?: AbortSignal) => register(ctx, platform, req, signal),
+    /** One registration of the platform (GetRegistration). */
+    getRegistration: (platform: Platform, id: string) => getRegistration(ctx.db, platform, id),
+    /** A keyset page of the platform's registrations, newest first (ListRegistrations). */
+    listRegistrations: (platform: Platform, req: ListRegistrationsRequest) => listRegistrations(ctx.db, platform, req),
     /** Cleans up registrations whose process died; returns how many. */
     recoverAbandoned: () => recoverAbandoned(ctx),
     /** Runs one action with the account's credentials and proxy. */

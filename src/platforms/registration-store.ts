@@ -61,3 +61,38 @@ export async function getRegistration(q: Queryable, id: string): Promise<Registr
 export async function renewLease(q: Queryable, id: string, leaseMs: number): Promise<void> {
   await q.query("UPDATE registrations SET lease_until = now() + $2 * interval '1 millisecond' WHERE id = $1 AND status = 'running'", [id, leaseMs]);
 }
+
+/** A registrations row as listings read it (with its real-time stamps). */
+export type ListedRegistrationRow = RegistrationRow & { created_at: Date; updated_at: Date };
+
+/** The filter of a registration listing; empty fields match everything. */
+export type RegistrationFilter = { platform: string; status: string; createdAfter: string; createdBefore: string };
+
+function where(f: RegistrationFilter, params: unknown[]): string[] {
+  const w = [`platform = $${params.push(f.platform)}`];
+  if (f.status) w.push(`status = $${params.push(f.status)}`);
+  if (f.createdAfter) w.push(`created_at >= $${params.push(f.createdAfter)}`);
+  if (f.createdBefore) w.push(`created_at < $${params.push(f.createdBefore)}`);
+  return w;
+}
+
+/** One registration of a platform, with its stamps. */
+export async function readRegistration(q: Queryable, platform: string, id: string): Promise<ListedRegistrationRow | undefined> {
+  return (await q.query<ListedRegistrationRow>("SELECT * FROM registrations WHERE id = $1 AND platform = $2", [id, platform])).rows[0];
+}
+
+/** One page of registrations with ids below `beforeId` ("" for the first page), newest first (keyset on the primary key). */
+export async function listRegistrations(q: Queryable, f: RegistrationFilter, beforeId: string, limit: number): Promise<ListedRegistrationRow[]> {
+  const params: unknown[] = [];
+  const w = where(f, params);
+  if (beforeId) w.push(`id < $${params.push(beforeId)}`);
+  const sql = `SELECT * FROM registrations WHERE ${w.join(" AND ")} ORDER BY id DESC LIMIT $${params.push(limit)}`;
+  return (await q.query<ListedRegistrationRow>(sql, params)).rows;
+}
+
+/** How many registrations match a filter. */
+export async function countRegistrations(q: Queryable, f: RegistrationFilter): Promise<number> {
+  const params: unknown[] = [];
+  const r = await q.query<{ n: string | number }>(`SELECT count(*) AS n FROM registrations WHERE ${where(f, params).join(" AND ")}`, params);
+  return Number(r.rows[0]?.n ?? 0);
+}

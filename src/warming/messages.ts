@@ -21,8 +21,8 @@ import { actionTypeName } from "./worker.ts";
 
 /** Rows as the API's messages: task, event, scenario, statistics. Pure. */
 
-/** A task row as WarmingTask; an open task's current day is `now`'s. */
-export function toTask(t: TaskRow, now: number): WarmingTask {
+/** A task row as WarmingTask; an open task's current day is `now`'s; the login when the caller read it. */
+export function toTask(t: TaskRow, now: number, accountLogin = ""): WarmingTask {
   const open = OPEN_STATUSES.includes(t.status);
   return create(WarmingTaskSchema, {
     id: t.id,
@@ -38,6 +38,8 @@ export function toTask(t: TaskRow, now: number): WarmingTask {
     startedAt: timestampFromDate(t.started_at),
     completedAt: t.completed_at ? timestampFromDate(t.completed_at) : undefined,
     error: t.error,
+    platform: t.platform,
+    accountLogin,
   });
 }
 

@@ -16,6 +16,7 @@ export function warmingService(warming: Warming) {
       streamEvents: "warming:read",
       listScenarios: "warming:read",
       getScenario: "warming:read",
+      listWarmingTasks: "warming:read",
     },
     impl: {
       startWarming: (req, ctx) => warming.startTask(req, principalOf(ctx).name),
@@ -27,6 +28,10 @@ export function warmingService(warming: Warming) {
       streamEvents: (req, ctx) => warming.events(req, ctx.signal),
       listScenarios: () => ({ scenarios: warming.listScenarios() }),
       getScenario: (req) => warming.getScenario(req.scenarioId),
+      async listWarmingTasks(req) {
+        const page = await warming.listTasks(req);
+        return { tasks: page.tasks, nextPageToken: page.next, totalCount: BigInt(page.total) };
+      },
     },
   });
 }

@@ -77,7 +77,8 @@ export type EventInput = { task_id: string; event_type: EventType; at: Date; dat
 /** A stored event. */
 export type EventRow = EventInput & { id: number };
 
-const TASK_COLUMNS = `id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_seq,
+/** The warming_tasks columns of a TaskRow. */
+export const TASK_COLUMNS = `id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_seq,
   run_at, next_action_at, actions_completed, actions_failed, consecutive_failures, progress, current_day, error,
   account_released, started_at, paused_at, completed_at`;
 

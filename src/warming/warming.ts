@@ -5,8 +5,10 @@ import { PLATFORMS, isPlatform } from "../domain.ts";
 import { invalidArgument, quote } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
 import { createEventHub } from "./events.ts";
-import { dateOf, toEvent, toScenario, toStatistics, toTask } from "./messages.ts";
+import { dateOf, toEvent, toScenario, toStatistics } from "./messages.ts";
 import { createUpkeep, release, releasesSettled } from "./release.ts";
+import { getTask, listTasks } from "./task-list.ts";
+import type { ListTasksRequest } from "./task-list.ts";
 import { statusName } from "./task-status.ts";
 import { pauseTask, readTask, resumeTask, scenarioFor, startTask, stopTask } from "./tasks.ts";
 import { resolveOptions } from "./warming-context.ts";
@@ -87,8 +89,11 @@ export function createWarming(deps: WarmingDeps) {
     resumeTask: resumeTask.bind(null, ctx),
     stopTask: stopTask.bind(null, ctx),
 
-    /** GetWarmingStatus. */
-    getTask: async (taskId: string) => toTask(await readTask(ctx, taskId), clock.now()),
+    /** GetWarmingStatus, with the account's login. */
+    getTask: (taskId: string) => getTask(ctx, taskId),
+
+    /** ListWarmingTasks: a keyset page, newest first, and the filter's total. */
+    listTasks: (req: ListTasksRequest) => listTasks(ctx, req),
 
     /** GetStatistics over tasks (overlapping the range) and recorded actions (recorded in it). */
     statistics: (req: StatisticsRequest) => statistics(ctx, req),

@@ -3,7 +3,7 @@
 /* eslint-disable */
 
 import type { GenFile, GenService } from "@bufbuild/protobuf/codegenv2";
-import type { CheckAccountStatusRequestSchema, CheckAccountStatusResponseSchema, ExecuteActionRequestSchema, ExecuteActionResponseSchema, RegisterRequestSchema, RegisterResponseSchema } from "./platform_pb.js";
+import type { CheckAccountStatusRequestSchema, CheckAccountStatusResponseSchema, ExecuteActionRequestSchema, ExecuteActionResponseSchema, GetRegistrationRequestSchema, ListRegistrationsRequestSchema, ListRegistrationsResponseSchema, RegisterRequestSchema, RegisterResponseSchema, RegistrationSchema } from "./platform_pb.js";
 
 /**
  * Describes the file conveer/v1/max.proto.
@@ -46,6 +46,28 @@ export declare const MaxService: GenService<{
     methodKind: "unary";
     input: typeof CheckAccountStatusRequestSchema;
     output: typeof CheckAccountStatusResponseSchema;
+  },
+  /**
+   * Added: one registration of this platform by the registration_id Register answered; NOT_FOUND
+   * for an unknown id or another platform's.
+   *
+   * @generated from rpc conveer.MaxService.GetRegistration
+   */
+  getRegistration: {
+    methodKind: "unary";
+    input: typeof GetRegistrationRequestSchema;
+    output: typeof RegistrationSchema;
+  },
+  /**
+   * Added: this platform's registrations, newest first, filtered by state and creation time;
+   * keyset pages and total_count like AccountService.ListAccounts.
+   *
+   * @generated from rpc conveer.MaxService.ListRegistrations
+   */
+  listRegistrations: {
+    methodKind: "unary";
+    input: typeof ListRegistrationsRequestSchema;
+    output: typeof ListRegistrationsResponseSchema;
   },
 }>;
 

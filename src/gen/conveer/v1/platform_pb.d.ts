@@ -263,6 +263,206 @@ export declare type CheckAccountStatusResponse = Message<"conveer.CheckAccountSt
 export declare const CheckAccountStatusResponseSchema: GenMessage<CheckAccountStatusResponse>;
 
 /**
+ * Added: GetRegistration's request.
+ *
+ * @generated from message conveer.GetRegistrationRequest
+ */
+export declare type GetRegistrationRequest = Message<"conveer.GetRegistrationRequest"> & {
+  /**
+   * The registration_id Register answered.
+   *
+   * @generated from field: string registration_id = 1;
+   */
+  registrationId: string;
+};
+
+/**
+ * Describes the message conveer.GetRegistrationRequest.
+ * Use `create(GetRegistrationRequestSchema)` to create a new message.
+ */
+export declare const GetRegistrationRequestSchema: GenMessage<GetRegistrationRequest>;
+
+/**
+ * Added: the durable record of one Register run.
+ *
+ * @generated from message conveer.Registration
+ */
+export declare type Registration = Message<"conveer.Registration"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string platform = 2;
+   */
+  platform: string;
+
+  /**
+   * @generated from field: conveer.RegistrationState state = 3;
+   */
+  state: RegistrationState;
+
+  /**
+   * The step reached: create_account, allocate_proxy, rent_number, sign_up, wait_code, confirm,
+   * store while running; "done" once it ended (failed_step then says where a failure happened).
+   *
+   * @generated from field: string step = 4;
+   */
+  step: string;
+
+  /**
+   * The step that failed, when FAILED.
+   *
+   * @generated from field: string failed_step = 5;
+   */
+  failedStep: string;
+
+  /**
+   * Why it failed, when FAILED.
+   *
+   * @generated from field: string error = 6;
+   */
+  error: string;
+
+  /**
+   * The login asked for or generated.
+   *
+   * @generated from field: string login = 7;
+   */
+  login: string;
+
+  /**
+   * The account it created (CREATING while running, ACTIVE on success, DELETED after a failure);
+   * empty before create_account finished.
+   *
+   * @generated from field: string account_id = 8;
+   */
+  accountId: string;
+
+  /**
+   * The proxy allocated to the account; empty before allocate_proxy.
+   *
+   * @generated from field: string proxy_id = 9;
+   */
+  proxyId: string;
+
+  /**
+   * The SMS activation (rented number) it used: SMSService.GetActivation shows the number.
+   *
+   * @generated from field: string activation_id = 10;
+   */
+  activationId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 11;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * The last step change; the end, once SUCCEEDED or FAILED.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 12;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * When it ended; unset while RUNNING.
+   *
+   * @generated from field: google.protobuf.Timestamp finished_at = 13;
+   */
+  finishedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message conveer.Registration.
+ * Use `create(RegistrationSchema)` to create a new message.
+ */
+export declare const RegistrationSchema: GenMessage<Registration>;
+
+/**
+ * Added: ListRegistrations' filter and page (the platform is the service's own).
+ *
+ * @generated from message conveer.ListRegistrationsRequest
+ */
+export declare type ListRegistrationsRequest = Message<"conveer.ListRegistrationsRequest"> & {
+  /**
+   * Only registrations in this state; UNSPECIFIED for all.
+   *
+   * @generated from field: conveer.RegistrationState state = 1;
+   */
+  state: RegistrationState;
+
+  /**
+   * Only registrations created at or after this time (a batch: the time its run started).
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 2;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Only registrations created before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 3;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * 1..1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page (same filter); empty for the first page.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message conveer.ListRegistrationsRequest.
+ * Use `create(ListRegistrationsRequestSchema)` to create a new message.
+ */
+export declare const ListRegistrationsRequestSchema: GenMessage<ListRegistrationsRequest>;
+
+/**
+ * Added: one page of ListRegistrations.
+ *
+ * @generated from message conveer.ListRegistrationsResponse
+ */
+export declare type ListRegistrationsResponse = Message<"conveer.ListRegistrationsResponse"> & {
+  /**
+   * Newest first (by id: creation time).
+   *
+   * @generated from field: repeated conveer.Registration registrations = 1;
+   */
+  registrations: Registration[];
+
+  /**
+   * Opaque; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * How many registrations match the filter in all.
+   *
+   * @generated from field: int64 total_count = 3;
+   */
+  totalCount: bigint;
+};
+
+/**
+ * Describes the message conveer.ListRegistrationsResponse.
+ * Use `create(ListRegistrationsResponseSchema)` to create a new message.
+ */
+export declare const ListRegistrationsResponseSchema: GenMessage<ListRegistrationsResponse>;
+
+/**
  * @generated from enum conveer.ActionType
  */
 export enum ActionType {
@@ -316,4 +516,40 @@ export enum ActionType {
  * Describes the enum conveer.ActionType.
  */
 export declare const ActionTypeSchema: GenEnum<ActionType>;
+
+/**
+ * Added: a registration's state.
+ *
+ * @generated from enum conveer.RegistrationState
+ */
+export enum RegistrationState {
+  /**
+   * @generated from enum value: REGISTRATION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The conveyor is running it (or its process died and recovery has not undone it yet).
+   *
+   * @generated from enum value: REGISTRATION_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * @generated from enum value: REGISTRATION_STATE_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * Failed at failed_step; what it held was undone (number cancelled, proxy freed, account DELETED).
+   *
+   * @generated from enum value: REGISTRATION_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum conveer.RegistrationState.
+ */
+export declare const RegistrationStateSchema: GenEnum<RegistrationState>;
 

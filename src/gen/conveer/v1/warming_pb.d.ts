@@ -111,6 +111,20 @@ export declare type WarmingTask = Message<"conveer.WarmingTask"> & {
    * @generated from field: string error = 13;
    */
   error: string;
+
+  /**
+   * Added: the account's platform (vk, telegram, mail, max).
+   *
+   * @generated from field: string platform = 14;
+   */
+  platform: string;
+
+  /**
+   * Added: the account's login; set by GetWarmingStatus and ListWarmingTasks.
+   *
+   * @generated from field: string account_login = 15;
+   */
+  accountLogin: string;
 };
 
 /**
@@ -563,6 +577,95 @@ export declare type WarmingScenarioDay = Message<"conveer.WarmingScenarioDay"> &
 export declare const WarmingScenarioDaySchema: GenMessage<WarmingScenarioDay>;
 
 /**
+ * Added: ListWarmingTasks' filter and page.
+ *
+ * @generated from message conveer.ListWarmingTasksRequest
+ */
+export declare type ListWarmingTasksRequest = Message<"conveer.ListWarmingTasksRequest"> & {
+  /**
+   * Only tasks in this status; UNSPECIFIED for all.
+   *
+   * @generated from field: conveer.WarmingStatus status = 1;
+   */
+  status: WarmingStatus;
+
+  /**
+   * Only tasks of this platform; empty for all.
+   *
+   * @generated from field: string platform = 2;
+   */
+  platform: string;
+
+  /**
+   * Only tasks of this account; empty for all.
+   *
+   * @generated from field: string account_id = 3;
+   */
+  accountId: string;
+
+  /**
+   * Only tasks of this scenario; empty for all.
+   *
+   * @generated from field: string scenario_id = 4;
+   */
+  scenarioId: string;
+
+  /**
+   * 1..1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 5;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page (same filter); empty for the first page.
+   *
+   * @generated from field: string page_token = 6;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message conveer.ListWarmingTasksRequest.
+ * Use `create(ListWarmingTasksRequestSchema)` to create a new message.
+ */
+export declare const ListWarmingTasksRequestSchema: GenMessage<ListWarmingTasksRequest>;
+
+/**
+ * Added: one page of ListWarmingTasks.
+ *
+ * @generated from message conveer.ListWarmingTasksResponse
+ */
+export declare type ListWarmingTasksResponse = Message<"conveer.ListWarmingTasksResponse"> & {
+  /**
+   * Newest first (by id: creation time).
+   *
+   * @generated from field: repeated conveer.WarmingTask tasks = 1;
+   */
+  tasks: WarmingTask[];
+
+  /**
+   * Opaque; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * How many tasks match the filter in all.
+   *
+   * @generated from field: int64 total_count = 3;
+   */
+  totalCount: bigint;
+};
+
+/**
+ * Describes the message conveer.ListWarmingTasksResponse.
+ * Use `create(ListWarmingTasksResponseSchema)` to create a new message.
+ */
+export declare const ListWarmingTasksResponseSchema: GenMessage<ListWarmingTasksResponse>;
+
+/**
  * @generated from enum conveer.WarmingStatus
  */
 export enum WarmingStatus {
@@ -705,6 +808,17 @@ export declare const WarmingService: GenService<{
     methodKind: "unary";
     input: typeof GetScenarioRequestSchema;
     output: typeof WarmingScenarioSchema;
+  },
+  /**
+   * Added: tasks, newest first, filtered by status, platform, account and scenario; keyset pages
+   * and total_count like AccountService.ListAccounts.
+   *
+   * @generated from rpc conveer.WarmingService.ListWarmingTasks
+   */
+  listWarmingTasks: {
+    methodKind: "unary";
+    input: typeof ListWarmingTasksRequestSchema;
+    output: typeof ListWarmingTasksResponseSchema;
   },
 }>;
 
