@@ -24,6 +24,7 @@ import { holdDataDirLock } from "./data-dir-lock.ts";
 import { dropPostgresDatabase, freshPostgresDatabase } from "../../test/support/store.ts";
 import { startTestSystem } from "../../test/support/system.ts";
 import { startHttpConnectProxy } from "../../test/support/local-proxies.ts";
+import { WarmingService } from "../gen/conveer/v1/warming_pb.js";
 import type { LocalProxy } from "../../test/support/local-proxies.ts";
 import type { TestSystem } from "../../test/support/system.ts";
 
@@ -419,5 +420,23 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     const table = await conveer(["register", "--platform", "vk", "--count", "1"], env, 60_000);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /succeeded 1, failed 0\ncreated accounts:\n {2}[0-9a-f]{24}\n$/);
+  });
+
+  test("warm list: every task newest first as a table, JSON Lines or CSV, with filters", async () => {
+    const [accountId] = (await sys.accounts.listAccounts({ platform: "vk", status: AccountStatus.ACTIVE, pageSize: 1 })).accounts.map((a) => a.id);
+    const warming = remoteClient(WarmingService, { addr: sys.addr("warming") });
+    const task = await warming.startWarming({ accountId, scenarioId: "gentle" });
+    const wenv = { ...env, WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") };
+    const json = await conveer(["warm", "list", "--output", "json"], wenv);
+    assert.equal(json.code, 0, json.stderr);
+    const rows = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { id: string; accountId: string; accountLogin: string; status: string; platform: string });
+    assert.deepEqual(rows.map((r) => [r.id, r.accountId, r.status, r.platform]), [[task.id, accountId, "WARMING_STATUS_RUNNING", "vk"]]);
+    assert.ok(rows[0].accountLogin, "the account's login is shown");
+    const csv = await conveer(["warm", "list", "--output", "csv", "--platform", "vk"], wenv);
+    assert.match(csv.stdout, new RegExp(`^task,account,login,platform,scenario,status,progress,day,done,failed\n${task.id},${accountId},`));
+    const none = await conveer(["warm", "list", "--status", "completed"], wenv);
+    assert.equal(none.stdout, "task  account  login  platform  scenario  status  progress  day  done  failed\n");
+    const bad = await conveer(["warm", "list", "--status", "sleeping"], wenv);
+    assert.equal(bad.code, 2);
   });
 });
