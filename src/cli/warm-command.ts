@@ -4,6 +4,7 @@ import cliProgress from "cli-progress";
 import type { Config } from "../config/config.ts";
 import { WarmingService, WarmingStatus, WarmingTaskSchema } from "../gen/conveer/v1/warming_pb.js";
 import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
+import type { Client } from "@connectrpc/connect";
 import { remoteClient } from "../server/clients.ts";
 import { outputFormat, printMessages } from "./output.ts";
 import type { OutputFormat } from "./output.ts";
@@ -49,45 +50,7 @@ export function registerWarmCommands(program: Command, getConfig: () => Config):
       });
   }
 
-  warm
-    .command("list")
-    .description("list warming tasks, newest first (every page, up to --limit)")
-    .option("--status <name>", "RUNNING, PAUSED, COMPLETED, FAILED, STOPPED or PENDING", (v) => {
-      const n = WarmingStatus[v.toUpperCase() as keyof typeof WarmingStatus];
-      if (typeof n !== "number" || n === WarmingStatus.UNSPECIFIED) throw new InvalidArgumentError("must be RUNNING, PAUSED, COMPLETED, FAILED, STOPPED or PENDING");
-      return n;
-    })
-    .option("--platform <name>", "vk, telegram, mail or max", "")
-    .option("--account <id>", "one account's tasks", "")
-    .option("--scenario <id>", "one scenario's tasks", "")
-    .option("--limit <n>", "at most this many tasks", (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`must be a whole number of at least 1, got ${JSON.stringify(v)}`);
-      return n;
-    }, 1000)
-    .option("--output <format>", "table, json (one task per line) or csv", outputFormat, "table")
-    .action(async (o: { status?: WarmingStatus; platform: string; account: string; scenario: string; limit: number; output: OutputFormat }) => {
-      const c = client();
-      const tasks: WarmingTask[] = [];
-      let pageToken = "";
-      do {
-        const page = await c.listWarmingTasks({ status: o.status ?? WarmingStatus.UNSPECIFIED, platform: o.platform, accountId: o.account, scenarioId: o.scenario, pageSize: Math.min(1000, o.limit - tasks.length), pageToken });
-        tasks.push(...page.tasks);
-        pageToken = page.nextPageToken;
-      } while (pageToken && tasks.length < o.limit);
-      printMessages(o.output, WarmingTaskSchema, tasks, [
-        ["task", (t) => t.id],
-        ["account", (t) => t.accountId],
-        ["login", (t) => t.accountLogin],
-        ["platform", (t) => t.platform],
-        ["scenario", (t) => t.scenarioId],
-        ["status", (t) => status(t.status)],
-        ["progress", (t) => `${t.progress}%`],
-        ["day", (t) => `${t.currentDay}/${t.totalDays}`],
-        ["done", (t) => t.actionsCompleted],
-        ["failed", (t) => t.actionsFailed],
-      ]);
-    });
+  registerWarmList(warm, client);
 
   warm
     .command("scenarios")
@@ -148,5 +111,48 @@ export function registerWarmCommands(program: Command, getConfig: () => Config):
         if (ac.signal.aborted) break;
       }
       bars.stop();
+    });
+}
+
+/** `conveer warm list`: tasks newest first, every page up to --limit, as a table, JSON Lines or CSV. */
+function registerWarmList(warm: Command, client: () => Client<typeof WarmingService>): void {
+  warm
+    .command("list")
+    .description("list warming tasks, newest first (every page, up to --limit)")
+    .option("--status <name>", "RUNNING, PAUSED, COMPLETED, FAILED, STOPPED or PENDING", (v) => {
+      const n = WarmingStatus[v.toUpperCase() as keyof typeof WarmingStatus];
+      if (typeof n !== "number" || n === WarmingStatus.UNSPECIFIED) throw new InvalidArgumentError("must be RUNNING, PAUSED, COMPLETED, FAILED, STOPPED or PENDING");
+      return n;
+    })
+    .option("--platform <name>", "vk, telegram, mail or max", "")
+    .option("--account <id>", "one account's tasks", "")
+    .option("--scenario <id>", "one scenario's tasks", "")
+    .option("--limit <n>", "at most this many tasks", (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`must be a whole number of at least 1, got ${JSON.stringify(v)}`);
+      return n;
+    }, 1000)
+    .option("--output <format>", "table, json (one task per line) or csv", outputFormat, "table")
+    .action(async (o: { status?: WarmingStatus; platform: string; account: string; scenario: string; limit: number; output: OutputFormat }) => {
+      const c = client();
+      const tasks: WarmingTask[] = [];
+      let pageToken = "";
+      do {
+        const page = await c.listWarmingTasks({ status: o.status ?? WarmingStatus.UNSPECIFIED, platform: o.platform, accountId: o.account, scenarioId: o.scenario, pageSize: Math.min(1000, o.limit - tasks.length), pageToken });
+        tasks.push(...page.tasks);
+        pageToken = page.nextPageToken;
+      } while (pageToken && tasks.length < o.limit);
+      printMessages(o.output, WarmingTaskSchema, tasks, [
+        ["task", (t) => t.id],
+        ["account", (t) => t.accountId],
+        ["login", (t) => t.accountLogin],
+        ["platform", (t) => t.platform],
+        ["scenario", (t) => t.scenarioId],
+        ["status", (t) => status(t.status)],
+        ["progress", (t) => `${t.progress}%`],
+        ["day", (t) => `${t.currentDay}/${t.totalDays}`],
+        ["done", (t) => t.actionsCompleted],
+        ["failed", (t) => t.actionsFailed],
+      ]);
     });
 }
