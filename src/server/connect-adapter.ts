@@ -109,6 +109,8 @@ export function connectErrorOf(s: StatusOut, cause: unknown): ConnectError {
   return new ConnectError(s.message, s.code as number as Code, undefined, undefined, cause);
 }
 
+const DEADLINE_EXCEEDED = new ConnectError("the call's deadline passed", Code.DeadlineExceeded);
+
 async function serveUnary(chain: CallHandler<ConnectCall>, call: ConnectCall): Promise<unknown> {
   const out = await chain(call);
   if (call.status) throw connectErrorOf(call.status, call.error);
@@ -125,6 +127,10 @@ async function* serveStream(chain: CallHandler<ConnectCall>, call: ConnectCall):
   try {
     yield* call.out;
     await done;
+    // The deadline (connect-timeout-ms, grpc-timeout) ended it: answer that, as grpc-js does.
+    const reason: unknown = call.ctx.signal.reason;
+    if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) throw reason;
+    if (call.deadline !== undefined && Date.now() >= call.deadline) throw DEADLINE_EXCEEDED;
     if (call.status) throw connectErrorOf(call.status, call.error);
   } finally {
     if (!call.out.closed) call.cancel.abort(CLIENT_CANCELLED);
