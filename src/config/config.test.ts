@@ -29,3 +29,11 @@ test("proxy address policy settings: off by default, strict values, targets as a
   assert.throws(() => loadConfig({ CONVEER_PROXY_CHECK_TARGETS: "example.com" }), /CONVEER_PROXY_CHECK_TARGETS must be a comma-separated list of host:port/);
   assert.throws(() => loadConfig({ CONVEER_PROXY_CHECK_TARGETS: "example.com:0" }), /CONVEER_PROXY_CHECK_TARGETS/);
 });
+
+test("CONVEER_HTTP_CORS_ORIGINS: none by default; a list of exact origins; anything else refused naming the variable", () => {
+  assert.deepEqual(loadConfig({}).httpCorsOrigins, []);
+  assert.deepEqual(loadConfig({ CONVEER_HTTP_CORS_ORIGINS: " https://a.example , http://localhost:3000" }).httpCorsOrigins, ["https://a.example", "http://localhost:3000"]);
+  for (const bad of ["*", "a.example", "https://a.example/", "https://a.example/path", "ftp://a.example", "null"]) {
+    assert.throws(() => loadConfig({ CONVEER_HTTP_CORS_ORIGINS: bad }), /CONVEER_HTTP_CORS_ORIGINS must be a comma-separated list of origins/, bad);
+  }
+});

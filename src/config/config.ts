@@ -27,6 +27,8 @@ export type Config = Readonly<{
   /** host:port per service. */
   addrs: Readonly<Record<ServiceName, string>>;
   httpAddr: string;
+  /** CONVEER_HTTP_CORS_ORIGINS: origins ("https://console.example:8443") a browser page may call the HTTP port from; empty: none. */
+  httpCorsOrigins: readonly string[];
   dataDir: string;
   /** Empty: the embedded PGlite store in dataDir. */
   databaseUrl: string;
@@ -120,6 +122,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze({
     addrs: Object.freeze(addrs),
     httpAddr: hostPort(env, "CONVEER_HTTP_ADDR", "127.0.0.1:8080"),
+    httpCorsOrigins: Object.freeze(origins(env, "CONVEER_HTTP_CORS_ORIGINS")),
     dataDir,
     databaseUrl,
     db: Object.freeze({
@@ -187,6 +190,21 @@ function hostPort(env: NodeJS.ProcessEnv, key: string, def: string): string {
     throw new ConfigError(`${key} must be host:port (e.g. ${def}), got ${JSON.stringify(v)}`);
   }
   return v;
+}
+
+function origins(env: NodeJS.ProcessEnv, key: string): string[] {
+  const items = (env[key] ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const v of items) {
+    let ok = false;
+    try {
+      const u = new URL(v);
+      ok = (u.protocol === "http:" || u.protocol === "https:") && u.origin === v;
+    } catch {
+      // not a URL
+    }
+    if (!ok) throw new ConfigError(`${key} must be a comma-separated list of origins (scheme://host[:port], no path or trailing slash, e.g. https://console.example.com), got ${JSON.stringify(v)}`);
+  }
+  return items;
 }
 
 function hostPortList(env: NodeJS.ProcessEnv, key: string, example: string): string[] {

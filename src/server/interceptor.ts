@@ -25,10 +25,10 @@ export type Route = {
  */
 export type ServerCall = {
   readonly route: Route;
-  /** The transport's protocol name for the handler context ("grpc"). */
+  /** The transport's protocol name for the handler context ("grpc", "connect", "grpcweb"). */
   readonly protocol: string;
-  /** The request message's bytes (protobuf binary). */
-  readonly body: Uint8Array;
+  /** The request message's bytes (protobuf binary); undefined when the transport decoded it (Connect: JSON or binary) and set `request`. */
+  readonly body: Uint8Array | undefined;
   /** The caller's deadline, epoch ms; undefined when it set none. */
   readonly deadline: number | undefined;
   /** Aborted when the client cancels the call. */

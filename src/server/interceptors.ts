@@ -67,7 +67,8 @@ export function authorize(auth: Authenticator): ServerInterceptor {
 }
 
 /**
- * Decodes the request (a malformed body is INVALID_ARGUMENT), passes it through checkRequest
+ * Decodes the request (a malformed body is INVALID_ARGUMENT; a transport that decoded it itself
+ * leaves `body` undefined), passes it through checkRequest
  * (string lengths, NUL, time ranges), and gives the handler its context (principal, peer,
  * deadline, the client's cancel and the process's shutdown), ended once the call is answered:
  * that clears its deadline timer and unlinks it from the shutdown signal.
@@ -75,10 +76,12 @@ export function authorize(auth: Authenticator): ServerInterceptor {
 export function decodeRequest(shutdown: AbortSignal): ServerInterceptor {
   return (next) => async (call) => {
     const { service, method, path } = call.route;
-    try {
-      call.request = fromBinary(method.input, call.body);
-    } catch (err) {
-      throw new AppError("INVALID_ARGUMENT", `request body is not a valid ${method.input.typeName} message: ${(err as Error).message}`);
+    if (call.body !== undefined) {
+      try {
+        call.request = fromBinary(method.input, call.body);
+      } catch (err) {
+        throw new AppError("INVALID_ARGUMENT", `request body is not a valid ${method.input.typeName} message: ${(err as Error).message}`);
+      }
     }
     checkRequest(method.input, call.request as object);
     const ms = call.deadline === undefined ? undefined : call.deadline - Date.now();
