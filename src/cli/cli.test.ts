@@ -439,4 +439,17 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     const bad = await conveer(["warm", "list", "--status", "sleeping"], wenv);
     assert.equal(bad.code, 2);
   });
+
+  test("--server (or CONVEER_SERVER) sends every call to the HTTP port over Connect, no gRPC address needed", async () => {
+    const server = `http://127.0.0.1:${sys.app.httpPort}`;
+    const viaFlag = await conveer(["--server", server, "warm", "list", "--output", "json"], {});
+    assert.equal(viaFlag.code, 0, viaFlag.stderr);
+    assert.ok(viaFlag.stdout.trim().split("\n").every((l) => (JSON.parse(l) as { status: string }).status.startsWith("WARMING_STATUS_")));
+    const viaEnv = await conveer(["register", "--platform", "vk", "--count", "1", "--output", "json"], { CONVEER_SERVER: server }, 60_000);
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+    assert.equal((JSON.parse(viaEnv.stdout) as { success: boolean }).success, true);
+    const bad = await conveer(["--server", "127.0.0.1:8080", "warm", "list"], {});
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--server.*must be an http\(s\) URL/);
+  });
 });

@@ -7,7 +7,7 @@ import { ProxyService } from "../gen/conveer/v1/proxy_pb.js";
 import { parseStatus } from "../accounts/account-status.ts";
 import { readAccountImportFile } from "../accounts/import-file.ts";
 import { readProxyImportFile } from "../proxies/proxy-url.ts";
-import { remoteClient } from "../server/clients.ts";
+import { cliClient } from "./cli-client.ts";
 import { progressBar } from "./progress.ts";
 
 const BATCH = 500;
@@ -69,7 +69,7 @@ export function registerImportCommands(program: Command, getConfig: () => Config
     .description("import accounts from CSV (header: platform,login,password,phone,…) or JSON Lines; bad lines are reported, good ones kept")
     .action(async (file: string) => {
       const config = getConfig();
-      const client = remoteClient(AccountService, { addr: config.addrs.account, token: config.token, tls: Boolean(config.tlsCert) });
+      const client = cliClient(AccountService, "account", config);
       await importFile(file, readAccountImportFile(file), async (items) => {
         const res = await client.importAccounts({
           accounts: items.map((i) => ({
@@ -93,7 +93,7 @@ export function registerImportCommands(program: Command, getConfig: () => Config
     .description("add proxies from a file: one URL per line, CSV (url,country,provider,tags,capacity; tags separated by semicolons, or by commas inside a quoted cell) or JSON Lines")
     .action(async (file: string) => {
       const config = getConfig();
-      const client = remoteClient(ProxyService, { addr: config.addrs.proxy, token: config.token, tls: Boolean(config.tlsCert) });
+      const client = cliClient(ProxyService, "proxy", config);
       await importFile(file, readProxyImportFile(file), async (items) => (await client.addProxies({ proxies: items })).results);
     });
 }

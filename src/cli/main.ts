@@ -6,6 +6,7 @@ import { SERVICE_NAMES, loadConfig } from "../config/config.ts";
 import type { Config, ServiceName } from "../config/config.ts";
 import { startApp } from "../app.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
+import { withCliOptions } from "./cli-client.ts";
 import { registerAdminCommands } from "./admin-commands.ts";
 import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
@@ -19,7 +20,13 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     .version(VERSION, "-V, --version")
     .showHelpAfterError()
     // Usage errors throw instead of exiting, so runCli can exit 2 for them (1 is for failures).
-    .exitOverride();
+    .exitOverride()
+    .option("--server <url>", "call the services through this server's HTTP port (Connect), e.g. http://127.0.0.1:8080; default: CONVEER_SERVER, else each service's *_SERVICE_GRPC_ADDR", (v) => {
+      if (!/^https?:\/\/[^/\s]+/.test(v)) throw new InvalidArgumentError(`must be an http(s) URL like http://127.0.0.1:8080, got ${JSON.stringify(v)}`);
+      return v;
+    })
+    .option("--ca <file>", "CA certificate (PEM) to trust for a TLS server; default: CONVEER_CA");
+  const cliConfig = () => withCliOptions(getConfig(), program.opts<{ server?: string; ca?: string }>());
 
   program
     .command("start")
@@ -56,11 +63,11 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
       process.once("SIGINT", () => stop("SIGINT"));
     });
 
-  registerAdminCommands(program, getConfig);
-  registerImportCommands(program, getConfig);
-  registerRegisterCommand(program, getConfig);
-  registerSandboxCommand(program, getConfig);
-  registerWarmCommands(program, getConfig);
+  registerAdminCommands(program, cliConfig);
+  registerImportCommands(program, cliConfig);
+  registerRegisterCommand(program, cliConfig);
+  registerSandboxCommand(program, cliConfig);
+  registerWarmCommands(program, cliConfig);
   return program;
 }
 

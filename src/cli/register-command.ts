@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "commander";
 import type { Command } from "commander";
 import { toJsonString } from "@bufbuild/protobuf";
-import type { Config, ServiceName } from "../config/config.ts";
+import type { Config } from "../config/config.ts";
 import { RegisterResponseSchema } from "../gen/conveer/v1/platform_pb.js";
 import type { RegisterResponse } from "../gen/conveer/v1/platform_pb.js";
 import { ProxyService } from "../gen/conveer/v1/proxy_pb.js";
@@ -12,7 +12,7 @@ import { MaxService } from "../gen/conveer/v1/max_pb.js";
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import type { Platform } from "../domain.ts";
 import { messageOf } from "../errors.ts";
-import { remoteClient } from "../server/clients.ts";
+import { cliClient } from "./cli-client.ts";
 import { progressBar } from "./progress.ts";
 
 const SERVICES = { vk: VKService, telegram: TelegramService, mail: MailService, max: MaxService } as const;
@@ -64,7 +64,7 @@ export function registerRegisterCommand(program: Command, getConfig: () => Confi
 
 /** Free allocation slots on healthy proxies (capacity − accounts held), over every page of ListProxies. */
 async function freeProxySlots(config: Config): Promise<number> {
-  const proxies = remoteClient(ProxyService, { addr: config.addrs.proxy, token: config.token, tls: Boolean(config.tlsCert) });
+  const proxies = cliClient(ProxyService, "proxy", config);
   let free = 0;
   let pageToken = "";
   do {
@@ -76,7 +76,7 @@ async function freeProxySlots(config: Config): Promise<number> {
 }
 
 async function registerAll(config: Config, o: RegisterOptions): Promise<RegisterResponse[]> {
-  const client = remoteClient(SERVICES[o.platform], { addr: config.addrs[o.platform as ServiceName], token: config.token, tls: Boolean(config.tlsCert) });
+  const client = cliClient(SERVICES[o.platform], o.platform, config);
   const bar = o.output === "table" ? progressBar(`registering on ${o.platform}`, o.count) : undefined;
   const results: RegisterResponse[] = [];
   let next = 0;

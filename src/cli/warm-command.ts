@@ -5,7 +5,7 @@ import type { Config } from "../config/config.ts";
 import { WarmingService, WarmingStatus, WarmingTaskSchema } from "../gen/conveer/v1/warming_pb.js";
 import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import type { Client } from "@connectrpc/connect";
-import { remoteClient } from "../server/clients.ts";
+import { cliClient } from "./cli-client.ts";
 import { outputFormat, printMessages } from "./output.ts";
 import type { OutputFormat } from "./output.ts";
 
@@ -17,7 +17,7 @@ const line = (t: WarmingTask) =>
 export function registerWarmCommands(program: Command, getConfig: () => Config): void {
   const client = () => {
     const config = getConfig();
-    return remoteClient(WarmingService, { addr: config.addrs.warming, token: config.token, tls: Boolean(config.tlsCert) });
+    return cliClient(WarmingService, "warming", config);
   };
   const warm = program.command("warm").description("warming tasks: multi-day scenarios run against accounts");
 

@@ -47,6 +47,10 @@ export type Config = Readonly<{
   logLevel: string;
   /** Bearer token the CLI and peer clients send. */
   token: string;
+  /** Where the CLI sends its calls (CONVEER_SERVER: the HTTP port, Connect protocol); empty: each service's gRPC address. */
+  server: string;
+  /** A CA certificate (PEM file) the CLI trusts for a TLS server (CONVEER_CA). */
+  caFile: string;
   /**
    * CONVEER_AUTH: "open" (every call allowed; loopback only), "tokens" (never an anonymous call),
    * or "auto" (unset: open only while the store has never had a token and every port is loopback).
@@ -136,6 +140,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsKey,
     logLevel: oneOf(env, "CONVEER_LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "silent"], "info"),
     token: env.CONVEER_TOKEN ?? "",
+    server: url(env, "CONVEER_SERVER"),
+    caFile: env.CONVEER_CA ?? "",
     auth: oneOf(env, "CONVEER_AUTH", [...AUTH_SETTINGS], "auto") as AuthSetting,
     platforms: Object.freeze({
       drivers: Object.freeze(drivers(env)),
