@@ -306,6 +306,24 @@ for (const kind of STORE_KINDS) {
       assert.equal(r.success, true, r.error);
     });
 
+    test("a wrong stored password answers FAILED_PRECONDITION (not UNAVAILABLE) and suspends the account with a reason; the right password and a check bring it back", async () => {
+      const accountId = registered[4];
+      const { password } = await sys.accounts.getCredentials({ accountId });
+      // A stale session makes the service log in again, with the wrong password.
+      await sys.accounts.updateCredentials({ accountId, password: "not-the-password-1", additional: { session_token: "stale-session" } });
+      await rejectsWith(vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }), Code.FailedPrecondition, /vk refused the account's login or password/);
+      const acc = await sys.accounts.getAccount({ accountId });
+      assert.equal(acc.status, AccountStatus.SUSPENDED);
+      assert.match(acc.statusReason, /vk refused the stored login or password/);
+      // A check with the same wrong password fails the same way and changes nothing more.
+      await rejectsWith(vk.checkAccountStatus({ accountId }), Code.FailedPrecondition, /login or password/);
+      await sys.accounts.updateCredentials({ accountId, password });
+      const back = await vk.checkAccountStatus({ accountId });
+      assert.deepEqual([back.status, back.platformStatus, back.statusChanged], [AccountStatus.ACTIVE, "active", true]);
+      const r = await vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE });
+      assert.equal(r.success, true, r.error);
+    });
+
     test("the caller's mistakes: another platform's account, a bad action_type, an unknown account", async () => {
       const tg = await sys.accounts.createAccount({ platform: "telegram", login: `tg_${kind}`, password: "pw-123456" });
       await rejectsWith(vk.executeAction({ accountId: tg.id, actionType: ActionType.VIEW_PROFILE }), Code.FailedPrecondition, /on telegram, not vk/);
