@@ -177,6 +177,12 @@ for (const kind of STORE_KINDS) {
         assert.ok(ms >= 1900 && ms < 15_000, `answered after ${Math.round(ms)} ms (code timeout 2 s)`);
         assert.ok(proxy.connections >= 1, "sign-up went through the allocated proxy");
 
+        // The call metrics count it as failed, not as a success; the code stays OK (the call itself answered).
+        const metrics = await (await fetch(`http://127.0.0.1:${sys.app.httpPort}/metrics`)).text();
+        assert.match(metrics, /conveer_grpc_call_outcomes_total\{service="conveer\.VKService",method="Register",outcome="failed"\} 1\n/);
+        assert.match(metrics, new RegExp(`conveer_grpc_call_outcomes_total\\{service="conveer\\.VKService",method="Register",outcome="ok"\\} ${REGISTRATIONS}\\n`));
+        assert.match(metrics, /conveer_grpc_calls_total\{service="conveer\.VKService",method="Register",code="OK"\} /);
+
         // Refund: the balance is back.
         assert.equal((await sms.getBalance({})).balance, before.balance);
 

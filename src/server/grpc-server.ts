@@ -81,6 +81,7 @@ class GrpcCall implements ServerCall {
   context: ServerCall["context"] = undefined;
   status: StatusOut | undefined = undefined;
   error: unknown = undefined;
+  response: unknown = undefined;
 
   constructor(route: Route, raw: RawCall) {
     this.route = route;
@@ -132,6 +133,7 @@ async function serveStream(chain: CallHandler<GrpcCall>, call: GrpcCall): Promis
 async function answerUnary(call: GrpcCall): Promise<Buffer> {
   const { output } = call.route.method;
   const out = await call.route.fn!(call.request, call.context!);
+  call.response = out;
   return Buffer.from(toBinary(output, create(output, out as never)));
 }
 
