@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import type { Client } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { AccountService, AccountStatus } from "../src/gen/conveer/v1/account_pb.js";
@@ -222,6 +223,9 @@ for (const kind of STORE_KINDS) {
 
     test("a platform with no driver (CONVEER_PLATFORM_DRIVERS=max=none) answers FAILED_PRECONDITION and creates nothing", async () => {
       await rejectsWith(max.register({ login: "nodriver" }), Code.FailedPrecondition, /no driver configured for platform max/);
+      const err = await max.checkAccountStatus({ accountId: registered[0] }).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof ConnectError);
+      assert.deepEqual(err.findDetails(ErrorInfoSchema).map((i) => [i.reason, i.domain, i.metadata.platform]), [["NO_DRIVER", "conveer", "max"]]);
       await rejectsWith(max.executeAction({ accountId: registered[0], actionType: ActionType.VIEW_PROFILE }), Code.FailedPrecondition, /no driver configured for platform max/);
       await rejectsWith(max.checkAccountStatus({ accountId: registered[0] }), Code.FailedPrecondition, /no driver configured for platform max/);
       assert.equal((await sys.accounts.listAccounts({ platform: "max" })).totalCount, 0n);
@@ -268,6 +272,12 @@ for (const kind of STORE_KINDS) {
         const first = await vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE });
         assert.equal(first.success, true, first.error);
         await rejectsWith(vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }), Code.ResourceExhausted, /retry after \d+ s/);
+        // The sandbox's Retry-After reaches the client as RetryInfo, with ErrorInfo RATE_LIMITED.
+        const err = await vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }).then(() => undefined, (e: unknown) => e);
+        assert.ok(err instanceof ConnectError, String(err));
+        const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+        assert.ok(delay && delay.seconds >= 1n, `RetryInfo ${JSON.stringify(delay, (_, v) => (typeof v === "bigint" ? String(v) : v))}`);
+        assert.deepEqual([err.findDetails(ErrorInfoSchema)[0]?.reason, err.findDetails(ErrorInfoSchema)[0]?.domain], ["RATE_LIMITED", "conveer"]);
         // The account itself is untouched.
         assert.equal((await sys.accounts.getAccount({ accountId })).status, AccountStatus.ACTIVE);
       } finally {
@@ -317,7 +327,12 @@ for (const kind of STORE_KINDS) {
       const { password } = await sys.accounts.getCredentials({ accountId });
       // A stale session makes the service log in again, with the wrong password.
       await sys.accounts.updateCredentials({ accountId, password: "not-the-password-1", additional: { session_token: "stale-session" } });
-      await rejectsWith(vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }), Code.FailedPrecondition, /vk refused the account's login or password/);
+      await assert.rejects(vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }), (err: unknown) => {
+        assert.ok(err instanceof ConnectError && err.code === Code.FailedPrecondition, String(err));
+        assert.match(err.rawMessage, /vk refused the account's login or password/);
+        assert.equal(err.findDetails(ErrorInfoSchema)[0]?.reason, "INVALID_CREDENTIALS");
+        return true;
+      });
       const acc = await sys.accounts.getAccount({ accountId });
       assert.equal(acc.status, AccountStatus.SUSPENDED);
       assert.match(acc.statusReason, /vk refused the stored login or password/);

@@ -19,19 +19,20 @@ import type { PlatformsContext } from "./platforms-context.ts";
 export function driverFailure(err: DriverError, platform: Platform): AppError {
   switch (err.kind) {
     case "rate_limited":
-      return new AppError("RESOURCE_EXHAUSTED", `${platform} rate-limited this account; retry after ${Math.ceil(err.retryAfterMs / 1000)} s`);
+      // The platform's Retry-After (DriverError.retryAfterMs) goes to the client as RetryInfo too.
+      return new AppError("RESOURCE_EXHAUSTED", `${platform} rate-limited this account; retry after ${Math.ceil(err.retryAfterMs / 1000)} s`, { reason: "RATE_LIMITED", metadata: { platform }, retryAfterMs: err.retryAfterMs });
     case "invalid":
       return new AppError("INVALID_ARGUMENT", err.message);
     case "not_found":
       return new AppError("NOT_FOUND", err.message);
     case "banned":
     case "suspended":
-      return new AppError("FAILED_PRECONDITION", `account is ${err.kind} on ${platform}: ${err.message}`);
+      return new AppError("FAILED_PRECONDITION", `account is ${err.kind} on ${platform}: ${err.message}`, { reason: err.kind === "banned" ? "ACCOUNT_BANNED" : "ACCOUNT_SUSPENDED", metadata: { platform } });
     case "unauthorized":
       // Reached only when logging in again with the stored password failed: retrying cannot help.
-      return new AppError("FAILED_PRECONDITION", `${platform} refused the account's login or password: ${err.message}; set the right password with UpdateCredentials, then CheckAccountStatus`);
+      return new AppError("FAILED_PRECONDITION", `${platform} refused the account's login or password: ${err.message}; set the right password with UpdateCredentials, then CheckAccountStatus`, { reason: "INVALID_CREDENTIALS", metadata: { platform } });
     default:
-      return new AppError("UNAVAILABLE", `${platform} is unavailable: ${err.message}`);
+      return new AppError("UNAVAILABLE", `${platform} is unavailable: ${err.message}`, { reason: "PLATFORM_UNAVAILABLE", metadata: { platform } });
   }
 }
 
@@ -120,7 +121,7 @@ export async function execute(ctx: PlatformsContext, platform: Platform, account
   const acc = await ctx.peers.accounts.getAccount({ accountId });
   if (acc.platform !== platform) throw new AppError("FAILED_PRECONDITION", `account ${accountId} is on ${acc.platform}, not ${platform}; call the ${acc.platform} service`);
   if (acc.status !== AccountStatus.ACTIVE && acc.status !== AccountStatus.WARMING) {
-    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; actions need ACTIVE or WARMING`);
+    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; actions need ACTIVE or WARMING`, { reason: "ACCOUNT_NOT_ACTIVE" });
   }
   const signedIn = await signIn(ctx, driver, accountId, platform, signal);
   const started = performance.now();
