@@ -1,8 +1,13 @@
 /**
  * The domain's one error class. Domain code throws `AppError` with a gRPC status name; the
  * transport (src/server/status.ts) is the one place that turns errors into status codes.
+ * An AppError carries google.rpc error details too (BadRequest, ResourceInfo, ErrorInfo,
+ * RetryInfo), which every transport sends: in grpc-status-details-bin on the gRPC ports, as
+ * Connect error details on the HTTP port.
  */
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 
 /** The gRPC status names the domain may raise. */
 export type ErrorCode =
@@ -19,24 +24,94 @@ export type ErrorCode =
   | "UNAVAILABLE"
   | "UNAUTHENTICATED";
 
+/** The ErrorInfo domain of every reason Conveer sends. */
+export const ERROR_DOMAIN = "conveer";
+
+/**
+ * The stable machine-readable reasons (google.rpc.ErrorInfo.reason, domain `conveer`) a client
+ * can branch on; the message beside them is for people and may change.
+ */
+export type ErrorReason =
+  | "NO_FREE_PROXY" // RESOURCE_EXHAUSTED: the pool has no free healthy proxy; add proxies
+  | "NO_FREE_NUMBER" // RESOURCE_EXHAUSTED: the SMS provider has no number for the service and country
+  | "INSUFFICIENT_BALANCE" // RESOURCE_EXHAUSTED: the SMS provider balance is too low
+  | "RATE_LIMITED" // RESOURCE_EXHAUSTED: the platform rate-limited the account; RetryInfo says when
+  | "ACCOUNT_BANNED" // FAILED_PRECONDITION: the platform banned the account
+  | "ACCOUNT_SUSPENDED" // FAILED_PRECONDITION: the platform suspended the account
+  | "ACCOUNT_NOT_ACTIVE" // FAILED_PRECONDITION: the account's status does not allow the operation
+  | "INVALID_CREDENTIALS" // FAILED_PRECONDITION: the platform refused the stored login or password
+  | "NO_DRIVER" // FAILED_PRECONDITION: no driver is bound for the platform
+  | "PLATFORM_UNAVAILABLE" // UNAVAILABLE: the platform failed or is down; retry
+  | "STORE_UNAVAILABLE"; // UNAVAILABLE: the store is unreachable or busy; retry
+
+/** One google.rpc error detail: a message type and its value (Connect's outgoing detail shape). */
+export type ErrorDetail = { desc: DescMessage; value: MessageInitShape<DescMessage> };
+
+/** What an AppError may carry besides code and message. */
+export type AppErrorOptions = {
+  cause?: unknown;
+  /** ErrorInfo: a stable reason (domain `conveer`) and its metadata. */
+  reason?: ErrorReason;
+  metadata?: Record<string, string>;
+  /** RetryInfo: how long to wait before retrying. */
+  retryAfterMs?: number;
+  /** Any other details (BadRequest, ResourceInfo, …). */
+  details?: ErrorDetail[];
+};
+
 /** An error with a status the client is meant to see; the message says what was wrong and how to fix it. */
 export class AppError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** google.rpc details sent with the status (grpc-status-details-bin, Connect error details). */
+  readonly details: readonly ErrorDetail[];
+  /** The ErrorInfo reason, when there is one. */
+  readonly reason: ErrorReason | undefined;
+  constructor(code: ErrorCode, message: string, options?: AppErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = "AppError";
+    this.reason = options?.reason;
+    this.details = detailsOf(options);
   }
 }
 
-/** INVALID_ARGUMENT naming the field: `invalidArgument("page_size", "must be between 1 and 1000, got 5000")`. */
-export function invalidArgument(field: string, problem: string): AppError {
-  return new AppError("INVALID_ARGUMENT", `${field} ${problem}`);
+function detailsOf(o: AppErrorOptions | undefined): ErrorDetail[] {
+  const out: ErrorDetail[] = [...(o?.details ?? [])];
+  if (o?.reason) out.push(detail(ErrorInfoSchema, { reason: o.reason, domain: ERROR_DOMAIN, metadata: o.metadata ?? {} }));
+  if (o?.retryAfterMs !== undefined) out.push(retryInfo(o.retryAfterMs));
+  return out;
 }
 
-/** NOT_FOUND for an id: `notFound("account", id)`. */
+/** A typed detail: `detail(ResourceInfoSchema, { resourceType: "account" })`. */
+export function detail<D extends DescMessage>(desc: D, value: MessageInitShape<D>): ErrorDetail {
+  return { desc, value } as ErrorDetail;
+}
+
+/** RetryInfo asking the client to wait `ms` (whole milliseconds) before retrying. */
+export function retryInfo(ms: number): ErrorDetail {
+  const whole = Math.max(0, Math.ceil(ms));
+  return detail(RetryInfoSchema, { retryDelay: { seconds: BigInt(Math.floor(whole / 1000)), nanos: (whole % 1000) * 1_000_000 } });
+}
+
+/** INVALID_ARGUMENT naming the field: `invalidArgument("page_size", "must be between 1 and 1000, got 5000")`; a BadRequest field violation says the same. */
+export function invalidArgument(field: string, problem: string): AppError {
+  return new AppError("INVALID_ARGUMENT", `${field} ${problem}`, { details: [badRequest(field, problem)] });
+}
+
+/** A BadRequest detail with one field violation. */
+export function badRequest(field: string, description: string): ErrorDetail {
+  return detail(BadRequestSchema, { fieldViolations: [{ field, description }] });
+}
+
+/** NOT_FOUND for an id: `notFound("account", id)`, with ResourceInfo naming the type and id. */
 export function notFound(what: string, id: string): AppError {
-  return new AppError("NOT_FOUND", `${what} ${quote(id)} not found`);
+  const message = `${what} ${quote(id)} not found`;
+  return new AppError("NOT_FOUND", message, { details: [resourceInfo(what, id, message)] });
+}
+
+/** A ResourceInfo detail: the kind of resource, its name or id (at most 256 characters of it), and what about it. */
+export function resourceInfo(resourceType: string, resourceName: string, description: string, owner = ""): ErrorDetail {
+  return detail(ResourceInfoSchema, { resourceType, resourceName: resourceName.slice(0, 256), owner, description });
 }
 
 /** How many characters of a value `quote` shows. */

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import type { Client } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { AccountService, AccountStatus } from "../src/gen/conveer/v1/account_pb.js";
@@ -177,6 +178,12 @@ for (const kind of STORE_KINDS) {
         assert.ok(ms >= 1900 && ms < 15_000, `answered after ${Math.round(ms)} ms (code timeout 2 s)`);
         assert.ok(proxy.connections >= 1, "sign-up went through the allocated proxy");
 
+        // The call metrics count it as failed, not as a success; the code stays OK (the call itself answered).
+        const metrics = await (await fetch(`http://127.0.0.1:${sys.app.httpPort}/metrics`)).text();
+        assert.match(metrics, /conveer_grpc_call_outcomes_total\{service="conveer\.VKService",method="Register",outcome="failed"\} 1\n/);
+        assert.match(metrics, new RegExp(`conveer_grpc_call_outcomes_total\\{service="conveer\\.VKService",method="Register",outcome="ok"\\} ${REGISTRATIONS}\\n`));
+        assert.match(metrics, /conveer_grpc_calls_total\{service="conveer\.VKService",method="Register",code="OK"\} /);
+
         // Refund: the balance is back.
         assert.equal((await sms.getBalance({})).balance, before.balance);
 
@@ -216,6 +223,9 @@ for (const kind of STORE_KINDS) {
 
     test("a platform with no driver (CONVEER_PLATFORM_DRIVERS=max=none) answers FAILED_PRECONDITION and creates nothing", async () => {
       await rejectsWith(max.register({ login: "nodriver" }), Code.FailedPrecondition, /no driver configured for platform max/);
+      const err = await max.checkAccountStatus({ accountId: registered[0] }).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof ConnectError);
+      assert.deepEqual(err.findDetails(ErrorInfoSchema).map((i) => [i.reason, i.domain, i.metadata.platform]), [["NO_DRIVER", "conveer", "max"]]);
       await rejectsWith(max.executeAction({ accountId: registered[0], actionType: ActionType.VIEW_PROFILE }), Code.FailedPrecondition, /no driver configured for platform max/);
       await rejectsWith(max.checkAccountStatus({ accountId: registered[0] }), Code.FailedPrecondition, /no driver configured for platform max/);
       assert.equal((await sys.accounts.listAccounts({ platform: "max" })).totalCount, 0n);
@@ -262,6 +272,12 @@ for (const kind of STORE_KINDS) {
         const first = await vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE });
         assert.equal(first.success, true, first.error);
         await rejectsWith(vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }), Code.ResourceExhausted, /retry after \d+ s/);
+        // The sandbox's Retry-After reaches the client as RetryInfo, with ErrorInfo RATE_LIMITED.
+        const err = await vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }).then(() => undefined, (e: unknown) => e);
+        assert.ok(err instanceof ConnectError, String(err));
+        const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+        assert.ok(delay && delay.seconds >= 1n, `RetryInfo ${JSON.stringify(delay, (_, v) => (typeof v === "bigint" ? String(v) : v))}`);
+        assert.deepEqual([err.findDetails(ErrorInfoSchema)[0]?.reason, err.findDetails(ErrorInfoSchema)[0]?.domain], ["RATE_LIMITED", "conveer"]);
         // The account itself is untouched.
         assert.equal((await sys.accounts.getAccount({ accountId })).status, AccountStatus.ACTIVE);
       } finally {
@@ -302,6 +318,29 @@ for (const kind of STORE_KINDS) {
       assert.deepEqual(changes.slice(0, 3), ["ACCOUNT_STATUS_ACTIVE", "ACCOUNT_STATUS_BANNED", "ACCOUNT_STATUS_ACTIVE"]);
       // A second check: nothing to change.
       assert.equal((await vk.checkAccountStatus({ accountId })).statusChanged, false);
+      const r = await vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE });
+      assert.equal(r.success, true, r.error);
+    });
+
+    test("a wrong stored password answers FAILED_PRECONDITION (not UNAVAILABLE) and suspends the account with a reason; the right password and a check bring it back", async () => {
+      const accountId = registered[4];
+      const { password } = await sys.accounts.getCredentials({ accountId });
+      // A stale session makes the service log in again, with the wrong password.
+      await sys.accounts.updateCredentials({ accountId, password: "not-the-password-1", additional: { session_token: "stale-session" } });
+      await assert.rejects(vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE }), (err: unknown) => {
+        assert.ok(err instanceof ConnectError && err.code === Code.FailedPrecondition, String(err));
+        assert.match(err.rawMessage, /vk refused the account's login or password/);
+        assert.equal(err.findDetails(ErrorInfoSchema)[0]?.reason, "INVALID_CREDENTIALS");
+        return true;
+      });
+      const acc = await sys.accounts.getAccount({ accountId });
+      assert.equal(acc.status, AccountStatus.SUSPENDED);
+      assert.match(acc.statusReason, /vk refused the stored login or password/);
+      // A check with the same wrong password fails the same way and changes nothing more.
+      await rejectsWith(vk.checkAccountStatus({ accountId }), Code.FailedPrecondition, /login or password/);
+      await sys.accounts.updateCredentials({ accountId, password });
+      const back = await vk.checkAccountStatus({ accountId });
+      assert.deepEqual([back.status, back.platformStatus, back.statusChanged], [AccountStatus.ACTIVE, "active", true]);
       const r = await vk.executeAction({ accountId, actionType: ActionType.VIEW_PROFILE });
       assert.equal(r.success, true, r.error);
     });

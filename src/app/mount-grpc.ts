@@ -5,7 +5,7 @@ import type { ServiceName } from "../config/config.ts";
 import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "../server/grpc-server.ts";
 import { bindGrpc, serverCredentials } from "../server/listen.ts";
 import type { Tls } from "../server/listen.ts";
-import { createReflection } from "../server/reflection.ts";
+import { createReflection, loadReflectionDescriptors } from "../server/reflection.ts";
 import type { AppContext } from "./app-context.ts";
 import { DESCRIPTORS } from "./descriptors.ts";
 
@@ -13,30 +13,33 @@ import { DESCRIPTORS } from "./descriptors.ts";
 export const HEALTH_PING_MS = 900;
 
 /**
- * One gRPC port per service this process serves, each with health (per service, and "" for the
- * store, probed every second) and reflection; drained on stop. Answers the bound ports.
+ * One gRPC port per service this process serves, each with its own health (its service, and ""
+ * for the store, probed every second; any other service is NOT_FOUND there) and reflection
+ * listing only that service (plus health and reflection); drained on stop. Answers the bound ports.
  */
 export async function mountGrpc(ctx: AppContext, tls: Tls): Promise<Partial<Record<ServiceName, number>>> {
   const { config, bindings } = ctx;
   const deps = { log: ctx.log, auth: ctx.auth, metrics: ctx.metrics, shutdown: ctx.shutdown.signal };
-  const health = new HealthImplementation({ "": "SERVING" });
-  const reflection = createReflection();
+  const descriptors = loadReflectionDescriptors();
+  const healths: HealthImplementation[] = [];
   const creds = serverCredentials(tls);
   const ports: Partial<Record<ServiceName, number>> = {};
   const servers: grpc.Server[] = [];
   ctx.releasers.add("grpc", (graceMs) => drain(servers, ctx.shutdown, graceMs));
   for (const name of ctx.services) {
     const binding = bindings[name] ?? { service: DESCRIPTORS[name] };
-    health.setStatus(DESCRIPTORS[name].typeName, bindings[name] ? "SERVING" : "NOT_SERVING");
+    const typeName = DESCRIPTORS[name].typeName;
+    const health = new HealthImplementation({ "": "SERVING", [typeName]: bindings[name] ? "SERVING" : "NOT_SERVING" });
+    healths.push(health);
     const server = new grpc.Server(GRPC_SERVER_OPTIONS);
     const { definition, handlers } = grpcServiceOf(binding, deps);
     server.addService(definition, handlers);
     health.addToServer(server);
-    reflection.addToServer(server);
+    createReflection([typeName], descriptors).addToServer(server);
     ports[name] = await bindGrpc(server, config.addrs[name], creds, SERVICE_PORTS[name].env);
     servers.push(server);
   }
-  probeStore(ctx, health);
+  probeStore(ctx, healths);
   return ports;
 }
 
@@ -45,10 +48,12 @@ export async function mountGrpc(ctx: AppContext, tls: Tls): Promise<Partial<Reco
  * setStatus to its watchers). The probe also keeps the store's own monitor current, so a store
  * that went silent (no reset, no error) is noticed within a probe period and calls then fail fast.
  */
-function probeStore(ctx: AppContext, health: HealthImplementation): void {
+function probeStore(ctx: AppContext, healths: HealthImplementation[]): void {
   let storeStatus: "SERVING" | "NOT_SERVING" = "SERVING";
   const report = (s: typeof storeStatus) => {
-    if (s !== storeStatus) health.setStatus("", (storeStatus = s));
+    if (s === storeStatus) return;
+    storeStatus = s;
+    for (const health of healths) health.setStatus("", s);
   };
   const probe = setInterval(() => {
     void ctx.db.ping(HEALTH_PING_MS).then((h) => report(h.ok ? "SERVING" : "NOT_SERVING"));

@@ -19,22 +19,54 @@ import type { PlatformsContext } from "./platforms-context.ts";
 export function driverFailure(err: DriverError, platform: Platform): AppError {
   switch (err.kind) {
     case "rate_limited":
-      return new AppError("RESOURCE_EXHAUSTED", `${platform} rate-limited this account; retry after ${Math.ceil(err.retryAfterMs / 1000)} s`);
+      // The platform's Retry-After (DriverError.retryAfterMs) goes to the client as RetryInfo too.
+      return new AppError("RESOURCE_EXHAUSTED", `${platform} rate-limited this account; retry after ${Math.ceil(err.retryAfterMs / 1000)} s`, { reason: "RATE_LIMITED", metadata: { platform }, retryAfterMs: err.retryAfterMs });
     case "invalid":
       return new AppError("INVALID_ARGUMENT", err.message);
     case "not_found":
       return new AppError("NOT_FOUND", err.message);
     case "banned":
     case "suspended":
-      return new AppError("FAILED_PRECONDITION", `account is ${err.kind} on ${platform}: ${err.message}`);
+      return new AppError("FAILED_PRECONDITION", `account is ${err.kind} on ${platform}: ${err.message}`, { reason: err.kind === "banned" ? "ACCOUNT_BANNED" : "ACCOUNT_SUSPENDED", metadata: { platform } });
+    case "unauthorized":
+      // Reached only when logging in again with the stored password failed: retrying cannot help.
+      return new AppError("FAILED_PRECONDITION", `${platform} refused the account's login or password: ${err.message}; set the right password with UpdateCredentials, then CheckAccountStatus`, { reason: "INVALID_CREDENTIALS", metadata: { platform } });
     default:
-      return new AppError("UNAVAILABLE", `${platform} is unavailable: ${err.message}`);
+      return new AppError("UNAVAILABLE", `${platform} is unavailable: ${err.message}`, { reason: "PLATFORM_UNAVAILABLE", metadata: { platform } });
   }
 }
 
 function mapDriverError(err: unknown, platform: Platform): never {
   if (!(err instanceof DriverError)) throw err;
   throw driverFailure(err, platform);
+}
+
+/**
+ * The status AccountService should record after a driver failure of an action or check, and why:
+ * BANNED or SUSPENDED as the platform reports; SUSPENDED when the platform refuses the stored
+ * login or password of an ACTIVE or WARMING account (no action runs until the credentials are
+ * fixed and a check brings it back to ACTIVE); undefined for any other failure, for a DELETED
+ * account, or when it already holds.
+ */
+export function statusAfterFailure(current: AccountStatus, err: DriverError, platform: Platform): { status: AccountStatus; reason: string } | undefined {
+  let status: AccountStatus;
+  let reason: string;
+  if (err.kind === "banned" || err.kind === "suspended") {
+    status = err.kind === "banned" ? AccountStatus.BANNED : AccountStatus.SUSPENDED;
+    reason = `${platform} reports ${err.kind}: ${err.message}`;
+  } else if (err.kind === "unauthorized" && (current === AccountStatus.ACTIVE || current === AccountStatus.WARMING)) {
+    status = AccountStatus.SUSPENDED;
+    reason = `${platform} refused the stored login or password: ${err.message}`;
+  } else return undefined;
+  if (current === status || current === AccountStatus.DELETED) return undefined;
+  return { status, reason: reason.slice(0, 1000) };
+}
+
+/** Records statusAfterFailure on AccountService; a failure to record is logged, the call's own error wins. */
+async function recordFailure(ctx: PlatformsContext, acc: { id: string; status: AccountStatus }, err: unknown, platform: Platform): Promise<void> {
+  const next = err instanceof DriverError ? statusAfterFailure(acc.status, err, platform) : undefined;
+  if (!next) return;
+  await ctx.peers.accounts.updateStatus({ accountId: acc.id, ...next }).catch((e) => ctx.log.warn({ err: String(e) }, "could not record the platform's status"));
 }
 
 /**
@@ -89,7 +121,7 @@ export async function execute(ctx: PlatformsContext, platform: Platform, account
   const acc = await ctx.peers.accounts.getAccount({ accountId });
   if (acc.platform !== platform) throw new AppError("FAILED_PRECONDITION", `account ${accountId} is on ${acc.platform}, not ${platform}; call the ${acc.platform} service`);
   if (acc.status !== AccountStatus.ACTIVE && acc.status !== AccountStatus.WARMING) {
-    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; actions need ACTIVE or WARMING`);
+    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; actions need ACTIVE or WARMING`, { reason: "ACCOUNT_NOT_ACTIVE" });
   }
   const signedIn = await signIn(ctx, driver, accountId, platform, signal);
   const started = performance.now();
@@ -97,12 +129,7 @@ export async function execute(ctx: PlatformsContext, platform: Platform, account
   try {
     out = await signedIn.run((session, dc) => driver.execute(kind, params, session, dc));
   } catch (err) {
-    if (err instanceof DriverError && (err.kind === "banned" || err.kind === "suspended")) {
-      const status = err.kind === "banned" ? AccountStatus.BANNED : AccountStatus.SUSPENDED;
-      await ctx.peers.accounts
-        .updateStatus({ accountId, status, reason: `${platform} reports ${err.kind}: ${err.message}`.slice(0, 1000) })
-        .catch((e) => ctx.log.warn({ err: String(e) }, "could not record the platform's status"));
-    }
+    await recordFailure(ctx, acc, err, platform);
     if (err instanceof DriverError && err.kind === "not_found") {
       return create(ExecuteActionResponseSchema, { success: false, error: err.message, result: { actionType: `ACTION_TYPE_${ActionType[actionType]}`, durationMs: BigInt(Math.round(performance.now() - started)) } });
     }
@@ -126,7 +153,10 @@ export async function checkStatus(ctx: PlatformsContext, platform: Platform, acc
     reported = await signedIn.run((session, dc) => driver.accountStatus(session, dc));
   } catch (err) {
     if (err instanceof DriverError && (err.kind === "banned" || err.kind === "suspended")) reported = { status: err.kind, reason: err.message };
-    else mapDriverError(err, platform);
+    else {
+      await recordFailure(ctx, acc, err, platform);
+      mapDriverError(err, platform);
+    }
   }
   const target = statusAfterCheck(acc.status, reported.status);
   if (target !== undefined) {

@@ -19,7 +19,7 @@ export type PlatformsContext = Readonly<PlatformsDeps>;
 /** The driver bound to a platform; FAILED_PRECONDITION when none is. */
 export function driverFor(ctx: PlatformsContext, platform: Platform): PlatformDriver {
   const d = ctx.drivers[platform];
-  if (!d) throw new AppError("FAILED_PRECONDITION", `no driver configured for platform ${platform}; bind one in CONVEER_PLATFORM_DRIVERS (e.g. ${platform}=sandbox)`);
+  if (!d) throw new AppError("FAILED_PRECONDITION", `no driver configured for platform ${platform}; bind one in CONVEER_PLATFORM_DRIVERS (e.g. ${platform}=sandbox)`, { reason: "NO_DRIVER", metadata: { platform } });
   return d;
 }
 

@@ -1,7 +1,7 @@
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import type { Account } from "../gen/conveer/v1/account_pb.js";
 import type { Proxy } from "../gen/conveer/v1/proxy_pb.js";
-import { AppError, invalidArgument, quote } from "../errors.ts";
+import { AppError, invalidArgument, quote, resourceInfo } from "../errors.ts";
 import { checkId, isId } from "../store/ids.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
 import { toProxy, transact } from "./proxies-context.ts";
@@ -17,7 +17,7 @@ async function requireAccount(ctx: ProxiesContext, accountId: string): Promise<A
   // A peer's error (unknown account, AccountService down) is mapped in src/server/status.ts.
   const acc = await ctx.accounts.getAccount({ accountId });
   if (acc.status === AccountStatus.DELETED || acc.status === AccountStatus.BANNED) {
-    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; only live accounts get proxies`);
+    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; only live accounts get proxies`, { reason: "ACCOUNT_NOT_ACTIVE" });
   }
   return acc;
 }
@@ -51,7 +51,7 @@ export async function allocate(ctx: ProxiesContext, accountId: string, platform:
           return toProxy(ctx, cur, { expiresAt, withPassword: Boolean(reader) });
         }
         const row = await store.takeSlot(q, { country, provider, exclude: cur?.id ?? "" });
-        if (!row) throw new AppError("RESOURCE_EXHAUSTED", "no free healthy proxy in the pool; add proxies (AddProxies) or release some");
+        if (!row) throw new AppError("RESOURCE_EXHAUSTED", "no free healthy proxy in the pool; add proxies (AddProxies) or release some", { reason: "NO_FREE_PROXY" });
         let expiresAt: Date;
         if (cur) {
           await store.freeSlot(q, cur.id);
@@ -88,7 +88,7 @@ export async function release(ctx: ProxiesContext, accountId: string, proxyId: s
 export async function forAccount(ctx: ProxiesContext, accountId: string, reader?: SecretReader): Promise<Proxy> {
   checkId(accountId, "account_id");
   const cur = reader ? await store.allocationOfAudited(ctx.db, accountId, reader) : await store.allocationOf(ctx.db, accountId);
-  if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy; call AllocateProxy first`);
+  if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy; call AllocateProxy first`, { details: [resourceInfo("proxy_allocation", accountId, "the account holds no proxy")] });
   return toProxy(ctx, cur, { expiresAt: cur.expires_at, withPassword: Boolean(reader) });
 }
 
@@ -97,9 +97,9 @@ export async function rotate(ctx: ProxiesContext, accountId: string, reason: str
   checkId(accountId, "account_id");
   const out = await transact(ctx, async (q) => {
     const cur = await store.lockAllocation(q, accountId);
-    if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy to rotate; call AllocateProxy first`);
+    if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy to rotate; call AllocateProxy first`, { details: [resourceInfo("proxy_allocation", accountId, "the account holds no proxy")] });
     const next = await store.takeSlot(q, { country: cur.country, provider: cur.provider, exclude: cur.id });
-    if (!next) throw new AppError("RESOURCE_EXHAUSTED", `no other free healthy proxy to rotate account ${accountId} to; it keeps ${cur.id}`);
+    if (!next) throw new AppError("RESOURCE_EXHAUSTED", `no other free healthy proxy to rotate account ${accountId} to; it keeps ${cur.id}`, { reason: "NO_FREE_PROXY" });
     await store.freeSlot(q, cur.id);
     const expiresAt = await store.updateAllocation(q, accountId, next.id, ctx.opts.leaseMs);
     if (reader && next.password_sealed) await store.insertPasswordAudit(q, accountId, next.id, reader);

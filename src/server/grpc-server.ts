@@ -9,6 +9,7 @@ import type { CallHandler, Route, ServerCall } from "./interceptor.ts";
 import { CLIENT_CANCELLED, authorize, callDeadline, callLog, decodeRequest, recovery } from "./interceptors.ts";
 import type { Metrics } from "./metrics.ts";
 import type { ServiceBinding } from "./service-binding.ts";
+import { statusDetailsBin } from "./status.ts";
 import type { StatusOut } from "./status.ts";
 
 /** The seed's clients send and accept messages up to 10 MB. */
@@ -81,6 +82,7 @@ class GrpcCall implements ServerCall {
   context: ServerCall["context"] = undefined;
   status: StatusOut | undefined = undefined;
   error: unknown = undefined;
+  response: unknown = undefined;
 
   constructor(route: Route, raw: RawCall) {
     this.route = route;
@@ -112,11 +114,20 @@ class GrpcCall implements ServerCall {
   }
 }
 
+/** A status as grpc-js sends it: code, message, and the google.rpc details in grpc-status-details-bin. */
+function grpcError(s: StatusOut): Partial<grpc.StatusObject> {
+  const bin = statusDetailsBin(s);
+  if (!bin) return { code: s.code, details: s.message };
+  const metadata = new grpc.Metadata();
+  metadata.set("grpc-status-details-bin", bin);
+  return { code: s.code, details: s.message, metadata };
+}
+
 /** The unary adapter: runs the chain, then answers with its bytes or recovery's status. */
 async function serveUnary(chain: CallHandler<GrpcCall>, call: GrpcCall, callback: grpc.sendUnaryData<Buffer>): Promise<void> {
   const out = (await chain(call)) as Buffer;
   call.answered = true;
-  if (call.status) callback({ code: call.status.code, details: call.status.message });
+  if (call.status) callback(grpcError(call.status));
   else callback(null, out);
 }
 
@@ -124,7 +135,7 @@ async function serveUnary(chain: CallHandler<GrpcCall>, call: GrpcCall, callback
 async function serveStream(chain: CallHandler<GrpcCall>, call: GrpcCall): Promise<void> {
   await chain(call);
   call.answered = true;
-  if (call.status) call.raw.emit("error", { code: call.status.code, details: call.status.message });
+  if (call.status) call.raw.emit("error", grpcError(call.status));
   else (call.raw as grpc.ServerWritableStream<Buffer, Buffer>).end();
 }
 
@@ -132,6 +143,7 @@ async function serveStream(chain: CallHandler<GrpcCall>, call: GrpcCall): Promis
 async function answerUnary(call: GrpcCall): Promise<Buffer> {
   const { output } = call.route.method;
   const out = await call.route.fn!(call.request, call.context!);
+  call.response = out;
   return Buffer.from(toBinary(output, create(output, out as never)));
 }
 

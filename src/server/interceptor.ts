@@ -45,6 +45,8 @@ export type ServerCall = {
   /** Set by recovery when the call failed: the status to answer with, and the error it came from. */
   status: StatusOut | undefined;
   error: unknown;
+  /** The implementation's unary answer as a message (before encoding), for the call log's outcome. */
+  response?: unknown;
 };
 
 /** Serves a call: answers the response (the transport's to send), or fails. */

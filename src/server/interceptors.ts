@@ -6,7 +6,7 @@ import type { Authenticator } from "../auth/tokens.ts";
 import { AppError } from "../errors.ts";
 import { withCallDeadline } from "../store/call-deadline.ts";
 import type { ServerInterceptor } from "./interceptor.ts";
-import type { Metrics } from "./metrics.ts";
+import type { CallOutcome, Metrics } from "./metrics.ts";
 import { checkRequest } from "./request-check.ts";
 import { CALL_FINISHED, peerKey, principalKey } from "./service-binding.ts";
 import { statusName, toStatus } from "./status.ts";
@@ -27,13 +27,19 @@ export function callLog(log: Logger, metrics: Metrics): ServerInterceptor {
     const out = await next(call);
     const s = call.status ?? OK;
     const durationMs = performance.now() - started;
-    metrics.observeCall(call.route.service.typeName, call.route.method.name, statusName(s.code), durationMs / 1000);
+    const outcome: CallOutcome = s.code !== grpc.status.OK ? "error" : reportsFailure(call.response) ? "failed" : "ok";
+    metrics.observeCall(call.route.service.typeName, call.route.method.name, statusName(s.code), durationMs / 1000, outcome);
     if (!s.internal && !log.isLevelEnabled("info")) return out;
-    const entry = { method: call.route.path, peer: call.peer(), duration_ms: Math.round(durationMs * 100) / 100, code: statusName(s.code), token: call.principal?.name };
+    const entry = { method: call.route.path, peer: call.peer(), duration_ms: Math.round(durationMs * 100) / 100, code: statusName(s.code), outcome, token: call.principal?.name };
     if (s.internal) log.error({ ...entry, err: call.error }, "call failed with an internal error");
     else log.info(entry, "call");
     return out;
   };
+}
+
+/** True when a unary response reports its own failure with `success: false` (RegisterResponse, ExecuteActionResponse). */
+function reportsFailure(response: unknown): boolean {
+  return typeof response === "object" && response !== null && "success" in response && response.success === false;
 }
 
 /**

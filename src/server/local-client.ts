@@ -42,7 +42,9 @@ export function localClient<S extends DescService>(binding: ServiceBinding, prin
         return create(method.output, (await withCallDeadline(deadline, () => fn(input, ctx))) as never);
       } catch (err) {
         const s = toStatus(err);
-        throw new ConnectError(s.message, s.code as number as Code, undefined, undefined, err);
+        const e = new ConnectError(s.message, s.code as number as Code, undefined, undefined, err);
+        e.details = s.details ?? [];
+        throw e;
       } finally {
         ctx.abort(CALL_FINISHED);
       }

@@ -1,11 +1,37 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
+import { StatusSchema as RpcStatusSchema } from "../gen/google/rpc/status_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
 import { PgError, isConnectionError, isDataCorruption, sqlState } from "../store/pg-errors.ts";
 
-/** A status to send: the code, the message the client sees, and whether it was a bug. */
-export type StatusOut = { code: GrpcStatus; message: string; internal: boolean };
+/**
+ * A status to send: the code, the message the client sees, whether it was a bug, and the
+ * google.rpc details that go with it (an AppError's, or a peer's passed through), in Connect's
+ * shape so the HTTP transport hands them to a ConnectError as they are.
+ */
+export type StatusOut = { code: GrpcStatus; message: string; internal: boolean; details?: ConnectError["details"] };
+
+/**
+ * The most bytes of encoded google.rpc.Status sent in grpc-status-details-bin; past it the details
+ * are left out (the code and message still go). Details are small; this bounds the trailer.
+ */
+export const MAX_STATUS_DETAILS_BYTES = 4096;
+
+/**
+ * The grpc-status-details-bin value for a status: google.rpc.Status with the same code and
+ * message and each detail packed in an Any. Undefined when there are no details (or too many bytes).
+ */
+export function statusDetailsBin(s: StatusOut): Buffer | undefined {
+  if (!s.details?.length) return undefined;
+  const details = s.details.map((d) =>
+    "desc" in d ? anyPack(d.desc, create(d.desc, d.value)) : create(AnySchema, { typeUrl: `type.googleapis.com/${d.type}`, value: d.value }),
+  );
+  const bin = toBinary(RpcStatusSchema, create(RpcStatusSchema, { code: s.code, message: s.message, details }));
+  return bin.byteLength <= MAX_STATUS_DETAILS_BYTES ? Buffer.from(bin) : undefined;
+}
 
 /**
  * The longest status message sent, in UTF-8 bytes. The message travels in the grpc-message
@@ -44,11 +70,11 @@ export function capMessage(message: string): string {
 }
 
 function classify(err: unknown): StatusOut {
-  if (err instanceof AppError) return { code: GrpcStatus[err.code as ErrorCode], message: err.message, internal: false };
+  if (err instanceof AppError) return { code: GrpcStatus[err.code as ErrorCode], message: err.message, internal: false, details: [...err.details] };
   if (err instanceof ConnectError) {
     // A peer service's answer (in-process or over gRPC): the caller's own mistakes keep their
     // code; anything else means the peer could not answer, which is retryable for our caller.
-    if (PEER_PASS_THROUGH.has(err.code)) return { code: err.code as number as GrpcStatus, message: err.rawMessage, internal: false };
+    if (PEER_PASS_THROUGH.has(err.code)) return { code: err.code as number as GrpcStatus, message: err.rawMessage, internal: false, details: err.details };
     return { code: GrpcStatus.UNAVAILABLE, message: `a peer service could not answer (${Code[err.code]}: ${err.rawMessage}); retry later`, internal: false };
   }
   if (isConnectionError(err)) {

@@ -26,6 +26,7 @@ import { createMetrics } from "./metrics.ts";
 import { toStatus } from "./status.ts";
 import { remoteClient } from "./clients.ts";
 import type { ServiceBinding } from "./service-binding.ts";
+import { DESCRIPTORS } from "../app/descriptors.ts";
 import { STORE_KINDS } from "../../test/support/store.ts";
 import { startTestSystem } from "../../test/support/system.ts";
 import type { TestSystem } from "../../test/support/system.ts";
@@ -224,11 +225,16 @@ for (const kind of STORE_KINDS) {
       await sys.stop();
     });
 
-    test("grpc.health.v1 Check: the process and every service SERVING, unknown NOT_FOUND", async () => {
+    test("grpc.health.v1 Check: the process and the port's own service SERVING; another port's service and an unknown one NOT_FOUND", async () => {
       for (const port of ["account", "proxy", "warming"] as const) {
         const h = track(healthClient(sys.addr(port)));
+        const own = DESCRIPTORS[port].typeName;
         assert.equal(await healthCheck(h, ""), "SERVING", `"" on ${port}`);
-        for (const s of BUILT) assert.equal(await healthCheck(h, s), "SERVING", s);
+        assert.equal(await healthCheck(h, own), "SERVING", `${own} on ${port}`);
+        for (const s of BUILT) {
+          if (s === own) continue;
+          await assert.rejects(healthCheck(h, s), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND, `${s} on ${port}`);
+        }
         await assert.rejects(healthCheck(h, "conveer.NoSuchService"), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
       }
     });
@@ -250,18 +256,19 @@ for (const kind of STORE_KINDS) {
       const [overall, account, warming, unknown] = await Promise.all([watch("", 2600), watch("conveer.AccountService", 500), watch("conveer.WarmingService", 500), watch("conveer.Nope", 500)]);
       assert.deepEqual(overall, ["SERVING"]);
       assert.deepEqual(account, ["SERVING"]);
-      assert.deepEqual(warming, ["SERVING"]);
+      assert.deepEqual(warming, ["SERVICE_UNKNOWN"], "the warming service is not served on the account port");
       assert.deepEqual(unknown, ["SERVICE_UNKNOWN"]);
     });
 
-    test("server reflection (v1 and v1alpha) lists the services and returns descriptors", async () => {
+    test("server reflection (v1 and v1alpha) lists only the port's service, health and reflection, and returns descriptors", async () => {
       for (const version of ["v1", "v1alpha"] as const) {
         const r = track(reflectionClient(sys.addr("proxy"), version));
         const list = await reflect(r, { list_services: "" });
-        const names = list.list_services_response!.service.map((s) => s.name);
-        assert.ok(names.includes("conveer.ProxyService"), `${version}: ${names.join(", ")}`);
-        assert.ok(names.includes("conveer.AccountService"), `${version}: ${names.join(", ")}`);
-        assert.ok(names.includes("grpc.health.v1.Health"), `${version}: ${names.join(", ")}`);
+        const names = list.list_services_response!.service.map((s) => s.name).sort();
+        assert.deepEqual(names, ["conveer.ProxyService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"], version);
+        const onAccount = await reflect(track(reflectionClient(sys.addr("account"), version)), { list_services: "" });
+        const accountNames = onAccount.list_services_response!.service.map((s) => s.name);
+        assert.ok(accountNames.includes("conveer.AccountService") && !accountNames.includes("conveer.ProxyService"), `${version} on account: ${accountNames.join(", ")}`);
         const file = await reflect(r, { file_containing_symbol: "conveer.ProxyService" });
         assert.equal(file.message_response, "file_descriptor_response", JSON.stringify(file.error_response));
         const fds = file.file_descriptor_response!.file_descriptor_proto.map((b) => fromBinary(FileDescriptorProtoSchema, b));

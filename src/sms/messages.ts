@@ -62,9 +62,9 @@ export function providerError(p: SmsProvider, err: unknown, doing: string): AppE
     case "unknown_service":
       return invalidArgument("service", `is not offered by SMS provider ${p.name}: ${msg}`);
     case "no_numbers":
-      return new AppError("RESOURCE_EXHAUSTED", `SMS provider ${p.name} has no free number for this service and country (${msg}); retry later or try another country or operator`);
+      return new AppError("RESOURCE_EXHAUSTED", `SMS provider ${p.name} has no free number for this service and country (${msg}); retry later or try another country or operator`, { reason: "NO_FREE_NUMBER" });
     case "insufficient_balance":
-      return new AppError("RESOURCE_EXHAUSTED", `the balance at SMS provider ${p.name} is too low to ${doing} (${msg}); top it up and retry`);
+      return new AppError("RESOURCE_EXHAUSTED", `the balance at SMS provider ${p.name} is too low to ${doing} (${msg}); top it up and retry`, { reason: "INSUFFICIENT_BALANCE" });
     case "not_found":
       return new AppError("NOT_FOUND", `SMS provider ${p.name} does not know this rental: ${msg}`);
     default:

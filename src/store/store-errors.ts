@@ -40,14 +40,17 @@ export function storeFailureReason(err: unknown): string {
   return "connection failure";
 }
 
+/** The backoff a client is asked to wait (RetryInfo) after the store failed it: the health probe's period, in which an outage is noticed or cleared. */
+export const STORE_RETRY_MS = 1000;
+
 /** The store cannot be reached (connection refused, reset, terminated) or is known to be down. */
 export function storeUnreachable(reason: string, cause?: unknown): AppError {
-  return new AppError("UNAVAILABLE", `the store is unreachable (${reason}); retry later`, { cause });
+  return new AppError("UNAVAILABLE", `the store is unreachable (${reason}); retry later`, { cause, reason: "STORE_UNAVAILABLE", retryAfterMs: STORE_RETRY_MS });
 }
 
 /** A query or a connection attempt got no answer in time. */
 export function storeSilent(ms: number, what = "did not answer"): AppError {
-  return new AppError("UNAVAILABLE", `the store ${what} in ${ms} ms; retry later`);
+  return new AppError("UNAVAILABLE", `the store ${what} in ${ms} ms; retry later`, { reason: "STORE_UNAVAILABLE", retryAfterMs: STORE_RETRY_MS });
 }
 
 /** Every pooled connection stayed busy for as long as the caller could wait. */
@@ -55,6 +58,7 @@ export function poolBusy(size: number, waitedMs: number): AppError {
   return new AppError(
     "RESOURCE_EXHAUSTED",
     `all ${size} store connections stayed busy for ${waitedMs} ms; retry later, or raise CONVEER_DB_POOL_SIZE`,
+    { retryAfterMs: STORE_RETRY_MS },
   );
 }
 

@@ -3,7 +3,7 @@ import { extname, join } from "node:path";
 import { parseDocument } from "yaml";
 import { ACTION_KINDS } from "../platforms/driver.ts";
 import type { ActionKind } from "../platforms/driver.ts";
-import { AppError, quote } from "../errors.ts";
+import { AppError, badRequest, quote } from "../errors.ts";
 
 /**
  * Warming scenarios are data: which actions an account does on which day of its warming, and in
@@ -473,6 +473,6 @@ export function parseFile(text: string, path: string): unknown {
 export function getScenario(scenarios: ReadonlyMap<string, Scenario>, id: string | undefined): Scenario {
   const key = id || DEFAULT_SCENARIO_ID;
   const s = scenarios.get(key);
-  if (!s) throw new AppError("INVALID_ARGUMENT", `scenario_id ${quote(key)} is unknown; use one of ${[...scenarios.keys()].join(", ")} (or leave it empty for ${DEFAULT_SCENARIO_ID})`);
+  if (!s) throw new AppError("INVALID_ARGUMENT", `scenario_id ${quote(key)} is unknown; use one of ${[...scenarios.keys()].join(", ")} (or leave it empty for ${DEFAULT_SCENARIO_ID})`, { details: [badRequest("scenario_id", "is unknown")] });
   return s;
 }

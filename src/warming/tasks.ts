@@ -1,7 +1,7 @@
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import { PLATFORMS, isPlatform } from "../domain.ts";
-import { AppError, codeOf, invalidArgument, messageOf, notFound, quote } from "../errors.ts";
+import { AppError, codeOf, invalidArgument, messageOf, notFound, quote, resourceInfo } from "../errors.ts";
 import type { Transaction } from "../store/db.ts";
 import { checkId } from "../store/ids.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
@@ -30,7 +30,7 @@ const PLAN_BATCH = 500;
 export function scenarioFor(ctx: WarmingContext, id: string): Scenario {
   const key = id || DEFAULT_SCENARIO_ID;
   const s = ctx.scenarios.get(key);
-  if (!s) throw new AppError("NOT_FOUND", `scenario ${quote(key)} not found; use one of ${[...ctx.scenarios.keys()].join(", ")} (or leave scenario_id empty for ${DEFAULT_SCENARIO_ID})`);
+  if (!s) throw new AppError("NOT_FOUND", `scenario ${quote(key)} not found; use one of ${[...ctx.scenarios.keys()].join(", ")} (or leave scenario_id empty for ${DEFAULT_SCENARIO_ID})`, { details: [resourceInfo("scenario", key, "no such scenario")] });
   return s;
 }
 
