@@ -19,6 +19,7 @@ import { AccountService } from "../src/gen/conveer/v1/account_pb.js";
 import { WarmingService } from "../src/gen/conveer/v1/warming_pb.js";
 import type { WarmingEvent } from "../src/gen/conveer/v1/warming_pb.js";
 import { createIdGenerator } from "../src/store/ids.ts";
+import { BadRequestSchema, ResourceInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { startTestSystem } from "./support/system.ts";
 import type { TestSystem } from "./support/system.ts";
 
@@ -119,7 +120,9 @@ describe("the HTTP port, open mode", () => {
     const viaGrpc = await rejectsWith(sys.accounts.getAccount({ accountId: MISSING }), Code.NotFound);
     const nf = await fetch(`${base}/conveer.AccountService/GetAccount`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ accountId: MISSING }) });
     assert.equal(nf.status, 404);
-    assert.deepEqual(await nf.json(), { code: "not_found", message: viaGrpc.rawMessage });
+    const nfBody = (await nf.json()) as { code: string; message: string; details?: { type: string }[] };
+    assert.deepEqual([nfBody.code, nfBody.message], ["not_found", viaGrpc.rawMessage]);
+    assert.deepEqual(nfBody.details?.map((d) => d.type), ["google.rpc.ResourceInfo"], "the error's details, as Connect sends them in JSON");
     // The request check runs here too: a NUL in a string is refused before any handler.
     const bad = await fetch(`${base}/conveer.AccountService/GetAccount`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ accountId: "a\u0000b" }) });
     assert.equal(bad.status, 400);
@@ -136,8 +139,11 @@ describe("the HTTP port, open mode", () => {
       assert.equal((await accounts.getAccount({ accountId: acc.id })).login, acc.login);
       assert.equal((await sys.accounts.getAccount({ accountId: acc.id })).id, acc.id, "the gRPC port sees what HTTP created");
       const viaGrpc = await rejectsWith(sys.accounts.getAccount({ accountId: MISSING }), Code.NotFound);
-      await rejectsWith(accounts.getAccount({ accountId: MISSING }), Code.NotFound, viaGrpc.rawMessage);
-      await rejectsWith(accounts.createAccount({ platform: "nope", login: "x", password: "y" }), Code.InvalidArgument);
+      const notFound = await rejectsWith(accounts.getAccount({ accountId: MISSING }), Code.NotFound, viaGrpc.rawMessage);
+      // The google.rpc details travel too: ResourceInfo for NOT_FOUND, BadRequest for bad input.
+      assert.deepEqual(notFound.findDetails(ResourceInfoSchema).map((d) => d.resourceName), [MISSING]);
+      const bad = await rejectsWith(accounts.createAccount({ platform: "nope", login: "x", password: "y" }), Code.InvalidArgument);
+      assert.deepEqual(bad.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => v.field), ["platform"]);
     });
   }
 

@@ -78,6 +78,7 @@ class ConnectCall implements ServerCall {
   context: ServerCall["context"] = undefined;
   status: StatusOut | undefined = undefined;
   error: unknown = undefined;
+  response: unknown = undefined;
 
   constructor(route: Route, req: unknown, ctx: HandlerContext) {
     this.route = route;
@@ -104,9 +105,11 @@ class ConnectCall implements ServerCall {
   }
 }
 
-/** The chain's status as the error Connect answers with: the same code and message as on the gRPC ports. */
+/** The chain's status as the error Connect answers with: the same code, message and google.rpc details as on the gRPC ports. */
 export function connectErrorOf(s: StatusOut, cause: unknown): ConnectError {
-  return new ConnectError(s.message, s.code as number as Code, undefined, undefined, cause);
+  const e = new ConnectError(s.message, s.code as number as Code, undefined, undefined, cause);
+  if (s.details) e.details.push(...s.details);
+  return e;
 }
 
 const DEADLINE_EXCEEDED = new ConnectError("the call's deadline passed", Code.DeadlineExceeded);
@@ -140,7 +143,10 @@ async function* serveStream(chain: CallHandler<ConnectCall>, call: ConnectCall):
 
 async function answerUnary(call: ConnectCall): Promise<unknown> {
   const { output } = call.route.method;
-  return create(output, (await call.route.fn!(call.request, call.context!)) as never);
+  const out = create(output, (await call.route.fn!(call.request, call.context!)) as never);
+  // Read by the call log's outcome (a Register answered success=false counts as failed).
+  call.response = out;
+  return out;
 }
 
 async function answerStream(call: ConnectCall): Promise<void> {
