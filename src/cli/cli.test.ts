@@ -440,6 +440,23 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     assert.equal(bad.code, 2);
   });
 
+  test("warm watch prints its connection state: a stopped server at once, each retry, and a connection", async () => {
+    const watch = (wenv: Record<string, string>, until: RegExp) =>
+      new Promise<string>((resolve, reject) => {
+        const child = spawn(NODE, ["src/cli/main.ts", "warm", "watch", "--all"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...wenv }, stdio: ["ignore", "pipe", "pipe"] });
+        let err = "";
+        const timer = setTimeout(() => (child.kill("SIGKILL"), reject(new Error(`no ${until} within 15 s; stderr: ${err}`))), 15_000);
+        child.stderr.on("data", (d: Buffer) => {
+          err += d.toString();
+          if (until.test(err)) (clearTimeout(timer), child.kill("SIGINT"), resolve(err));
+        });
+      });
+    const stopped = await watch({ WARMING_SERVICE_GRPC_ADDR: "127.0.0.1:1" }, /attempt 2\)/);
+    assert.match(stopped, /^cannot reach the warming service \(Unavailable: .*\); retrying in 1 s \(attempt 1\)\n/);
+    const live = await watch({ WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") }, /connected; watching \d+ task\(s\)\n/);
+    assert.doesNotMatch(live, /cannot reach/);
+  });
+
   test("--server (or CONVEER_SERVER) sends every call to the HTTP port over Connect, no gRPC address needed", async () => {
     const server = `http://127.0.0.1:${sys.app.httpPort}`;
     const viaFlag = await conveer(["--server", server, "warm", "list", "--output", "json"], {});

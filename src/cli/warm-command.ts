@@ -1,12 +1,12 @@
 import { InvalidArgumentError } from "commander";
 import type { Command } from "commander";
-import cliProgress from "cli-progress";
 import type { Config } from "../config/config.ts";
 import { WarmingService, WarmingStatus, WarmingTaskSchema } from "../gen/conveer/v1/warming_pb.js";
 import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import type { Client } from "@connectrpc/connect";
 import { cliClient } from "./cli-client.ts";
 import { outputFormat, printMessages } from "./output.ts";
+import { registerWarmWatch } from "./warm-watch.ts";
 import type { OutputFormat } from "./output.ts";
 
 const status = (s: WarmingStatus) => WarmingStatus[s] ?? String(s);
@@ -74,44 +74,7 @@ export function registerWarmCommands(program: Command, getConfig: () => Config):
       for (const d of s.byDay) process.stdout.write(`  ${d.day}  completed ${d.completed}  failed ${d.failed}\n`);
     });
 
-  warm
-    .command("watch [task]")
-    .description("live progress bars for one task or all, fed by StreamEvents")
-    .action(async (task: string | undefined) => {
-      const c = client();
-      const bars = new cliProgress.MultiBar(
-        { format: "{task} [{bar}] {percentage}% | {status} | {last}", stream: process.stderr, hideCursor: true, clearOnComplete: false },
-        cliProgress.Presets.shades_classic,
-      );
-      const byTask = new Map<string, cliProgress.SingleBar>();
-      const ac = new AbortController();
-      process.once("SIGINT", () => ac.abort());
-      let after = "";
-      for (;;) {
-        try {
-          for await (const e of c.streamEvents({ taskId: task ?? "", afterEventId: after }, { signal: ac.signal })) {
-            after = e.eventId;
-            let bar = byTask.get(e.taskId);
-            if (!bar) {
-              bar = bars.create(100, 0, { task: e.taskId, status: "", last: "" });
-              byTask.set(e.taskId, bar);
-            }
-            const progress = Number(e.data.progress ?? Number.NaN);
-            bar.update(Number.isFinite(progress) ? progress : bar.getProgress() * 100, {
-              status: e.data.status ?? e.eventType,
-              last: `${e.eventType}${e.data.action_type ? ` ${e.data.action_type}` : ""}${e.data.error ? `: ${e.data.error}` : ""}`,
-            });
-          }
-        } catch (err) {
-          if (ac.signal.aborted) break;
-          // Reconnect from the last event seen: nothing is missed.
-          await new Promise((r) => setTimeout(r, 1000));
-          continue;
-        }
-        if (ac.signal.aborted) break;
-      }
-      bars.stop();
-    });
+  registerWarmWatch(warm, client);
 }
 
 /** `conveer warm list`: tasks newest first, every page up to --limit, as a table, JSON Lines or CSV. */
