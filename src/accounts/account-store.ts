@@ -124,13 +124,16 @@ export async function insertAudit(q: Queryable, accountId: string, tokenName: st
   await q.query("INSERT INTO credential_audit (account_id, token_name, peer) VALUES ($1, $2, $3)", [accountId, tokenName, peer]);
 }
 
-/** An audit row: `secret` is "account" (GetCredentials) or "proxy" (a proxy password, proxy_id set). */
-export type AuditRow = { id: number; account_id: string; token_name: string; peer: string; secret: string; proxy_id: string; at: Date };
+/**
+ * An audit row: `action` "read" (a secret read: `secret` is "account" for GetCredentials or
+ * "proxy" for a proxy password, proxy_id set) or "delete" (DeleteAccount, with its reason).
+ */
+export type AuditRow = { id: number; account_id: string; token_name: string; peer: string; secret: string; proxy_id: string; action: string; reason: string; at: Date };
 
-/** The newest audit records (account credentials and proxy passwords), optionally for one account. */
+/** The newest audit records (account credentials and proxy passwords read, accounts deleted), optionally for one account. */
 export async function listAudit(q: Queryable, opts: { accountId?: string; limit: number }): Promise<AuditRow[]> {
   const r = await q.query<AuditRow>(
-    "SELECT id::int AS id, account_id, token_name, peer, secret, proxy_id, at FROM credential_audit WHERE ($1 = '' OR account_id = $1) ORDER BY id DESC LIMIT $2",
+    "SELECT id::int AS id, account_id, token_name, peer, secret, proxy_id, action, reason, at FROM credential_audit WHERE ($1 = '' OR account_id = $1) ORDER BY id DESC LIMIT $2",
     [opts.accountId ?? "", opts.limit],
   );
   return r.rows;
