@@ -47,7 +47,7 @@ try {
     let total = 0;
     for (let page = 1; page <= 50; page++) {
       const t = performance.now();
-      const r = await accounts.list(platform, status, 100, token);
+      const r = await accounts.list({ platform, status, labelSelector: [], loginPrefix: "" }, 100, token);
       times.push(performance.now() - t);
       token = r.next;
       total = r.total;

@@ -134,5 +134,44 @@ for (const kind of STORE_KINDS) {
       assert.equal(suspended.accounts.length, 5);
       await rejectsWith(sys.accounts.listAccounts({ platform: "vk", pageToken: token || (await sys.accounts.listAccounts({ platform: "max", pageSize: 1 })).nextPageToken }), Code.InvalidArgument, /page_token/);
     });
+
+    test("ListAccounts filters by label selector (ANDed) and login prefix; pages and counts under them", async () => {
+      for (let i = 0; i < 12; i++) {
+        const labels: Record<string, string> = { team: i % 2 ? "red" : "blue", batch: i < 6 ? "b1" : "b2" };
+        await sys.accounts.createAccount({ platform: "telegram", login: `lbl_${i}`, password: "p", labels });
+      }
+      // "_" and "%" in the prefix are literal, not LIKE wildcards.
+      await sys.accounts.createAccount({ platform: "telegram", login: "lblX9", password: "p", labels: { team: "red", batch: "b1" } });
+      await sys.accounts.createAccount({ platform: "telegram", login: "l%b", password: "p", labels: { team: "red" } });
+
+      const logins = async (req: Parameters<TestSystem["accounts"]["listAccounts"]>[0]) => {
+        const out: string[] = [];
+        let token = "";
+        let total = -1n;
+        do {
+          const page = await sys.accounts.listAccounts({ ...req, pageSize: 2, pageToken: token });
+          if (total >= 0n) assert.equal(page.totalCount, total, "total_count is the same on every page");
+          total = page.totalCount;
+          out.push(...page.accounts.map((a) => a.login));
+          token = page.nextPageToken;
+        } while (token);
+        assert.equal(BigInt(out.length), total);
+        return out;
+      };
+      assert.deepEqual(await logins({ labelSelector: ["team=red", "batch=b1"], loginPrefix: "lbl_" }), ["lbl_1", "lbl_3", "lbl_5"]);
+      assert.deepEqual(await logins({ labelSelector: ["team=red", "batch=b1"] }), ["lbl_1", "lbl_3", "lbl_5", "lblX9"]);
+      assert.deepEqual((await logins({ labelSelector: ["batch=b2"], platform: "telegram" })).length, 6);
+      assert.deepEqual(await logins({ loginPrefix: "l%" }), ["l%b"]);
+      assert.deepEqual(await logins({ loginPrefix: "lbl_1" }), ["lbl_1", "lbl_10", "lbl_11"]);
+      assert.deepEqual(await logins({ labelSelector: ["team=green"] }), []);
+      assert.deepEqual(await logins({ labelSelector: ["team=red"], status: AccountStatus.SUSPENDED }), []);
+
+      await rejectsWith(sys.accounts.listAccounts({ labelSelector: ["team"] }), Code.InvalidArgument, /label_selector.*key=value/);
+      await rejectsWith(sys.accounts.listAccounts({ labelSelector: ["=x"] }), Code.InvalidArgument, /label_selector/);
+      await rejectsWith(sys.accounts.listAccounts({ labelSelector: ["a=1", "a=2"] }), Code.InvalidArgument, /label_selector.*twice/);
+      // A token is bound to its filter.
+      const first = await sys.accounts.listAccounts({ labelSelector: ["team=red"], pageSize: 1 });
+      await rejectsWith(sys.accounts.listAccounts({ labelSelector: ["team=blue"], pageSize: 1, pageToken: first.nextPageToken }), Code.InvalidArgument, /page_token/);
+    });
   });
 }

@@ -16,6 +16,9 @@ export function accountService(accounts: Accounts) {
       importAccounts: "accounts:write",
       getStatusHistory: "accounts:read",
       updateCredentials: "accounts:write",
+      // admin, not write: the delete is final (DELETED has no way back) and reaches into the proxy,
+      // warming and SMS services, like RemoveProxy's proxies:admin.
+      deleteAccount: "accounts:admin",
     },
     impl: {
       getCredentials: (req, ctx) => accounts.credentials(req.accountId, principalOf(ctx).name, ctx.values.get(peerKey)),
@@ -25,7 +28,7 @@ export function accountService(accounts: Accounts) {
       },
       getAccount: (req) => accounts.get(req.accountId),
       async listAccounts(req) {
-        const page = await accounts.list(req.platform, req.status, req.pageSize, req.pageToken);
+        const page = await accounts.list(req, req.pageSize, req.pageToken);
         return { accounts: page.accounts, nextPageToken: page.next, totalCount: BigInt(page.total) };
       },
       createAccount: (req, ctx) => accounts.create(req, principalOf(ctx).name),
@@ -36,6 +39,7 @@ export function accountService(accounts: Accounts) {
       },
       getStatusHistory: async (req) => ({ changes: await accounts.history(req.accountId) }),
       updateCredentials: (req) => accounts.updateCredentials(req.accountId, req),
+      deleteAccount: (req, ctx) => accounts.delete(req.accountId, req.reason, { name: principalOf(ctx).name, peer: ctx.values.get(peerKey) }),
     },
   });
 }

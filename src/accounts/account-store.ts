@@ -79,22 +79,39 @@ export async function statusHistory(q: Queryable, id: string): Promise<StatusHis
   return r.rows;
 }
 
-/** Filter of a listing. */
-export type AccountFilter = { platform: string; status: number };
+/** Filter of a listing: `labels` must all be present with these values; `loginPrefix` starts the login. */
+export type AccountFilter = { platform: string; status: number; labels: Record<string, string>; loginPrefix: string };
+
+/** The WHERE conditions of a filter, their parameters appended to `params`. */
+function filterWhere(f: AccountFilter, params: unknown[]): string[] {
+  const where: string[] = [];
+  if (f.platform) where.push(`platform = $${params.push(f.platform)}`);
+  if (f.status) where.push(`status = $${params.push(f.status)}`);
+  // One containment test for every label: AND by construction, served by the GIN index (009).
+  if (Object.keys(f.labels).length) where.push(`labels @> $${params.push(JSON.stringify(f.labels))}::jsonb`);
+  if (f.loginPrefix) where.push(`login LIKE $${params.push(f.loginPrefix.replace(/[\\%_]/g, (c) => "\\" + c) + "%")} ESCAPE '\\'`);
+  return where;
+}
 
 /** One page of accounts after `afterId` (keyset on the primary key: stable under inserts). */
 export async function listAccounts(q: Queryable, f: AccountFilter, afterId: string, limit: number): Promise<AccountRow[]> {
-  const where: string[] = [];
   const params: unknown[] = [];
-  if (f.platform) where.push(`platform = $${params.push(f.platform)}`);
-  if (f.status) where.push(`status = $${params.push(f.status)}`);
+  const where = filterWhere(f, params);
   if (afterId) where.push(`id > $${params.push(afterId)}`);
   const sql = `SELECT ${COLUMNS} FROM accounts ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id LIMIT $${params.push(limit)}`;
   return (await q.query<AccountRow>(sql, params)).rows;
 }
 
-/** How many accounts match a filter, from the trigger-kept totals (O(platforms × statuses)). */
+/**
+ * How many accounts match a filter: from the trigger-kept totals (O(platforms × statuses)) when
+ * it filters by platform and status only; a count over the matching rows otherwise.
+ */
 export async function countAccounts(q: Queryable, f: AccountFilter): Promise<number> {
+  if (Object.keys(f.labels).length || f.loginPrefix) {
+    const params: unknown[] = [];
+    const r = await q.query<{ n: string }>(`SELECT count(*) AS n FROM accounts WHERE ${filterWhere(f, params).join(" AND ")}`, params);
+    return Number(r.rows[0]?.n ?? 0);
+  }
   const r = await q.query<{ n: number | null }>(
     "SELECT sum(n)::bigint AS n FROM account_counts WHERE ($1 = '' OR platform = $1) AND ($2 = 0 OR status = $2)",
     [f.platform, f.status],
@@ -107,14 +124,43 @@ export async function insertAudit(q: Queryable, accountId: string, tokenName: st
   await q.query("INSERT INTO credential_audit (account_id, token_name, peer) VALUES ($1, $2, $3)", [accountId, tokenName, peer]);
 }
 
-/** An audit row: `secret` is "account" (GetCredentials) or "proxy" (a proxy password, proxy_id set). */
-export type AuditRow = { id: number; account_id: string; token_name: string; peer: string; secret: string; proxy_id: string; at: Date };
+/**
+ * An audit row: `action` "read" (a secret read: `secret` is "account" for GetCredentials or
+ * "proxy" for a proxy password, proxy_id set) or "delete" (DeleteAccount, with its reason).
+ */
+export type AuditRow = { id: number; account_id: string; token_name: string; peer: string; secret: string; proxy_id: string; action: string; reason: string; at: Date };
 
-/** The newest audit records (account credentials and proxy passwords), optionally for one account. */
+/** The newest audit records (account credentials and proxy passwords read, accounts deleted), optionally for one account. */
 export async function listAudit(q: Queryable, opts: { accountId?: string; limit: number }): Promise<AuditRow[]> {
   const r = await q.query<AuditRow>(
-    "SELECT id::int AS id, account_id, token_name, peer, secret, proxy_id, at FROM credential_audit WHERE ($1 = '' OR account_id = $1) ORDER BY id DESC LIMIT $2",
+    "SELECT id::int AS id, account_id, token_name, peer, secret, proxy_id, action, reason, at FROM credential_audit WHERE ($1 = '' OR account_id = $1) ORDER BY id DESC LIMIT $2",
     [opts.accountId ?? "", opts.limit],
   );
   return r.rows;
+}
+
+/** Records a DeleteAccount in the audit log (action 'delete', with its reason). */
+export async function insertDeleteAudit(q: Queryable, accountId: string, tokenName: string, peer: string, reason: string): Promise<void> {
+  await q.query("INSERT INTO credential_audit (account_id, token_name, peer, action, reason) VALUES ($1, $2, $3, 'delete', $4)", [accountId, tokenName, peer, reason]);
+}
+
+/** What other services hold for an account, each id empty when none. */
+export type AccountHoldings = { proxy_id: string; task_id: string; activation_id: string };
+
+/**
+ * What DeleteAccount must let go of, read from the shared store (the other services' tables,
+ * read-only; the changes go through their APIs): the proxy allocation, the unfinished warming
+ * task, and an open SMS activation of the account's registration (activations themselves name
+ * no account; a registration links the two).
+ */
+export async function accountHoldings(q: Queryable, id: string): Promise<AccountHoldings> {
+  const r = await q.query<AccountHoldings>(
+    `SELECT
+       coalesce((SELECT proxy_id FROM proxy_allocations WHERE account_id = $1), '') AS proxy_id,
+       coalesce((SELECT id FROM warming_tasks WHERE account_id = $1 AND status IN (1, 2, 3) LIMIT 1), '') AS task_id,
+       coalesce((SELECT a.id FROM registrations r JOIN sms_activations a ON a.id = r.activation_id
+                 WHERE r.account_id = $1 AND a.status IN (1, 2, 3) ORDER BY a.id DESC LIMIT 1), '') AS activation_id`,
+    [id],
+  );
+  return r.rows[0];
 }

@@ -9,9 +9,12 @@ import { credentials, updateCredentials } from "./account-credentials.ts";
 import { toAccount, toStatusChange } from "./account-messages.ts";
 import { assertTransition, statusName } from "./account-status.ts";
 import * as store from "./account-store.ts";
+import { accountsContext } from "./accounts-context.ts";
 import type { AccountsContext, AccountsDeps } from "./accounts-context.ts";
+import { deleteAccount } from "./account-delete.ts";
+import type { Deleter } from "./account-delete.ts";
 
-export type { AccountsDeps } from "./accounts-context.ts";
+export type { AccountPeers, AccountsDeps } from "./accounts-context.ts";
 export { toAccount } from "./account-messages.ts";
 
 /**
@@ -20,7 +23,7 @@ export { toAccount } from "./account-messages.ts";
  * the status change below, account-status.ts (the transition table), account-store.ts (SQL).
  */
 export function createAccounts(deps: AccountsDeps) {
-  const ctx: AccountsContext = { ...deps };
+  const ctx = accountsContext(deps);
   return {
     /** Creates one account with sealed credentials. */
     create: (req: CreateAccountRequest, author: string) => createAccount(ctx, req, author),
@@ -33,9 +36,11 @@ export function createAccounts(deps: AccountsDeps) {
     /** Validated status change with history; answers the previous status. */
     updateStatus: (id: string, to: AccountStatus, reason: string, author: string) => updateStatus(ctx, id, to, reason, author),
     /** A keyset page of accounts and the total for the filter. */
-    list: (platform: string, status: AccountStatus, size: number, token: string) => listAccounts(ctx, platform, status, size, token),
+    list: (filter: ListFilter, size: number, token: string) => listAccounts(ctx, filter, size, token),
     /** Replaces password/phone when given and merges `additional` (an empty value removes a key). */
     updateCredentials: (id: string, change: { password: string; phone: string; additional: Record<string, string> }) => updateCredentials(ctx, id, change),
+    /** Soft delete: lets go of the proxy, warming task and pending activation, then DELETED (history, audit); idempotent. */
+    delete: (id: string, reason: string, who: Deleter) => deleteAccount(ctx, id, reason, who),
     /** Status history, newest first. */
     history: (id: string) => statusHistory(ctx, id),
   };
@@ -74,16 +79,37 @@ export async function updateStatus(ctx: AccountsContext, id: string, to: Account
   });
 }
 
+/** ListAccounts' filter as asked: labels as "key=value" selector items. */
+export type ListFilter = { platform: string; status: AccountStatus; labelSelector: string[]; loginPrefix: string };
+
+/** Parses a label selector: every item "key=value" (key non-empty), at most 20, no key twice. */
+export function parseLabelSelector(items: string[]): Record<string, string> {
+  if (items.length > 20) throw invalidArgument("label_selector", `must have at most 20 items, got ${items.length}`);
+  const labels: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw invalidArgument("label_selector", `items must be "key=value", got ${quote(item)}`);
+    const key = item.slice(0, eq);
+    if (Object.hasOwn(labels, key)) throw invalidArgument("label_selector", `names the label ${quote(key)} twice`);
+    labels[key] = item.slice(eq + 1);
+  }
+  return labels;
+}
+
 /** A keyset page of accounts and the total for the filter. */
-export async function listAccounts(ctx: AccountsContext, platform: string, status: AccountStatus, size: number, token: string): Promise<{ accounts: Account[]; next: string; total: number }> {
+export async function listAccounts(ctx: AccountsContext, f: ListFilter, size: number, token: string): Promise<{ accounts: Account[]; next: string; total: number }> {
+  const { platform, status, loginPrefix } = f;
   if (platform && !isPlatform(platform)) throw invalidArgument("platform", `must be empty or one of ${PLATFORMS.join(", ")}, got ${quote(platform)}`);
   if (!(status in AccountStatus)) throw invalidArgument("status", `is not a known AccountStatus (${status})`);
+  if (loginPrefix.length > 200) throw invalidArgument("login_prefix", `must be at most 200 characters, got ${loginPrefix.length}`);
   const limit = pageSize(size);
-  const filter = { platform, status };
-  const after = decodePageToken(token, filter);
+  const filter = { platform, status, labels: parseLabelSelector(f.labelSelector), loginPrefix };
+  // The token fingerprints the filter as the older listings did, so their tokens stay valid.
+  const fingerprint = Object.keys(filter.labels).length || loginPrefix ? filter : { platform, status };
+  const after = decodePageToken(token, fingerprint);
   const [rows, total] = await Promise.all([store.listAccounts(ctx.db, filter, after, limit + 1), store.countAccounts(ctx.db, filter)]);
   const page = rows.slice(0, limit);
-  const next = rows.length > limit ? encodePageToken(page[page.length - 1].id, filter) : "";
+  const next = rows.length > limit ? encodePageToken(page[page.length - 1].id, fingerprint) : "";
   return { accounts: page.map(toAccount), next, total };
 }
 

@@ -4,6 +4,7 @@ import { pino } from "pino";
 import type { Config } from "../config/config.ts";
 import { createToken, listTokens, revokeToken } from "../auth/tokens.ts";
 import { listAudit } from "../accounts/account-store.ts";
+import type { AuditRow } from "../accounts/account-store.ts";
 import type { Db } from "../store/db.ts";
 import { openStore } from "../store/open.ts";
 import { createIdGenerator } from "../store/ids.ts";
@@ -28,6 +29,12 @@ async function withStore<T>(config: Config, fn: (db: Db) => Promise<T>): Promise
     await db.close();
     await release();
   }
+}
+
+/** The last column of `conveer audit`: what was read, or the delete and its reason. */
+function auditWhat(r: AuditRow): string {
+  if (r.action === "delete") return `deleted${r.reason ? `: ${r.reason}` : ""}`;
+  return r.secret === "proxy" ? `proxy ${r.proxy_id}` : "credentials";
 }
 
 /** token, keys and audit: commands that work on the store itself. */
@@ -100,12 +107,12 @@ export function registerAdminCommands(program: Command, getConfig: () => Config)
 
   program
     .command("audit")
-    .description("secret reads, newest first: account credentials (GetCredentials) and proxy passwords (proxies:secrets)")
+    .description("the audit log, newest first: secret reads (GetCredentials, proxy passwords with proxies:secrets) and account deletions")
     .option("--account <id>", "only this account")
     .option("--limit <n>", "how many", positiveInt, 100)
     .action(async (o: { account?: string; limit: number }) => {
       const rows = await withStore(getConfig(), (db) => listAudit(db, { accountId: o.account, limit: o.limit }));
       process.stdout.write("time\ttoken\taccount\tpeer\tsecret\n");
-      for (const r of rows) process.stdout.write(`${r.at.toISOString()}\t${r.token_name}\t${r.account_id}\t${r.peer}\t${r.secret === "proxy" ? `proxy ${r.proxy_id}` : "credentials"}\n`);
+      for (const r of rows) process.stdout.write(`${r.at.toISOString()}\t${r.token_name}\t${r.account_id}\t${r.peer}\t${auditWhat(r)}\n`);
     });
 }

@@ -246,7 +246,7 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
     return url;
   };
 
-  test("audit lists the GetCredentials reads a running server recorded", async () => {
+  test("audit lists the GetCredentials reads and the deletes a running server recorded", async () => {
     const url = await freshDb();
     const config = loadConfig({
       DATABASE_URL: url,
@@ -280,10 +280,14 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
       );
       for (const r of rows.slice(1)) assert.match(r, /^\d{4}-\d\d-\d\dT\S+\topen-mode\t[0-9a-f]{24}\t\S*127\.0\.0\.1\S*\tcredentials$/);
 
+      // A delete is audited too, newest first, with its reason.
+      await client.deleteAccount({ accountId: other.id, reason: "gone" });
       const one = await conveer(["audit", "--account", other.id], env);
       assert.equal(one.code, 0, one.stderr);
-      assert.equal(one.stdout.trimEnd().split("\n").length, 2);
-      assert.ok(one.stdout.includes(other.id));
+      const oneRows = one.stdout.trimEnd().split("\n");
+      assert.equal(oneRows.length, 3);
+      assert.match(oneRows[1], new RegExp(`\topen-mode\t${other.id}\t.*\tdeleted: gone$`));
+      assert.match(oneRows[2], /\tcredentials$/);
       const limited = await conveer(["audit", "--limit", "1"], env);
       assert.equal(limited.stdout.trimEnd().split("\n").length, 2);
     } finally {

@@ -1,3 +1,4 @@
+import { ProxyAllocationFilter, ProxyHealthFilter } from "../gen/conveer/v1/proxy_pb.js";
 import type { Proxy, ProxySpec } from "../gen/conveer/v1/proxy_pb.js";
 import { AppError, invalidArgument, notFound } from "../errors.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../page-token.ts";
@@ -11,6 +12,7 @@ import { aad, toProxy, transact } from "./proxies-context.ts";
 import type { ProxiesContext } from "./proxies-context.ts";
 import { checkCountry, checkSpec, checkText, parseSpecUrl } from "./proxy-fields.ts";
 import * as store from "./proxy-store.ts";
+import type { ProxyFilter } from "./proxy-store.ts";
 import { parseProxyUrl } from "./proxy-url.ts";
 
 /** The pool's administration: add proxies (under the address policy), list them, remove one. */
@@ -97,18 +99,32 @@ export async function addProxies(ctx: ProxiesContext, specs: ProxySpec[]): Promi
   return results;
 }
 
-/** A keyset page of the pool (no passwords). */
-export async function listProxies(ctx: ProxiesContext, country: string, provider: string, size: number, token: string): Promise<{ proxies: Proxy[]; next: string; total: number }> {
-  const limit = pageSize(size);
-  const filter = { country: checkCountry("country", country), provider: checkText("provider", provider.trim(), 128) };
-  const after = decodePageToken(token, filter);
+/** ListProxies' request fields. */
+export type ProxyQuery = { country: string; provider: string; health: ProxyHealthFilter; tag: string; allocation: ProxyAllocationFilter; pageSize: number; pageToken: string };
+
+/** A keyset page of the pool (no passwords), each proxy with the accounts holding it. */
+export async function listProxies(ctx: ProxiesContext, q: ProxyQuery): Promise<{ proxies: Proxy[]; next: string; total: number }> {
+  const limit = pageSize(q.pageSize);
+  if (!(q.health in ProxyHealthFilter)) throw invalidArgument("health", `is not a known ProxyHealthFilter (${q.health})`);
+  if (!(q.allocation in ProxyAllocationFilter)) throw invalidArgument("allocation", `is not a known ProxyAllocationFilter (${q.allocation})`);
+  const filter: ProxyFilter = {
+    country: checkCountry("country", q.country),
+    provider: checkText("provider", q.provider.trim(), 128),
+    healthy: q.health === ProxyHealthFilter.UNSPECIFIED ? undefined : q.health === ProxyHealthFilter.HEALTHY,
+    tag: checkText("tag", q.tag.trim(), 64),
+    allocated: q.allocation === ProxyAllocationFilter.UNSPECIFIED ? undefined : q.allocation === ProxyAllocationFilter.ALLOCATED,
+  };
+  const after = decodePageToken(q.pageToken, filter);
   const [rows, total] = await Promise.all([store.listProxies(ctx.db, filter, after, limit + 1), store.countProxies(ctx.db, filter)]);
   const page = rows.slice(0, limit);
-  return {
-    proxies: await Promise.all(page.map((r) => toProxy(ctx, r, { withPassword: false }))),
-    next: rows.length > limit ? encodePageToken(page[page.length - 1].id, filter) : "",
-    total,
-  };
+  const proxies = await Promise.all(
+    page.map(async (r) => {
+      const p = await toProxy(ctx, r, { withPassword: false });
+      p.accountIds = r.account_ids;
+      return p;
+    }),
+  );
+  return { proxies, next: rows.length > limit ? encodePageToken(page[page.length - 1].id, filter) : "", total };
 }
 
 /** Takes a proxy out of the pool, moving its accounts first. */

@@ -2,6 +2,7 @@ import type { Proxy, ProxyHealth, ProxySpec } from "../gen/conveer/v1/proxy_pb.j
 import { allocate, forAccount, release, rotate, sweepExpired } from "./allocation.ts";
 import { checkHealth, probe } from "./health.ts";
 import { addProxies, listProxies, removeProxy } from "./pool.ts";
+import type { ProxyQuery } from "./pool.ts";
 import { createProxiesContext } from "./proxies-context.ts";
 import type { ProxiesDeps } from "./proxies-context.ts";
 import type { ProxyRow, SecretReader } from "./proxy-store.ts";
@@ -31,8 +32,8 @@ export function createProxies(deps: ProxiesDeps) {
     probe: (row: ProxyRow, target: { host: string; port: number }, signal?: AbortSignal): Promise<ProxyHealth> => probe(ctx, row, target, signal),
     /** Adds proxies; each item succeeds or fails on its own. */
     add: (specs: ProxySpec[]) => addProxies(ctx, specs),
-    /** A keyset page of the pool (no passwords). */
-    list: (country: string, provider: string, size: number, token: string) => listProxies(ctx, country, provider, size, token),
+    /** A keyset page of the pool (no passwords), filtered, each proxy with the accounts holding it. */
+    list: (q: ProxyQuery) => listProxies(ctx, q),
     /** Takes a proxy out of the pool, moving its accounts first. */
     remove: (proxyId: string) => removeProxy(ctx, proxyId),
     /** Releases allocations whose lease ran out; returns how many. */

@@ -41,7 +41,7 @@ export function proxyService(proxies: Proxies) {
         return { results, added, failed: results.length - added };
       },
       async listProxies(r) {
-        const page = await proxies.list(r.country, r.provider, r.pageSize, r.pageToken);
+        const page = await proxies.list(r);
         return { proxies: page.proxies, nextPageToken: page.next, totalCount: BigInt(page.total) };
       },
       async removeProxy(r) {

@@ -201,19 +201,36 @@ export async function expiredAllocations(q: Queryable, limit: number): Promise<s
   return (await q.query<{ account_id: string }>("SELECT account_id FROM proxy_allocations WHERE expires_at < now() ORDER BY expires_at LIMIT $1", [limit])).rows.map((r) => r.account_id);
 }
 
-/** A keyset page of the pool. */
-export async function listProxies(q: Queryable, f: { country: string; provider: string }, afterId: string, limit: number): Promise<ProxyRow[]> {
-  return (
-    await q.query<ProxyRow>(
-      `SELECT ${P} FROM proxies p WHERE ($1 = '' OR country = $1) AND ($2 = '' OR provider = $2) AND id > $3 ORDER BY id LIMIT $4`,
-      [f.country, f.provider, afterId, limit],
-    )
-  ).rows;
+/** ListProxies' filter: empty text and undefined booleans match everything. */
+export type ProxyFilter = { country: string; provider: string; healthy?: boolean; tag: string; allocated?: boolean };
+
+/** A pool row with the accounts holding the proxy now. */
+export type ListedProxyRow = ProxyRow & { account_ids: string[] };
+
+function proxyWhere(f: ProxyFilter, params: unknown[]): string[] {
+  const where: string[] = [];
+  if (f.country) where.push(`country = $${params.push(f.country)}`);
+  if (f.provider) where.push(`provider = $${params.push(f.provider)}`);
+  if (f.healthy !== undefined) where.push(f.healthy ? "healthy" : "NOT healthy");
+  if (f.tag) where.push(`tags @> ARRAY[$${params.push(f.tag)}::text]`);
+  if (f.allocated !== undefined) where.push(f.allocated ? "allocated > 0" : "allocated = 0");
+  return where;
+}
+
+/** A keyset page of the pool, each proxy with the ids of the accounts holding it. */
+export async function listProxies(q: Queryable, f: ProxyFilter, afterId: string, limit: number): Promise<ListedProxyRow[]> {
+  const params: unknown[] = [];
+  const where = proxyWhere(f, params);
+  where.push(`id > $${params.push(afterId)}`);
+  const accounts = "ARRAY(SELECT a.account_id FROM proxy_allocations a WHERE a.proxy_id = p.id ORDER BY a.account_id) AS account_ids";
+  return (await q.query<ListedProxyRow>(`SELECT ${P}, ${accounts} FROM proxies p WHERE ${where.join(" AND ")} ORDER BY id LIMIT $${params.push(limit)}`, params)).rows;
 }
 
 /** How many proxies match a filter. */
-export async function countProxies(q: Queryable, f: { country: string; provider: string }): Promise<number> {
-  const r = await q.query<{ n: number }>("SELECT count(*)::int AS n FROM proxies WHERE ($1 = '' OR country = $1) AND ($2 = '' OR provider = $2)", [f.country, f.provider]);
+export async function countProxies(q: Queryable, f: ProxyFilter): Promise<number> {
+  const params: unknown[] = [];
+  const where = proxyWhere(f, params);
+  const r = await q.query<{ n: number }>(`SELECT count(*)::int AS n FROM proxies ${where.length ? "WHERE " + where.join(" AND ") : ""}`, params);
   return r.rows[0].n;
 }
 

@@ -18,6 +18,10 @@ export function toActivation(row: ActivationRow): SMSActivation {
     country: row.country,
     status: row.status,
     expiresAt: timestampFromDate(row.expires_at),
+    provider: row.provider,
+    createdAt: timestampFromDate(row.created_at),
+    price: row.price,
+    refunded: row.refunded,
   });
 }
 

@@ -11,6 +11,7 @@ export function smsService(sms: Sms) {
       getCode: "sms:write",
       cancelActivation: "sms:write",
       getBalance: "sms:read",
+      listActivations: "sms:read",
     },
     impl: {
       getNumber: (req, ctx) => sms.getNumber(req, principalOf(ctx).name),
@@ -18,6 +19,10 @@ export function smsService(sms: Sms) {
       getCode: (req, ctx) => sms.getCode(req.activationId, req.timeoutSeconds, { signal: ctx.signal, timeoutMs: ctx.timeoutMs() }),
       cancelActivation: (req, ctx) => sms.cancel(req.activationId, principalOf(ctx).name),
       getBalance: (req) => sms.balance(req.provider),
+      async listActivations(req) {
+        const page = await sms.list(req);
+        return { activations: page.activations, nextPageToken: page.next, totalCount: BigInt(page.total) };
+      },
     },
   });
 }

@@ -155,3 +155,31 @@ export async function history(q: Queryable, id: string): Promise<ActivationHisto
 async function addHistory(q: Queryable, id: string, from: number | null, to: number, reason: string, author: string): Promise<void> {
   await q.query("INSERT INTO sms_activation_history (activation_id, from_status, to_status, reason, author) VALUES ($1, $2, $3, $4, $5)", [id, from, to, reason, author]);
 }
+
+/** ListActivations' filter; empty/0 fields match everything. */
+export type ActivationFilter = { status: number; service: string; provider: string };
+
+/** One page of activations before `beforeId`, newest first (keyset on the time-ordered id). */
+export async function listActivations(q: Queryable, f: ActivationFilter, beforeId: string, limit: number): Promise<ActivationRow[]> {
+  const params: unknown[] = [];
+  const where = activationWhere(f, params);
+  if (beforeId) where.push(`id < $${params.push(beforeId)}`);
+  const sql = `SELECT ${COLUMNS} FROM sms_activations ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id DESC LIMIT $${params.push(limit)}`;
+  return (await q.query<ActivationRow>(sql, params)).rows;
+}
+
+/** How many activations match a filter. */
+export async function countActivations(q: Queryable, f: ActivationFilter): Promise<number> {
+  const params: unknown[] = [];
+  const where = activationWhere(f, params);
+  const r = await q.query<{ n: string }>(`SELECT count(*) AS n FROM sms_activations ${where.length ? "WHERE " + where.join(" AND ") : ""}`, params);
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+function activationWhere(f: ActivationFilter, params: unknown[]): string[] {
+  const where: string[] = [];
+  if (f.status) where.push(`status = $${params.push(f.status)}`);
+  if (f.service) where.push(`service = $${params.push(f.service)}`);
+  if (f.provider) where.push(`provider = $${params.push(f.provider)}`);
+  return where;
+}

@@ -1,12 +1,13 @@
 import { onDelivered, onNotify } from "./codes.ts";
 import { getCode } from "./get-code.ts";
 import type { CallBounds } from "./get-code.ts";
+import { listActivations } from "./list-activations.ts";
+import type { ActivationQuery } from "./list-activations.ts";
 import { activationHistory, balance, cancel, getActivation, getNumber } from "./rentals.ts";
 import { createSmsContext } from "./sms-context.ts";
 import type { SmsContext, SmsDeps } from "./sms-context.ts";
 import * as store from "./sms-store.ts";
 import { scheduleSweep, sweepOnce } from "./sweeper.ts";
-
 export type { SmsDeps, SmsOptions } from "./sms-context.ts";
 export type { CallBounds } from "./get-code.ts";
 export { DEFAULT_CODE_TIMEOUT_SECONDS, MAX_CODE_TIMEOUT_SECONDS } from "./get-code.ts";
@@ -17,7 +18,8 @@ export { toActivation } from "./messages.ts";
  * Transport-free. One provider subscription and one LISTEN per process feed the in-memory waiter
  * registry; `start()` opens them and the sweeper, `stop()` closes them. The parts: sms-context.ts
  * (the shared context), rentals.ts (rent, cancel, balance), get-code.ts (the wait), codes.ts (codes
- * reaching waiters), sweeper.ts and settle.ts (ended rentals), activation-status.ts (the rules).
+ * reaching waiters), sweeper.ts and settle.ts (ended rentals), activation-status.ts (the rules),
+ * list-activations.ts (ListActivations).
  */
 export function createSms(deps: SmsDeps) {
   const ctx = createSmsContext(deps);
@@ -36,6 +38,8 @@ export function createSms(deps: SmsDeps) {
     balance: (provider: string) => balance(ctx, provider),
     /** One activation (tests, the CLI). */
     get: (activationId: string) => getActivation(ctx, activationId),
+    /** A keyset page of activations, newest first, with the total for the filter. */
+    list: (q: ActivationQuery) => listActivations(ctx, q),
     /** Status history of one activation, oldest first. */
     history: (activationId: string) => activationHistory(ctx, activationId),
     /** One sweep now (the background sweeper calls this every interval). */

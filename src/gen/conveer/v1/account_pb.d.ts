@@ -230,6 +230,20 @@ export declare type ListAccountsRequest = Message<"conveer.ListAccountsRequest">
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Added: label selector, each item "key=value"; an account matches when it has every one (AND).
+   *
+   * @generated from field: repeated string label_selector = 5;
+   */
+  labelSelector: string[];
+
+  /**
+   * Added: only accounts whose login starts with this text (case-sensitive); empty for all.
+   *
+   * @generated from field: string login_prefix = 6;
+   */
+  loginPrefix: string;
 };
 
 /**
@@ -526,6 +540,79 @@ export declare type UpdateCredentialsRequest = Message<"conveer.UpdateCredential
 export declare const UpdateCredentialsRequestSchema: GenMessage<UpdateCredentialsRequest>;
 
 /**
+ * Added: DeleteAccount's request.
+ *
+ * @generated from message conveer.DeleteAccountRequest
+ */
+export declare type DeleteAccountRequest = Message<"conveer.DeleteAccountRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Why; recorded in the status history and the audit log (at most 1000 characters).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message conveer.DeleteAccountRequest.
+ * Use `create(DeleteAccountRequestSchema)` to create a new message.
+ */
+export declare const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest>;
+
+/**
+ * Added: DeleteAccount's answer.
+ *
+ * @generated from message conveer.DeleteAccountResponse
+ */
+export declare type DeleteAccountResponse = Message<"conveer.DeleteAccountResponse"> & {
+  /**
+   * The account after the call (status DELETED).
+   *
+   * @generated from field: conveer.Account account = 1;
+   */
+  account?: Account | undefined;
+
+  /**
+   * False when the account was already DELETED (nothing was changed).
+   *
+   * @generated from field: bool deleted = 2;
+   */
+  deleted: boolean;
+
+  /**
+   * The proxy the account held and that was released; empty when it held none.
+   *
+   * @generated from field: string released_proxy_id = 3;
+   */
+  releasedProxyId: string;
+
+  /**
+   * The warming task that was stopped; empty when none was open.
+   *
+   * @generated from field: string stopped_warming_task_id = 4;
+   */
+  stoppedWarmingTaskId: string;
+
+  /**
+   * The pending SMS activation (of the account's registration) that was cancelled; empty when none.
+   *
+   * @generated from field: string cancelled_activation_id = 5;
+   */
+  cancelledActivationId: string;
+};
+
+/**
+ * Describes the message conveer.DeleteAccountResponse.
+ * Use `create(DeleteAccountResponseSchema)` to create a new message.
+ */
+export declare const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse>;
+
+/**
  * @generated from enum conveer.AccountStatus
  */
 export enum AccountStatus {
@@ -657,6 +744,18 @@ export declare const AccountService: GenService<{
     methodKind: "unary";
     input: typeof UpdateCredentialsRequestSchema;
     output: typeof AccountSchema;
+  },
+  /**
+   * Added: soft delete. The account becomes DELETED with a reason (history kept, audited) after
+   * its warming task is stopped, its proxy released and a pending SMS activation cancelled.
+   * Deleting a DELETED account changes nothing; needs accounts:admin.
+   *
+   * @generated from rpc conveer.AccountService.DeleteAccount
+   */
+  deleteAccount: {
+    methodKind: "unary";
+    input: typeof DeleteAccountRequestSchema;
+    output: typeof DeleteAccountResponseSchema;
   },
 }>;
 

@@ -2,7 +2,7 @@
 // @generated from file conveer/v1/proxy.proto (package conveer, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
@@ -134,6 +134,13 @@ export declare type Proxy = Message<"conveer.Proxy"> & {
    * @generated from field: int32 consecutive_failures = 15;
    */
   consecutiveFailures: number;
+
+  /**
+   * Added: pool view (ListProxies): the ids of the accounts holding it now.
+   *
+   * @generated from field: repeated string account_ids = 16;
+   */
+  accountIds: string[];
 };
 
 /**
@@ -459,6 +466,27 @@ export declare type ListProxiesRequest = Message<"conveer.ListProxiesRequest"> &
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Added: only healthy (HEALTHY) or unhealthy (UNHEALTHY) proxies; UNSPECIFIED for all.
+   *
+   * @generated from field: conveer.ProxyHealthFilter health = 5;
+   */
+  health: ProxyHealthFilter;
+
+  /**
+   * Added: only proxies carrying this tag; empty for all.
+   *
+   * @generated from field: string tag = 6;
+   */
+  tag: string;
+
+  /**
+   * Added: only proxies holding at least one account (ALLOCATED) or none (FREE); UNSPECIFIED for all.
+   *
+   * @generated from field: conveer.ProxyAllocationFilter allocation = 7;
+   */
+  allocation: ProxyAllocationFilter;
 };
 
 /**
@@ -540,6 +568,60 @@ export declare type RemoveProxyResponse = Message<"conveer.RemoveProxyResponse">
  * Use `create(RemoveProxyResponseSchema)` to create a new message.
  */
 export declare const RemoveProxyResponseSchema: GenMessage<RemoveProxyResponse>;
+
+/**
+ * Added: ListProxies' health filter.
+ *
+ * @generated from enum conveer.ProxyHealthFilter
+ */
+export enum ProxyHealthFilter {
+  /**
+   * @generated from enum value: PROXY_HEALTH_FILTER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PROXY_HEALTH_FILTER_HEALTHY = 1;
+   */
+  HEALTHY = 1,
+
+  /**
+   * @generated from enum value: PROXY_HEALTH_FILTER_UNHEALTHY = 2;
+   */
+  UNHEALTHY = 2,
+}
+
+/**
+ * Describes the enum conveer.ProxyHealthFilter.
+ */
+export declare const ProxyHealthFilterSchema: GenEnum<ProxyHealthFilter>;
+
+/**
+ * Added: ListProxies' allocation filter.
+ *
+ * @generated from enum conveer.ProxyAllocationFilter
+ */
+export enum ProxyAllocationFilter {
+  /**
+   * @generated from enum value: PROXY_ALLOCATION_FILTER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PROXY_ALLOCATION_FILTER_ALLOCATED = 1;
+   */
+  ALLOCATED = 1,
+
+  /**
+   * @generated from enum value: PROXY_ALLOCATION_FILTER_FREE = 2;
+   */
+  FREE = 2,
+}
+
+/**
+ * Describes the enum conveer.ProxyAllocationFilter.
+ */
+export declare const ProxyAllocationFilterSchema: GenEnum<ProxyAllocationFilter>;
 
 /**
  * ProxyService lends proxies from the operator's pool to accounts (port 50052,

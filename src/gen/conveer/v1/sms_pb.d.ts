@@ -76,6 +76,34 @@ export declare type SMSActivation = Message<"conveer.SMSActivation"> & {
    * @generated from field: google.protobuf.Timestamp expires_at = 6;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * Added: the provider that rented the number (ListActivations).
+   *
+   * @generated from field: string provider = 7;
+   */
+  provider: string;
+
+  /**
+   * Added: when the number was rented.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 8;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Added: the price paid.
+   *
+   * @generated from field: double price = 9;
+   */
+  price: number;
+
+  /**
+   * Added: true when the price was returned to the balance.
+   *
+   * @generated from field: bool refunded = 10;
+   */
+  refunded: boolean;
 };
 
 /**
@@ -226,6 +254,88 @@ export declare type GetBalanceResponse = Message<"conveer.GetBalanceResponse"> &
 export declare const GetBalanceResponseSchema: GenMessage<GetBalanceResponse>;
 
 /**
+ * Added: ListActivations' request; empty filters match everything.
+ *
+ * @generated from message conveer.ListActivationsRequest
+ */
+export declare type ListActivationsRequest = Message<"conveer.ListActivationsRequest"> & {
+  /**
+   * Only activations in this status; UNSPECIFIED for all.
+   *
+   * @generated from field: conveer.SMSStatus status = 1;
+   */
+  status: SMSStatus;
+
+  /**
+   * Only activations for this service (platform): vk, telegram, mail, max.
+   *
+   * @generated from field: string service = 2;
+   */
+  service: string;
+
+  /**
+   * Only activations of this provider.
+   *
+   * @generated from field: string provider = 3;
+   */
+  provider: string;
+
+  /**
+   * 1..1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message conveer.ListActivationsRequest.
+ * Use `create(ListActivationsRequestSchema)` to create a new message.
+ */
+export declare const ListActivationsRequestSchema: GenMessage<ListActivationsRequest>;
+
+/**
+ * Added: one page of activations.
+ *
+ * @generated from message conveer.ListActivationsResponse
+ */
+export declare type ListActivationsResponse = Message<"conveer.ListActivationsResponse"> & {
+  /**
+   * Newest first (by id, which is time-ordered).
+   *
+   * @generated from field: repeated conveer.SMSActivation activations = 1;
+   */
+  activations: SMSActivation[];
+
+  /**
+   * Opaque; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * How many activations match the filter in all.
+   *
+   * @generated from field: int64 total_count = 3;
+   */
+  totalCount: bigint;
+};
+
+/**
+ * Describes the message conveer.ListActivationsResponse.
+ * Use `create(ListActivationsResponseSchema)` to create a new message.
+ */
+export declare const ListActivationsResponseSchema: GenMessage<ListActivationsResponse>;
+
+/**
  * @generated from enum conveer.SMSStatus
  */
 export enum SMSStatus {
@@ -316,6 +426,16 @@ export declare const SMSService: GenService<{
     methodKind: "unary";
     input: typeof GetBalanceRequestSchema;
     output: typeof GetBalanceResponseSchema;
+  },
+  /**
+   * Added: the activations, newest first, keyset-paged, with filters and total_count.
+   *
+   * @generated from rpc conveer.SMSService.ListActivations
+   */
+  listActivations: {
+    methodKind: "unary";
+    input: typeof ListActivationsRequestSchema;
+    output: typeof ListActivationsResponseSchema;
   },
 }>;
 

@@ -1,0 +1,105 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { createToken } from "../auth/tokens.ts";
+import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
+import { SMSService, SMSStatus } from "../gen/conveer/v1/sms_pb.js";
+import { WarmingService, WarmingStatus } from "../gen/conveer/v1/warming_pb.js";
+import { remoteClient } from "../server/clients.ts";
+import { createIdGenerator } from "../store/ids.ts";
+import { STORE_KINDS } from "../../test/support/store.ts";
+import { startTestSystem } from "../../test/support/system.ts";
+import type { TestSystem } from "../../test/support/system.ts";
+import { rejectsWith } from "../../test/support/grpc.ts";
+
+const newId = createIdGenerator();
+
+for (const kind of STORE_KINDS) {
+  describe(`DeleteAccount on ${kind}`, () => {
+    let sys: TestSystem;
+    let admin: TestSystem["accounts"];
+    let writer: TestSystem["accounts"];
+    let adminToken: string;
+    let warming: Client<typeof WarmingService>;
+    let sms: Client<typeof SMSService>;
+    const sessions: Http2SessionManager[] = [];
+
+    before(async () => {
+      sys = await startTestSystem(kind, { env: { CONVEER_PROXY_ALLOW_PRIVATE: "true", CONVEER_PROXY_CHECK_INTERVAL_MS: "86400000" } });
+      // The background checker must not take the test's (unreachable) proxy out of rotation.
+      await sys.db.query("ALTER TABLE proxies ALTER COLUMN next_check_at SET DEFAULT now() + interval '1 day'");
+      adminToken = await createToken(sys.db, newId(), "deleter", ["*"]);
+      admin = sys.as(adminToken).accounts;
+      writer = sys.as(await createToken(sys.db, newId(), "writer", ["accounts:write"])).accounts;
+      warming = remoteClient(WarmingService, { addr: sys.addr("warming"), token: adminToken, sessions });
+      sms = remoteClient(SMSService, { addr: sys.addr("sms"), token: adminToken, sessions });
+    });
+    after(async () => {
+      for (const s of sessions) s.abort();
+      await sys.stop();
+    });
+
+    test("releases the proxy, stops the warming task, cancels the registration's pending activation; history and audit kept", async () => {
+      const proxies = sys.as(adminToken).proxies;
+      const acc = await admin.createAccount({ platform: "vk", login: "to-delete", password: "pw" });
+      const added = await proxies.addProxies({ proxies: [{ url: "http://127.0.0.1:9", tags: ["del"] }] });
+      const proxyId = added.results[0].proxyId;
+      assert.ok(proxyId, added.results[0].error);
+      assert.equal((await proxies.allocateProxy({ accountId: acc.id, platform: "vk" })).id, proxyId);
+      const task = await warming.startWarming({ accountId: acc.id });
+      assert.equal((await admin.getAccount({ accountId: acc.id })).status, AccountStatus.WARMING);
+      // Activations name no account: the account's registration links the two.
+      const activation = await sms.getNumber({ service: "vk" });
+      await sys.db.query(
+        "INSERT INTO registrations (id, platform, status, step, login, account_id, activation_id, lease_until) VALUES ($1, 'vk', 'running', 'wait_code', 'to-delete', $2, $3, now() + interval '1 hour')",
+        [newId(), acc.id, activation.id],
+      );
+
+      const res = await admin.deleteAccount({ accountId: acc.id, reason: "operator cleanup" });
+      assert.equal(res.deleted, true);
+      assert.equal(res.account?.status, AccountStatus.DELETED);
+      assert.equal(res.account?.statusReason, "operator cleanup");
+      assert.deepEqual([res.releasedProxyId, res.stoppedWarmingTaskId, res.cancelledActivationId], [proxyId, task.id, activation.id]);
+
+      await rejectsWith(proxies.getProxyForAccount({ accountId: acc.id }), Code.NotFound);
+      const listed = await proxies.listProxies({ tag: "del" });
+      assert.deepEqual([listed.proxies[0].allocated, listed.proxies[0].accountIds], [0, []]);
+      assert.equal((await warming.getWarmingStatus({ taskId: task.id })).status, WarmingStatus.STOPPED);
+      const cancelled = await sms.listActivations({ status: SMSStatus.SMS_STATUS_CANCELLED });
+      assert.deepEqual(cancelled.activations.map((a) => a.id), [activation.id]);
+
+      const history = await admin.getStatusHistory({ accountId: acc.id });
+      const last = history.changes[0];
+      assert.deepEqual([last.toStatus, last.reason, last.author], ["ACCOUNT_STATUS_DELETED", "operator cleanup", "deleter"]);
+      // From ACTIVE when the stopped task already moved the account back from WARMING, else from WARMING.
+      assert.match(last.fromStatus, /^ACCOUNT_STATUS_(ACTIVE|WARMING)$/);
+      const audit = await sys.db.query<{ token_name: string; action: string; reason: string; peer: string }>("SELECT token_name, action, reason, peer FROM credential_audit WHERE account_id = $1", [acc.id]);
+      assert.equal(audit.rowCount, 1);
+      assert.deepEqual([audit.rows[0].token_name, audit.rows[0].action, audit.rows[0].reason], ["deleter", "delete", "operator cleanup"]);
+      assert.match(audit.rows[0].peer, /127\.0\.0\.1/);
+
+      // Idempotent: a second delete changes nothing and says so.
+      const again = await admin.deleteAccount({ accountId: acc.id, reason: "again" });
+      assert.deepEqual([again.deleted, again.account?.status, again.account?.statusReason, again.releasedProxyId], [false, AccountStatus.DELETED, "operator cleanup", ""]);
+      assert.equal((await admin.getStatusHistory({ accountId: acc.id })).changes.length, history.changes.length);
+      assert.equal((await sys.db.query("SELECT 1 FROM credential_audit WHERE account_id = $1", [acc.id])).rowCount, 1);
+    });
+
+    test("an account holding nothing is deleted with the default reason; unknown ids NOT_FOUND; bad input names the field", async () => {
+      const acc = await admin.createAccount({ platform: "mail", login: "bare", password: "pw", status: AccountStatus.BANNED });
+      const res = await admin.deleteAccount({ accountId: acc.id });
+      assert.deepEqual([res.deleted, res.account?.statusReason, res.releasedProxyId, res.stoppedWarmingTaskId, res.cancelledActivationId], [true, "deleted", "", "", ""]);
+      await rejectsWith(admin.deleteAccount({ accountId: "0123456789abcdef01234567" }), Code.NotFound, /0123456789abcdef01234567/);
+      await rejectsWith(admin.deleteAccount({ accountId: "nope" }), Code.InvalidArgument, /account_id/);
+      await rejectsWith(admin.deleteAccount({ accountId: acc.id, reason: "x".repeat(1001) }), Code.InvalidArgument, /reason/);
+    });
+
+    test("needs accounts:admin: accounts:write is refused and nothing changes", async () => {
+      const acc = await admin.createAccount({ platform: "max", login: "kept", password: "pw" });
+      await rejectsWith(writer.deleteAccount({ accountId: acc.id }), Code.PermissionDenied, /accounts:admin/);
+      assert.equal((await admin.getAccount({ accountId: acc.id })).status, AccountStatus.ACTIVE);
+    });
+  });
+}
