@@ -366,7 +366,7 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
   test("keys rotate rejects a batch size that is not a positive integer", async () => {
     const url = await freshDb();
     const r = await conveer(["keys", "rotate", "--batch", "lots"], { DATABASE_URL: url, CONVEER_MASTER_KEY: MASTER_HEX, CONVEER_DATA_DIR: join(dir, "rotate-batch") });
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, "bad usage");
     assert.match(r.stderr, /--batch/);
     const keys = await openPostgresCount(url);
     assert.equal(keys, 0, "a rejected command must not have created a key");
