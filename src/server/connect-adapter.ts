@@ -6,7 +6,7 @@ import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { Principal } from "../auth/tokens.ts";
 import { AppError } from "../errors.ts";
 import type { CallDeps } from "./grpc-server.ts";
-import { applyInterceptors } from "./interceptor.ts";
+import { applyInterceptors, routesOf } from "./interceptor.ts";
 import type { CallHandler, Route, ServerCall } from "./interceptor.ts";
 import { CLIENT_CANCELLED, authorize, callDeadline, callLog, decodeRequest, recovery } from "./interceptors.ts";
 import type { ServiceBinding } from "./service-binding.ts";
@@ -39,24 +39,13 @@ export function connectRoutesOf(bindings: readonly (ServiceBinding | { service: 
   const unimplemented = applyInterceptors(refuseUnimplemented, observed);
   return (router) => {
     for (const binding of bindings) {
-      const impl = binding.impl as unknown as Record<string, Route["fn"]> | undefined;
-      const scopes = (binding as ServiceBinding).scopes as Record<string, string> | undefined;
-      const { service } = binding;
       const methods: Record<string, unknown> = {};
-      for (const method of service.methods) {
-        const route: Route = {
-          service,
-          method,
-          path: `/${service.typeName}/${method.name}`,
-          label: `${service.typeName}.${method.name}`,
-          streaming: method.methodKind === "server_streaming",
-          scope: scopes?.[method.localName],
-          fn: impl?.[method.localName],
-        };
+      for (const route of routesOf(binding)) {
+        const { method } = route;
         const chain = route.fn ? (route.streaming ? stream : unary) : unimplemented;
         methods[method.localName] = route.streaming ? (req: unknown, ctx: HandlerContext) => serveStream(chain, new ConnectCall(route, req, ctx)) : (req: unknown, ctx: HandlerContext) => serveUnary(chain, new ConnectCall(route, req, ctx));
       }
-      router.service(service, methods as never);
+      router.service(binding.service, methods as never);
     }
   };
 }

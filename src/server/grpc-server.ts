@@ -4,7 +4,7 @@ import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import type { Authenticator, Principal } from "../auth/tokens.ts";
 import { AppError } from "../errors.ts";
-import { applyInterceptors } from "./interceptor.ts";
+import { applyInterceptors, routesOf } from "./interceptor.ts";
 import type { CallHandler, Route, ServerCall } from "./interceptor.ts";
 import { CLIENT_CANCELLED, authorize, callDeadline, callLog, decodeRequest, recovery } from "./interceptors.ts";
 import type { Metrics } from "./metrics.ts";
@@ -29,24 +29,13 @@ export type CallDeps = { log: Logger; auth: Authenticator; metrics: Metrics; shu
 export function grpcServiceOf(binding: ServiceBinding | { service: DescService; impl?: undefined }, deps: CallDeps) {
   const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
   const handlers: grpc.UntypedServiceImplementation = {};
-  const impl = binding.impl as unknown as Record<string, Route["fn"]> | undefined;
-  const scopes = (binding as ServiceBinding).scopes as Record<string, string> | undefined;
   const observed = [callLog(deps.log, deps.metrics), recovery];
   const guarded = [...observed, callDeadline, authorize(deps.auth), decodeRequest(deps.shutdown)];
   const unary = applyInterceptors(answerUnary, guarded);
   const stream = applyInterceptors(answerStream, guarded);
   const unimplemented = applyInterceptors(refuseUnimplemented, observed);
-  const { service } = binding;
-  for (const method of service.methods) {
-    const route: Route = {
-      service,
-      method,
-      path: `/${service.typeName}/${method.name}`,
-      label: `${service.typeName}.${method.name}`,
-      streaming: method.methodKind === "server_streaming",
-      scope: scopes?.[method.localName],
-      fn: impl?.[method.localName],
-    };
+  for (const route of routesOf(binding)) {
+    const { method } = route;
     definition[method.localName] = {
       path: route.path,
       requestStream: false,

@@ -18,6 +18,22 @@ export type Route = {
   readonly fn: ((req: unknown, ctx: HandlerContext) => unknown) | undefined;
 };
 
+/** Every method of a service binding (or a bare service, all unimplemented) as a Route; each transport mounts these. */
+export function routesOf(binding: { service: DescService; impl?: unknown; scopes?: unknown }): Route[] {
+  const impl = binding.impl as Record<string, Route["fn"]> | undefined;
+  const scopes = binding.scopes as Record<string, string> | undefined;
+  const { service } = binding;
+  return service.methods.map((method) => ({
+    service,
+    method,
+    path: `/${service.typeName}/${method.name}`,
+    label: `${service.typeName}.${method.name}`,
+    streaming: method.methodKind === "server_streaming",
+    scope: scopes?.[method.localName],
+    fn: impl?.[method.localName],
+  }));
+}
+
 /**
  * One incoming call, whatever the transport: the transport fills the first fields, and the
  * interceptors the rest as the call passes them (auth → principal, decode → request and context,
