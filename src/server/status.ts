@@ -6,6 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
 import { PgError, isConnectionError, isDataCorruption, sqlState } from "../store/pg-errors.ts";
+import { storeFailureReason, storeUnreachable } from "../store/store-errors.ts";
 
 /**
  * A status to send: the code, the message the client sees, whether it was a bug, and the
@@ -77,9 +78,8 @@ function classify(err: unknown): StatusOut {
     if (PEER_PASS_THROUGH.has(err.code)) return { code: err.code as number as GrpcStatus, message: err.rawMessage, internal: false, details: err.details };
     return { code: GrpcStatus.UNAVAILABLE, message: `a peer service could not answer (${Code[err.code]}: ${err.rawMessage}); retry later`, internal: false };
   }
-  if (isConnectionError(err)) {
-    return { code: GrpcStatus.UNAVAILABLE, message: "the store is unreachable; retry later", internal: false };
-  }
+  // A driver error that reached here raw (not through the store's own translation): the same answer.
+  if (isConnectionError(err)) return toStatus(storeUnreachable(storeFailureReason(err), err));
   if (sqlState(err) === PgError.uniqueViolation) {
     return { code: GrpcStatus.ALREADY_EXISTS, message: "already exists", internal: false };
   }
