@@ -2,6 +2,7 @@ import { PGlite } from "@electric-sql/pglite";
 import type { Logger } from "pino";
 import type { Db, QueryResult, StoreHealth, Transaction } from "./db.ts";
 import { storeFailureReason } from "./store-errors.ts";
+import { healthWithin } from "./store-monitor.ts";
 import { checkForDamage, recordRowCounts } from "./pglite-damage.ts";
 
 /**
@@ -66,16 +67,9 @@ export function wrapPglite(pg: PGlite): Db {
     health: () => (pg.closed ? CLOSED : UP),
     async ping(timeoutMs) {
       if (pg.closed) return CLOSED;
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<StoreHealth>((resolve) => {
-        // PGlite runs one statement at a time: a long transaction holds up the check.
-        timer = setTimeout(() => resolve({ ok: false, reason: `the embedded store did not answer in ${timeoutMs} ms (busy with a long transaction)` }), timeoutMs);
-      });
-      try {
-        return await Promise.race([pg.query("SELECT 1").then((): StoreHealth => UP, (err: unknown): StoreHealth => ({ ok: false, reason: storeFailureReason(err) })), late]);
-      } finally {
-        clearTimeout(timer);
-      }
+      const check = pg.query("SELECT 1").then((): StoreHealth => UP, (err: unknown): StoreHealth => ({ ok: false, reason: storeFailureReason(err) }));
+      // PGlite runs one statement at a time: a long transaction holds up the check.
+      return healthWithin(check, timeoutMs, `the embedded store did not answer in ${timeoutMs} ms (busy with a long transaction)`);
     },
     async close() {
       if (!pg.closed) await pg.close();

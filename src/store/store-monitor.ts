@@ -86,16 +86,7 @@ export function createStoreMonitor(o: StoreMonitorOptions): StoreMonitor {
   return {
     health: () => state,
     async ping(timeoutMs) {
-      if (!state.ok) return state;
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<StoreHealth>((resolve) => {
-        timer = setTimeout(() => resolve({ ok: false, reason: `the store did not answer in ${timeoutMs} ms` }), timeoutMs);
-      });
-      try {
-        return await Promise.race([check(), late]);
-      } finally {
-        clearTimeout(timer);
-      }
+      return state.ok ? healthWithin(check(), timeoutMs, `the store did not answer in ${timeoutMs} ms`) : state;
     },
     suspect() {
       if (!stopped) void check();
@@ -105,4 +96,17 @@ export function createStoreMonitor(o: StoreMonitorOptions): StoreMonitor {
       clearTimeout(retry);
     },
   };
+}
+
+/** A health check's answer, or `{ ok: false, reason: late }` when it takes more than timeoutMs (the check goes on). */
+export async function healthWithin(check: Promise<StoreHealth>, timeoutMs: number, late: string): Promise<StoreHealth> {
+  let timer: NodeJS.Timeout | undefined;
+  const tooLate = new Promise<StoreHealth>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, reason: late }), timeoutMs);
+  });
+  try {
+    return await Promise.race([check, tooLate]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
