@@ -8,6 +8,11 @@ import { startApp } from "../app.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 import { withCliOptions } from "./cli-client.ts";
 import { registerAdminCommands } from "./admin-commands.ts";
+import { registerAccountsCommands } from "./accounts-commands.ts";
+import { registerAccountExport } from "./accounts-export.ts";
+import { registerProxiesCommands } from "./proxies-commands.ts";
+import { registerRegistrationsCommands } from "./registrations-commands.ts";
+import { registerSmsCommands } from "./sms-commands.ts";
 import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
 import { registerSandboxCommand } from "./sandbox-command.ts";
@@ -64,7 +69,12 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     });
 
   registerAdminCommands(program, cliConfig);
+  registerAccountsCommands(program, cliConfig);
+  registerAccountExport(program, cliConfig);
   registerImportCommands(program, cliConfig);
+  registerProxiesCommands(program, cliConfig);
+  registerRegistrationsCommands(program, cliConfig);
+  registerSmsCommands(program, cliConfig);
   registerRegisterCommand(program, cliConfig);
   registerSandboxCommand(program, cliConfig);
   registerWarmCommands(program, cliConfig);

@@ -26,11 +26,16 @@ export function printMessages<Desc extends DescMessage>(format: OutputFormat, sc
   const rows = messages.map((m) => columns.map(([, value]) => String(value(m))));
   const header = columns.map(([h]) => h);
   if (format === "csv") {
-    for (const r of [header, ...rows]) process.stdout.write(r.map(csvCell).join(",") + "\n");
+    for (const r of [header, ...rows]) process.stdout.write(csvLine(r));
     return;
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   for (const r of [header, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd() + "\n");
+}
+
+/** One CSV record (RFC 4180 quoting), newline included. */
+export function csvLine(cells: readonly string[]): string {
+  return cells.map(csvCell).join(",") + "\n";
 }
 
 function csvCell(v: string): string {
