@@ -58,7 +58,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     if (services.includes("sms")) bindings.sms = await mountSms(ctx);
     if (ctx.platforms.length > 0) Object.assign(bindings, mountPlatforms(ctx));
     if (services.includes("warming")) bindings.warming = await mountWarming(ctx);
-    const tls = loadTls(config.tlsCert, config.tlsKey);
+    const tls = loadTls(config.tlsCert, config.tlsKey, config.tlsClientCa);
     const ports = await mountGrpc(ctx, tls);
     const httpPort = await mountHttp(ctx, tls);
     log.info({ ports, http: httpPort, store: ctx.db.kind, services }, "conveer started");

@@ -7,6 +7,7 @@ import type { Config, ServiceName } from "../config/config.ts";
 import { startApp } from "../app.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 import { withCliOptions } from "./cli-client.ts";
+import type { CliOptions } from "./cli-client.ts";
 import { registerAdminCommands } from "./admin-commands.ts";
 import { registerAccountsCommands } from "./accounts-commands.ts";
 import { registerAccountExport } from "./accounts-export.ts";
@@ -30,8 +31,10 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
       if (!/^https?:\/\/[^/\s]+/.test(v)) throw new InvalidArgumentError(`must be an http(s) URL like http://127.0.0.1:8080, got ${JSON.stringify(v)}`);
       return v;
     })
-    .option("--ca <file>", "CA certificate (PEM) to trust for a TLS server; default: CONVEER_CA");
-  const cliConfig = () => withCliOptions(getConfig(), program.opts<{ server?: string; ca?: string }>());
+    .option("--ca <file>", "CA certificate (PEM) to trust for a TLS server; default: CONVEER_CA")
+    .option("--cert <file>", "client certificate (PEM) for a server that requires one (mTLS); default: CONVEER_CLIENT_CERT")
+    .option("--key <file>", "the client certificate's private key (PEM); default: CONVEER_CLIENT_KEY");
+  const cliConfig = () => withCliOptions(getConfig(), program.opts<CliOptions>());
 
   program
     .command("start")

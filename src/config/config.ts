@@ -44,12 +44,17 @@ export type Config = Readonly<{
   masterKey: string;
   tlsCert: string;
   tlsKey: string;
+  /** CONVEER_TLS_CLIENT_CA: a CA (PEM file); when set, every gRPC port and the HTTP port (all but /healthz) require a client certificate it signed (mTLS). */
+  tlsClientCa: string;
+  /** CONVEER_CLIENT_CERT / CONVEER_CLIENT_KEY: the certificate (PEM files) the CLI and peer clients present to an mTLS server; empty: none. */
+  clientCert: string;
+  clientKey: string;
   logLevel: string;
   /** Bearer token the CLI and peer clients send. */
   token: string;
   /** Where the CLI sends its calls (CONVEER_SERVER: the HTTP port, Connect protocol); empty: each service's gRPC address. */
   server: string;
-  /** A CA certificate (PEM file) the CLI trusts for a TLS server (CONVEER_CA). */
+  /** A CA certificate (PEM file) the CLI and peer clients trust for a TLS server (CONVEER_CA); empty: the system's roots. */
   caFile: string;
   /**
    * CONVEER_AUTH: "open" (every call allowed; loopback only), "tokens" (never an anonymous call),
@@ -123,6 +128,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (Boolean(tlsCert) !== Boolean(tlsKey)) {
     throw new ConfigError("CONVEER_TLS_CERT and CONVEER_TLS_KEY must be set together (PEM file paths), or neither");
   }
+  const tlsClientCa = env.CONVEER_TLS_CLIENT_CA ?? "";
+  if (tlsClientCa && !tlsCert) {
+    throw new ConfigError("CONVEER_TLS_CLIENT_CA (client certificates) needs TLS: set CONVEER_TLS_CERT and CONVEER_TLS_KEY too, or unset CONVEER_TLS_CLIENT_CA");
+  }
+  const clientCert = env.CONVEER_CLIENT_CERT ?? "";
+  const clientKey = env.CONVEER_CLIENT_KEY ?? "";
+  if (Boolean(clientCert) !== Boolean(clientKey)) {
+    throw new ConfigError("CONVEER_CLIENT_CERT and CONVEER_CLIENT_KEY must be set together (PEM file paths of the client certificate and its key), or neither");
+  }
   return Object.freeze({
     addrs: Object.freeze(addrs),
     httpAddr: hostPort(env, "CONVEER_HTTP_ADDR", "127.0.0.1:8080"),
@@ -138,6 +152,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     masterKey: env.CONVEER_MASTER_KEY ?? "",
     tlsCert,
     tlsKey,
+    tlsClientCa,
+    clientCert,
+    clientKey,
     logLevel: oneOf(env, "CONVEER_LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "silent"], "info"),
     token: env.CONVEER_TOKEN ?? "",
     server: url(env, "CONVEER_SERVER"),

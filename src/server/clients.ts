@@ -10,6 +10,9 @@ export type RemoteOptions = {
   token?: string;
   tls?: boolean;
   caFile?: string;
+  /** A client certificate and its key (PEM files) for an mTLS server (CONVEER_CLIENT_CERT / CONVEER_CLIENT_KEY). */
+  certFile?: string;
+  keyFile?: string;
   /** Connections to close when the owner stops (tests, CLI); each client adds its session here. */
   sessions?: Http2SessionManager[];
 };
@@ -25,7 +28,7 @@ export function remoteClient<S extends DescService>(service: S, opts: RemoteOpti
     return next(req);
   };
   const baseUrl = `${opts.tls ? "https" : "http"}://${opts.addr}`;
-  const nodeOptions = opts.caFile ? { ca: readFileSync(opts.caFile) } : {};
+  const nodeOptions = tlsFiles(opts);
   const sessionManager = new Http2SessionManager(baseUrl, undefined, nodeOptions);
   opts.sessions?.push(sessionManager);
   const transport = createGrpcTransport({
@@ -36,4 +39,13 @@ export function remoteClient<S extends DescService>(service: S, opts: RemoteOpti
     sessionManager,
   });
   return createClient(service, transport);
+}
+
+/** The TLS options of a client: the CA to trust and the client certificate to present, read from their PEM files. */
+export function tlsFiles(o: { caFile?: string; certFile?: string; keyFile?: string }): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}),
+    ...(o.certFile ? { cert: readFileSync(o.certFile) } : {}),
+    ...(o.keyFile ? { key: readFileSync(o.keyFile) } : {}),
+  };
 }
