@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { ACTION_KINDS } from "../platforms/driver.ts";
-import { AppError, codeOf, messageOf } from "../errors.ts";
+import { AppError, codeOf, messageOf, reasonOf, retryDelayOf } from "../errors.ts";
+import type { ErrorReason } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import type { Clock } from "./clock.ts";
 import { dayOf, progressOf } from "./planner.ts";
@@ -22,7 +23,7 @@ import type { WarmingPeers } from "./peers.ts";
  * recording); the action's key goes along as params.idempotency_key so a platform can de-duplicate.
  *
  * Failures. RESOURCE_EXHAUSTED (rate limits), UNAVAILABLE, DEADLINE_EXCEEDED and other transport
- * failures are retried with exponential backoff (at least the platform's "retry after"). Every
+ * failures are retried with exponential backoff (at least the RetryInfo delay the platform's Retry-After becomes). Every
  * failed attempt counts toward the task's failures in a row; at maxConsecutiveFailures the task
  * ends FAILED. FAILED_PRECONDITION from the platform (banned, suspended, no driver) ends it FAILED
  * at once. Other errors (NOT_FOUND target, INVALID_ARGUMENT, success=false) fail that one action
@@ -89,16 +90,23 @@ export type Policy = Pick<WorkerOptions, "maxConsecutiveFailures" | "retryBaseMs
 const WAIT_OVER = new Error("the wait is over");
 const TRANSIENT = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "INTERNAL", "UNKNOWN", "DATA_LOSS"]);
 
-/** Classifies a failed platform call. */
+/** ErrorInfo reasons (src/errors.ts ErrorReason) that end the task: the account cannot act, whatever the code. */
+const FATAL_REASONS: ReadonlySet<string> = new Set<ErrorReason>(["ACCOUNT_BANNED", "ACCOUNT_SUSPENDED", "ACCOUNT_NOT_ACTIVE", "INVALID_CREDENTIALS", "NO_DRIVER"]);
+/** ErrorInfo reasons worth retrying (after RetryInfo's delay when there is one). */
+const TRANSIENT_REASONS: ReadonlySet<string> = new Set<ErrorReason>(["RATE_LIMITED", "PLATFORM_UNAVAILABLE", "STORE_UNAVAILABLE", "NO_FREE_PROXY"]);
+
+/**
+ * Classifies a failed platform call from its google.rpc details, never its message text: the
+ * ErrorInfo reason decides when there is a known one, the status code otherwise; a transient
+ * failure's RetryInfo delay (the platform's Retry-After) is the least wait before the retry.
+ */
 export function classify(err: unknown, durationMs: number): ActionOutcome {
   const code = codeOf(err);
   const error = messageOf(err);
-  if (code === "FAILED_PRECONDITION") return { kind: "fatal", code, error, durationMs };
-  if (TRANSIENT.has(code)) {
-    const m = /retry after (\d+(?:\.\d+)?) ?s\b/i.exec(error);
-    return { kind: "transient", code, error, durationMs, retryAfterMs: m ? Number(m[1]) * 1000 : undefined };
-  }
-  return { kind: "failed", code, error, durationMs };
+  const reason = reasonOf(err) ?? "";
+  const kind = FATAL_REASONS.has(reason) ? "fatal" : TRANSIENT_REASONS.has(reason) ? "transient" : code === "FAILED_PRECONDITION" ? "fatal" : TRANSIENT.has(code) ? "transient" : "failed";
+  if (kind === "transient") return { kind, code, error, durationMs, retryAfterMs: retryDelayOf(err) };
+  return { kind, code, error, durationMs };
 }
 
 /** The retry delay after `attempts` attempts: base × 2^(attempts−1), capped, and never less than the platform asked. */
