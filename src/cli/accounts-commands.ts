@@ -4,8 +4,8 @@ import type { Config } from "../config/config.ts";
 import { AccountSchema, AccountService, AccountStatus, StatusChangeSchema } from "../gen/conveer/v1/account_pb.js";
 import type { Account } from "../gen/conveer/v1/account_pb.js";
 import { cliClient } from "./cli-client.ts";
-import { collect, commandGroup, enumName, enumValue, intBetween, labelSelector, pages, platformName, timeText } from "./options.ts";
-import { outputFormat, printMessages } from "./output.ts";
+import { commandGroup, enumName, enumValue, intBetween, labelSelector, pages, platformName, timeText } from "./options.ts";
+import { outputFormat, printMessages, printPages } from "./output.ts";
 import type { Column, OutputFormat } from "./output.ts";
 
 /** The `accounts` group's help line. */
@@ -60,11 +60,10 @@ export function registerAccountsCommands(program: Command, getConfig: () => Conf
   const accounts = commandGroup(program, "accounts", ACCOUNTS_DESCRIPTION);
 
   withAccountFilters(accounts.command("list").description("list accounts, oldest first (every page, up to --limit)"))
-    .option("--limit <n>", "at most this many accounts", intBetween(1, 10_000_000), 10_000)
+    .option("--limit <n>", "at most this many accounts (default: every page)", intBetween(1, Number.MAX_SAFE_INTEGER))
     .option("--output <format>", "table, json (one account per line) or csv", outputFormat, "table")
-    .action(async (o: AccountFilter & { limit: number; output: OutputFormat }) => {
-      const all = await collect(accountPages(client(), o, 1000, o.limit));
-      printMessages(o.output, AccountSchema, all, ACCOUNT_COLUMNS);
+    .action(async (o: AccountFilter & { limit?: number; output: OutputFormat }) => {
+      await printPages(o.output, AccountSchema, accountPages(client(), o, 1000, o.limit), ACCOUNT_COLUMNS);
     });
 
   accounts

@@ -6,13 +6,13 @@ import type { ProxyHealth } from "../gen/conveer/v1/proxy_pb.js";
 import { messageOf } from "../errors.ts";
 import { cliClient } from "./cli-client.ts";
 import { collect, commandGroup, enumValue, intBetween, pages, timeText } from "./options.ts";
-import { outputFormat, printMessages } from "./output.ts";
+import { outputFormat, printMessages, printPages } from "./output.ts";
 import type { OutputFormat } from "./output.ts";
 
 /** The `proxies` group's help line. */
 export const PROXIES_DESCRIPTION = "the proxy pool: list, add, remove, check and import";
 
-type ListOptions = { health?: ProxyHealthFilter; tag: string; allocation?: ProxyAllocationFilter; country: string; provider: string; limit: number; output: OutputFormat };
+type ListOptions = { health?: ProxyHealthFilter; tag: string; allocation?: ProxyAllocationFilter; country: string; provider: string; limit?: number; output: OutputFormat };
 
 /** `conveer proxies list|add|remove|check` (import lives in import-commands.ts). Item failures exit 1. */
 export function registerProxiesCommands(program: Command, getConfig: () => Config): void {
@@ -27,11 +27,10 @@ export function registerProxiesCommands(program: Command, getConfig: () => Confi
     .option("--allocation <which>", "ALLOCATED (holding an account) or FREE", enumValue(ProxyAllocationFilter, "PROXY_ALLOCATION_FILTER_"))
     .option("--country <cc>", "only this country", "")
     .option("--provider <name>", "only this provider", "")
-    .option("--limit <n>", "at most this many proxies", intBetween(1, 10_000_000), 10_000)
+    .option("--limit <n>", "at most this many proxies (default: every page)", intBetween(1, Number.MAX_SAFE_INTEGER))
     .option("--output <format>", "table, json (one proxy per line) or csv", outputFormat, "table")
     .action(async (o: ListOptions) => {
-      const all = await collect(proxyPages(client(), o));
-      printMessages(o.output, ProxySchema, all, [
+      await printPages(o.output, ProxySchema, proxyPages(client(), o), [
         ["id", (p) => p.id],
         ["url", (p) => `${p.protocol}://${p.username ? `${p.username}@` : ""}${p.host}:${p.port}`],
         ["country", (p) => p.country],
@@ -91,7 +90,7 @@ function registerProxiesCheck(proxies: Command, client: () => Client<typeof Prox
     .option("--output <format>", "table, json (one result per line) or csv", outputFormat, "table")
     .action(async (ids: string[], o: { target: string; output: OutputFormat }) => {
       const c = client();
-      const todo = ids.length > 0 ? ids : (await collect(proxyPages(c, { tag: "", country: "", provider: "", limit: Infinity }))).map((p) => p.id);
+      const todo = ids.length > 0 ? ids : (await collect(proxyPages(c, { tag: "", country: "", provider: "" }))).map((p) => p.id);
       const results: ProxyHealth[] = [];
       let bad = 0;
       for (const id of todo) {

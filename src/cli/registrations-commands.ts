@@ -9,8 +9,8 @@ import { MailService } from "../gen/conveer/v1/mail_pb.js";
 import { MaxService } from "../gen/conveer/v1/max_pb.js";
 import type { Platform } from "../domain.ts";
 import { cliClient } from "./cli-client.ts";
-import { collect, enumName, enumValue, intBetween, pages, platformName, timeText, timeValue } from "./options.ts";
-import { outputFormat, printMessages } from "./output.ts";
+import { enumName, enumValue, intBetween, pages, platformName, timeText, timeValue } from "./options.ts";
+import { outputFormat, printMessages, printPages } from "./output.ts";
 import type { Column, OutputFormat } from "./output.ts";
 
 // The four platform services share the registration methods (platform.proto); VKService stands for their shape.
@@ -32,7 +32,7 @@ const COLUMNS: readonly Column<Registration>[] = [
   ["finished", (r) => timeText(r.finishedAt)],
 ];
 
-type ListOptions = { platform: Platform; state?: RegistrationState; since?: Timestamp; until?: Timestamp; limit: number; output: OutputFormat };
+type ListOptions = { platform: Platform; state?: RegistrationState; since?: Timestamp; until?: Timestamp; limit?: number; output: OutputFormat };
 
 /** `conveer registrations list|show`: the durable records of Register runs, from each platform service. */
 export function registerRegistrationsCommands(program: Command, getConfig: () => Config): void {
@@ -45,11 +45,13 @@ export function registerRegistrationsCommands(program: Command, getConfig: () =>
     .option("--state <state>", "RUNNING, SUCCEEDED or FAILED", enumValue(RegistrationState, "REGISTRATION_STATE_"))
     .option("--since <time>", "created at or after: ISO 8601 (2026-11-30T18:00:00Z) or a duration ago (90m, 24h, 7d)", timeValue)
     .option("--until <time>", "created before (same forms as --since)", timeValue)
-    .option("--limit <n>", "at most this many registrations", intBetween(1, 10_000_000), 10_000)
+    .option("--limit <n>", "at most this many registrations (default: every page)", intBetween(1, Number.MAX_SAFE_INTEGER))
     .option("--output <format>", "table, json (one registration per line) or csv", outputFormat, "table")
     .action(async (o: ListOptions) => {
       const c = client(o.platform, getConfig());
-      const all = await collect(
+      await printPages(
+        o.output,
+        RegistrationSchema,
         pages(
           async (pageToken, size) => {
             const r = await c.listRegistrations({ state: o.state, createdAfter: o.since, createdBefore: o.until, pageSize: size, pageToken });
@@ -58,8 +60,8 @@ export function registerRegistrationsCommands(program: Command, getConfig: () =>
           1000,
           o.limit,
         ),
+        COLUMNS,
       );
-      printMessages(o.output, RegistrationSchema, all, COLUMNS);
     });
 
   registrations
