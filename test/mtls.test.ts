@@ -2,8 +2,8 @@
  * Client certificates (mTLS, CONVEER_TLS_CLIENT_CA): certificates made here with openssl (a CA, the
  * server's, a client's it signed, and a client's from another CA). Without a client certificate,
  * or with one from another CA, calls are refused on a gRPC port, on the HTTP port (Connect) and
- * through the CLI; with a good one they work. /healthz answers without one. Replicas in different
- * processes call each other with CONVEER_CLIENT_CERT (needs PostgreSQL to share a store).
+ * through the CLI; with a good one they work. /healthz answers without one. Replicas that reach
+ * each other over gRPC present CONVEER_CLIENT_CERT (needs PostgreSQL to share a store).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -129,11 +129,11 @@ describe("mTLS: CONVEER_TLS_CLIENT_CA", () => {
     const fromEnv = await run(server, { CONVEER_CLIENT_CERT: f("client.pem"), CONVEER_CLIENT_KEY: f("client.key") });
     assert.equal(fromEnv.code, 0, fromEnv.stderr);
     const half = await run(["--cert", f("client.pem")]);
-    assert.equal(half.code, 1);
+    assert.equal(half.code, 2, "bad usage");
     assert.match(half.stderr, /--cert and --key go together/);
   });
 
-  test("replicas in two processes' worth of apps call each other with the configured client certificate", { skip: NEEDS_PG }, async () => {
+  test("replicas (separate apps on one PostgreSQL, reaching each other over gRPC) present CONVEER_CLIENT_CERT; one without it is refused", { skip: NEEDS_PG }, async () => {
     const url = await freshPostgresDatabase();
     const accountPort = await freePort();
     const common = { ...serverEnv(), DATABASE_URL: url, CONVEER_MASTER_KEY: "46".repeat(32), CONVEER_CA: f("ca.pem"), CONVEER_HTTP_ADDR: "127.0.0.1:0", ACCOUNT_SERVICE_GRPC_ADDR: `127.0.0.1:${accountPort}`, PROXY_SERVICE_GRPC_ADDR: "127.0.0.1:0", CONVEER_PROXY_ALLOW_PRIVATE: "true" };

@@ -35,6 +35,10 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     .option("--cert <file>", "client certificate (PEM) for a server that requires one (mTLS); default: CONVEER_CLIENT_CERT")
     .option("--key <file>", "the client certificate's private key (PEM); default: CONVEER_CLIENT_KEY");
   const cliConfig = () => withCliOptions(getConfig(), program.opts<CliOptions>());
+  program.hook("preAction", () => {
+    const o = program.opts<CliOptions>();
+    if (Boolean(o.cert) !== Boolean(o.key)) program.error("error: --cert and --key go together (the client certificate and its private key, PEM files); give both or neither", { exitCode: 2 });
+  });
 
   program
     .command("start")
