@@ -14,12 +14,17 @@ import { remoteClient } from "../server/clients.ts";
  */
 export function cliClient<S extends DescService>(service: S, name: ServiceName, config: Config): Client<S> {
   if (!config.server) return remoteClient(service, { addr: config.addrs[name], token: config.token, tls: Boolean(config.tlsCert), caFile: config.caFile || undefined });
+  return serverClient(service, config.server, config);
+}
+
+/** A Connect client to a service on the HTTP port at `server` (e.g. http://127.0.0.1:8080), sending the token and trusting `caFile`. */
+export function serverClient<S extends DescService>(service: S, server: string, config: Config): Client<S> {
   const bearer: Interceptor = (next) => async (req) => {
     if (config.token) req.header.set("authorization", `Bearer ${config.token}`);
     return next(req);
   };
   const transport = createConnectTransport({
-    baseUrl: config.server,
+    baseUrl: server,
     httpVersion: "1.1",
     interceptors: [bearer],
     nodeOptions: config.caFile ? { ca: readFileSync(config.caFile) } : undefined,
