@@ -63,8 +63,8 @@ function filterWhere(f: AuditFilter, params: unknown[]): string[] {
 export async function listAudit(q: Queryable, f: AuditFilter, beforeId: string, limit: number): Promise<AuditRow[]> {
   const params: unknown[] = [];
   const where = filterWhere(f, params);
-  if (beforeId) where.push(`id < $${params.push(beforeId)}`);
-  const sql = `SELECT id::text AS id, at, actor, peer, action, account_id, target, detail FROM audit_log ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id DESC LIMIT $${params.push(limit)}`;
+  if (beforeId) where.push(`audit_log.id < $${params.push(beforeId)}::bigint`);
+  const sql = `SELECT id::text AS id, at, actor, peer, action, account_id, target, detail FROM audit_log ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY audit_log.id DESC LIMIT $${params.push(limit)}`;
   return (await q.query<AuditRow>(sql, params)).rows;
 }
 
