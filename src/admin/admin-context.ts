@@ -9,8 +9,8 @@ export type AdminDeps = {
   vault: Vault;
   newId: () => string;
   log: Logger;
-  /** Answers WhoAmI's `open`; absent for the CLI working on the store directly (never open). */
-  auth?: Pick<Authenticator, "isOpen">;
+  /** Answers WhoAmI's `open` and hears of new tokens; absent for the CLI working on the store directly. */
+  auth?: Pick<Authenticator, "isOpen" | "tokenCreated">;
   /** How long a RUNNING rotation may go without a heartbeat before it counts as dead (default 30 s). */
   rotationLeaseMs?: number;
   /** How often the process running a rotation refreshes its heartbeat (default 5 s). */

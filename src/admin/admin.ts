@@ -50,12 +50,15 @@ export function createAdmin(deps: AdminDeps) {
 export type Admin = ReturnType<typeof createAdmin>;
 
 async function newToken(ctx: AdminContext, name: string, scopes: string[], who: Actor): Promise<{ token: ApiToken; secret: string }> {
-  return ctx.db.transaction(async (tx) => {
+  const made = await ctx.db.transaction(async (tx) => {
     const secret = await createToken(tx, ctx.newId(), name, scopes);
     await recordAudit(tx, who, { action: "token.create", target: name, detail: `scopes: ${scopes.join(",")}` });
     const [row] = await listTokens(tx, name);
     return { token: toApiToken(row), secret };
   });
+  // An automatic open mode ends with the first token: at once here, within the auth cache on other replicas.
+  ctx.auth?.tokenCreated?.();
+  return made;
 }
 
 async function revoke(ctx: AdminContext, name: string, who: Actor): Promise<boolean> {

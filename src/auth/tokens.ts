@@ -93,6 +93,8 @@ export type Authenticator = {
   authorize(p: Principal, scope: string, method: string): void;
   /** True while an anonymous call would be let in (mode "open", or "auto" before any token). */
   isOpen(): Promise<boolean>;
+  /** Tells it a token was just created through this process (AdminService): an "auto" mode closes at once, not after the cache. */
+  tokenCreated?(): void;
 };
 
 /**
@@ -157,5 +159,6 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       }
     },
     isOpen,
+    tokenCreated: () => void (closedForGood = true),
   };
 }

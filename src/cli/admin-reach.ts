@@ -54,13 +54,30 @@ export async function withAdmin<T>(config: Config, fn: (admin: AdminClient) => P
   try {
     await client.whoAmI({});
   } catch (err) {
-    if (!refused(err)) throw err;
+    if (!refused(err)) {
+      // An answer (e.g. UNAUTHENTICATED) means a server is there: the command's own call says what is wrong.
+      if (err instanceof ConnectError && err.code !== Code.Unavailable) return viaServer(url, client, fn);
+      throw err;
+    }
     if (explicit) throw new Error(`no server answers at ${url} (connection refused); start it, or unset --server/CONVEER_SERVER to work on the local store directly`);
     process.stderr.write(`conveer: no server answers at ${url}; working on the store directly (${config.databaseUrl ? "DATABASE_URL" : `the embedded store in ${config.dataDir}`})\n`);
-    return withStore(config, (db) => direct(config, db, fn, opts.vault ?? false));
+    return plainErrors(() => withStore(config, (db) => direct(config, db, fn, opts.vault ?? false)));
   }
+  return viaServer(url, client, fn);
+}
+
+function viaServer<T>(url: string, client: AdminClient, fn: (admin: AdminClient) => Promise<T>): Promise<T> {
   process.stderr.write(`conveer: through the server at ${url}\n`);
-  return fn(client);
+  return plainErrors(() => fn(client));
+}
+
+/** An answer's error as the CLI prints it: the server's message alone ("conveer: a token named … already exists"). */
+async function plainErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw err instanceof ConnectError ? new Error(err.rawMessage, { cause: err }) : err;
+  }
 }
 
 /** Runs fn with the store opened directly, holding the embedded data directory's lock. */
