@@ -5,7 +5,10 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { Code, createClient } from "@connectrpc/connect";
 import type { Client, Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -20,6 +23,7 @@ import { startTestSystem } from "./support/system.ts";
 import type { TestSystem } from "./support/system.ts";
 
 const newId = createIdGenerator();
+const run = promisify(execFile);
 type Json = Record<string, unknown>;
 
 for (const kind of STORE_KINDS) {
@@ -162,6 +166,14 @@ for (const kind of STORE_KINDS) {
       } while (pageToken);
       assert.deepEqual(seen, all.entries.map((e) => e.id));
       assert.deepEqual([...seen].sort((x, y) => (x < y ? 1 : -1)), seen, "newest first");
+      // The README's curl example for the audit log works as written.
+      const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+      const curl = /`(curl [^`]*conveer\.AdminService\/ListAuditEntries)`/.exec(readme)?.[1];
+      assert.ok(curl, "the README shows a ListAuditEntries curl example");
+      const out = await run("bash", ["-c", curl.replace("127.0.0.1:8080", `127.0.0.1:${sys.app.httpPort}`)], { env: { ...process.env, CONVEER_TOKEN: t.ops } });
+      const viaCurl = JSON.parse(out.stdout) as { entries: { action: string }[]; totalCount: string };
+      assert.equal(viaCurl.totalCount, String(accountActions.totalCount));
+      assert.ok(viaCurl.entries.every((e) => e.action.startsWith("account.")));
       const first = await grpc(t.ops).listAuditEntries({ pageSize: 2 });
       await rejectsWith(grpc(t.ops).listAuditEntries({ pageSize: 2, pageToken: first.nextPageToken, actor: "root" }), Code.InvalidArgument, /page_token/);
     });
