@@ -61,7 +61,7 @@ export async function withAdmin<T>(config: Config, fn: (admin: AdminClient) => P
     }
     if (explicit) throw new Error(`no server answers at ${url} (connection refused); start it, or unset --server/CONVEER_SERVER to work on the local store directly`);
     process.stderr.write(`conveer: no server answers at ${url}; working on the store directly (${config.databaseUrl ? "DATABASE_URL" : `the embedded store in ${config.dataDir}`})\n`);
-    return plainErrors(() => withStore(config, (db) => direct(config, db, fn, opts.vault ?? false)));
+    return plainErrors(() => withStore(config, (db) => direct(config, db, fn, opts.vault ?? false), url));
   }
   return viaServer(url, client, fn);
 }
@@ -81,8 +81,13 @@ async function plainErrors<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** Runs fn with the store opened directly, holding the embedded data directory's lock. */
-async function withStore<T>(config: Config, fn: (db: Db) => Promise<T>): Promise<T> {
-  const release = config.databaseUrl ? async () => {} : await holdDataDirLock(config.dataDir);
+async function withStore<T>(config: Config, fn: (db: Db) => Promise<T>, url: string): Promise<T> {
+  const release = config.databaseUrl
+    ? async () => {}
+    : await holdDataDirLock(config.dataDir).catch((err: Error) => {
+        // A server holds it but listens elsewhere than this CLI looked: say where to point it.
+        throw new Error(`${err.message}. If it is a server, its HTTP port serves these commands: point the CLI at it with --server http://HOST:PORT (nothing answered at ${url})`);
+      });
   try {
     const db = await openStore(config, pino({ level: "warn" }));
     try {

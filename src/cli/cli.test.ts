@@ -226,6 +226,7 @@ describe("conveer token on an embedded (PGlite) data directory, no server runnin
       const r = await conveer(["token", "list"], { CONVEER_DATA_DIR: dir });
       assert.equal(r.code, 1);
       assert.match(r.stderr, new RegExp(`another conveer process \\(pid ${process.pid}\\)`));
+      assert.match(r.stderr, /point the CLI at it with --server http:\/\/HOST:PORT \(nothing answered at http:\/\/127\.0\.0\.1:1\)/);
     } finally {
       await release();
     }
