@@ -118,6 +118,8 @@ for (const kind of STORE_KINDS) {
       assert.equal(end.state, KeyRotationState.SUCCEEDED, end.error);
       assert.equal(end.total, 60n, "everything not under the newest key: the old one's leftovers and what the stopped one moved");
       assert.deepEqual(await keysInUse(), [end.keyId]);
+      // The superseded rotation now has nothing left under the keys it replaced.
+      assert.equal((await b.getKeyRotation(started.id)).remaining, 0n);
     });
 
     test("batch_size out of range is INVALID_ARGUMENT; an unknown rotation is NOT_FOUND", async () => {

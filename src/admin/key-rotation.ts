@@ -4,7 +4,7 @@ import { recordAudit } from "../audit/audit-log.ts";
 import { AppError, invalidArgument, notFound } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
-import { reencryptAll, remainingUnder } from "../vault/vault.ts";
+import { reencryptAll, remainingBefore, remainingUnder } from "../vault/vault.ts";
 import type { AdminContext } from "./admin-context.ts";
 import * as store from "./rotation-store.ts";
 import type { RotationRow } from "./rotation-store.ts";
@@ -65,7 +65,9 @@ export async function getKeyRotation(ctx: AdminContext, id: string): Promise<{ r
   await store.failStale(ctx.db, ctx.rotationLeaseMs);
   const row = await store.getRotation(ctx.db, id);
   if (!row) throw id ? notFound("key rotation", id) : new AppError("NOT_FOUND", "no key rotation was ever started; start one with StartKeyRotation (`conveer keys rotate`)");
-  return { row, remaining: await remainingUnder(ctx.db, row.key_id) };
+  // The active key's rotation: everything not under it; a superseded one: what is still under the keys it replaced.
+  const remaining = ctx.vault.activeKeyId() === row.key_id ? await remainingUnder(ctx.db, row.key_id) : await remainingBefore(ctx.db, row.key_id);
+  return { row, remaining };
 }
 
 /** Re-encrypts until nothing is under an older key, heartbeating; ends the row SUCCEEDED or FAILED. */

@@ -168,3 +168,20 @@ export async function remainingUnder(db: Queryable, keyId: string): Promise<numb
   }
   return total;
 }
+
+/**
+ * How many sealed values are under a key older than `keyId` (made active before it): what a
+ * rotation to `keyId` still had to do, even after a newer rotation moved values on past it.
+ */
+export async function remainingBefore(db: Queryable, keyId: string): Promise<number> {
+  let total = 0;
+  for (const col of SEALED_COLUMNS) {
+    const r = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${col.table} t JOIN data_keys k ON k.id = t.key_id
+       WHERE t.key_id <> $1 AND k.created_at < (SELECT created_at FROM data_keys WHERE id = $1)`,
+      [keyId],
+    );
+    total += r.rows[0].n;
+  }
+  return total;
+}
