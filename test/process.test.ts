@@ -91,7 +91,7 @@ describe("conveer start (child process, embedded store)", () => {
       // While the server holds the data directory, admin commands go through its HTTP port (AdminService), with a token.
       const anon = runCli(["token", "create", "--name", "y", "--scopes", "*"], env);
       assert.equal(await anon.exited, 1);
-      assert.match(anon.stderr(), /through the server at http:\/\/127\.0\.0\.1:\d+\nconveer: this call needs a token/);
+      assert.match(anon.stderr(), /conveer: the server at http:\/\/127\.0\.0\.1:\d+ needs a token: set CONVEER_TOKEN .*stop the server and run this again/);
       const made = runCli(["token", "create", "--name", "y", "--scopes", "*"], { ...env, CONVEER_TOKEN: token });
       assert.equal(await made.exited, 0, made.stderr());
       assert.match(made.stdout(), /^cv_/);

@@ -51,17 +51,26 @@ function refused(err: unknown): boolean {
 export async function withAdmin<T>(config: Config, fn: (admin: AdminClient) => Promise<T>, opts: { vault?: boolean } = {}): Promise<T> {
   const { url, explicit } = adminServer(config);
   const client = serverClient(AdminService, url, config);
+  const onStore = () => plainErrors(() => withStore(config, (db) => direct(config, db, fn, opts.vault ?? false), url));
   try {
     await client.whoAmI({});
   } catch (err) {
-    if (!refused(err)) {
-      // An answer (e.g. UNAUTHENTICATED) means a server is there: the command's own call says what is wrong.
-      if (err instanceof ConnectError && err.code !== Code.Unavailable) return viaServer(url, client, fn);
-      throw err;
+    if (refused(err)) {
+      if (explicit) throw new Error(`no server answers at ${url} (connection refused); start it, or unset --server/CONVEER_SERVER to work on the local store directly`);
+      process.stderr.write(`conveer: no server answers at ${url}; working on the store directly (${config.databaseUrl ? "DATABASE_URL" : `the embedded store in ${config.dataDir}`})\n`);
+      return onStore();
     }
-    if (explicit) throw new Error(`no server answers at ${url} (connection refused); start it, or unset --server/CONVEER_SERVER to work on the local store directly`);
-    process.stderr.write(`conveer: no server answers at ${url}; working on the store directly (${config.databaseUrl ? "DATABASE_URL" : `the embedded store in ${config.dataDir}`})\n`);
-    return plainErrors(() => withStore(config, (db) => direct(config, db, fn, opts.vault ?? false), url));
+    if (!(err instanceof ConnectError) || err.code === Code.Unavailable) throw err;
+    if (err.code === Code.Unauthenticated && !config.token) {
+      // Bootstrap beside a running server on PostgreSQL: whoever holds DATABASE_URL holds the store anyway.
+      if (config.databaseUrl && !explicit) {
+        process.stderr.write(`conveer: the server at ${url} needs a token and CONVEER_TOKEN is not set; working on the PostgreSQL store directly (DATABASE_URL)\n`);
+        return onStore();
+      }
+      const hint = config.databaseUrl ? "" : "; to make the first token of an embedded store, stop the server and run this again (it then works on the store directly)";
+      throw new Error(`the server at ${url} needs a token: set CONVEER_TOKEN to one with the admin scope${hint}`);
+    }
+    // Any other answer means a server is there: the command's own call says what is wrong.
   }
   return viaServer(url, client, fn);
 }

@@ -303,6 +303,28 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
     }
   });
 
+  test("bootstrap beside a running CONVEER_AUTH=tokens server on PostgreSQL: with no token the first one is made on the store directly; then through the server", async () => {
+    const url = await freshDb();
+    const config = loadConfig({ DATABASE_URL: url, CONVEER_MASTER_KEY: MASTER_HEX, CONVEER_AUTH: "tokens", CONVEER_DATA_DIR: join(dir, "boot"), CONVEER_HTTP_ADDR: "127.0.0.1:0", ACCOUNT_SERVICE_GRPC_ADDR: "127.0.0.1:0" });
+    const app = await startApp({ config, services: ["account"], log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }) });
+    try {
+      const env = { DATABASE_URL: url, CONVEER_DATA_DIR: join(dir, "boot-cli"), CONVEER_HTTP_ADDR: `127.0.0.1:${app.httpPort}` };
+      const first = await conveer(["token", "create", "--name", "first", "--scopes", "*"], env);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stderr, /needs a token and CONVEER_TOKEN is not set; working on the PostgreSQL store directly/);
+      const token = first.stdout.trim();
+      const listed = await conveer(["token", "list", "--output", "csv"], { ...env, CONVEER_TOKEN: token });
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stderr, /through the server at/);
+      assert.match(listed.stdout, /^NAME,SCOPES,CREATED,STATE\nfirst,\*,\S+,active\n$/);
+      const bogus = await conveer(["audit"], { ...env, CONVEER_TOKEN: "cv_nope" });
+      assert.equal(bogus.code, 1);
+      assert.match(bogus.stderr, /conveer: the bearer token is unknown or revoked/);
+    } finally {
+      await app.stop(1000);
+    }
+  });
+
   /** A fresh database with accounts and a proxy password sealed under its first key. */
   async function seeded(n: number): Promise<{ url: string; oldKey: string; plain: Map<string, string> }> {
     const url = await freshDb();
