@@ -45,7 +45,8 @@ function refused(err: unknown): boolean {
  * Runs `fn` against AdminService: through the server when one answers (so it works while a
  * server holds the embedded store), or, when nothing listens at the default address, on the
  * store directly (the bootstrap path: the first token of a CONVEER_AUTH=tokens store), which
- * refuses while another process holds the embedded data directory. Says on stderr which ran.
+ * refuses while another process holds the embedded data directory; on PostgreSQL also when the
+ * server wants a token and none is set. Says on stderr which ran.
  * `vault`: the direct path opens the credential vault too (key rotation needs the master key).
  */
 export async function withAdmin<T>(config: Config, fn: (admin: AdminClient) => Promise<T>, opts: { vault?: boolean } = {}): Promise<T> {
