@@ -6,6 +6,7 @@ import { loadTls } from "./server/listen.ts";
 import type { Db } from "./store/db.ts";
 import { createAppContext } from "./app/app-context.ts";
 import { mountAccount } from "./app/mount-account.ts";
+import { mountAdmin } from "./app/mount-admin.ts";
 import { mountGrpc } from "./app/mount-grpc.ts";
 import { mountHttp } from "./app/mount-http.ts";
 import { mountPlatforms } from "./app/mount-platforms.ts";
@@ -60,7 +61,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     if (services.includes("warming")) bindings.warming = await mountWarming(ctx);
     const tls = loadTls(config.tlsCert, config.tlsKey, config.tlsClientCa);
     const ports = await mountGrpc(ctx, tls);
-    const httpPort = await mountHttp(ctx, tls);
+    const httpPort = await mountHttp(ctx, tls, [mountAdmin(ctx)]);
     log.info({ ports, http: httpPort, store: ctx.db.kind, services }, "conveer started");
     return { ports, httpPort, log, sandboxUrl: ctx.sandbox.url, stop: (graceMs = 5000) => releasers.release(graceMs) };
   } catch (err) {

@@ -14,15 +14,23 @@ import { remoteClient, tlsFiles } from "../server/clients.ts";
  * CONVEER_CLIENT_KEY) are presented to an mTLS server.
  */
 export function cliClient<S extends DescService>(service: S, name: ServiceName, config: Config): Client<S> {
-  const files = { caFile: config.caFile || undefined, certFile: config.clientCert || undefined, keyFile: config.clientKey || undefined };
-  if (!config.server) return remoteClient(service, { addr: config.addrs[name], token: config.token, tls: Boolean(config.tlsCert || config.caFile || config.clientCert), ...files });
+  if (!config.server) return remoteClient(service, { addr: config.addrs[name], token: config.token, tls: Boolean(config.tlsCert || config.caFile || config.clientCert), ...cliTlsFiles(config) });
+  return serverClient(service, config.server, config);
+}
+
+function cliTlsFiles(config: Config) {
+  return { caFile: config.caFile || undefined, certFile: config.clientCert || undefined, keyFile: config.clientKey || undefined };
+}
+
+/** A Connect client to a service on the HTTP port at `server` (e.g. http://127.0.0.1:8080), sending the token, trusting `caFile` and presenting the client certificate. */
+export function serverClient<S extends DescService>(service: S, server: string, config: Config): Client<S> {
   const bearer: Interceptor = (next) => async (req) => {
     if (config.token) req.header.set("authorization", `Bearer ${config.token}`);
     return next(req);
   };
-  const tls = tlsFiles(files);
+  const tls = tlsFiles(cliTlsFiles(config));
   const transport = createConnectTransport({
-    baseUrl: config.server,
+    baseUrl: server,
     httpVersion: "1.1",
     interceptors: [bearer],
     nodeOptions: Object.keys(tls).length > 0 ? tls : undefined,
