@@ -5,6 +5,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config, ServiceName } from "../config/config.ts";
 import { remoteClient } from "../server/clients.ts";
+import { traceOutgoing } from "../telemetry/call-spans.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 
 /**
  * The client a CLI command calls a service through: with a server URL (`--server` /
@@ -21,7 +23,7 @@ export function cliClient<S extends DescService>(service: S, name: ServiceName, 
   const transport = createConnectTransport({
     baseUrl: config.server,
     httpVersion: "1.1",
-    interceptors: [bearer],
+    interceptors: tracingEnabled() ? [traceOutgoing("connect_rpc", new URL(config.server).host), bearer] : [bearer],
     nodeOptions: config.caFile ? { ca: readFileSync(config.caFile) } : undefined,
   });
   return createClient(service, transport);
