@@ -93,15 +93,14 @@ export function linksTo(traceparent: string): Link[] {
   return trace.isSpanContextValid(sc) ? [{ context: sc }] : [];
 }
 
-const NONE = Object.freeze({});
-
 /**
  * pino's `mixin`: the active span's trace_id and span_id in every log line written inside a traced
- * call, so a line leads to its trace and back. Nothing outside one.
+ * call, so a line leads to its trace and back. Nothing outside one. A new object each time: pino
+ * merges the line's own fields into it.
  */
 export function traceMixin(): object {
   const sc = trace.getSpanContext(context.active());
-  if (!sc || !trace.isSpanContextValid(sc)) return NONE;
+  if (!sc || !trace.isSpanContextValid(sc)) return {};
   return { trace_id: sc.traceId, span_id: sc.spanId };
 }
 
