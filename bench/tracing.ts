@@ -1,0 +1,99 @@
+/**
+ * GetAccount throughput with tracing off and on, beside a bare grpc-js server, in one run.
+ *
+ * - bare: plain grpc-js answering GetAccount (bench/bare-server.ts), the baseline;
+ * - off: Conveer (account + proxy on PGlite) with the tracing code in place and no OTEL_* set, so
+ *   the SDK is not loaded (what every deployment without OTEL_* runs);
+ * - on: the same with OTEL_TRACES_EXPORTER=otlp to an OTLP/HTTP receiver in this process that
+ *   takes and drops every export (every call sampled: a server span and its store query span).
+ * Each Conveer runs in its own process (bench/tracing-target.ts; a tracer provider is
+ * process-wide). Rounds interleave the three targets, 64 calls in flight from one load
+ * generator per target (bench/loadgen.ts); each ratio is the median of per-round ratios.
+ *
+ * Knobs: BENCH_RUNS=3 BENCH_WARMUP_MS=1000 BENCH_DURATION_MS=5000 BENCH_CONCURRENCY=64 BENCH_TRACING_ACCOUNTS=20000
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { startBareServer } from "./bare-server.ts";
+import type { RunResult } from "./loadgen.ts";
+import { Loadgen } from "./loadgen-process.ts";
+import { envInt, fmt, median, table } from "./stats.ts";
+import { createIdGenerator } from "../src/store/ids.ts";
+
+const RUNS = Math.max(1, envInt("BENCH_RUNS", 3, 0));
+const WARMUP_MS = envInt("BENCH_WARMUP_MS", 1000, 0);
+const DURATION_MS = Math.max(100, envInt("BENCH_DURATION_MS", 5000, 0));
+const CONCURRENCY = envInt("BENCH_CONCURRENCY", 64, 1);
+const say = (s: string) => process.stderr.write(`[bench:tracing] ${s}\n`);
+
+/** An OTLP/HTTP receiver that accepts and drops every export; counts the bytes. */
+async function startSink(): Promise<{ url: string; bytes: () => number; close(): Promise<void> }> {
+  let bytes = 0;
+  const srv = http.createServer((req, res) => {
+    req.on("data", (c: Buffer) => (bytes += c.length));
+    req.on("end", () => res.writeHead(200, { "content-type": "application/x-protobuf" }).end());
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, bytes: () => bytes, close: () => new Promise((r) => srv.close(() => r())) };
+}
+
+/** Forks a Conveer target with `env` on top of this process's (minus any OTEL_* of ours). */
+async function startTarget(env: Record<string, string>): Promise<{ target: Loadgen<{ type: string }>; accountAddr: string; proxyAddr: string; ids: string[]; sdkLoaded: boolean }> {
+  const saved = { ...process.env };
+  for (const k of Object.keys(process.env)) if (k.startsWith("OTEL_")) delete process.env[k];
+  Object.assign(process.env, env);
+  try {
+    const target = await Loadgen.start<{ type: string }>("./tracing-target.ts");
+    const info = (await target.send({ type: "info" })) as unknown as { accountAddr: string; proxyAddr: string; ids: string[]; sdkLoaded: boolean };
+    return { target, ...info };
+  } finally {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+}
+
+async function main(): Promise<void> {
+  const sink = await startSink();
+  const bare = await startBareServer();
+  say("starting the tracing-off and tracing-on systems (seeding)");
+  const off = await startTarget({});
+  const on = await startTarget({ OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_SERVICE_NAME: "conveer-bench" });
+  if (off.sdkLoaded || !on.sdkLoaded) throw new Error(`the SDK should be loaded only in the "on" target (off: ${off.sdkLoaded}, on: ${on.sdkLoaded})`);
+  const targets = [
+    { name: "bare grpc-js (baseline)", addr: `127.0.0.1:${bare.port}`, ids: Array.from({ length: 20_000 }, createIdGenerator()) },
+    { name: "Conveer, tracing off (no OTEL_*)", addr: off.accountAddr, ids: off.ids },
+    { name: "Conveer, tracing on (OTLP/HTTP)", addr: on.accountAddr, ids: on.ids },
+  ].map((t) => ({ ...t, rates: [] as number[], p50: [] as number[], p99: [] as number[], errors: 0 }));
+  const lgs: Loadgen[] = [];
+  try {
+    for (const t of targets) {
+      const lg = await Loadgen.start();
+      await lg.send({ type: "ids", ids: t.ids });
+      lgs.push(lg);
+    }
+    for (let run = 0; run < RUNS; run++) {
+      for (const [i, t] of targets.entries()) {
+        const r = (await lgs[i].send({ type: "run", scenario: "get", accountAddr: t.addr, proxyAddr: t.addr, concurrency: CONCURRENCY, warmupMs: WARMUP_MS, durationMs: DURATION_MS })) as unknown as RunResult;
+        t.rates.push((r.calls * 1000) / r.measuredMs);
+        t.p50.push(r.p50Ms);
+        t.p99.push(r.p99Ms);
+        t.errors += r.errors;
+        if (r.errors > 0) say(`${t.name}: ${r.errors} errors, first: ${r.firstError}`);
+      }
+      say(`round ${run + 1}/${RUNS}: ${targets.map((t) => `${t.name} ${fmt(t.rates[run])}/s`).join(", ")}`);
+    }
+  } finally {
+    for (const lg of lgs) await lg.stop();
+    await off.target.stop();
+    await on.target.stop();
+    await bare.stop();
+    await sink.close();
+  }
+  const [b, o, n] = targets;
+  const ratio = (x: typeof b, y: typeof b) => median(x.rates.map((r, i) => r / y.rates[i]));
+  const rows = [["GetAccount", "req/s", "p50 ms", "p99 ms", "÷ bare", "errors"], ...targets.map((t) => [t.name, fmt(median(t.rates)), fmt(median(t.p50), 2), fmt(median(t.p99), 2), fmt(ratio(t, b), 3), String(t.errors)])];
+  process.stdout.write(`\nGetAccount, ${CONCURRENCY} in flight, median of ${RUNS} runs of ${DURATION_MS} ms (PGlite)\n${table(rows)}\n`);
+  process.stdout.write(`tracing on ÷ tracing off (median of per-round ratios): ${fmt(ratio(n, o), 3)}  (cost of tracing on: ${fmt((1 - ratio(n, o)) * 100, 1)} %; OTLP bytes exported: ${sink.bytes()})\n`);
+}
+
+await main();
