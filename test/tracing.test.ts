@@ -9,7 +9,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -23,15 +23,21 @@ import { SERVICE_NAMES, loadConfig } from "../src/config/config.ts";
 import { AccountService } from "../src/gen/conveer/v1/account_pb.js";
 import { ProxyService } from "../src/gen/conveer/v1/proxy_pb.js";
 import { VKService } from "../src/gen/conveer/v1/vk_pb.js";
+import { WarmingService } from "../src/gen/conveer/v1/warming_pb.js";
+import { cliClient } from "../src/cli/cli-client.ts";
 import { STEPS } from "../src/platforms/registration.ts";
 import { remoteClient } from "../src/server/clients.ts";
 import { traceMixin, tracingEnabled } from "../src/telemetry/tracing.ts";
 import { STORE_KINDS, freshStore } from "./support/store.ts";
+import { eventually, freePort } from "./support/grpc.ts";
 import { startHttpConnectProxy } from "./support/local-proxies.ts";
 import type { LocalProxy } from "./support/local-proxies.ts";
 
 const exporter = new InMemorySpanExporter();
 const sdk = new NodeSDK({ spanProcessors: [new SimpleSpanProcessor({ exporter })], metricReaders: [], logRecordProcessors: [], autoDetectResources: false });
+
+/** One scenario day of view_profile actions over the whole day. */
+const SCENARIO = { id: "traced", name: "Traced", totalDays: 1, days: [{ days: "1", window: { startHour: 0, endHour: 24 }, actions: { view_profile: 3 } }] };
 
 const spanOf = (spans: ReadableSpan[], name: string) => spans.find((s) => s.name === name);
 const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
@@ -60,7 +66,17 @@ for (const kind of STORE_KINDS) {
       const store = await freshStore(kind);
       drop = store.drop;
       dataDir = await mkdtemp(join(tmpdir(), "conveer-trace-"));
-      const env: Record<string, string> = { CONVEER_DATA_DIR: dataDir, CONVEER_HTTP_ADDR: "127.0.0.1:0", CONVEER_MASTER_KEY: "22".repeat(32), CONVEER_PROXY_ALLOW_PRIVATE: "true", CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000" };
+      await writeFile(join(dataDir, "traced.json"), JSON.stringify(SCENARIO));
+      const env: Record<string, string> = {
+        CONVEER_DATA_DIR: dataDir,
+        CONVEER_HTTP_ADDR: "127.0.0.1:0",
+        CONVEER_MASTER_KEY: "22".repeat(32),
+        CONVEER_PROXY_ALLOW_PRIVATE: "true",
+        CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
+        CONVEER_SCENARIOS_DIR: dataDir,
+        // A scenario day in 4 real seconds: the warming test's actions fall due at once.
+        CONVEER_TIME_SCALE: "21600",
+      };
       for (const s of SERVICE_NAMES) env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = "127.0.0.1:0";
       const sink = new Writable({
         write(chunk: Buffer, _enc, done) {
@@ -148,6 +164,50 @@ for (const kind of STORE_KINDS) {
       assert.ok(lines.some((l) => l.msg === "conveer started" && l.trace_id === undefined), "a line outside any call has no trace id");
     });
 
+    test("a warming action is a trace of its own, linked to the StartWarming call, and reaches the sandbox", async () => {
+      const accounts = remoteClient(AccountService, { addr: `127.0.0.1:${app.ports.account}`, sessions });
+      const page = await accounts.listAccounts({ platform: "vk", pageSize: 10 });
+      const account = page.accounts.find((a) => a.status === 2);
+      assert.ok(account, "the registered account is ACTIVE");
+      exporter.reset();
+      const warming = remoteClient(WarmingService, { addr: `127.0.0.1:${app.ports.warming}`, sessions });
+      const task = await warming.startWarming({ accountId: account.id, scenarioId: "traced" });
+      const start = exporter.getFinishedSpans().find((s) => s.name === "conveer.WarmingService/StartWarming" && s.kind === 1);
+      assert.ok(start, "the StartWarming server span");
+      let action: ReadableSpan | undefined;
+      await eventually(() => (action = exporter.getFinishedSpans().find((s) => s.name === "warming action view_profile")) !== undefined, 20_000, "a warming action span");
+      assert.equal(action!.parentSpanContext, undefined, "an action is a root span");
+      assert.notEqual(action!.spanContext().traceId, start.spanContext().traceId, "an action is a trace of its own");
+      assert.equal(action!.attributes["conveer.warming.task_id"], task.id);
+      assert.deepEqual(
+        action!.links.map((l) => [l.context.traceId, l.context.spanId]),
+        [[start.spanContext().traceId, start.spanContext().spanId]],
+        "linked to the call that started its task",
+      );
+      const traceId = action!.spanContext().traceId;
+      const inAction = exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
+      assert.ok(inAction.some((s) => s.name === "conveer.VKService/ExecuteAction"), inAction.map((s) => s.name).join(", "));
+      assert.ok(inAction.some((s) => s.name === "GET /v1/vk/users/{id}"), inAction.map((s) => s.name).join(", "));
+      const received = (await (await fetch(`${app.sandboxUrl}/v1/admin/traceparents`)).json()) as { received: { path: string; traceparent: string }[] };
+      assert.ok(received.received.some((r) => r.path.startsWith("/v1/vk/users/") && r.traceparent.includes(traceId)), "the action's request reached the sandbox with its traceparent");
+      await warming.stopWarming({ taskId: task.id });
+    });
+
+    test("Connect on the HTTP port: the CLI's client span is the server span's parent", async () => {
+      exporter.reset();
+      const config = { ...loadConfig({}), server: `http://127.0.0.1:${app.httpPort}` };
+      const accounts = cliClient(AccountService, "account", config);
+      await accounts.getAccount({ accountId: "1".repeat(24) }).catch(() => {});
+      const spans = exporter.getFinishedSpans().filter((s) => s.name === "conveer.AccountService/GetAccount");
+      const client = spans.find((s) => s.kind === 2);
+      const server = spans.find((s) => s.kind === 1);
+      assert.ok(client && server, spans.map((s) => `${s.name}/${s.kind}`).join(", "));
+      assert.equal(client.attributes["rpc.system"], "connect_rpc");
+      assert.equal(server.attributes["rpc.system"], "connect_rpc");
+      assert.equal(server.spanContext().traceId, client.spanContext().traceId);
+      assert.equal(parentOf(server), client.spanContext().spanId, "traceparent carried in the Connect request's headers");
+    });
+
     test("a call without a traceparent starts a trace of its own at the server", async () => {
       exporter.reset();
       const accounts = remoteClient(AccountService, { addr: `127.0.0.1:${app.ports.account}`, sessions });
@@ -161,3 +221,56 @@ for (const kind of STORE_KINDS) {
     });
   });
 }
+
+describe("traces across processes' gRPC hops (two systems in this process, AccountService apart)", () => {
+  let accountsApp: App;
+  let rest: App;
+  let drop: () => Promise<void>;
+  let dataDir: string;
+  let proxy: LocalProxy;
+  const sessions: Http2SessionManager[] = [];
+
+  before(async () => {
+    const store = await freshStore("pglite");
+    drop = store.drop;
+    dataDir = await mkdtemp(join(tmpdir(), "conveer-trace2-"));
+    const env: Record<string, string> = { CONVEER_DATA_DIR: dataDir, CONVEER_HTTP_ADDR: "127.0.0.1:0", CONVEER_MASTER_KEY: "22".repeat(32), CONVEER_PROXY_ALLOW_PRIVATE: "true", CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000" };
+    for (const s of SERVICE_NAMES) env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = "127.0.0.1:0";
+    env.ACCOUNT_SERVICE_GRPC_ADDR = `127.0.0.1:${await freePort()}`;
+    const log = pino({ level: "silent" });
+    accountsApp = await startApp({ config: loadConfig(env), services: ["account"], db: store.db, log });
+    rest = await startApp({ config: loadConfig(env), services: SERVICE_NAMES.filter((s) => s !== "account"), db: store.db, log });
+    proxy = await startHttpConnectProxy();
+  });
+  after(async () => {
+    for (const s of sessions) s.abort();
+    await rest?.stop(1000);
+    await accountsApp?.stop(1000);
+    await proxy?.close();
+    await drop?.();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("a Register's calls to the AccountService of another system carry its traceparent: the peer's server spans are in the same trace", async () => {
+    const proxies = remoteClient(ProxyService, { addr: `127.0.0.1:${rest.ports.proxy}`, sessions });
+    assert.equal((await proxies.addProxies({ proxies: [{ url: proxy.url, capacity: 1 }] })).added, 1);
+    exporter.reset();
+    const vk = remoteClient(VKService, { addr: `127.0.0.1:${rest.ports.vk}`, sessions });
+    const res = await vk.register({ login: "two_systems" }, { timeoutMs: 30_000 });
+    assert.ok(res.success, `${res.failedStep}: ${res.error}`);
+    const spans = exporter.getFinishedSpans();
+    const register = spans.find((s) => s.name === "register" && s.attributes["conveer.registration.id"] === res.registrationId)!;
+    assert.ok(register);
+    const traceId = register.spanContext().traceId;
+    for (const method of ["CreateAccount", "UpdateCredentials", "UpdateStatus"]) {
+      const name = `conveer.AccountService/${method}`;
+      const client = spans.find((s) => s.name === name && s.kind === 2 && s.spanContext().traceId === traceId);
+      const server = spans.find((s) => s.name === name && s.kind === 1 && s.spanContext().traceId === traceId);
+      assert.ok(client, `${name}: a client span in the registration's trace`);
+      assert.equal(client.attributes["rpc.system"], "grpc");
+      assert.ok(server, `${name}: the peer's server span in the same trace`);
+      assert.equal(parentOf(server), client.spanContext().spanId, `${name}: the peer's span is the child of the caller's`);
+      assert.ok(spans.some((q) => q.attributes["db.system.name"] && parentOf(q) === server.spanContext().spanId), `${name}: the peer's queries under its server span`);
+    }
+  });
+});
