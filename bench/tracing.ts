@@ -2,28 +2,38 @@
  * GetAccount throughput with tracing off and on, beside a bare grpc-js server, in one run.
  *
  * - bare: plain grpc-js answering GetAccount (bench/bare-server.ts), the baseline;
- * - off: Conveer (account + proxy on PGlite) with the tracing code in place and no OTEL_* set, so
- *   the SDK is not loaded (what every deployment without OTEL_* runs);
- * - on: the same with OTEL_TRACES_EXPORTER=otlp to an OTLP/HTTP receiver in this process that
- *   takes and drops every export (every call sampled: a server span and its store query span).
- * Each Conveer runs in its own process (bench/tracing-target.ts; a tracer provider is
- * process-wide). Rounds interleave the three targets, 64 calls in flight from one load
- * generator per target (bench/loadgen.ts); each ratio is the median of per-round ratios.
+ * - off: Conveer (account + proxy on PGlite, seeded) built while no tracer provider is registered,
+ *   which is what a process without OTEL_* runs: the call chain, the store and the clients are
+ *   built without any tracing step (the SDK is loaded later in this process, for "on", and
+ *   changes nothing on this system's path);
+ * - on: the same system built after the OpenTelemetry SDK was started from OTEL_* exactly as
+ *   `conveer start` does (OTEL_TRACES_EXPORTER=otlp, http/protobuf) to an OTLP/HTTP receiver in
+ *   this process that takes and drops every export; every call is sampled (a server span and its
+ *   store query's span, batched).
+ * All three in this process (like bench/main.ts), one load generator child per target
+ * (bench/loadgen.ts, 64 calls in flight), rounds interleaved, each ratio the median of per-round
+ * ratios, so the host's other load hits all alike.
  *
  * Knobs: BENCH_RUNS=3 BENCH_WARMUP_MS=1000 BENCH_DURATION_MS=5000 BENCH_CONCURRENCY=64 BENCH_TRACING_ACCOUNTS=20000
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { pino } from "pino";
 import { startBareServer } from "./bare-server.ts";
 import type { RunResult } from "./loadgen.ts";
 import { Loadgen } from "./loadgen-process.ts";
 import { envInt, fmt, median, table } from "./stats.ts";
+import { startBenchSystem } from "./system.ts";
+import { loadConfig } from "../src/config/config.ts";
 import { createIdGenerator } from "../src/store/ids.ts";
+import { startTracingSdk } from "../src/telemetry/sdk.ts";
+import { tracingEnabled } from "../src/telemetry/tracing.ts";
 
 const RUNS = Math.max(1, envInt("BENCH_RUNS", 3, 0));
 const WARMUP_MS = envInt("BENCH_WARMUP_MS", 1000, 0);
 const DURATION_MS = Math.max(100, envInt("BENCH_DURATION_MS", 5000, 0));
 const CONCURRENCY = envInt("BENCH_CONCURRENCY", 64, 1);
+const ACCOUNTS = envInt("BENCH_TRACING_ACCOUNTS", 20_000);
 const say = (s: string) => process.stderr.write(`[bench:tracing] ${s}\n`);
 
 /** An OTLP/HTTP receiver that accepts and drops every export; counts the bytes. */
@@ -37,30 +47,20 @@ async function startSink(): Promise<{ url: string; bytes: () => number; close():
   return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, bytes: () => bytes, close: () => new Promise((r) => srv.close(() => r())) };
 }
 
-/** Forks a Conveer target with `env` on top of this process's (minus any OTEL_* of ours). */
-async function startTarget(env: Record<string, string>): Promise<{ target: Loadgen<{ type: string }>; accountAddr: string; proxyAddr: string; ids: string[]; sdkLoaded: boolean }> {
-  const saved = { ...process.env };
-  for (const k of Object.keys(process.env)) if (k.startsWith("OTEL_")) delete process.env[k];
-  Object.assign(process.env, env);
-  try {
-    const target = await Loadgen.start<{ type: string }>("./tracing-target.ts");
-    const info = (await target.send({ type: "info" })) as unknown as { accountAddr: string; proxyAddr: string; ids: string[]; sdkLoaded: boolean };
-    return { target, ...info };
-  } finally {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-  }
-}
-
 async function main(): Promise<void> {
+  for (const k of Object.keys(process.env)) if (k.startsWith("OTEL_")) delete process.env[k];
   const sink = await startSink();
   const bare = await startBareServer();
-  say("starting the tracing-off and tracing-on systems (seeding)");
-  const off = await startTarget({});
-  const on = await startTarget({ OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_SERVICE_NAME: "conveer-bench" });
-  if (off.sdkLoaded || !on.sdkLoaded) throw new Error(`the SDK should be loaded only in the "on" target (off: ${off.sdkLoaded}, on: ${on.sdkLoaded})`);
+  say(`seeding the tracing-off system (${ACCOUNTS} accounts)`);
+  const off = await startBenchSystem("pglite", { accounts: ACCOUNTS, proxies: 64, log: say });
+  if (tracingEnabled()) throw new Error("a tracer provider is registered before the SDK was started");
+  Object.assign(process.env, { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_SERVICE_NAME: "conveer-bench" });
+  const sdk = await startTracingSdk(loadConfig(), pino({ level: "warn" }));
+  if (!sdk || !tracingEnabled()) throw new Error("the SDK did not start from OTEL_*");
+  say(`seeding the tracing-on system (${ACCOUNTS} accounts)`);
+  const on = await startBenchSystem("pglite", { accounts: ACCOUNTS, proxies: 64, log: say });
   const targets = [
-    { name: "bare grpc-js (baseline)", addr: `127.0.0.1:${bare.port}`, ids: Array.from({ length: 20_000 }, createIdGenerator()) },
+    { name: "bare grpc-js (baseline)", addr: `127.0.0.1:${bare.port}`, ids: Array.from({ length: ACCOUNTS }, createIdGenerator()) },
     { name: "Conveer, tracing off (no OTEL_*)", addr: off.accountAddr, ids: off.ids },
     { name: "Conveer, tracing on (OTLP/HTTP)", addr: on.accountAddr, ids: on.ids },
   ].map((t) => ({ ...t, rates: [] as number[], p50: [] as number[], p99: [] as number[], errors: 0 }));
@@ -84,8 +84,9 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const lg of lgs) await lg.stop();
-    await off.target.stop();
-    await on.target.stop();
+    await off.stop();
+    await on.stop();
+    await sdk.shutdown();
     await bare.stop();
     await sink.close();
   }
