@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     { name: "bare grpc-js (baseline)", addr: `127.0.0.1:${bare.port}`, ids: Array.from({ length: ACCOUNTS }, createIdGenerator()) },
     { name: "Conveer, tracing off (no OTEL_*)", addr: off.accountAddr, ids: off.ids },
     { name: "Conveer, tracing on (OTLP/HTTP)", addr: on.accountAddr, ids: on.ids },
-  ].map((t) => ({ ...t, rates: [] as number[], p50: [] as number[], p99: [] as number[], errors: 0 }));
+  ].map((t) => ({ ...t, rates: [] as number[], cpuPerCall: [] as number[], p50: [] as number[], p99: [] as number[], errors: 0 }));
   const lgs: Loadgen[] = [];
   try {
     for (const t of targets) {
@@ -73,7 +73,16 @@ async function main(): Promise<void> {
     }
     for (let run = 0; run < RUNS; run++) {
       for (const [i, t] of targets.entries()) {
+        // This process's CPU over the measured window: the servers' work per call, which a busy host
+        // (other processes taking the cores) distorts far less than the throughput.
+        let from: NodeJS.CpuUsage | undefined;
+        let cpu: NodeJS.CpuUsage | undefined;
+        const a = setTimeout(() => (from = process.cpuUsage()), WARMUP_MS);
+        const b = setTimeout(() => (cpu = from && process.cpuUsage(from)), WARMUP_MS + DURATION_MS);
         const r = (await lgs[i].send({ type: "run", scenario: "get", accountAddr: t.addr, proxyAddr: t.addr, concurrency: CONCURRENCY, warmupMs: WARMUP_MS, durationMs: DURATION_MS })) as unknown as RunResult;
+        clearTimeout(a);
+        clearTimeout(b);
+        t.cpuPerCall.push(cpu ? (cpu.user + cpu.system) / r.calls : Number.NaN);
         t.rates.push((r.calls * 1000) / r.measuredMs);
         t.p50.push(r.p50Ms);
         t.p99.push(r.p99Ms);
@@ -92,9 +101,13 @@ async function main(): Promise<void> {
   }
   const [b, o, n] = targets;
   const ratio = (x: typeof b, y: typeof b) => median(x.rates.map((r, i) => r / y.rates[i]));
-  const rows = [["GetAccount", "req/s", "p50 ms", "p99 ms", "÷ bare", "errors"], ...targets.map((t) => [t.name, fmt(median(t.rates)), fmt(median(t.p50), 2), fmt(median(t.p99), 2), fmt(ratio(t, b), 3), String(t.errors)])];
+  const cpuRatio = (x: typeof b, y: typeof b) => median(x.cpuPerCall.map((c, i) => c / y.cpuPerCall[i]));
+  const rows = [
+    ["GetAccount", "req/s", "p50 ms", "p99 ms", "÷ bare", "server CPU µs/call", "errors"],
+    ...targets.map((t) => [t.name, fmt(median(t.rates)), fmt(median(t.p50), 2), fmt(median(t.p99), 2), fmt(ratio(t, b), 3), fmt(median(t.cpuPerCall), 1), String(t.errors)]),
+  ];
   process.stdout.write(`\nGetAccount, ${CONCURRENCY} in flight, median of ${RUNS} runs of ${DURATION_MS} ms (PGlite)\n${table(rows)}\n`);
-  process.stdout.write(`tracing on ÷ tracing off (median of per-round ratios): ${fmt(ratio(n, o), 3)}  (cost of tracing on: ${fmt((1 - ratio(n, o)) * 100, 1)} %; OTLP bytes exported: ${sink.bytes()})\n`);
+  process.stdout.write(`tracing on ÷ off: throughput ${fmt(ratio(n, o), 3)}, server CPU per call ${fmt(cpuRatio(n, o), 3)} (medians of per-round ratios; OTLP bytes exported: ${sink.bytes()})\n`);
 }
 
 await main();
