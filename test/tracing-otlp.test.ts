@@ -120,6 +120,18 @@ describe("traces from a conveer process configured by OTEL_*", () => {
     const signUps = received.received.filter((r) => r.path.startsWith("/v1/vk/signups"));
     assert.ok(signUps.length === 2 && signUps.every((r) => r.traceparent.startsWith(`00-${traceId}-`)), JSON.stringify(received));
 
+    // The CLI with OTEL_* set: the command is one trace, its Connect call's span the parent of the server's.
+    const cmd = runCli(["--server", `http://127.0.0.1:${sys.http}`, "warm", "list"], { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}`, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_SERVICE_NAME: "conveer-cli" });
+    assert.equal(await cmd.exited, 0, cmd.stderr());
+    const root = receiver.spans.find((s) => s.name === "conveer warm" && s.service === "conveer-cli");
+    assert.ok(root, `the CLI command's span was exported before it exited; got ${receiver.spans.filter((s) => s.service === "conveer-cli").map((s) => s.name).join(", ")}`);
+    const out = receiver.spans.find((s) => s.traceId === root.traceId && s.name === "conveer.WarmingService/ListWarmingTasks" && s.kind === 3);
+    assert.ok(out && out.parentSpanId === root.spanId && out.service === "conveer-cli", "the CLI's client span");
+    await eventually(() => receiver.spans.some((s) => s.traceId === root.traceId && s.kind === 2), 10_000, "the server span of the CLI's call");
+    const served = receiver.spans.find((s) => s.traceId === root.traceId && s.kind === 2)!;
+    assert.equal(served.parentSpanId, out.spanId, "the server continues the CLI's trace (traceparent over Connect)");
+    assert.equal(served.service, "conveer-otlp-test");
+
     const line = cli.logs().find((l) => l.msg === "call" && l.method === "/conveer.VKService/Register");
     assert.equal(line?.trace_id, traceId, "the call's log line carries its trace id");
     assert.equal(line?.span_id, server.spanId);

@@ -108,7 +108,8 @@ export function runCli(argv: string[] = process.argv): void {
  * per call it makes; the spans are exported before the command returns.
  */
 async function runTraced(argv: string[], run: () => Promise<unknown>): Promise<unknown> {
-  const words = argv.slice(2).filter((a) => !a.startsWith("-"));
+  // The command's words: arguments that are neither options nor the value of a global option.
+  const words = argv.slice(2).filter((a, i, all) => !a.startsWith("-") && !(i > 0 && (all[i - 1] === "--server" || all[i - 1] === "--ca")));
   let config: Config;
   try {
     config = loadConfig();
