@@ -208,6 +208,24 @@ for (const kind of STORE_KINDS) {
       assert.equal(parentOf(server), client.spanContext().spanId, "traceparent carried in the Connect request's headers");
     });
 
+    test("a streaming call's client span lasts until the stream ends, not just its headers", async () => {
+      exporter.reset();
+      const warming = remoteClient(WarmingService, { addr: `127.0.0.1:${app.ports.warming}`, sessions });
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(), 400);
+      let received = 0;
+      // From the first event: the warming test's events arrive at once (headers with them), then the stream stays open.
+      await (async () => {
+        for await (const _ of warming.streamEvents({ afterEventId: "0" }, { signal: ac.signal })) received += _ ? 1 : 0;
+      })().catch(() => {});
+      assert.ok(received > 0, "events were streamed before the end");
+      clearTimeout(timer);
+      const client = exporter.getFinishedSpans().find((s) => s.name === "conveer.WarmingService/StreamEvents" && s.kind === 2);
+      assert.ok(client, "the stream's client span ended");
+      const ms = client.duration[0] * 1000 + client.duration[1] / 1e6;
+      assert.ok(ms >= 350, `the span covers the stream: ${ms} ms`);
+    });
+
     test("a call without a traceparent starts a trace of its own at the server", async () => {
       exporter.reset();
       const accounts = remoteClient(AccountService, { addr: `127.0.0.1:${app.ports.account}`, sessions });

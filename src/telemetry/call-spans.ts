@@ -9,6 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Interceptor } from "@connectrpc/connect";
 import type { ServerInterceptor } from "../server/interceptor.ts";
 import { CLIENT, INTERNAL, SERVER, SpanStatusCode, context, extractFrom, failSpan, injectInto, inSpan, trace, tracer } from "./tracing.ts";
+import type { Span } from "./tracing.ts";
 
 /** gRPC codes a server counts as its own failure (OpenTelemetry's RPC conventions); the rest are the caller's. */
 const SERVER_FAULTS = new Set([2, 4, 12, 13, 14, 15]);
@@ -54,18 +55,39 @@ export function traceOutgoing(system: "grpc" | "connect_rpc", serverAddress: str
     );
     const ctx = trace.setSpan(parent, span);
     injectInto(req.header, ctx);
+    let res;
     try {
-      const res = await context.with(ctx, () => next(req));
-      span.setAttribute("rpc.grpc.status_code", 0);
-      return res;
+      res = await context.with(ctx, () => next(req));
     } catch (err) {
-      span.setAttribute("rpc.grpc.status_code", err instanceof ConnectError ? err.code : Code.Unknown);
-      failSpan(span, err);
+      endFailed(span, err);
       throw err;
-    } finally {
-      span.end();
     }
+    // A stream's span lasts until its last message (or its error), not just its headers.
+    if (res.stream) return { ...res, message: endAfter(res.message, span) };
+    span.setAttribute("rpc.grpc.status_code", 0);
+    span.end();
+    return res;
   };
+}
+
+function endFailed(span: Span, err: unknown): void {
+  span.setAttribute("rpc.grpc.status_code", err instanceof ConnectError ? err.code : Code.Unknown);
+  failSpan(span, err);
+  span.end();
+}
+
+async function* endAfter<T>(messages: AsyncIterable<T>, span: Span): AsyncGenerator<T> {
+  try {
+    yield* messages;
+    span.setAttribute("rpc.grpc.status_code", 0);
+    span.end();
+  } catch (err) {
+    endFailed(span, err);
+    throw err;
+  } finally {
+    // The caller stopped reading early (break/return): the span ends there.
+    if (span.isRecording()) span.end();
+  }
 }
 
 /**
