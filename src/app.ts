@@ -14,6 +14,7 @@ import { mountProxy } from "./app/mount-proxy.ts";
 import { mountSms } from "./app/mount-sms.ts";
 import { mountWarming } from "./app/mount-warming.ts";
 import { createReleasers } from "./app/releasers.ts";
+import { traceMixin, tracingEnabled } from "./telemetry/tracing.ts";
 
 /** Options of a running system. */
 export type AppOptions = {
@@ -44,7 +45,7 @@ export type App = {
 export async function startApp(opts: AppOptions): Promise<App> {
   const { config } = opts;
   const services = opts.services ?? SERVICE_NAMES;
-  const log = opts.log ?? pino({ level: config.logLevel, base: { pid: process.pid } });
+  const log = opts.log ?? pino({ level: config.logLevel, base: { pid: process.pid }, mixin: tracingEnabled() ? traceMixin : undefined });
   const releasers = createReleasers(log);
   try {
     const ctx = await createAppContext(config, services, log, opts.db, releasers);

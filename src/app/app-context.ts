@@ -17,6 +17,8 @@ import type { ServiceBinding } from "../server/service-binding.ts";
 import type { Db } from "../store/db.ts";
 import { openStore } from "../store/open.ts";
 import { createIdGenerator } from "../store/ids.ts";
+import { tracedDb } from "../store/traced-db.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 import { createVault } from "../vault/vault.ts";
 import type { Vault } from "../vault/vault.ts";
 import { loadMasterKey } from "../vault/master-key.ts";
@@ -54,8 +56,10 @@ export type AppContext = {
  */
 export async function createAppContext(config: Config, services: readonly ServiceName[], log: Logger, given: Db | undefined, releasers: Releasers): Promise<AppContext> {
   await mkdir(config.dataDir, { recursive: true });
-  const db = given ?? (await openStore(config, log));
-  releasers.add("store", () => db.close());
+  const opened = given ?? (await openStore(config, log));
+  releasers.add("store", () => opened.close());
+  // With a tracer provider registered, queries inside traced calls are spans; otherwise the store as it is.
+  const db = tracingEnabled() ? tracedDb(opened) : opened;
   const newId = createIdGenerator();
   const vault = await createVault(db, await loadMasterKey(config, log, db), newId);
   releasers.add("vault", () => vault.stop());

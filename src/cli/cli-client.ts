@@ -4,6 +4,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config, ServiceName } from "../config/config.ts";
 import { remoteClient, tlsFiles } from "../server/clients.ts";
+import { traceOutgoing } from "../telemetry/call-spans.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 
 /**
  * The client a CLI command calls a service through: with a server URL (`--server` /
@@ -32,7 +34,7 @@ export function serverClient<S extends DescService>(service: S, server: string, 
   const transport = createConnectTransport({
     baseUrl: server,
     httpVersion: "1.1",
-    interceptors: [bearer],
+    interceptors: tracingEnabled() ? [traceOutgoing("connect_rpc", new URL(server).host), bearer] : [bearer],
     nodeOptions: Object.keys(tls).length > 0 ? tls : undefined,
   });
   return createClient(service, transport);

@@ -18,6 +18,8 @@ import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
 import { registerSandboxCommand } from "./sandbox-command.ts";
 import { registerWarmCommands } from "./warm-command.ts";
+import { startTracingSdk } from "../telemetry/sdk.ts";
+import { INTERNAL, inSpan, traceMixin } from "../telemetry/tracing.ts";
 
 /** The `conveer` command: starts the system and administers it. */
 export function buildCli(getConfig: () => Config = () => loadConfig()): Command {
@@ -47,11 +49,14 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     .action(async (opts: { services?: ServiceName[] }) => {
       const config = getConfig();
       const release = config.databaseUrl ? async () => {} : await holdDataDirLock(config.dataDir);
-      const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+      const log = pino({ level: config.logLevel, base: { pid: process.pid }, mixin: config.tracing.enabled ? traceMixin : undefined });
+      // Before startApp, so every part it builds sees the tracer provider (none without OTEL_*: the SDK is not even loaded).
+      const tracing = await startTracingSdk(config, log);
       let app;
       try {
         app = await startApp({ config, services: opts.services, log });
       } catch (err) {
+        await tracing?.shutdown();
         await release();
         throw err;
       }
@@ -61,6 +66,8 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
         hard.unref();
         app.stop(5000).then(
           async () => {
+            // Exports the spans still buffered.
+            await tracing?.shutdown();
             await release();
             log.info("stopped");
             process.exit(0);
@@ -104,13 +111,35 @@ function parseServices(v: string): ServiceName[] {
  * items of an import or batch failed; 2 bad usage (commander has printed what was wrong).
  */
 export function runCli(argv: string[] = process.argv): void {
-  buildCli()
-    .parseAsync(argv)
+  runTraced(argv, () => buildCli().parseAsync(argv))
     .catch((err: Error) => {
       if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
       process.stderr.write(`conveer: ${err.message}\n`);
       process.exit(1);
     });
+}
+
+/**
+ * A client command (not `start`, whose server traces calls itself, nor `sandbox`) with OTEL_* set:
+ * the SDK runs for the command, which is one trace (`conveer warm list`, …) holding a client span
+ * per call it makes; the spans are exported before the command returns.
+ */
+async function runTraced(argv: string[], run: () => Promise<unknown>): Promise<unknown> {
+  // The command's words: arguments that are neither options nor the value of a global option.
+  const words = argv.slice(2).filter((a, i, all) => !a.startsWith("-") && !(i > 0 && (all[i - 1] === "--server" || all[i - 1] === "--ca")));
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch {
+    return run(); // the command reports a bad variable itself
+  }
+  if (!config.tracing.enabled || words.length === 0 || words[0] === "start" || words[0] === "sandbox") return run();
+  const sdk = await startTracingSdk(config, pino({ level: "warn" }));
+  try {
+    return await inSpan(`conveer ${words[0]}`, { kind: INTERNAL }, run);
+  } finally {
+    await sdk?.shutdown();
+  }
 }
 
 if (import.meta.main) runCli();

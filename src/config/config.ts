@@ -101,6 +101,18 @@ export type Config = Readonly<{
     failureThreshold: number;
     leaseMs: number;
   }>;
+  /**
+   * Traces (OpenTelemetry), read from the standard OTEL_* variables: on when OTEL_TRACES_EXPORTER
+   * names an exporter other than none, or an OTLP endpoint is set, and OTEL_SDK_DISABLED is not
+   * true. The SDK itself reads the rest (protocol, endpoint, headers, sampler, resource).
+   */
+  tracing: Readonly<{
+    enabled: boolean;
+    /** OTEL_TRACES_EXPORTER, "otlp" when unset: for the start-up log line. */
+    exporter: string;
+    /** "conveer" unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES names the service. */
+    defaultServiceName: string | undefined;
+  }>;
 }>;
 
 /** The values of CONVEER_AUTH ("auto" when unset). */
@@ -190,7 +202,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       failureThreshold: int(env, "CONVEER_PROXY_FAILURE_THRESHOLD", 3, 1, 100),
       leaseMs: int(env, "CONVEER_PROXY_LEASE_MS", 24 * 3_600_000, 1_000, 365 * 86_400_000),
     }),
+    tracing: tracingFromEnv(env),
   });
+}
+
+/** Config.tracing from the OTEL_* variables (see there). */
+export function tracingFromEnv(env: NodeJS.ProcessEnv): Config["tracing"] {
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const endpoint = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+  const disabled = (env.OTEL_SDK_DISABLED ?? "").trim().toLowerCase() === "true";
+  const enabled = !disabled && (exporters.length > 0 ? exporters.some((e) => e !== "none") : endpoint);
+  const named = Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? "");
+  return Object.freeze({ enabled, exporter: exporters.join(",") || "otlp", defaultServiceName: named ? undefined : "conveer" });
 }
 
 /** Splits "host:port" (IPv6 in brackets); port 0 asks the OS for a free one. */

@@ -3,6 +3,8 @@ import { createClient } from "@connectrpc/connect";
 import type { Client, Interceptor } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
+import { traceOutgoing } from "../telemetry/call-spans.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 
 /** How to reach a peer service over gRPC. */
 export type RemoteOptions = {
@@ -33,7 +35,8 @@ export function remoteClient<S extends DescService>(service: S, opts: RemoteOpti
   opts.sessions?.push(sessionManager);
   const transport = createGrpcTransport({
     baseUrl,
-    interceptors: [bearer],
+    // With a tracer provider registered: a client span per call, its traceparent in the metadata.
+    interceptors: tracingEnabled() ? [traceOutgoing("grpc", opts.addr), bearer] : [bearer],
     readMaxBytes: 10 * 1024 * 1024,
     writeMaxBytes: 10 * 1024 * 1024,
     sessionManager,

@@ -10,6 +10,7 @@ import * as store from "./warming-store.ts";
 import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, TaskUpdate } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
 import type { WarmingPeers } from "./peers.ts";
+import { INTERNAL, inSpan, linksTo, tracingEnabled } from "../telemetry/tracing.ts";
 
 /**
  * The worker: claims due actions in batches (SKIP LOCKED, so any number of workers in any number
@@ -320,6 +321,8 @@ type WorkerContext = Omit<WorkerDeps, "options"> & {
   calls: AbortController;
   /** Free slots a backlogged worker waits for before its next claim. */
   minClaim: number;
+  /** A tracer provider is registered: each action is a trace of its own, linked to its task. */
+  traced: boolean;
 };
 
 /** The worker's changing state: its mode, the actions it holds, the outcomes to record. */
@@ -381,10 +384,12 @@ function runAction(ctx: WorkerContext, state: WorkerState, c: ClaimedAction): vo
     try {
       const kind = ACTION_KINDS.indexOf(c.kind as (typeof ACTION_KINDS)[number]);
       if (kind < 0) throw new AppError("INVALID_ARGUMENT", `unknown action kind ${JSON.stringify(c.kind)}`);
-      const res = await ctx.peers.platforms(c.platform).executeAction(
-        { accountId: c.account_id, actionType: kind + 1, params: { idempotency_key: c.key, warming_task_id: c.task_id, warming_seq: String(c.seq) } },
-        { signal: calls.signal, timeoutMs: o.actionTimeoutMs },
-      );
+      const execute = () =>
+        ctx.peers.platforms(c.platform).executeAction(
+          { accountId: c.account_id, actionType: kind + 1, params: { idempotency_key: c.key, warming_task_id: c.task_id, warming_seq: String(c.seq) } },
+          { signal: calls.signal, timeoutMs: o.actionTimeoutMs },
+        );
+      const res = ctx.traced ? await traceAction(c, execute) : await execute();
       const ms = performance.now() - t0;
       outcome = res.success ? { kind: "done", durationMs: ms } : { kind: "failed", code: "ACTION_FAILED", error: res.error || "the platform reported the action as not done", durationMs: ms };
     } catch (err) {
@@ -394,6 +399,15 @@ function runAction(ctx: WorkerContext, state: WorkerState, c: ClaimedAction): vo
     flush(ctx, state);
   })();
   state.inFlight.set(keyOf(c), { claimed: c, done });
+}
+
+/**
+ * One warming action as a trace of its own (a root span: the worker's loop is no call), linked to
+ * the span of the call that started its task, so a trace viewer leads from either to the other.
+ */
+function traceAction<T>(c: ClaimedAction, execute: () => Promise<T>): Promise<T> {
+  const attributes = { "conveer.warming.task_id": c.task_id, "conveer.warming.seq": c.seq, "conveer.warming.attempt": c.attempts, "conveer.platform": c.platform, "conveer.warming.action": c.kind };
+  return inSpan(`warming action ${c.kind}`, { root: true, kind: INTERNAL, links: linksTo(c.traceparent), attributes }, execute);
 }
 
 /** Records whatever has finished, one transaction at a time; outcomes arriving meanwhile go in the next. */
@@ -594,7 +608,7 @@ async function drain(ctx: WorkerContext, state: WorkerState, loopDone: Promise<v
 /** Creates a worker; start() runs its loop, stop() drains it. */
 export function createWorker(deps: WorkerDeps) {
   const o = deps.options;
-  const ctx: WorkerContext = { ...deps, o, calls: new AbortController(), minClaim: Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4)) };
+  const ctx: WorkerContext = { ...deps, o, calls: new AbortController(), minClaim: Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4)), traced: tracingEnabled() };
   const state = initialState();
   let loopDone: Promise<void> | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
