@@ -36,7 +36,7 @@ export function createPgCluster(host: string, port: number, trustCidr: string): 
   const data = join(dir, "data");
   asPostgres(bin, "initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
   appendFileSync(join(data, "pg_hba.conf"), `host all all ${trustCidr} trust\n`);
-  const options = `-c listen_addresses=${host} -p ${port} -c unix_socket_directories=${dir} -c max_connections=200 -c fsync=off -c synchronous_commit=off`;
+  const options = `-c listen_addresses=${host} -p ${port} -c unix_socket_directories=${dir} -c max_connections=200 -c fsync=off`;
   const cluster: PgCluster = {
     url: `postgres://postgres@${host}:${port}/postgres`,
     dir,
