@@ -59,9 +59,9 @@ function hostOf(c: { net: Net; dir: string; env: Record<string, string>; ca: str
     proxies: client(ProxyService, 50052),
     warming: client(WarmingService, 50053),
     vk: client(VKService, 50055),
-    /** Starts `conveer start` in the host's namespace and waits until /healthz answers 200 over TLS. */
-    async start(): Promise<void> {
-      cli = runCli(["start"], env, { argv: ["ip", "netns", "exec", ns, process.execPath, MAIN], cwd: c.dir });
+    /** Starts `conveer start` in the host's namespace (with `extra` env) and waits until /healthz answers 200 over TLS. */
+    async start(extra: Record<string, string> = {}): Promise<void> {
+      cli = runCli(["start"], { ...env, ...extra }, { argv: ["ip", "netns", "exec", ns, process.execPath, MAIN], cwd: c.dir });
       c.children.push(cli);
       const started = cli;
       await eventually(async () => !started.running() || (await get(`https://${addr}:8080/healthz`, c.ca)).status === 200, 60_000, `${host.name} /healthz`).catch((err: Error) => {

@@ -12,6 +12,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
+import { terminate } from "../support/cli.ts";
 import { eventually } from "../support/grpc.ts";
 import { LEASE_MS, PER_TASK, createCluster } from "./cluster.ts";
 import type { Cluster } from "./cluster.ts";
@@ -21,6 +22,8 @@ import { postgresBin } from "./pg-cluster.ts";
 
 const skip = netnsUnavailable() || (postgresBin() ? false : "needs Debian's PostgreSQL under /usr/lib/postgresql (initdb, pg_ctl)");
 const TASKS = 60;
+const SKEW_MS = 3 * 60_000;
+const TIME_SCALE_NOTE = "10800: 3 real minutes are 22.5 scenario days";
 
 describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on", { skip, timeout: 900_000 }, () => {
   let c: Cluster;
@@ -149,5 +152,43 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     console.log(
       `# database restart: down ${((upAt - downAt) / 1000).toFixed(1)} s; hosts serving again ${back.map((ms) => (ms / 1000).toFixed(1)).join(", ")} s after it was up; ${acked.length} acknowledged writes all kept; ${books.reclaimed} actions re-claimed; ${TASKS * PER_TASK} actions recorded exactly once`,
     );
+  });
+
+  test("clock skew: a host whose clock is 3 minutes ahead neither runs actions early nor takes leases", async () => {
+    const [h1, , h3] = c.hosts;
+    c.sandbox.setFaults({ latency: { minMs: 20, maxMs: 80 }, codeDelayMs: 300 });
+    assert.equal((await terminate(h3.cli)).code, 0);
+    await h3.start({ CONVEER_CLOCK_OFFSET_MS: String(SKEW_MS) });
+    const before3 = await h3.workerActions();
+    const accountIds = await makeAccounts(c, h1, TASKS, "skew");
+    const ids = await startTasks(c.hosts, accountIds);
+    // Sampled while the tasks run: actions started (or done) whose due time is still ahead of the
+    // shared scenario clock, read on the database's own clock (a margin of 1 real second).
+    let early = 0;
+    let samples = 0;
+    const sample = async () => {
+      const r = await c.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM warming_actions a, warming_clock k
+         WHERE a.task_id = ANY($1::text[]) AND a.status <> 'pending'
+           AND a.due_at > k.scenario_at + (clock_timestamp() - k.real_at) * k.scale + (1000 * k.scale) * interval '1 millisecond'`,
+        [ids],
+      );
+      early = Math.max(early, r.rows[0].n);
+      samples++;
+    };
+    let tasks: Awaited<ReturnType<typeof waitEnded>> = [];
+    const done = waitEnded(h1, ids, 240_000).then((t) => (tasks = t));
+    while (tasks.length === 0) {
+      await sample();
+      await Promise.race([done, sleep(250)]);
+    }
+    await done;
+    assert.equal(early, 0, `${early} actions ran before they were due (the skewed host ran them by its own clock)`);
+    const books = await checkExactlyOnce(c, tasks);
+    assert.equal(books.reclaimed, 0, "no lease was taken over: leases are on the database's clock");
+    assert.match(h3.cli.stdout(), /differs from the database's/, "the skewed host said so at start");
+    const after3 = await h3.workerActions();
+    assert.ok(after3.recorded - (before3.recorded ?? 0) > 0, "the skewed host did its share of the work");
+    console.log(`# clock skew: host3 ${SKEW_MS / 60_000} min ahead (scenario clock ×${TIME_SCALE_NOTE}); ${samples} samples, no action early, no lease taken over; host3 recorded ${after3.recorded - (before3.recorded ?? 0)} of ${TASKS * PER_TASK}`);
   });
 });
