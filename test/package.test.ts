@@ -41,7 +41,7 @@ describe("the npm package (pack → install --omit=dev → start)", { timeout: 9
     await rm(work, { recursive: true, force: true });
   });
 
-  test("packs only the built JavaScript and the files it reads", async () => {
+  test("packs only the built JavaScript and the files it reads", { timeout: 600_000 }, async () => {
     await run("npm", ["pack", "--pack-destination", work], { cwd: ROOT, env: npmEnv, maxBuffer: 64 << 20 });
     const [tarball] = (await readdir(work)).filter((f) => /^conveer-.*\.tgz$/.test(f));
     assert.ok(tarball, "npm pack wrote no conveer-*.tgz");
@@ -59,7 +59,7 @@ describe("the npm package (pack → install --omit=dev → start)", { timeout: 9
     assert.match(version.trim(), /^\d+\.\d+\.\d+/);
   });
 
-  test(`the installed conveer starts on Node ${nodeVersion}, answers /healthz and gRPC, stops on SIGTERM`, async () => {
+  test(`the installed conveer starts on Node ${nodeVersion}, answers /healthz and gRPC, stops on SIGTERM`, { timeout: 300_000 }, async () => {
     const { env, ports, http } = await systemEnv(join(work, "data"), { CONVEER_MASTER_KEY: "22".repeat(32) });
     const cli = runCli(["start"], env, { argv: [node, join(app, "node_modules/.bin/conveer")], cwd: app });
     children.push(cli);

@@ -33,13 +33,13 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     await addProxies(c, c.hosts[0], 1000);
     // Platform calls take 20-80 ms, so actions are in flight whenever a fault lands.
     c.sandbox.setFaults({ latency: { minMs: 20, maxMs: 80 } });
-  });
+  }, { timeout: 300_000 });
   after(async () => {
     if (c) for (const h of c.hosts) if (h.cli?.running()) for (const l of h.cli.logs()) if (Number(l.level) >= 50) console.log(`# ${h.name}: ${JSON.stringify(l).slice(0, 600)}`);
     await c?.close();
-  });
+  }, { timeout: 120_000 });
 
-  test("partition: a host cut from the database past its leases, then healed: exactly once, late results fenced, registrations cleaned up, nothing held", async () => {
+  test("partition: a host cut from the database past its leases, then healed: exactly once, late results fenced, registrations cleaned up, nothing held", { timeout: 300_000 }, async () => {
     const [h1, h2, h3] = c.hosts;
     const accountIds = await makeAccounts(c, h1, TASKS, "part");
     const ids = await startTasks(c.hosts, accountIds);
@@ -89,7 +89,7 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     );
   });
 
-  test("kill -9 of a host under load, then its return: exactly once, nothing held", async () => {
+  test("kill -9 of a host under load, then its return: exactly once, nothing held", { timeout: 300_000 }, async () => {
     const [h1, h2] = c.hosts;
     c.sandbox.setFaults({ latency: { minMs: 20, maxMs: 80 }, codeDelayMs: 300 });
     const accountIds = await makeAccounts(c, h1, TASKS, "kill");
@@ -112,7 +112,7 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     console.log(`# kill -9: host2 killed with ${before.in_flight} in flight; ${reclaimed} actions re-claimed, ${books.replays} answered by the platform from their key; ${TASKS * PER_TASK} actions recorded exactly once`);
   });
 
-  test("database restart under load (immediate stop, 5 s down): every host recovers by itself; nothing acknowledged is lost; exactly once", async () => {
+  test("database restart under load (immediate stop, 5 s down): every host recovers by itself; nothing acknowledged is lost; exactly once", { timeout: 300_000 }, async () => {
     const [h1, h2, h3] = c.hosts;
     const accountIds = await makeAccounts(c, h1, TASKS, "dbrs");
     const ids = await startTasks(c.hosts, accountIds);
@@ -154,7 +154,7 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     );
   });
 
-  test("clock skew: a host whose clock is 3 minutes ahead neither runs actions early nor takes leases", async () => {
+  test("clock skew: a host whose clock is 3 minutes ahead neither runs actions early nor takes leases", { timeout: 300_000 }, async () => {
     const [h1, , h3] = c.hosts;
     c.sandbox.setFaults({ latency: { minMs: 20, maxMs: 80 }, codeDelayMs: 300 });
     assert.equal((await terminate(h3.cli)).code, 0);
