@@ -84,16 +84,17 @@ for (const kind of STORE_KINDS) {
       for (let i = 0; i < 21; i++) {
         const id = newId();
         await regStore.insertRegistration(sys.db, id, "vk", `fx_${i}`, HOUR);
-        if (i % 3 === 2) await regStore.advance(sys.db, id, "sign_up", { account_id: `acc${i}`, proxy_id: `proxy${i}`, activation_id: `act${i}` }, HOUR);
-        if (i % 3 === 1) await regStore.finishRegistration(sys.db, id, "succeeded");
-        if (i % 3 === 0) await regStore.finishRegistration(sys.db, id, "failed", "rent_number", "no numbers for ru");
+        const claim = { id, claim: regStore.FIRST_CLAIM };
+        if (i % 3 === 2) await regStore.advance(sys.db, claim, "sign_up", { account_id: `acc${i}`, proxy_id: `proxy${i}`, activation_id: `act${i}` }, HOUR);
+        if (i % 3 === 1) await regStore.finishRegistration(sys.db, claim, "succeeded");
+        if (i % 3 === 0) await regStore.finishRegistration(sys.db, claim, "failed", "rent_number", "no numbers for ru");
         await sys.db.query("UPDATE registrations SET created_at = $2 WHERE id = $1", [id, new Date(BASE.getTime() + i * 60_000)]);
         fixtures.set(id, i);
       }
       for (let i = 0; i < 4; i++) {
         const id = newId();
         await regStore.insertRegistration(sys.db, id, "telegram", `tg_${i}`, HOUR);
-        await regStore.finishRegistration(sys.db, id, "succeeded");
+        await regStore.finishRegistration(sys.db, { id, claim: regStore.FIRST_CLAIM }, "succeeded");
         telegramIds.push(id);
       }
     });

@@ -21,7 +21,7 @@ export async function mountWarming(ctx: AppContext): Promise<ServiceBinding> {
     db: ctx.db,
     newId: ctx.newId,
     log: ctx.log,
-    clock: await anchoredClock(ctx.db, config.warming.timeScale, ctx.log),
+    clock: await anchoredClock(ctx.db, config.warming.timeScale, ctx.log, () => Date.now() + config.warming.clockOffsetMs),
     scenarios: await loadScenarios(config.warming.scenariosDir || undefined),
     options: warmingOptions(config),
     peers: {

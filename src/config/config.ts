@@ -72,6 +72,8 @@ export type Config = Readonly<{
     scenariosDir: string;
     /** 1 = real time; 1440 = a scenario day per real minute. */
     timeScale: number;
+    /** CONVEER_CLOCK_OFFSET_MS: added to this host's clock as warming reads it (testing clock skew; 0 in production). */
+    clockOffsetMs: number;
     /** CONVEER_WARMING_WORKER=0: serve the API, run no actions here. */
     worker: boolean;
     batchSize: number;
@@ -180,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     warming: Object.freeze({
       scenariosDir: env.CONVEER_SCENARIOS_DIR ? resolve(env.CONVEER_SCENARIOS_DIR) : "",
       timeScale: timeScale(env),
+      clockOffsetMs: int(env, "CONVEER_CLOCK_OFFSET_MS", 0, -86_400_000, 86_400_000),
       worker: oneOf(env, "CONVEER_WARMING_WORKER", ["1", "0"], "1") === "1",
       // The same defaults as the worker's own (WORKER_DEFAULTS in src/warming/worker.ts).
       batchSize: int(env, "CONVEER_WARMING_BATCH_SIZE", 128, 1, 1000),

@@ -14,7 +14,15 @@ export type RegistrationRow = {
   failed_step: string;
   error: string;
   lease_until: Date;
+  /** The fencing token: bumped by each take-over; writes name the claim they hold. */
+  claim: number;
 };
+
+/** What a running registration's writes are fenced by: its id and the claim its runner holds. */
+export type RegistrationClaim = { id: string; claim: number };
+
+/** Claim 1 belongs to the process that inserted the registration. */
+export const FIRST_CLAIM = 1;
 
 /** Records a new registration, running, with a lease. */
 export async function insertRegistration(q: Queryable, id: string, platform: string, login: string, leaseMs: number): Promise<void> {
@@ -24,27 +32,35 @@ export async function insertRegistration(q: Queryable, id: string, platform: str
   );
 }
 
-/** Moves a registration to its next step, storing what the last step produced, and renews its lease. */
-export async function advance(q: Queryable, id: string, step: string, fields: Partial<Pick<RegistrationRow, "account_id" | "proxy_id" | "activation_id" | "signup_id">>, leaseMs: number): Promise<void> {
-  await q.query(
+/**
+ * Moves a registration to its next step, storing what the last step produced, and renews its
+ * lease; false (nothing written) when the claim is no longer held: another replica took it over.
+ */
+export async function advance(q: Queryable, c: RegistrationClaim, step: string, fields: Partial<Pick<RegistrationRow, "account_id" | "proxy_id" | "activation_id" | "signup_id">>, leaseMs: number): Promise<boolean> {
+  const r = await q.query(
     `UPDATE registrations SET step = $2,
        account_id = COALESCE($3, account_id), proxy_id = COALESCE($4, proxy_id),
        activation_id = COALESCE($5, activation_id), signup_id = COALESCE($6, signup_id),
        lease_until = now() + $7 * interval '1 millisecond', updated_at = now()
-     WHERE id = $1`,
-    [id, step, fields.account_id ?? null, fields.proxy_id ?? null, fields.activation_id ?? null, fields.signup_id ?? null, leaseMs],
+     WHERE id = $1 AND claim = $8 AND status = 'running'`,
+    [c.id, step, fields.account_id ?? null, fields.proxy_id ?? null, fields.activation_id ?? null, fields.signup_id ?? null, leaseMs, c.claim],
   );
+  return r.rowCount > 0;
 }
 
-/** Ends a registration. */
-export async function finishRegistration(q: Queryable, id: string, status: "succeeded" | "failed", failedStep = "", error = ""): Promise<void> {
-  await q.query("UPDATE registrations SET status = $2, step = 'done', failed_step = $3, error = $4, updated_at = now() WHERE id = $1", [id, status, failedStep, error]);
+/** Ends a registration; false (nothing written) when the claim is no longer held, as for advance. */
+export async function finishRegistration(q: Queryable, c: RegistrationClaim, status: "succeeded" | "failed", failedStep = "", error = ""): Promise<boolean> {
+  const r = await q.query(
+    "UPDATE registrations SET status = $2, step = 'done', failed_step = $3, error = $4, updated_at = now() WHERE id = $1 AND claim = $5 AND status = 'running'",
+    [c.id, status, failedStep, error, c.claim],
+  );
+  return r.rowCount > 0;
 }
 
 /** Claims running registrations whose process died (lease passed): SKIP LOCKED, so one replica cleans each. */
 export async function claimAbandoned(q: Queryable, limit: number, leaseMs: number): Promise<RegistrationRow[]> {
   const r = await q.query<RegistrationRow>(
-    `UPDATE registrations SET lease_until = now() + $2 * interval '1 millisecond'
+    `UPDATE registrations SET lease_until = now() + $2 * interval '1 millisecond', claim = claim + 1
      WHERE id IN (SELECT id FROM registrations WHERE status = 'running' AND lease_until < now() ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
      RETURNING *`,
     [limit, leaseMs],
@@ -57,9 +73,10 @@ export async function getRegistration(q: Queryable, id: string): Promise<Registr
   return (await q.query<RegistrationRow>("SELECT * FROM registrations WHERE id = $1", [id])).rows[0];
 }
 
-/** Renews a running registration's lease (its process is alive: the heartbeat). */
-export async function renewLease(q: Queryable, id: string, leaseMs: number): Promise<void> {
-  await q.query("UPDATE registrations SET lease_until = now() + $2 * interval '1 millisecond' WHERE id = $1 AND status = 'running'", [id, leaseMs]);
+/** Renews a running registration's lease (its process is alive: the heartbeat); false when the claim is no longer held. */
+export async function renewLease(q: Queryable, c: RegistrationClaim, leaseMs: number): Promise<boolean> {
+  const r = await q.query("UPDATE registrations SET lease_until = now() + $2 * interval '1 millisecond' WHERE id = $1 AND claim = $3 AND status = 'running'", [c.id, leaseMs, c.claim]);
+  return r.rowCount > 0;
 }
 
 /** A registrations row as listings read it (with its real-time stamps). */

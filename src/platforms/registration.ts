@@ -12,7 +12,7 @@ import type { PlatformsContext } from "./platforms-context.ts";
 import { SpanStatusCode, inSpan } from "../telemetry/tracing.ts";
 import type { Span } from "../telemetry/tracing.ts";
 import * as store from "./registration-store.ts";
-import type { RegistrationRow } from "./registration-store.ts";
+import type { RegistrationClaim, RegistrationRow } from "./registration-store.ts";
 
 /**
  * The registration conveyor, a durable step machine: each step is recorded in the registrations
@@ -26,12 +26,27 @@ type Step = (typeof STEPS)[number];
 
 class StepFailure extends Error {}
 
+/** This process's claim on a registration was taken over (its lease lapsed, e.g. while it was cut off): stop, and undo nothing. */
+class LostClaim extends Error {
+  constructor(id: string) {
+    super(`registration ${id} was taken over by another replica after its lease lapsed; that replica cleans it up`);
+  }
+}
+
 const COUNTRY = /^[a-z]{2}$/;
 const LOGIN = /^[A-Za-z0-9._-]{3,64}$/;
 
-/** Best-effort undo of what a registration holds: refund the number, free the proxy, retire the account. */
-async function cleanUp(ctx: PlatformsContext, reg: Pick<RegistrationRow, "id" | "account_id" | "activation_id">, step: string, error: string): Promise<void> {
+/**
+ * Best-effort undo of what a registration holds: refund the number, free the proxy, retire the
+ * account. Only while `reg.claim` is still held: a replica that took the registration over undoes
+ * it itself.
+ */
+async function cleanUp(ctx: PlatformsContext, reg: Pick<RegistrationRow, "id" | "account_id" | "activation_id" | "claim">, step: string, error: string): Promise<void> {
   const { peers } = ctx;
+  if (!(await store.renewLease(ctx.db, reg, ctx.options.leaseMs))) {
+    ctx.log.warn({ registration_id: reg.id, step }, "registration taken over by another replica: leaving its clean-up to it");
+    return;
+  }
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
@@ -44,7 +59,7 @@ async function cleanUp(ctx: PlatformsContext, reg: Pick<RegistrationRow, "id" | 
     await attempt("release proxy", () => peers.proxies.releaseProxy({ accountId: reg.account_id }));
     await attempt("retire account", () => peers.accounts.updateStatus({ accountId: reg.account_id, status: AccountStatus.DELETED, reason: `registration ${reg.id} failed at ${step}: ${error}`.slice(0, 1000) }));
   }
-  await store.finishRegistration(ctx.db, reg.id, "failed", step, error);
+  await store.finishRegistration(ctx.db, reg, "failed", step, error);
 }
 
 /** The CREATING account a registration made, by its registration_id label ("" when none). */
@@ -79,15 +94,16 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
   const login = req.login || `${platform}_${randomBytes(5).toString("hex")}`;
   const password = req.password || randomBytes(12).toString("base64url");
   await store.insertRegistration(db, id, platform, login, options.leaseMs);
+  const claim: RegistrationClaim = { id, claim: store.FIRST_CLAIM };
   const heartbeat = setInterval(() => {
-    store.renewLease(db, id, options.leaseMs).catch(() => {});
+    store.renewLease(db, claim, options.leaseMs).catch(() => {});
   }, Math.max(100, options.leaseMs / 3));
-  const held = { id, account_id: "", activation_id: "" };
+  const held = { ...claim, account_id: "", activation_id: "" };
   let step: Step = "create_account";
-  /** Enters step `to` (recorded with what the last one produced) and runs its work in a span of its own. */
+  /** Enters step `to` (recorded with what the last one produced; a lost claim stops here) and runs its work in a span of its own. */
   const inStep = <T>(to: Step, fields: Parameters<typeof store.advance>[3], work: () => Promise<T>) =>
     inSpan(`register ${to}`, { attributes: { "conveer.registration.step": to } }, async () => {
-      if (to !== step) await store.advance(db, id, to, fields, options.leaseMs);
+      if (to !== step && !(await store.advance(db, claim, to, fields, options.leaseMs))) throw new LostClaim(id);
       step = to;
       return work();
     });
@@ -111,7 +127,7 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
       // The code is used: end the activation so the number goes back to the provider's pool.
       await peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
     });
-    await store.finishRegistration(db, id, "succeeded");
+    if (!(await store.finishRegistration(db, claim, "succeeded"))) throw new LostClaim(id);
     log.info({ registration_id: id, account_id: acc.id, platform }, "registered");
     return create(RegisterResponseSchema, { success: true, accountId: acc.id, registrationId: id });
   } catch (err) {
@@ -119,7 +135,7 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
     log.warn({ registration_id: id, platform, step, error }, "registration failed");
     span.setAttribute("conveer.registration.failed_step", step);
     span.setStatus({ code: SpanStatusCode.ERROR, message: `failed at ${step}` });
-    await cleanUp(ctx, held, step, error);
+    if (!(err instanceof LostClaim)) await cleanUp(ctx, held, step, error);
     return create(RegisterResponseSchema, { success: false, error, failedStep: step, registrationId: id });
   } finally {
     clearInterval(heartbeat);

@@ -35,5 +35,24 @@ for (const kind of STORE_KINDS) {
       const advanced = slower.now() - s0;
       assert.ok(advanced >= 900 && advanced < 5000, `then runs at the new speed (${advanced} scenario ms in 100 real ms)`);
     });
+
+    test("a host whose clock is minutes ahead (or behind) keeps the database's time, at scale 1 and scaled, and says so", async () => {
+      const own = await freshStore(kind);
+      try {
+        const db = own.db;
+        const ahead = () => Date.now() + 5 * 60_000;
+        const behind = () => Date.now() - 3 * 60_000;
+        const warnings: string[] = [];
+        const spy = pino({ level: "warn" }, { write: (line: string) => void warnings.push(line) });
+        const real = await anchoredClock(db, 1, spy, ahead);
+        assert.ok(Math.abs(real.now() - Date.now()) < 200, `scale 1: off by ${real.now() - Date.now()} ms`);
+        assert.match(warnings.join(""), /differs from the database's/);
+        const scale = 1000;
+        const [right, fast, slow] = [await anchoredClock(db, scale, log), await anchoredClock(db, scale, log, ahead), await anchoredClock(db, scale, log, behind)];
+        for (const skewed of [fast, slow]) assert.ok(Math.abs(skewed.now() - right.now()) < scale * 200, `scaled: a skewed host is off by ${skewed.now() - right.now()} scenario ms`);
+      } finally {
+        await own.drop();
+      }
+    });
   });
 }

@@ -24,12 +24,13 @@ export type ClockAnchor = { realAt: number; scenarioAt: number };
  * The real clock, optionally sped up: scenario time = anchor.scenarioAt + (real now − anchor.realAt)
  * × timeScale, so 1440 makes a scenario day pass per real minute. The anchor defaults to this
  * moment; a system keeps one in the store (clock-anchor.ts) so that scaled time goes on across
- * restarts and replicas. `sleep(ms)` waits ms of scenario time (ms / timeScale real).
+ * restarts and replicas. `sleep(ms)` waits ms of scenario time (ms / timeScale real). `realNow`
+ * is where real time comes from (anchoredClock passes the database's, corrected for this host).
  */
-export function systemClock(timeScale = 1, anchor?: ClockAnchor): Clock {
+export function systemClock(timeScale = 1, anchor?: ClockAnchor, realNow: () => number = Date.now): Clock {
   if (!Number.isFinite(timeScale) || timeScale <= 0) throw new RangeError(`timeScale must be a positive number, got ${timeScale}`);
-  const { realAt, scenarioAt } = anchor ?? { realAt: Date.now(), scenarioAt: Date.now() };
-  const now = timeScale === 1 && realAt === scenarioAt ? () => Date.now() : () => scenarioAt + (Date.now() - realAt) * timeScale;
+  const { realAt, scenarioAt } = anchor ?? { realAt: realNow(), scenarioAt: realNow() };
+  const now = timeScale === 1 && realAt === scenarioAt ? realNow : () => scenarioAt + (realNow() - realAt) * timeScale;
   return {
     now,
     sleep(ms, signal) {

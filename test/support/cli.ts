@@ -25,10 +25,15 @@ export type Cli = {
   running: () => boolean;
 };
 
-/** Runs `conveer ARGS` with `env` on top of this process's environment minus every Conveer variable. */
-export function runCli(args: string[], env: Record<string, string>): Cli {
+/**
+ * Runs `conveer ARGS` with `env` on top of this process's environment minus every Conveer variable.
+ * `entry` is the program and its leading arguments: by default this Node running src/cli/main.ts
+ * (the package test runs an installed package's bin instead).
+ */
+export function runCli(args: string[], env: Record<string, string>, entry: { argv: string[]; cwd: string } = { argv: [process.execPath, MAIN], cwd: ROOT }): Cli {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(CONVEER_|DATABASE_URL$|.*_SERVICE_GRPC_ADDR$)/.test(k)));
-  const proc = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const [program, ...lead] = entry.argv;
+  const proc = spawn(program, [...lead, ...args], { cwd: entry.cwd, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   proc.stdout!.on("data", (b: Buffer) => (out += b.toString()));

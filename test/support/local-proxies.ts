@@ -14,7 +14,7 @@ import tls from "node:tls";
 export type LocalProxy = { url: string; port: number; readonly connections: number; readonly requests: number; close(): Promise<void> };
 
 /** Credentials a local proxy demands; omit both for an open proxy. */
-export type LocalProxyAuth = { username?: string; password?: string };
+export type LocalProxyAuth = { username?: string; password?: string; /** Address to listen on (default 127.0.0.1). */ host?: string };
 
 /** A local TCP target; `close()` destroys all open connections. */
 export type LocalTarget = { host: string; port: number; close(): Promise<void> };
@@ -61,8 +61,9 @@ export async function startHttpConnectProxy(opts?: LocalProxyAuth & { tls?: bool
     server.on("tlsClientError", (_err: Error, socket: net.Socket) => socket.destroy());
     server.on("connection", (raw: net.Socket) => track(sockets, raw));
   }
-  const port = await listen(server);
-  return proxyHandle(server, sockets, `${opts?.tls ? "https" : "http"}://${userinfo(auth)}${HOST}:${port}`, port, stats);
+  const host = opts?.host ?? HOST;
+  const port = await listen(server, host);
+  return proxyHandle(server, sockets, `${opts?.tls ? "https" : "http"}://${userinfo(auth)}${host}:${port}`, port, stats);
 }
 
 /** A real SOCKS5 proxy (RFC 1928 + RFC 1929 user/pass), CONNECT only; IPv4, domain name and IPv6 address types. */
@@ -74,8 +75,9 @@ export async function startSocks5Proxy(opts?: LocalProxyAuth): Promise<LocalProx
     track(sockets, client);
     void handleSocks5(client, auth, sockets, stats).catch(() => client.destroy());
   });
-  const port = await listen(server);
-  return proxyHandle(server, sockets, `socks5://${userinfo(auth)}${HOST}:${port}`, port, stats);
+  const host = opts?.host ?? HOST;
+  const port = await listen(server, host);
+  return proxyHandle(server, sockets, `socks5://${userinfo(auth)}${host}:${port}`, port, stats);
 }
 
 /** A port on 127.0.0.1 where nothing listens (bound, then closed), so connecting is refused; url scheme defaults to http. */
@@ -307,10 +309,10 @@ function track(sockets: Set<net.Socket>, socket: net.Socket): void {
   socket.once("close", () => sockets.delete(socket));
 }
 
-function listen(server: net.Server): Promise<number> {
+function listen(server: net.Server, host = HOST): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, HOST, () => {
+    server.listen(0, host, () => {
       server.off("error", reject);
       resolve((server.address() as net.AddressInfo).port);
     });

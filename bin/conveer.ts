@@ -1,4 +1,0 @@
-#!/usr/bin/env -S node
-import { runCli } from "../src/cli/main.ts";
-
-runCli();
