@@ -20,6 +20,11 @@
  * - saturated: every action already overdue; reported: sustained actions/s (the middle 80 % of
  *   the run) — the capacity.
  *
+ * Saturated runs BENCH_WARMING_ROUNDS times (default 3), each round on a fresh backlog, interleaved
+ * in a rotating order with the bare loop and, on PostgreSQL, graphile-worker 0.18 draining as many
+ * no-op jobs in batches (bench/graphile-drain.ts: localQueue, batched completion) on the same
+ * database; reported: the medians and the ratios warming / bare loop and warming / graphile-worker.
+ *
  * Two more runs, paced and saturated, over BENCH_WARMING_FANOUT_TASKS tasks (default a tenth),
  * with BENCH_WARMING_SUBSCRIBERS StreamEvents subscribers (real gRPC: a grpc-js server with
  * WarmingService here; one Connect client and HTTP/2 connection per subscriber, in a child
@@ -31,7 +36,9 @@
  * Knobs (env): BENCH_WARMING_TASKS=10000  BENCH_WARMING_ACTIONS=3 (per task)
  * BENCH_WARMING_SECONDS=30 (paced length)  BENCH_WARMING_BATCH, BENCH_WARMING_CONCURRENCY (default: the worker's defaults)
  * BENCH_WARMING_BASE_LOOPS=2 (baseline connections)  BENCH_WARMING_SUBSCRIBERS=100
- * BENCH_WARMING_FANOUT_TASKS=TASKS/10  BENCH_STORES=pglite,postgres
+ * BENCH_WARMING_FANOUT_TASKS=TASKS/10  BENCH_STORES=pglite,postgres  BENCH_WARMING_ROUNDS=3
+ * BENCH_GRAPHILE_CONCURRENCY=32  BENCH_GRAPHILE_BATCH=500 (its localQueue size)
+ * BENCH_WARMING_RUNS=paced,saturated,fanout (which runs)
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -62,7 +69,8 @@ import type { Warming } from "../src/warming/warming.ts";
 import { warmingService } from "../src/warming/warming-service.ts";
 import { WORKER_DEFAULTS } from "../src/warming/worker.ts";
 import { Loadgen } from "./loadgen-process.ts";
-import { envInt, fmt, quantile, table } from "./stats.ts";
+import { envInt, fmt, median, quantile, table } from "./stats.ts";
+import { drainGraphileJobs, seedGraphileJobs } from "./graphile-drain.ts";
 import { serveOnLoopback } from "./loopback.ts";
 import type { SubscribersMessage, SubscribersResult } from "./subscribers.ts";
 
@@ -73,6 +81,10 @@ const BATCH = envInt("BENCH_WARMING_BATCH", WORKER_DEFAULTS.batchSize);
 const CONCURRENCY = envInt("BENCH_WARMING_CONCURRENCY", WORKER_DEFAULTS.concurrency);
 const BASE_LOOPS = envInt("BENCH_WARMING_BASE_LOOPS", 2);
 const SUBSCRIBERS = envInt("BENCH_WARMING_SUBSCRIBERS", 100);
+const ROUNDS = envInt("BENCH_WARMING_ROUNDS", 3);
+const GRAPHILE_CONCURRENCY = envInt("BENCH_GRAPHILE_CONCURRENCY", 32);
+const GRAPHILE_BATCH = envInt("BENCH_GRAPHILE_BATCH", 500);
+const RUNS = new Set((process.env.BENCH_WARMING_RUNS ?? "paced,saturated,fanout").split(",").map((s) => s.trim()));
 const FANOUT_TASKS = envInt("BENCH_WARMING_FANOUT_TASKS", Math.max(1, Math.round(TASKS / 10)));
 const PG_URL = process.env.BENCH_DATABASE_URL || process.env.CONVEER_TEST_DATABASE_URL || "";
 const STORES = (process.env.BENCH_STORES ?? "pglite,postgres")
@@ -303,7 +315,7 @@ async function warmingRun(
   return { lags: lags.subarray(0, i), ms, sustained: s.sustained(total), stats: `${st.claims} claims, ${fmt(st.claimed / Math.max(1, st.claims), 1)}/claim`, fanout };
 }
 
-async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; close(): Promise<void> }> {
+async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; url?: string; close(): Promise<void> }> {
   if (kind === "pglite") {
     const dir = await mkdtemp(join(tmpdir(), "conveer-bench-warming-"));
     const db = await openPglite(join(dir, "pgdata"));
@@ -333,6 +345,7 @@ async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; close()
   await migrate(db);
   return {
     db,
+    url: u.toString(),
     async close() {
       await db.close();
       await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -342,9 +355,63 @@ async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; close()
 
 const fanouts: (Fanout & { store: string; mode: string })[] = [];
 
+type Seed = (phase: string, n?: number) => Promise<{ ids: string[]; actions: number }>;
+/** One saturated figure per run kind and round (actions or jobs per second, sustained). */
+const saturatedFigures: { store: string; bare: number[]; graphile: number[]; warming: number[] }[] = [];
+
+/**
+ * The saturated runs, interleaved: each round seeds a fresh backlog of TASKS tasks (and as many
+ * bare jobs and graphile-worker jobs as planned actions), then runs the bare loop, graphile-worker
+ * (PostgreSQL only) and warming over it, the order rotating by round. Answers the median rows.
+ */
+async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string | undefined, seed: Seed, accounts: ReturnType<typeof fakeAccounts>): Promise<Row[]> {
+  const figures = { store: kind, bare: [] as number[], graphile: [] as number[], warming: [] as number[] };
+  const notes = { bare: "", graphile: "", warming: "" };
+  let backlog = 0;
+  const rate = (r: { sustained: number; n: number; ms: number }) => (Number.isFinite(r.sustained) ? r.sustained : (r.n * 1000) / r.ms);
+  for (let round = 0; round < ROUNDS; round++) {
+    const phase = `saturated-${round}`;
+    const sat = await seed(phase);
+    backlog = sat.actions;
+    if (url) await seedGraphileJobs(url, sat.actions);
+    const runs = {
+      bare: async () => {
+        say(`${kind}: round ${round + 1}/${ROUNDS}, bare loop, saturated (${sat.actions} overdue)`);
+        const b = await baseline(db, phase, sat.actions, clockAt(T0 + 2 * DAY, SCALE), true);
+        figures.bare.push(rate({ sustained: b.sustained, n: b.lags.length, ms: b.ms }));
+        notes.bare = `${BASE_LOOPS} loops`;
+      },
+      graphile: async () => {
+        if (!url) return;
+        say(`${kind}: round ${round + 1}/${ROUNDS}, graphile-worker, saturated (${sat.actions} jobs)`);
+        let n = 0;
+        const s = sampler(() => n);
+        const t0 = performance.now();
+        s.start();
+        await drainGraphileJobs({ url, concurrency: GRAPHILE_CONCURRENCY, batch: GRAPHILE_BATCH }, sat.actions, () => n++);
+        const ms = performance.now() - t0;
+        await s.stop();
+        figures.graphile.push(rate({ sustained: s.sustained(sat.actions), n, ms }));
+        notes.graphile = `0.18, concurrency ${GRAPHILE_CONCURRENCY}, localQueue ${GRAPHILE_BATCH}, completeJobBatchDelay 0`;
+      },
+      warming: async () => {
+        say(`${kind}: round ${round + 1}/${ROUNDS}, warming, saturated`);
+        const w = await warmingRun(db, phase, sat.ids, sat.actions, clockAt(T0 + 2 * DAY, SCALE), accounts);
+        figures.warming.push(rate({ sustained: w.sustained, n: w.lags.length, ms: w.ms }));
+        notes.warming = w.stats;
+      },
+    };
+    const order = (["bare", "graphile", "warming"] as const).map((_, i, a) => a[(i + round) % a.length]);
+    for (const k of order) await runs[k]();
+  }
+  saturatedFigures.push(figures);
+  const row = (run: string, xs: number[], note: string): Row => ({ store: kind, run, mode: "saturated", actions: backlog, perSec: median(xs), note: `median of ${xs.length}: ${xs.map((x) => fmt(x)).join(", ")}; ${note}` });
+  return [row("bare SKIP LOCKED", figures.bare, notes.bare), ...(url ? [row("graphile-worker batched", figures.graphile, notes.graphile)] : []), row("warming", figures.warming, notes.warming)];
+}
+
 async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
   const rows: Row[] = [];
-  const { db, close } = await openBench(kind);
+  const { db, url, close } = await openBench(kind);
   try {
     await db.query(`CREATE TABLE bench_jobs (id bigserial PRIMARY KEY, phase text NOT NULL, run_at timestamptz NOT NULL, status smallint NOT NULL DEFAULT 0, claimed_at timestamptz)`);
     await db.query("CREATE INDEX bench_jobs_due ON bench_jobs (phase, run_at) WHERE status = 0");
@@ -358,10 +425,7 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
       say(`${kind}: seeded ${n} ${phase} tasks, ${r.actions} actions and as many baseline jobs in ${fmt((performance.now() - t) / 1000, 1)} s`);
       return r;
     };
-    const paced = await seed("paced");
-    const offered = paced.actions / SECONDS;
-
-    const lagRow = (run: string, lags: Float64Array, ms: number, note: string, offeredPerSec = offered): Row => ({
+    const lagRow = (run: string, lags: Float64Array, ms: number, note: string, offeredPerSec: number): Row => ({
       store: kind,
       run,
       mode: "paced",
@@ -375,41 +439,42 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
     });
 
     // Paced: the same schedule (a day in SECONDS) for both.
-    say(`${kind}: baseline, paced (${fmt(offered)} due/s for ${SECONDS} s)`);
-    const bp = await baseline(db, "paced", paced.actions, clockAt(T0, SCALE), false);
-    rows.push(lagRow("bare SKIP LOCKED", bp.lags, bp.ms, `${BASE_LOOPS} loops`));
-    say(`${kind}: warming, paced`);
-    const wp = await warmingRun(db, "paced", paced.ids, paced.actions, clockAt(T0, SCALE), accounts);
-    rows.push(lagRow("warming", wp.lags, wp.ms, wp.stats));
+    if (RUNS.has("paced")) {
+      const paced = await seed("paced");
+      const offered = paced.actions / SECONDS;
+      say(`${kind}: baseline, paced (${fmt(offered)} due/s for ${SECONDS} s)`);
+      const bp = await baseline(db, "paced", paced.actions, clockAt(T0, SCALE), false);
+      rows.push(lagRow("bare SKIP LOCKED", bp.lags, bp.ms, `${BASE_LOOPS} loops`, offered));
+      say(`${kind}: warming, paced`);
+      const wp = await warmingRun(db, "paced", paced.ids, paced.actions, clockAt(T0, SCALE), accounts);
+      rows.push(lagRow("warming", wp.lags, wp.ms, wp.stats, offered));
+    }
 
-    // Saturated: everything overdue (the clock two days past the plans).
-    const sat = await seed("saturated");
-    say(`${kind}: baseline, saturated (${sat.actions} overdue)`);
-    const bs = await baseline(db, "saturated", sat.actions, clockAt(T0 + 2 * DAY, SCALE), true);
-    rows.push({ store: kind, run: "bare SKIP LOCKED", mode: "saturated", actions: bs.lags.length, perSec: Number.isFinite(bs.sustained) ? bs.sustained : (bs.lags.length * 1000) / bs.ms, note: `${BASE_LOOPS} loops; whole run ${fmt((bs.lags.length * 1000) / bs.ms)}/s` });
-    say(`${kind}: warming, saturated`);
-    const ws = await warmingRun(db, "saturated", sat.ids, sat.actions, clockAt(T0 + 2 * DAY, SCALE), accounts);
-    rows.push({ store: kind, run: "warming", mode: "saturated", actions: ws.lags.length, perSec: Number.isFinite(ws.sustained) ? ws.sustained : (ws.lags.length * 1000) / ws.ms, note: `${ws.stats}; whole run ${fmt((ws.lags.length * 1000) / ws.ms)}/s` });
+    // Saturated: everything overdue (the clock two days past the plans); ROUNDS rounds, each on a
+    // fresh backlog, the bare loop, graphile-worker (PostgreSQL) and warming in a rotating order.
+    if (RUNS.has("saturated")) rows.push(...(await saturatedRounds(kind, db, url, seed, accounts)));
 
     // StreamEvents subscribers: paced (what they sustain), then saturated (the ceiling, and drops).
-    const fp = await seed("fanout-paced", FANOUT_TASKS);
-    say(`${kind}: warming, paced (${fmt(fp.actions / SECONDS)} due/s), ${SUBSCRIBERS} StreamEvents subscribers`);
-    const wfp = await warmingRun(db, "fanout-paced", fp.ids, fp.actions, clockAt(T0, SCALE), accounts, SUBSCRIBERS);
-    rows.push(lagRow(`warming + ${SUBSCRIBERS} StreamEvents`, wfp.lags, wfp.ms, wfp.stats, fp.actions / SECONDS));
-    fanouts.push({ store: kind, mode: "paced", ...wfp.fanout! });
+    if (RUNS.has("fanout")) {
+      const fp = await seed("fanout-paced", FANOUT_TASKS);
+      say(`${kind}: warming, paced (${fmt(fp.actions / SECONDS)} due/s), ${SUBSCRIBERS} StreamEvents subscribers`);
+      const wfp = await warmingRun(db, "fanout-paced", fp.ids, fp.actions, clockAt(T0, SCALE), accounts, SUBSCRIBERS);
+      rows.push(lagRow(`warming + ${SUBSCRIBERS} StreamEvents`, wfp.lags, wfp.ms, wfp.stats, fp.actions / SECONDS));
+      fanouts.push({ store: kind, mode: "paced", ...wfp.fanout! });
 
-    const fan = await seed("fanout", FANOUT_TASKS);
-    say(`${kind}: warming, saturated, ${SUBSCRIBERS} StreamEvents subscribers`);
-    const wf = await warmingRun(db, "fanout", fan.ids, fan.actions, clockAt(T0 + 2 * DAY, SCALE), accounts, SUBSCRIBERS);
-    rows.push({
-      store: kind,
-      run: `warming + ${SUBSCRIBERS} StreamEvents`,
-      mode: "saturated",
-      actions: wf.lags.length,
-      perSec: Number.isFinite(wf.sustained) ? wf.sustained : (wf.lags.length * 1000) / wf.ms,
-      note: `${wf.stats}; whole run ${fmt((wf.lags.length * 1000) / wf.ms)}/s`,
-    });
-    fanouts.push({ store: kind, mode: "saturated", ...wf.fanout! });
+      const fan = await seed("fanout", FANOUT_TASKS);
+      say(`${kind}: warming, saturated, ${SUBSCRIBERS} StreamEvents subscribers`);
+      const wf = await warmingRun(db, "fanout", fan.ids, fan.actions, clockAt(T0 + 2 * DAY, SCALE), accounts, SUBSCRIBERS);
+      rows.push({
+        store: kind,
+        run: `warming + ${SUBSCRIBERS} StreamEvents`,
+        mode: "saturated",
+        actions: wf.lags.length,
+        perSec: Number.isFinite(wf.sustained) ? wf.sustained : (wf.lags.length * 1000) / wf.ms,
+        note: `${wf.stats}; whole run ${fmt((wf.lags.length * 1000) / wf.ms)}/s`,
+      });
+      fanouts.push({ store: kind, mode: "saturated", ...wf.fanout! });
+    }
     const ev = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_events")).rows[0].n;
     say(`${kind}: ${ev} events written`);
   } finally {
@@ -432,6 +497,11 @@ async function main(): Promise<void> {
     "\nactions/s: paced = actions / wall time of the run (≈ offered when keeping up); saturated = sustained rate over the middle 80 % of the backlog.\n" +
       "lag = actual start − due (real ms; warming: when the platform call started; baseline: when the claim returned).",
   );
+  for (const f of saturatedFigures) {
+    const w = median(f.warming);
+    const g = f.graphile.length ? `, ${fmt(w / median(f.graphile), 2)} × graphile-worker batched (${fmt(median(f.graphile))} jobs/s)` : ", graphile-worker: PostgreSQL only";
+    console.log(`${f.store}: warming saturated ${fmt(w)} actions/s = ${fmt(w / median(f.bare), 2)} × bare SKIP LOCKED (${fmt(median(f.bare))}/s)${g}; medians of ${f.warming.length} interleaved rounds`);
+  }
   console.log(`\nStreamEvents fan-out (${SUBSCRIBERS} subscribers, each asking for every event, during the "+ StreamEvents" runs above, ${FANOUT_TASKS} tasks):`);
   console.log(
     table([
