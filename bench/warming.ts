@@ -39,6 +39,9 @@
  * BENCH_WARMING_FANOUT_TASKS=TASKS/10  BENCH_STORES=pglite,postgres  BENCH_WARMING_ROUNDS=3
  * BENCH_GRAPHILE_CONCURRENCY=32  BENCH_GRAPHILE_BATCH=500 (its localQueue size)
  * BENCH_WARMING_RUNS=paced,saturated,fanout (which runs)
+ * BENCH_GROWTH=1 (takes minutes: seeds 3,000,000 action rows): BENCH_GROWTH_TASKS=100000 ×
+ * BENCH_GROWTH_ACTIONS=30, paced at BENCH_GROWTH_RATE=1000 due/s for BENCH_WARMING_SECONDS, then
+ * saturated over the first BENCH_GROWTH_SAMPLE=30000 actions, beside the 10,000-task figure
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -85,6 +88,11 @@ const ROUNDS = envInt("BENCH_WARMING_ROUNDS", 3);
 const GRAPHILE_CONCURRENCY = envInt("BENCH_GRAPHILE_CONCURRENCY", 32);
 const GRAPHILE_BATCH = envInt("BENCH_GRAPHILE_BATCH", 500);
 const RUNS = new Set((process.env.BENCH_WARMING_RUNS ?? "paced,saturated,fanout").split(",").map((s) => s.trim()));
+const GROWTH = process.env.BENCH_GROWTH === "1";
+const GROWTH_TASKS = envInt("BENCH_GROWTH_TASKS", 100_000);
+const GROWTH_ACTIONS = envInt("BENCH_GROWTH_ACTIONS", 30);
+const GROWTH_RATE = envInt("BENCH_GROWTH_RATE", 1000);
+const GROWTH_SAMPLE = envInt("BENCH_GROWTH_SAMPLE", 30_000);
 const FANOUT_TASKS = envInt("BENCH_WARMING_FANOUT_TASKS", Math.max(1, Math.round(TASKS / 10)));
 const PG_URL = process.env.BENCH_DATABASE_URL || process.env.CONVEER_TEST_DATABASE_URL || "";
 const STORES = (process.env.BENCH_STORES ?? "pglite,postgres")
@@ -103,6 +111,11 @@ const scenario = parseScenario(
   "bench",
 );
 
+const growthScenario = parseScenario(
+  { id: "bench", totalDays: 1, days: [{ days: "1", window: { startHour: 0, endHour: 24 }, actions: { view_profile: Math.ceil(GROWTH_ACTIONS / 2), like_post: Math.floor(GROWTH_ACTIONS / 2) } }] },
+  "bench-growth",
+);
+
 /** The system clock at `scale`, reading `at` now. */
 function clockAt(at: number, scale: number): Clock {
   const base = systemClock(scale);
@@ -113,7 +126,7 @@ function clockAt(at: number, scale: number): Clock {
 type Row = { store: string; run: string; mode: string; actions: number; perSec: number; offered?: number; p50?: number; p99?: number; max?: number; note: string };
 
 /** Bulk-inserts `n` RUNNING tasks planned from T0 (phase tag in scenario_id), with fake accounts. */
-async function seedTasks(db: Db, n: number, phase: string, accounts: ReturnType<typeof fakeAccounts>): Promise<{ ids: string[]; actions: number }> {
+async function seedTasks(db: Db, n: number, phase: string, accounts: ReturnType<typeof fakeAccounts>, plan = scenario): Promise<{ ids: string[]; actions: number }> {
   const newId = createIdGenerator();
   const ids: string[] = [];
   let actions = 0;
@@ -125,12 +138,12 @@ async function seedTasks(db: Db, n: number, phase: string, accounts: ReturnType<
       const id = newId();
       const account = newId();
       accounts.add(account, "vk", AccountStatus.WARMING);
-      const plan = planTask(scenario, { startAt: new Date(T0), seed: id });
+      const planned = planTask(plan, { startAt: new Date(T0), seed: id });
       ids.push(id);
-      actions += plan.length;
-      const first = plan[0].at.toISOString();
-      tasks.push({ id, account_id: account, platform: "vk", scenario_id: `bench-${phase}`, total_days: 1, total_actions: plan.length, day1_at: new Date(T0).toISOString(), run_at: first, next_action_at: first, started_at: new Date(T0).toISOString() });
-      for (const a of plan) acts.push({ task_id: id, seq: a.seq, day: a.day, kind: a.kind, due_at: a.at.toISOString(), key: a.key });
+      actions += planned.length;
+      const first = planned[0].at.toISOString();
+      tasks.push({ id, account_id: account, platform: "vk", scenario_id: `bench-${phase}`, total_days: 1, total_actions: planned.length, day1_at: new Date(T0).toISOString(), run_at: first, next_action_at: first, started_at: new Date(T0).toISOString() });
+      for (const a of planned) acts.push({ task_id: id, seq: a.seq, day: a.day, kind: a.kind, due_at: a.at.toISOString(), key: a.key });
     }
     await db.transaction(async (tx) => {
       await tx.query(
@@ -267,8 +280,9 @@ async function warmingRun(
   total: number,
   clock: Clock,
   accounts: ReturnType<typeof fakeAccounts>,
-  subscribers = 0,
+  o: { subscribers?: number; scale?: number; until?: { recorded?: number; ms?: number } } = {},
 ): Promise<{ lags: Float64Array; ms: number; sustained: number; stats: string; fanout?: Fanout }> {
+  const { subscribers = 0, scale = SCALE, until } = o;
   const started = new Map<string, number>();
   const ok = create(ExecuteActionResponseSchema, { success: true, result: { actionType: "", durationMs: 0n } });
   const platforms: WarmingPeers["platforms"] = () => ({
@@ -294,7 +308,9 @@ async function warmingRun(
   s.start();
   const deadline = Date.now() + SECONDS * 4000 + 120_000;
   for (;;) {
-    const left = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_tasks WHERE scenario_id = $1 AND status = 2", [`bench-${phase}`])).rows[0].n;
+    // A growth run stops after a sample (a count recorded, or a time) instead of draining every task.
+    if (until && (w.workerStats().recorded >= (until.recorded ?? Infinity) || performance.now() - t0 >= (until.ms ?? Infinity))) break;
+    const left = until ? 1 : (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_tasks WHERE scenario_id = $1 AND status = 2", [`bench-${phase}`])).rows[0].n;
     if (left === 0) break;
     if (Date.now() > deadline) throw new Error(`warming ${phase}: ${left} tasks still running at the deadline`);
     await new Promise((r) => setTimeout(r, 100));
@@ -304,15 +320,15 @@ async function warmingRun(
   const st = w.workerStats();
   const fanout = await fans?.stop();
   await w.stop(2000);
-  const due = await db.query<{ key: string; due_at: Date }>("SELECT a.key, a.due_at FROM warming_actions a WHERE a.task_id = ANY($1::text[])", [ids]);
+  const due = await db.query<{ key: string; due_at: Date }>("SELECT a.key, a.due_at FROM warming_actions a WHERE a.task_id = ANY($1::text[]) AND a.started_at IS NOT NULL", [ids]);
   const lags = new Float64Array(due.rows.length);
   let i = 0;
   for (const r of due.rows) {
     const at = started.get(r.key);
-    if (at !== undefined) lags[i++] = (at - r.due_at.getTime()) / SCALE;
+    if (at !== undefined) lags[i++] = (at - r.due_at.getTime()) / scale;
   }
-  if (i !== total) say(`warning: ${total - i} planned actions of ${phase} were not run`);
-  return { lags: lags.subarray(0, i), ms, sustained: s.sustained(total), stats: `${st.claims} claims, ${fmt(st.claimed / Math.max(1, st.claims), 1)}/claim`, fanout };
+  if (i !== total && !until) say(`warning: ${total - i} planned actions of ${phase} were not run`);
+  return { lags: lags.subarray(0, i), ms, sustained: s.sustained(until?.recorded ?? total), stats: `${st.claims} claims, ${fmt(st.claimed / Math.max(1, st.claims), 1)}/claim`, fanout };
 }
 
 async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; url?: string; close(): Promise<void> }> {
@@ -414,6 +430,30 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
   return [row("bare SKIP LOCKED", figures.bare, notes.bare), ...(url ? [row("graphile-worker batched", figures.graphile, notes.graphile)] : []), row("warming", figures.warming, notes.warming)];
 }
 
+/**
+ * BENCH_GROWTH=1: GROWTH_TASKS tasks × GROWTH_ACTIONS planned actions in the tables. Paced: the
+ * day compressed so that GROWTH_RATE actions fall due per second, for SECONDS (lag p99); then
+ * saturated (everything overdue): the sustained rate over the first GROWTH_SAMPLE actions, beside
+ * the 10,000-task saturated median of this run.
+ */
+async function growthRuns(kind: "pglite" | "postgres", db: Db, accounts: ReturnType<typeof fakeAccounts>): Promise<Row[]> {
+  const t = performance.now();
+  const g = await seedTasks(db, GROWTH_TASKS, "growth", accounts, growthScenario);
+  await db.query("ANALYZE");
+  say(`${kind}: seeded ${GROWTH_TASKS} growth tasks, ${g.actions} actions in ${fmt((performance.now() - t) / 1000, 1)} s`);
+  const scale = DAY / ((g.actions / GROWTH_RATE) * 1000);
+  const name = `warming, ${GROWTH_TASKS} tasks × ${GROWTH_ACTIONS}`;
+  say(`${kind}: ${name}, paced (${GROWTH_RATE} due/s for ${SECONDS} s)`);
+  const p = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0, scale), accounts, { scale, until: { ms: SECONDS * 1000 } });
+  const paced: Row = { store: kind, run: name, mode: "paced", actions: p.lags.length, perSec: (p.lags.length * 1000) / p.ms, offered: GROWTH_RATE, p50: quantile(p.lags, 0.5), p99: quantile(p.lags, 0.99), max: quantile(p.lags, 1), note: p.stats };
+  say(`${kind}: ${name}, saturated (the first ${GROWTH_SAMPLE} of ${g.actions} overdue)`);
+  const s = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0 + 2 * DAY, scale), accounts, { scale, until: { recorded: GROWTH_SAMPLE } });
+  const rate = Number.isFinite(s.sustained) ? s.sustained : (s.lags.length * 1000) / s.ms;
+  const base = saturatedFigures.find((f) => f.store === kind)?.warming ?? [];
+  const vs = base.length ? `; ${fmt(rate / median(base), 2)} × the ${TASKS}-task saturated median` : "";
+  return [paced, { store: kind, run: name, mode: "saturated", actions: s.lags.length, perSec: rate, note: `${s.stats}${vs}` }];
+}
+
 async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
   const rows: Row[] = [];
   const { db, url, close } = await openBench(kind);
@@ -463,13 +503,13 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
     if (RUNS.has("fanout")) {
       const fp = await seed("fanout-paced", FANOUT_TASKS);
       say(`${kind}: warming, paced (${fmt(fp.actions / SECONDS)} due/s), ${SUBSCRIBERS} StreamEvents subscribers`);
-      const wfp = await warmingRun(db, "fanout-paced", fp.ids, fp.actions, clockAt(T0, SCALE), accounts, SUBSCRIBERS);
+      const wfp = await warmingRun(db, "fanout-paced", fp.ids, fp.actions, clockAt(T0, SCALE), accounts, { subscribers: SUBSCRIBERS });
       rows.push(lagRow(`warming + ${SUBSCRIBERS} StreamEvents`, wfp.lags, wfp.ms, wfp.stats, fp.actions / SECONDS));
       fanouts.push({ store: kind, mode: "paced", ...wfp.fanout! });
 
       const fan = await seed("fanout", FANOUT_TASKS);
       say(`${kind}: warming, saturated, ${SUBSCRIBERS} StreamEvents subscribers`);
-      const wf = await warmingRun(db, "fanout", fan.ids, fan.actions, clockAt(T0 + 2 * DAY, SCALE), accounts, SUBSCRIBERS);
+      const wf = await warmingRun(db, "fanout", fan.ids, fan.actions, clockAt(T0 + 2 * DAY, SCALE), accounts, { subscribers: SUBSCRIBERS });
       rows.push({
         store: kind,
         run: `warming + ${SUBSCRIBERS} StreamEvents`,
@@ -480,6 +520,7 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
       });
       fanouts.push({ store: kind, mode: "saturated", ...wf.fanout! });
     }
+    if (GROWTH) rows.push(...(await growthRuns(kind, db, accounts)));
     const ev = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_events")).rows[0].n;
     say(`${kind}: ${ev} events written`);
   } finally {
