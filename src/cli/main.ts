@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { pino } from "pino";
+import { createLogger } from "../server/logger.ts";
 import { SERVICE_NAMES, loadConfig } from "../config/config.ts";
 import type { Config, ServiceName } from "../config/config.ts";
 import { startApp } from "../app.ts";
@@ -35,7 +35,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     .action(async (opts: { services?: ServiceName[] }) => {
       const config = getConfig();
       const release = config.databaseUrl ? async () => {} : await holdDataDirLock(config.dataDir);
-      const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+      const log = createLogger(config);
       let app;
       try {
         app = await startApp({ config, services: opts.services, log });

@@ -101,10 +101,12 @@ export async function register(ctx: PlatformsContext, platform: Platform, req: R
     await peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
     await store.finishRegistration(db, id, "succeeded");
     log.info({ registration_id: id, account_id: acc.id, platform }, "registered");
+    ctx.metrics?.registrationEnded(platform, "succeeded", "");
     return create(RegisterResponseSchema, { success: true, accountId: acc.id, registrationId: id });
   } catch (err) {
     const error = err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : (err as Error).message;
-    log.warn({ registration_id: id, platform, step, error }, "registration failed");
+    log.warn({ registration_id: id, platform, step, reason: error }, "registration failed");
+    ctx.metrics?.registrationEnded(platform, "failed", step);
     await cleanUp(ctx, held, step, error);
     return create(RegisterResponseSchema, { success: false, error, failedStep: step, registrationId: id });
   } finally {
@@ -116,10 +118,12 @@ export async function register(ctx: PlatformsContext, platform: Platform, req: R
 export async function recoverAbandoned(ctx: PlatformsContext): Promise<number> {
   const rows = await store.claimAbandoned(ctx.db, 50, ctx.options.leaseMs);
   for (const r of rows) {
-    ctx.log.warn({ registration_id: r.id, step: r.step }, "cleaning up a registration interrupted by a stopped process");
+    const reason = `interrupted at ${r.step}: the process running it stopped`;
+    ctx.log.warn({ registration_id: r.id, platform: r.platform, step: r.step, reason }, "registration failed");
+    ctx.metrics?.registrationEnded(r.platform, "failed", r.step);
     // Died between creating the account and recording its id: find it by its label.
     const held = r.account_id ? r : { ...r, account_id: await creatingAccountOf(ctx, r.platform, r.id) };
-    await cleanUp(ctx, held, r.step, `interrupted at ${r.step}: the process running it stopped`);
+    await cleanUp(ctx, held, r.step, reason);
   }
   return rows.length;
 }

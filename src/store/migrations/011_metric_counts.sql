@@ -1,0 +1,62 @@
+-- Counts the /metrics gauges read at every scrape, kept by triggers like account_counts, so a
+-- scrape reads a few rows instead of counting a million (conveer_proxies, conveer_proxy_slots,
+-- conveer_warming_tasks). Row-level triggers that fire only when a counted column changes: the
+-- workers' and health checks' frequent updates of other columns cost one WHEN test. A change that
+-- moves a row between two keys updates both in key order (no deadlock between two such changes).
+-- The triggers are created before the counts are filled: CREATE TRIGGER holds off concurrent
+-- writes until this migration commits, so no row is missed or counted twice.
+
+-- The proxy pool by health: proxies, their capacity (slots) and the slots allocated.
+CREATE TABLE proxy_counts (
+  healthy boolean PRIMARY KEY,
+  n bigint NOT NULL DEFAULT 0,
+  capacity bigint NOT NULL DEFAULT 0,
+  allocated bigint NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION proxy_counts_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO proxy_counts AS c (healthy, n, capacity, allocated)
+    SELECT healthy, sum(n), sum(capacity), sum(allocated) FROM (
+      SELECT OLD.healthy AS healthy, -1 AS n, -OLD.capacity AS capacity, -OLD.allocated AS allocated WHERE TG_OP IN ('UPDATE', 'DELETE')
+      UNION ALL
+      SELECT NEW.healthy, 1, NEW.capacity, NEW.allocated WHERE TG_OP IN ('UPDATE', 'INSERT')
+    ) d GROUP BY healthy ORDER BY healthy
+    ON CONFLICT (healthy) DO UPDATE SET n = c.n + EXCLUDED.n, capacity = c.capacity + EXCLUDED.capacity, allocated = c.allocated + EXCLUDED.allocated;
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER proxies_count_insert AFTER INSERT ON proxies FOR EACH ROW EXECUTE FUNCTION proxy_counts_change();
+CREATE TRIGGER proxies_count_delete AFTER DELETE ON proxies FOR EACH ROW EXECUTE FUNCTION proxy_counts_change();
+CREATE TRIGGER proxies_count_update AFTER UPDATE OF healthy, capacity, allocated ON proxies FOR EACH ROW
+  WHEN (OLD.healthy IS DISTINCT FROM NEW.healthy OR OLD.capacity IS DISTINCT FROM NEW.capacity OR OLD.allocated IS DISTINCT FROM NEW.allocated)
+  EXECUTE FUNCTION proxy_counts_change();
+
+INSERT INTO proxy_counts (healthy, n, capacity, allocated)
+  SELECT healthy, count(*), coalesce(sum(capacity), 0), coalesce(sum(allocated), 0) FROM proxies GROUP BY healthy;
+
+-- Warming tasks by status.
+CREATE TABLE warming_task_counts (
+  status smallint PRIMARY KEY,
+  n bigint NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION warming_task_counts_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO warming_task_counts AS c (status, n)
+    SELECT status, sum(n) FROM (
+      SELECT OLD.status AS status, -1 AS n WHERE TG_OP IN ('UPDATE', 'DELETE')
+      UNION ALL
+      SELECT NEW.status, 1 WHERE TG_OP IN ('UPDATE', 'INSERT')
+    ) d GROUP BY status ORDER BY status
+    ON CONFLICT (status) DO UPDATE SET n = c.n + EXCLUDED.n;
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER warming_tasks_count_insert AFTER INSERT ON warming_tasks FOR EACH ROW EXECUTE FUNCTION warming_task_counts_change();
+CREATE TRIGGER warming_tasks_count_delete AFTER DELETE ON warming_tasks FOR EACH ROW EXECUTE FUNCTION warming_task_counts_change();
+CREATE TRIGGER warming_tasks_count_update AFTER UPDATE OF status ON warming_tasks FOR EACH ROW
+  WHEN (OLD.status IS DISTINCT FROM NEW.status)
+  EXECUTE FUNCTION warming_task_counts_change();
+
+INSERT INTO warming_task_counts (status, n) SELECT status, count(*) FROM warming_tasks GROUP BY status;
