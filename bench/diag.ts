@@ -69,7 +69,7 @@ export async function closedLoop(
   return { opsPerSec, p50Ms: quantile(lat, 0.5), p99Ms: quantile(lat, 0.99), nodeUsPerOp: usPerOp(cpu?.selfPct), dbUsPerOp: dbUrl ? usPerOp(cpu?.pidsPct) : Number.NaN };
 }
 
-const noVault = { seal: () => { throw new Error("unused"); }, open: async () => { throw new Error("unused"); }, activeKeyId: () => "", reload: async () => {}, stop: async () => {} } as Vault;
+const noVault = { seal: () => { throw new Error("unused"); }, open: async () => { throw new Error("unused"); }, activeKeyId: () => "", reload: async () => {}, activateNewKey: async () => {}, stop: async () => {} } as Vault;
 
 /** Runs the component measurements on a seeded store. */
 export async function diagnose(db: Db, ids: string[], url: string, concurrency: number, warmupMs: number, durationMs: number): Promise<DiagResult[]> {

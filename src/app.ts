@@ -6,6 +6,7 @@ import { loadTls } from "./server/listen.ts";
 import type { Db } from "./store/db.ts";
 import { createAppContext } from "./app/app-context.ts";
 import { mountAccount } from "./app/mount-account.ts";
+import { mountAdmin } from "./app/mount-admin.ts";
 import { mountGrpc } from "./app/mount-grpc.ts";
 import { mountHttp } from "./app/mount-http.ts";
 import { mountPlatforms } from "./app/mount-platforms.ts";
@@ -13,6 +14,7 @@ import { mountProxy } from "./app/mount-proxy.ts";
 import { mountSms } from "./app/mount-sms.ts";
 import { mountWarming } from "./app/mount-warming.ts";
 import { createReleasers } from "./app/releasers.ts";
+import { traceMixin, tracingEnabled } from "./telemetry/tracing.ts";
 
 /** Options of a running system. */
 export type AppOptions = {
@@ -43,7 +45,7 @@ export type App = {
 export async function startApp(opts: AppOptions): Promise<App> {
   const { config } = opts;
   const services = opts.services ?? SERVICE_NAMES;
-  const log = opts.log ?? createLogger(config);
+  const log = opts.log ?? createLogger(config, { mixin: tracingEnabled() ? traceMixin : undefined });
   const releasers = createReleasers(log);
   try {
     const ctx = await createAppContext(config, services, log, opts.db, releasers);
@@ -58,9 +60,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
     if (services.includes("sms")) bindings.sms = await mountSms(ctx);
     if (ctx.platforms.length > 0) Object.assign(bindings, mountPlatforms(ctx));
     if (services.includes("warming")) bindings.warming = await mountWarming(ctx);
-    const tls = loadTls(config.tlsCert, config.tlsKey);
+    const tls = loadTls(config.tlsCert, config.tlsKey, config.tlsClientCa);
     const ports = await mountGrpc(ctx, tls);
-    const httpPort = await mountHttp(ctx, tls);
+    const httpPort = await mountHttp(ctx, tls, [mountAdmin(ctx)]);
     log.info({ ports, http: httpPort, store: ctx.db.kind, services }, "conveer started");
     return { ports, httpPort, log, sandboxUrl: ctx.sandbox.url, stop: (graceMs = 5000) => releasers.release(graceMs) };
   } catch (err) {

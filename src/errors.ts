@@ -5,7 +5,8 @@
  * RetryInfo), which every transport sends: in grpc-status-details-bin on the gRPC ports, as
  * Connect error details on the HTTP port.
  */
-import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 
@@ -150,4 +151,25 @@ export function codeOf(err: unknown): string {
 export function messageOf(err: unknown): string {
   if (err instanceof ConnectError) return err.rawMessage;
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The google.rpc details of one type an error carries: an AppError's own, or a peer's ConnectError's
+ * (decoded from grpc-status-details-bin or Connect error details, or as an in-process call passed them).
+ */
+export function findDetails<D extends DescMessage>(err: unknown, desc: D): MessageShape<D>[] {
+  if (err instanceof ConnectError) return err.findDetails(desc);
+  if (err instanceof AppError) return err.details.filter((d) => d.desc.typeName === desc.typeName).map((d) => create(desc, d.value as MessageInitShape<D>));
+  return [];
+}
+
+/** The ErrorInfo reason (domain `conveer`) of an error, or undefined when it carries none. */
+export function reasonOf(err: unknown): string | undefined {
+  return findDetails(err, ErrorInfoSchema).find((i) => i.domain === ERROR_DOMAIN)?.reason || undefined;
+}
+
+/** The RetryInfo delay of an error in milliseconds, or undefined when it carries none. */
+export function retryDelayOf(err: unknown): number | undefined {
+  const d = findDetails(err, RetryInfoSchema)[0]?.retryDelay;
+  return d ? Number(d.seconds) * 1000 + Math.round(d.nanos / 1_000_000) : undefined;
 }

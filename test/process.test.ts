@@ -88,10 +88,13 @@ describe("conveer start (child process, embedded store)", () => {
       await rejectsWith(remoteClient(AccountService, { addr, sessions }).listAccounts({}), Code.Unauthenticated, /conveer token create/);
       const authed = remoteClient(AccountService, { addr, token, sessions });
       assert.equal((await authed.listAccounts({})).accounts[0].login, "proc", "the data of the first run is still there");
-      // Admin commands refuse the data directory while the server holds it.
-      const busy = runCli(["token", "create", "--name", "y", "--scopes", "*"], env);
-      assert.equal(await busy.exited, 1);
-      assert.match(busy.stderr(), /another conveer process \(pid \d+\) is using the embedded store/);
+      // While the server holds the data directory, admin commands go through its HTTP port (AdminService), with a token.
+      const anon = runCli(["token", "create", "--name", "y", "--scopes", "*"], env);
+      assert.equal(await anon.exited, 1);
+      assert.match(anon.stderr(), /conveer: the server at http:\/\/127\.0\.0\.1:\d+ needs a token: set CONVEER_TOKEN .*stop the server and run this again/);
+      const made = runCli(["token", "create", "--name", "y", "--scopes", "*"], { ...env, CONVEER_TOKEN: token });
+      assert.equal(await made.exited, 0, made.stderr());
+      assert.match(made.stdout(), /^cv_/);
     } finally {
       const { code } = await terminate(cli);
       assert.equal(code, 0, cli.stderr());

@@ -85,7 +85,7 @@ for (const kind of STORE_KINDS) {
     });
 
     const auditRows = async () =>
-      (await sys.db.query<{ token_name: string; secret: string; proxy_id: string; account_id: string }>("SELECT token_name, secret, proxy_id, account_id FROM credential_audit WHERE secret = 'proxy' ORDER BY id")).rows;
+      (await sys.db.query<{ token_name: string; proxy_id: string; account_id: string }>("SELECT actor AS token_name, target AS proxy_id, account_id FROM audit_log WHERE action = 'proxy_password.read' ORDER BY id")).rows;
 
     test("a proxy password goes only to proxies:secrets (or *): AllocateProxy, GetProxyForAccount and ForceRotate answer it empty otherwise, and each read is audited", async () => {
       const before = (await auditRows()).length;

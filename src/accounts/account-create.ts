@@ -5,7 +5,10 @@ import { AppError, invalidArgument, quote } from "../errors.ts";
 import type { Queryable } from "../store/db.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
 import { inSavepoint } from "../store/savepoint.ts";
+import { recordAudit } from "../audit/audit-log.ts";
+import type { Actor } from "../audit/audit-log.ts";
 import { toAccount } from "./account-messages.ts";
+import { shortStatus } from "./account-status.ts";
 import * as store from "./account-store.ts";
 import type { AccountRow } from "./account-store.ts";
 import { sealSecrets } from "./accounts-context.ts";
@@ -32,10 +35,10 @@ export function validateNew(req: CreateAccountRequest): void {
   if (req.status === AccountStatus.DELETED) throw invalidArgument("status", "cannot be DELETED for a new account");
 }
 
-async function insert(ctx: AccountsContext, q: Queryable, req: CreateAccountRequest, author: string): Promise<AccountRow> {
+async function insert(ctx: AccountsContext, q: Queryable, req: CreateAccountRequest, who: Actor, action: "account.create" | "account.import"): Promise<AccountRow> {
   const id = ctx.newId();
   const { sealed, keyId } = sealSecrets(ctx, id, { password: req.password, phone: req.phone, additional: { ...req.additional } });
-  return store.insertAccount(
+  const row = await store.insertAccount(
     q,
     {
       id,
@@ -48,8 +51,10 @@ async function insert(ctx: AccountsContext, q: Queryable, req: CreateAccountRequ
       has_phone: Boolean(req.phone),
       labels: { ...req.labels },
     },
-    author,
+    who.name,
   );
+  await recordAudit(q, who, { action, accountId: id, detail: `${row.platform} login ${quote(row.login)}, ${shortStatus(row.status)}` });
+  return row;
 }
 
 function duplicate(req: CreateAccountRequest): AppError {
@@ -57,10 +62,10 @@ function duplicate(req: CreateAccountRequest): AppError {
 }
 
 /** Creates one account with sealed credentials. */
-export async function createAccount(ctx: AccountsContext, req: CreateAccountRequest, author: string): Promise<Account> {
+export async function createAccount(ctx: AccountsContext, req: CreateAccountRequest, who: Actor): Promise<Account> {
   validateNew(req);
   try {
-    return toAccount(await ctx.db.transaction((tx) => insert(ctx, tx, req, author)));
+    return toAccount(await ctx.db.transaction((tx) => insert(ctx, tx, req, who, "account.create")));
   } catch (err) {
     if (sqlState(err) === PgError.uniqueViolation) throw duplicate(req);
     throw err;
@@ -68,7 +73,7 @@ export async function createAccount(ctx: AccountsContext, req: CreateAccountRequ
 }
 
 /** Creates many; each item succeeds or fails on its own (a savepoint per item). */
-export async function importAccounts(ctx: AccountsContext, items: CreateAccountRequest[], author: string): Promise<{ index: number; accountId: string; error: string }[]> {
+export async function importAccounts(ctx: AccountsContext, items: CreateAccountRequest[], who: Actor): Promise<{ index: number; accountId: string; error: string }[]> {
   if (items.length > 1000) throw invalidArgument("accounts", `must hold at most 1000 items per call, got ${items.length}; split the import`);
   const results: { index: number; accountId: string; error: string }[] = [];
   const valid: { index: number; req: CreateAccountRequest }[] = [];
@@ -83,7 +88,7 @@ export async function importAccounts(ctx: AccountsContext, items: CreateAccountR
   await ctx.db.transaction(async (tx) => {
     for (const { index, req } of valid) {
       try {
-        const row = await inSavepoint(tx, () => insert(ctx, tx, req, author));
+        const row = await inSavepoint(tx, () => insert(ctx, tx, req, who, "account.import"));
         results.push({ index, accountId: row.id, error: "" });
       } catch (err) {
         if (sqlState(err) !== PgError.uniqueViolation) throw err;

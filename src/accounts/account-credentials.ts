@@ -1,6 +1,8 @@
 import type { Account, GetCredentialsResponse } from "../gen/conveer/v1/account_pb.js";
 import { notFound } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
+import { recordAudit } from "../audit/audit-log.ts";
+import type { Actor } from "../audit/audit-log.ts";
 import { checkPhone } from "./account-create.ts";
 import { toAccount } from "./account-messages.ts";
 import * as store from "./account-store.ts";
@@ -14,7 +16,7 @@ export async function credentials(ctx: AccountsContext, id: string, tokenName: s
   checkId(id, "account_id");
   const row = await ctx.db.transaction(async (tx) => {
     const r = await store.getAccount(tx, id);
-    if (r) await store.insertAudit(tx, id, tokenName, peer);
+    if (r) await recordAudit(tx, { name: tokenName, peer }, { action: "credentials.read", accountId: id });
     return r;
   });
   if (!row) throw notFound("account", id);
@@ -22,8 +24,8 @@ export async function credentials(ctx: AccountsContext, id: string, tokenName: s
   return { $typeName: "conveer.GetCredentialsResponse", login: row.login, password: s.password, phone: s.phone, additional: s.additional };
 }
 
-/** Replaces password/phone when given and merges `additional` (an empty value removes a key). */
-export async function updateCredentials(ctx: AccountsContext, id: string, change: { password: string; phone: string; additional: Record<string, string> }): Promise<Account> {
+/** Replaces password/phone when given and merges `additional` (an empty value removes a key); audited with the names of what changed, never the values. */
+export async function updateCredentials(ctx: AccountsContext, id: string, change: { password: string; phone: string; additional: Record<string, string> }, who: Actor): Promise<Account> {
   checkId(id, "account_id");
   checkPhone(change.phone);
   const row = await ctx.db.transaction(async (tx) => {
@@ -37,7 +39,16 @@ export async function updateCredentials(ctx: AccountsContext, id: string, change
     }
     const next: Secrets = { password: change.password || s.password, phone: change.phone || s.phone, additional };
     const { sealed, keyId } = sealSecrets(ctx, id, next);
-    return store.setSecrets(tx, id, sealed, keyId, Boolean(next.phone));
+    const row = await store.setSecrets(tx, id, sealed, keyId, Boolean(next.phone));
+    await recordAudit(tx, who, { action: "account.credentials_update", accountId: id, detail: changedNames(change) });
+    return row;
   });
   return toAccount(row);
+}
+
+/** What an update names (never the values): "password, phone, additional: a, b". */
+function changedNames(change: { password: string; phone: string; additional: Record<string, string> }): string {
+  const keys = Object.keys(change.additional).sort();
+  const parts = [change.password ? "password" : "", change.phone ? "phone" : "", keys.length ? `additional: ${keys.join(", ")}` : ""];
+  return parts.filter(Boolean).join(", ") || "nothing";
 }

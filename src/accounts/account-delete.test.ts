@@ -75,16 +75,20 @@ for (const kind of STORE_KINDS) {
       assert.deepEqual([last.toStatus, last.reason, last.author], ["ACCOUNT_STATUS_DELETED", "operator cleanup", "deleter"]);
       // From ACTIVE when the stopped task already moved the account back from WARMING, else from WARMING.
       assert.match(last.fromStatus, /^ACCOUNT_STATUS_(ACTIVE|WARMING)$/);
-      const audit = await sys.db.query<{ token_name: string; action: string; reason: string; peer: string }>("SELECT token_name, action, reason, peer FROM credential_audit WHERE account_id = $1", [acc.id]);
+      const audit = await sys.db.query<{ actor: string; action: string; detail: string; peer: string }>("SELECT actor, action, detail, peer FROM audit_log WHERE account_id = $1 AND action = 'account.delete'", [acc.id]);
       assert.equal(audit.rowCount, 1);
-      assert.deepEqual([audit.rows[0].token_name, audit.rows[0].action, audit.rows[0].reason], ["deleter", "delete", "operator cleanup"]);
+      assert.deepEqual([audit.rows[0].actor, audit.rows[0].action, audit.rows[0].detail], ["deleter", "account.delete", "operator cleanup"]);
       assert.match(audit.rows[0].peer, /127\.0\.0\.1/);
+      // The system's own writes are audited under its principal's name: warming moved the account to WARMING.
+      const warmed = await sys.db.query<{ actor: string; detail: string; peer: string }>("SELECT actor, detail, peer FROM audit_log WHERE account_id = $1 AND action = 'account.status' ORDER BY id LIMIT 1", [acc.id]);
+      assert.deepEqual([warmed.rows[0].actor, warmed.rows[0].peer], ["warming", "local"]);
+      assert.match(warmed.rows[0].detail, new RegExp(`^ACTIVE -> WARMING: warming task ${task.id}`));
 
       // Idempotent: a second delete changes nothing and says so.
       const again = await admin.deleteAccount({ accountId: acc.id, reason: "again" });
       assert.deepEqual([again.deleted, again.account?.status, again.account?.statusReason, again.releasedProxyId], [false, AccountStatus.DELETED, "operator cleanup", ""]);
       assert.equal((await admin.getStatusHistory({ accountId: acc.id })).changes.length, history.changes.length);
-      assert.equal((await sys.db.query("SELECT 1 FROM credential_audit WHERE account_id = $1", [acc.id])).rowCount, 1);
+      assert.equal((await sys.db.query("SELECT 1 FROM audit_log WHERE account_id = $1 AND action = 'account.delete'", [acc.id])).rowCount, 1);
     });
 
     test("an account holding nothing is deleted with the default reason; unknown ids NOT_FOUND; bad input names the field", async () => {

@@ -6,6 +6,7 @@ import { checkId } from "../store/ids.ts";
 import { toAccount } from "./account-messages.ts";
 import { assertTransition } from "./account-status.ts";
 import * as store from "./account-store.ts";
+import { recordAudit } from "../audit/audit-log.ts";
 import type { AccountsContext } from "./accounts-context.ts";
 
 /** Who asks for a delete: the token's name (history, audit) and the network peer (audit). */
@@ -33,7 +34,7 @@ export async function deleteAccount(ctx: AccountsContext, id: string, reason: st
     if (row.status === AccountStatus.DELETED) return create(DeleteAccountResponseSchema, { account: toAccount(row), deleted: false, ...done });
     assertTransition(row.status, AccountStatus.DELETED);
     await store.setStatus(tx, id, row.status, AccountStatus.DELETED, reason || "deleted", who.name);
-    await store.insertDeleteAudit(tx, id, who.name, who.peer, reason);
+    await recordAudit(tx, who, { action: "account.delete", accountId: id, detail: reason });
     const after = await store.getPublicAccount(tx, id);
     return create(DeleteAccountResponseSchema, { account: toAccount(after!), deleted: true, ...done });
   });

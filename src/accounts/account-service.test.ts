@@ -60,9 +60,9 @@ for (const kind of STORE_KINDS) {
     test("GetCredentials writes an audit record", async () => {
       const acc = await sys.accounts.createAccount({ platform: "mail", login: "audited", password: "pw" });
       await sys.accounts.getCredentials({ accountId: acc.id });
-      const r = await sys.db.query<{ token_name: string; peer: string }>("SELECT token_name, peer FROM credential_audit WHERE account_id = $1", [acc.id]);
+      const r = await sys.db.query<{ actor: string; peer: string }>("SELECT actor, peer FROM audit_log WHERE account_id = $1 AND action = 'credentials.read'", [acc.id]);
       assert.equal(r.rowCount, 1);
-      assert.equal(r.rows[0].token_name, "open-mode");
+      assert.equal(r.rows[0].actor, "open-mode");
       assert.match(r.rows[0].peer, /127\.0\.0\.1/);
     });
 

@@ -23,7 +23,7 @@ export function accountService(accounts: Accounts) {
     impl: {
       getCredentials: (req, ctx) => accounts.credentials(req.accountId, principalOf(ctx).name, ctx.values.get(peerKey)),
       async updateStatus(req, ctx) {
-        const { previous } = await accounts.updateStatus(req.accountId, req.status, req.reason, principalOf(ctx).name);
+        const { previous } = await accounts.updateStatus(req.accountId, req.status, req.reason, principalOf(ctx).name, ctx.values.get(peerKey));
         return { success: true, previousStatus: statusName(previous) };
       },
       getAccount: (req) => accounts.get(req.accountId),
@@ -31,14 +31,14 @@ export function accountService(accounts: Accounts) {
         const page = await accounts.list(req, req.pageSize, req.pageToken);
         return { accounts: page.accounts, nextPageToken: page.next, totalCount: BigInt(page.total) };
       },
-      createAccount: (req, ctx) => accounts.create(req, principalOf(ctx).name),
+      createAccount: (req, ctx) => accounts.create(req, principalOf(ctx).name, ctx.values.get(peerKey)),
       async importAccounts(req, ctx) {
-        const results = await accounts.importMany(req.accounts, principalOf(ctx).name);
+        const results = await accounts.importMany(req.accounts, principalOf(ctx).name, ctx.values.get(peerKey));
         const imported = results.filter((r) => r.accountId).length;
         return { results, imported, failed: results.length - imported };
       },
       getStatusHistory: async (req) => ({ changes: await accounts.history(req.accountId) }),
-      updateCredentials: (req) => accounts.updateCredentials(req.accountId, req),
+      updateCredentials: (req, ctx) => accounts.updateCredentials(req.accountId, req, principalOf(ctx).name, ctx.values.get(peerKey)),
       deleteAccount: (req, ctx) => accounts.delete(req.accountId, req.reason, { name: principalOf(ctx).name, peer: ctx.values.get(peerKey) }),
     },
   });

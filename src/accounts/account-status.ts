@@ -20,6 +20,11 @@ export function statusName(s: AccountStatus): string {
   return `ACCOUNT_STATUS_${AccountStatus[s] ?? String(s)}`;
 }
 
+/** The short name of a status ("ACTIVE"), as the audit log shows it. */
+export function shortStatus(s: AccountStatus): string {
+  return AccountStatus[s] ?? String(s);
+}
+
 /** Parses "ACTIVE", "active" or "ACCOUNT_STATUS_ACTIVE"; undefined when unknown. */
 export function parseStatus(text: string): AccountStatus | undefined {
   const key = text.trim().toUpperCase().replace(/^ACCOUNT_STATUS_/, "");

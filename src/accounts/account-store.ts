@@ -119,31 +119,6 @@ export async function countAccounts(q: Queryable, f: AccountFilter): Promise<num
   return Number(r.rows[0]?.n ?? 0);
 }
 
-/** Records one credentials read. */
-export async function insertAudit(q: Queryable, accountId: string, tokenName: string, peer: string): Promise<void> {
-  await q.query("INSERT INTO credential_audit (account_id, token_name, peer) VALUES ($1, $2, $3)", [accountId, tokenName, peer]);
-}
-
-/**
- * An audit row: `action` "read" (a secret read: `secret` is "account" for GetCredentials or
- * "proxy" for a proxy password, proxy_id set) or "delete" (DeleteAccount, with its reason).
- */
-export type AuditRow = { id: number; account_id: string; token_name: string; peer: string; secret: string; proxy_id: string; action: string; reason: string; at: Date };
-
-/** The newest audit records (account credentials and proxy passwords read, accounts deleted), optionally for one account. */
-export async function listAudit(q: Queryable, opts: { accountId?: string; limit: number }): Promise<AuditRow[]> {
-  const r = await q.query<AuditRow>(
-    "SELECT id::int AS id, account_id, token_name, peer, secret, proxy_id, action, reason, at FROM credential_audit WHERE ($1 = '' OR account_id = $1) ORDER BY id DESC LIMIT $2",
-    [opts.accountId ?? "", opts.limit],
-  );
-  return r.rows;
-}
-
-/** Records a DeleteAccount in the audit log (action 'delete', with its reason). */
-export async function insertDeleteAudit(q: Queryable, accountId: string, tokenName: string, peer: string, reason: string): Promise<void> {
-  await q.query("INSERT INTO credential_audit (account_id, token_name, peer, action, reason) VALUES ($1, $2, $3, 'delete', $4)", [accountId, tokenName, peer, reason]);
-}
-
 /** What other services hold for an account, each id empty when none. */
 export type AccountHoldings = { proxy_id: string; task_id: string; activation_id: string };
 

@@ -7,7 +7,9 @@ import { checkId } from "../store/ids.ts";
 import { createAccount, importAccounts } from "./account-create.ts";
 import { credentials, updateCredentials } from "./account-credentials.ts";
 import { toAccount, toStatusChange } from "./account-messages.ts";
-import { assertTransition, statusName } from "./account-status.ts";
+import { assertTransition, shortStatus, statusName } from "./account-status.ts";
+import { recordAudit } from "../audit/audit-log.ts";
+import type { Actor } from "../audit/audit-log.ts";
 import * as store from "./account-store.ts";
 import { accountsContext } from "./accounts-context.ts";
 import type { AccountsContext, AccountsDeps } from "./accounts-context.ts";
@@ -26,19 +28,20 @@ export function createAccounts(deps: AccountsDeps) {
   const ctx = accountsContext(deps);
   return {
     /** Creates one account with sealed credentials. */
-    create: (req: CreateAccountRequest, author: string) => createAccount(ctx, req, author),
+    create: (req: CreateAccountRequest, author: string, peer = "") => createAccount(ctx, req, { name: author, peer }),
     /** Creates many; each item succeeds or fails on its own (a savepoint per item). */
-    importMany: (items: CreateAccountRequest[], author: string) => importAccounts(ctx, items, author),
+    importMany: (items: CreateAccountRequest[], author: string, peer = "") => importAccounts(ctx, items, { name: author, peer }),
     /** One account (no secrets). */
     get: (id: string) => getAccount(ctx, id),
     /** Decrypted credentials; writes the audit record in the same transaction as the read. */
     credentials: (id: string, tokenName: string, peer: string) => credentials(ctx, id, tokenName, peer),
     /** Validated status change with history; answers the previous status. */
-    updateStatus: (id: string, to: AccountStatus, reason: string, author: string) => updateStatus(ctx, id, to, reason, author),
+    updateStatus: (id: string, to: AccountStatus, reason: string, author: string, peer = "") => updateStatus(ctx, id, to, reason, { name: author, peer }),
     /** A keyset page of accounts and the total for the filter. */
     list: (filter: ListFilter, size: number, token: string) => listAccounts(ctx, filter, size, token),
     /** Replaces password/phone when given and merges `additional` (an empty value removes a key). */
-    updateCredentials: (id: string, change: { password: string; phone: string; additional: Record<string, string> }) => updateCredentials(ctx, id, change),
+    updateCredentials: (id: string, change: { password: string; phone: string; additional: Record<string, string> }, author: string, peer = "") =>
+      updateCredentials(ctx, id, change, { name: author, peer }),
     /** Soft delete: lets go of the proxy, warming task and pending activation, then DELETED (history, audit); idempotent. */
     delete: (id: string, reason: string, who: Deleter) => deleteAccount(ctx, id, reason, who),
     /** Status history, newest first. */
@@ -61,8 +64,8 @@ export async function getAccount(ctx: AccountsContext, id: string): Promise<Acco
   return toAccount(await mustGet(ctx, id));
 }
 
-/** Validated status change with history; answers the previous status. */
-export async function updateStatus(ctx: AccountsContext, id: string, to: AccountStatus, reason: string, author: string): Promise<{ previous: AccountStatus; changed: boolean }> {
+/** Validated status change with history and an audit entry ("FROM -> TO: reason"); answers the previous status. */
+export async function updateStatus(ctx: AccountsContext, id: string, to: AccountStatus, reason: string, who: Actor): Promise<{ previous: AccountStatus; changed: boolean }> {
   checkId(id, "account_id");
   if (to === AccountStatus.UNSPECIFIED || !(to in AccountStatus)) {
     throw invalidArgument("status", `must be one of ${[2, 3, 4, 5, 6].map((s) => statusName(s)).join(", ")}, got ${to}`);
@@ -74,7 +77,8 @@ export async function updateStatus(ctx: AccountsContext, id: string, to: Account
     const from = row.status as AccountStatus;
     if (from === to) return { previous: from, changed: false };
     assertTransition(from, to);
-    await store.setStatus(tx, id, from, to, reason, author);
+    await store.setStatus(tx, id, from, to, reason, who.name);
+    await recordAudit(tx, who, { action: "account.status", accountId: id, detail: `${shortStatus(from)} -> ${shortStatus(to)}${reason ? `: ${reason}` : ""}` });
     return { previous: from, changed: true };
   });
 }

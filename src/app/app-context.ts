@@ -18,6 +18,8 @@ import type { Db } from "../store/db.ts";
 import { openStore } from "../store/open.ts";
 import { timedDb } from "../store/timed-db.ts";
 import { createIdGenerator } from "../store/ids.ts";
+import { tracedDb } from "../store/traced-db.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 import { createVault } from "../vault/vault.ts";
 import type { Vault } from "../vault/vault.ts";
 import { loadMasterKey } from "../vault/master-key.ts";
@@ -56,8 +58,10 @@ export type AppContext = {
 export async function createAppContext(config: Config, services: readonly ServiceName[], log: Logger, given: Db | undefined, releasers: Releasers): Promise<AppContext> {
   await mkdir(config.dataDir, { recursive: true });
   const metrics = createMetrics();
-  const db = timedDb(given ?? (await openStore(config, log)), metrics.storeQuery);
-  releasers.add("store", () => db.close());
+  const opened = given ?? (await openStore(config, log));
+  releasers.add("store", () => opened.close());
+  // With a tracer provider registered, queries inside traced calls are spans; every query is timed (conveer_store_query_duration_seconds).
+  const db = timedDb(tracingEnabled() ? tracedDb(opened) : opened, metrics.storeQuery);
   metrics.addGauge("conveer_store_up", "1 while this process reaches the store, 0 while it is down (its health monitor's view; no query at scrape)", [], () => [{ labels: {}, value: db.health().ok ? 1 : 0 }]);
   const newId = createIdGenerator();
   const vault = await createVault(db, await loadMasterKey(config, log, db), newId);

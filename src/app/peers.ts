@@ -30,7 +30,14 @@ export function createPeerResolver(config: Config, services: readonly ServiceNam
             const b = bindings[name];
             return b && localClient(b, systemPrincipal(who));
           })
-        : remoteClient(DESCRIPTORS[name], { addr: config.addrs[name], token: config.token, tls: Boolean(config.tlsCert) });
+        : remoteClient(DESCRIPTORS[name], {
+            addr: config.addrs[name],
+            token: config.token,
+            tls: Boolean(config.tlsCert),
+            caFile: config.caFile || undefined,
+            certFile: config.clientCert || undefined,
+            keyFile: config.clientKey || undefined,
+          });
       byCaller.set(who, client);
     }
     return client as unknown as Client<S>;

@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 /**
  * Every resource a running system holds, in the order stop() releases them. Written down here,
  * not implied by the order things were started in:
- * - the HTTP port and the timers that use the store and peers on their own go first;
+ * - the HTTP port and the timers that use the store and peers on their own go first, then a key
+ *   rotation running here (it stops between two batches and records why);
  * - then background work that holds calls open (warming's in-flight actions, SMS GetCode waiters),
  *   so those calls end at once ("call again") instead of holding the drain for its whole grace;
  * - then the gRPC ports drain (in-flight calls get up to the grace period);
@@ -14,6 +15,7 @@ export const SHUTDOWN_ORDER = [
   "http",
   "proxy-health-checks",
   "store-probe",
+  "key-rotation",
   "warming",
   "sms",
   "grpc",

@@ -96,14 +96,14 @@ for (const kind of STORE_KINDS) {
       const cred = await sys.as(tokens.creds).accounts.getCredentials({ accountId });
       assert.equal(cred.password, "pw");
       await sys.as(tokens.auditor).accounts.getCredentials({ accountId });
-      const audit = await sys.db.query<{ token_name: string }>("SELECT token_name FROM credential_audit WHERE account_id = $1 ORDER BY at", [accountId]);
-      assert.deepEqual(audit.rows.map((r) => r.token_name), ["creds", "auditor"]);
+      const audit = await sys.db.query<{ actor: string }>("SELECT actor FROM audit_log WHERE account_id = $1 AND action = 'credentials.read' ORDER BY id", [accountId]);
+      assert.deepEqual(audit.rows.map((r) => r.actor), ["creds", "auditor"]);
       await sys.as(tokens.writer).accounts.updateStatus({ accountId, status: AccountStatus.WARMING, reason: "test" });
       const h = await sys.as(tokens.reader).accounts.getStatusHistory({ accountId });
       assert.deepEqual(h.changes.map((c) => c.author), ["writer", "admin"]);
       // A refused GetCredentials writes nothing.
       await rejectsWith(sys.as(tokens.reader).accounts.getCredentials({ accountId }), Code.PermissionDenied);
-      assert.equal((await sys.db.query("SELECT 1 FROM credential_audit WHERE account_id = $1", [accountId])).rowCount, 2);
+      assert.equal((await sys.db.query("SELECT 1 FROM audit_log WHERE account_id = $1 AND action = 'credentials.read'", [accountId])).rowCount, 2);
     });
 
     test("tokens are stored only as hashes", async () => {

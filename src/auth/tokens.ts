@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { AppError } from "../errors.ts";
+import { AppError, badRequest, invalidArgument, quote } from "../errors.ts";
 import type { Db, Queryable } from "../store/db.ts";
 import { grants, validateScopes } from "./scopes.ts";
 
@@ -20,13 +20,20 @@ function hashToken(token: string): string {
 
 /** Creates a token; returns the secret, which is shown once and stored only as a hash. */
 export async function createToken(db: Queryable, id: string, name: string, scopes: string[]): Promise<string> {
-  if (!/^[\w.@-]{1,64}$/.test(name)) throw new Error(`token name must be 1-64 letters, digits, or . _ @ -; got ${JSON.stringify(name)}`);
-  validateScopes(scopes);
+  if (!/^[\w.@-]{1,64}$/.test(name)) {
+    const problem = `must be 1-64 letters, digits, or . _ @ -; got ${quote(name)}`;
+    throw new AppError("INVALID_ARGUMENT", `token name ${problem}`, { details: [badRequest("name", problem)] });
+  }
+  try {
+    validateScopes(scopes);
+  } catch (err) {
+    throw invalidArgument("scopes", (err as Error).message);
+  }
   const token = `cv_${randomBytes(24).toString("base64url")}`;
   try {
     await db.query("INSERT INTO api_tokens (id, name, token_hash, scopes) VALUES ($1, $2, $3, $4)", [id, name, hashToken(token), scopes]);
   } catch (err) {
-    if ((err as { code?: string }).code === "23505") throw new Error(`a token named ${JSON.stringify(name)} already exists; pick another name or revoke it first`);
+    if ((err as { code?: string }).code === "23505") throw new AppError("ALREADY_EXISTS", `a token named ${JSON.stringify(name)} already exists (names stay taken after a revoke); pick another name`);
     throw err;
   }
   return token;
@@ -38,10 +45,14 @@ export async function revokeToken(db: Queryable, name: string): Promise<boolean>
   return r.rowCount > 0;
 }
 
-/** Lists tokens (never their secrets). */
-export async function listTokens(db: Queryable): Promise<{ name: string; scopes: string[]; created_at: Date; revoked_at: Date | null }[]> {
-  const r = await db.query<{ name: string; scopes: string[]; created_at: Date; revoked_at: Date | null }>(
-    "SELECT name, scopes, created_at, revoked_at FROM api_tokens ORDER BY created_at",
+/** A token as listed: never its secret nor its hash. */
+export type TokenRow = { name: string; scopes: string[]; created_at: Date; revoked_at: Date | null };
+
+/** Lists tokens (never their secrets), oldest first; only `name` when given. */
+export async function listTokens(db: Queryable, name?: string): Promise<TokenRow[]> {
+  const r = await db.query<TokenRow>(
+    `SELECT name, scopes, created_at, revoked_at FROM api_tokens ${name === undefined ? "" : "WHERE name = $1"} ORDER BY created_at, name`,
+    name === undefined ? [] : [name],
   );
   return r.rows;
 }
@@ -82,6 +93,8 @@ export type Authenticator = {
   authorize(p: Principal, scope: string, method: string): void;
   /** True while an anonymous call would be let in (mode "open", or "auto" before any token). */
   isOpen(): Promise<boolean>;
+  /** Tells it a token was just created through this process (AdminService): an "auto" mode closes at once, not after the cache. */
+  tokenCreated?(): void;
 };
 
 /**
@@ -146,5 +159,6 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       }
     },
     isOpen,
+    tokenCreated: () => void (closedForGood = true),
   };
 }

@@ -41,7 +41,8 @@ function conveer(args: string[], env: Record<string, string>, timeoutMs = 30_000
   return new Promise((resolve, reject) => {
     const child = spawn(NODE, ["src/cli/main.ts", ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+      // CONVEER_HTTP_ADDR: where the admin commands look for a server; nothing listens on port 1 unless a test names another.
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", CONVEER_HTTP_ADDR: "127.0.0.1:1", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -206,7 +207,8 @@ describe("conveer token on an embedded (PGlite) data directory, no server runnin
 
     const listed = await conveer(["token", "list"], env);
     assert.equal(listed.code, 0, listed.stderr);
-    assert.match(listed.stdout, /^admin\t\*\t\d{4}-\d\d-\d\dT[^\t]+\tactive\n$/);
+    assert.match(listed.stderr, /no server answers at http:\/\/127\.0\.0\.1:1; working on the store directly/);
+    assert.match(listed.stdout, /^NAME +SCOPES +CREATED +STATE\nadmin +\* +\d{4}-\d\d-\d\dT\S+ +active\n$/);
     assert.ok(!listed.stdout.includes(secret.slice(3)), "token list printed the secret");
 
     const again = await conveer(["token", "create", "--name", "admin", "--scopes", "*"], env);
@@ -224,6 +226,7 @@ describe("conveer token on an embedded (PGlite) data directory, no server runnin
       const r = await conveer(["token", "list"], { CONVEER_DATA_DIR: dir });
       assert.equal(r.code, 1);
       assert.match(r.stderr, new RegExp(`another conveer process \\(pid ${process.pid}\\)`));
+      assert.match(r.stderr, /point the CLI at it with --server http:\/\/HOST:PORT \(nothing answered at http:\/\/127\.0\.0\.1:1\)/);
     } finally {
       await release();
     }
@@ -246,7 +249,7 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
     return url;
   };
 
-  test("audit lists the GetCredentials reads and the deletes a running server recorded", async () => {
+  test("audit lists the creates, GetCredentials reads and deletes a running server recorded, through that server", async () => {
     const url = await freshDb();
     const config = loadConfig({
       DATABASE_URL: url,
@@ -265,33 +268,59 @@ describe("conveer audit and keys rotate on a shared PostgreSQL store", { skip: N
       await client.getCredentials({ accountId: other.id });
       await client.getCredentials({ accountId: read.id });
 
-      const env = { DATABASE_URL: url, CONVEER_DATA_DIR: join(dir, "audit-cli") };
-      const all = await conveer(["audit"], env);
-      assert.equal(all.code, 0, all.stderr);
-      const rows = all.stdout.trimEnd().split("\n");
-      assert.equal(rows[0], "time\ttoken\taccount\tpeer\tsecret");
+      // Through the running server's HTTP port (AdminService), not the store.
+      const env = { DATABASE_URL: url, CONVEER_DATA_DIR: join(dir, "audit-cli"), CONVEER_HTTP_ADDR: `127.0.0.1:${app.httpPort}` };
+      const table = await conveer(["audit", "--action", "credentials.read"], env);
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stderr, /through the server at http:\/\/127\.0\.0\.1:\d+/);
+      const rows = table.stdout.trimEnd().split("\n");
+      assert.match(rows[0], /^TIME +ACTOR +ACTION +ACCOUNT +TARGET +DETAIL +PEER$/);
+      for (const r of rows.slice(1)) assert.match(r, /^\d{4}-\d\d-\d\dT\S+ +open-mode +credentials\.read +[0-9a-f]{24} +\S*127\.0\.0\.1\S*$/);
+      const json = async (args: string[]) => {
+        const r = await conveer([...args, "--output", "json"], env);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout.trimEnd().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { actor: string; action: string; accountId: string; detail: string });
+      };
       assert.deepEqual(
-        rows.slice(1).map((r) => r.split("\t").slice(1, 3)),
+        (await json(["audit"])).map((e) => [e.actor, e.action, e.accountId]),
         [
-          ["open-mode", read.id],
-          ["open-mode", other.id],
-          ["open-mode", read.id],
+          ["open-mode", "credentials.read", read.id],
+          ["open-mode", "credentials.read", other.id],
+          ["open-mode", "credentials.read", read.id],
+          ["open-mode", "account.create", other.id],
+          ["open-mode", "account.create", read.id],
         ],
       );
-      for (const r of rows.slice(1)) assert.match(r, /^\d{4}-\d\d-\d\dT\S+\topen-mode\t[0-9a-f]{24}\t\S*127\.0\.0\.1\S*\tcredentials$/);
 
       // A delete is audited too, newest first, with its reason.
       await client.deleteAccount({ accountId: other.id, reason: "gone" });
-      const one = await conveer(["audit", "--account", other.id], env);
-      assert.equal(one.code, 0, one.stderr);
-      const oneRows = one.stdout.trimEnd().split("\n");
-      assert.equal(oneRows.length, 3);
-      assert.match(oneRows[1], new RegExp(`\topen-mode\t${other.id}\t.*\tdeleted: gone$`));
-      assert.match(oneRows[2], /\tcredentials$/);
-      const limited = await conveer(["audit", "--limit", "1"], env);
-      assert.equal(limited.stdout.trimEnd().split("\n").length, 2);
+      const one = await json(["audit", "--account", other.id]);
+      assert.deepEqual(one.map((e) => [e.action, e.detail]), [["account.delete", "gone"], ["credentials.read", ""], ["account.create", 'vk login "other", ACTIVE']]);
+      assert.equal((await json(["audit", "--limit", "1"])).length, 1);
     } finally {
       for (const s of sessions) s.abort();
+      await app.stop(1000);
+    }
+  });
+
+  test("bootstrap beside a running CONVEER_AUTH=tokens server on PostgreSQL: with no token the first one is made on the store directly; then through the server", async () => {
+    const url = await freshDb();
+    const config = loadConfig({ DATABASE_URL: url, CONVEER_MASTER_KEY: MASTER_HEX, CONVEER_AUTH: "tokens", CONVEER_DATA_DIR: join(dir, "boot"), CONVEER_HTTP_ADDR: "127.0.0.1:0", ACCOUNT_SERVICE_GRPC_ADDR: "127.0.0.1:0" });
+    const app = await startApp({ config, services: ["account"], log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }) });
+    try {
+      const env = { DATABASE_URL: url, CONVEER_DATA_DIR: join(dir, "boot-cli"), CONVEER_HTTP_ADDR: `127.0.0.1:${app.httpPort}` };
+      const first = await conveer(["token", "create", "--name", "first", "--scopes", "*"], env);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stderr, /needs a token and CONVEER_TOKEN is not set; working on the PostgreSQL store directly/);
+      const token = first.stdout.trim();
+      const listed = await conveer(["token", "list", "--output", "csv"], { ...env, CONVEER_TOKEN: token });
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stderr, /through the server at/);
+      assert.match(listed.stdout, /^NAME,SCOPES,CREATED,STATE\nfirst,\*,\S+,active\n$/);
+      const bogus = await conveer(["audit"], { ...env, CONVEER_TOKEN: "cv_nope" });
+      assert.equal(bogus.code, 1);
+      assert.match(bogus.stderr, /conveer: the bearer token is unknown or revoked/);
+    } finally {
       await app.stop(1000);
     }
   });

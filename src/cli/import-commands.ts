@@ -9,6 +9,9 @@ import { readAccountImportFile } from "../accounts/import-file.ts";
 import { readProxyImportFile } from "../proxies/proxy-url.ts";
 import { cliClient } from "./cli-client.ts";
 import { progressBar } from "./progress.ts";
+import { commandGroup } from "./options.ts";
+import { ACCOUNTS_DESCRIPTION } from "./accounts-commands.ts";
+import { PROXIES_DESCRIPTION } from "./proxies-commands.ts";
 
 const BATCH = 500;
 
@@ -62,9 +65,7 @@ async function importFile<T>(
 
 /** accounts import and proxies import: send a file to the running server. */
 export function registerImportCommands(program: Command, getConfig: () => Config): void {
-  program
-    .command("accounts")
-    .description("accounts")
+  commandGroup(program, "accounts", ACCOUNTS_DESCRIPTION)
     .command("import <file>")
     .description("import accounts from CSV (header: platform,login,password,phone,…) or JSON Lines; bad lines are reported, good ones kept")
     .action(async (file: string) => {
@@ -86,9 +87,7 @@ export function registerImportCommands(program: Command, getConfig: () => Config
       });
     });
 
-  program
-    .command("proxies")
-    .description("the proxy pool")
+  commandGroup(program, "proxies", PROXIES_DESCRIPTION)
     .command("import <file>")
     .description("add proxies from a file: one URL per line, CSV (url,country,provider,tags,capacity; tags separated by semicolons, or by commas inside a quoted cell) or JSON Lines")
     .action(async (file: string) => {

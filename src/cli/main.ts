@@ -7,11 +7,19 @@ import type { Config, ServiceName } from "../config/config.ts";
 import { startApp } from "../app.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 import { withCliOptions } from "./cli-client.ts";
+import type { CliOptions } from "./cli-client.ts";
 import { registerAdminCommands } from "./admin-commands.ts";
+import { registerAccountsCommands } from "./accounts-commands.ts";
+import { registerAccountExport } from "./accounts-export.ts";
+import { registerProxiesCommands } from "./proxies-commands.ts";
+import { registerRegistrationsCommands } from "./registrations-commands.ts";
+import { registerSmsCommands } from "./sms-commands.ts";
 import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
 import { registerSandboxCommand } from "./sandbox-command.ts";
 import { registerWarmCommands } from "./warm-command.ts";
+import { startTracingSdk } from "../telemetry/sdk.ts";
+import { INTERNAL, inSpan, traceMixin } from "../telemetry/tracing.ts";
 
 /** The `conveer` command: starts the system and administers it. */
 export function buildCli(getConfig: () => Config = () => loadConfig()): Command {
@@ -25,8 +33,14 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
       if (!/^https?:\/\/[^/\s]+/.test(v)) throw new InvalidArgumentError(`must be an http(s) URL like http://127.0.0.1:8080, got ${JSON.stringify(v)}`);
       return v;
     })
-    .option("--ca <file>", "CA certificate (PEM) to trust for a TLS server; default: CONVEER_CA");
-  const cliConfig = () => withCliOptions(getConfig(), program.opts<{ server?: string; ca?: string }>());
+    .option("--ca <file>", "CA certificate (PEM) to trust for a TLS server; default: CONVEER_CA")
+    .option("--cert <file>", "client certificate (PEM) for a server that requires one (mTLS); default: CONVEER_CLIENT_CERT")
+    .option("--key <file>", "the client certificate's private key (PEM); default: CONVEER_CLIENT_KEY");
+  const cliConfig = () => withCliOptions(getConfig(), program.opts<CliOptions>());
+  program.hook("preAction", () => {
+    const o = program.opts<CliOptions>();
+    if (Boolean(o.cert) !== Boolean(o.key)) program.error("error: --cert and --key go together (the client certificate and its private key, PEM files); give both or neither", { exitCode: 2 });
+  });
 
   program
     .command("start")
@@ -35,11 +49,14 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     .action(async (opts: { services?: ServiceName[] }) => {
       const config = getConfig();
       const release = config.databaseUrl ? async () => {} : await holdDataDirLock(config.dataDir);
-      const log = createLogger(config);
+      const log = createLogger(config, { mixin: config.tracing.enabled ? traceMixin : undefined });
+      // Before startApp, so every part it builds sees the tracer provider (none without OTEL_*: the SDK is not even loaded).
+      const tracing = await startTracingSdk(config, log);
       let app;
       try {
         app = await startApp({ config, services: opts.services, log });
       } catch (err) {
+        await tracing?.shutdown();
         await release();
         throw err;
       }
@@ -49,6 +66,8 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
         hard.unref();
         app.stop(5000).then(
           async () => {
+            // Exports the spans still buffered.
+            await tracing?.shutdown();
             await release();
             log.info("stopped");
             process.exit(0);
@@ -64,7 +83,12 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     });
 
   registerAdminCommands(program, cliConfig);
+  registerAccountsCommands(program, cliConfig);
+  registerAccountExport(program, cliConfig);
   registerImportCommands(program, cliConfig);
+  registerProxiesCommands(program, cliConfig);
+  registerRegistrationsCommands(program, cliConfig);
+  registerSmsCommands(program, cliConfig);
   registerRegisterCommand(program, cliConfig);
   registerSandboxCommand(program, cliConfig);
   registerWarmCommands(program, cliConfig);
@@ -87,13 +111,35 @@ function parseServices(v: string): ServiceName[] {
  * items of an import or batch failed; 2 bad usage (commander has printed what was wrong).
  */
 export function runCli(argv: string[] = process.argv): void {
-  buildCli()
-    .parseAsync(argv)
+  runTraced(argv, () => buildCli().parseAsync(argv))
     .catch((err: Error) => {
       if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
       process.stderr.write(`conveer: ${err.message}\n`);
       process.exit(1);
     });
+}
+
+/**
+ * A client command (not `start`, whose server traces calls itself, nor `sandbox`) with OTEL_* set:
+ * the SDK runs for the command, which is one trace (`conveer warm list`, …) holding a client span
+ * per call it makes; the spans are exported before the command returns.
+ */
+async function runTraced(argv: string[], run: () => Promise<unknown>): Promise<unknown> {
+  // The command's words: arguments that are neither options nor the value of a global option.
+  const words = argv.slice(2).filter((a, i, all) => !a.startsWith("-") && !(i > 0 && (all[i - 1] === "--server" || all[i - 1] === "--ca")));
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch {
+    return run(); // the command reports a bad variable itself
+  }
+  if (!config.tracing.enabled || words.length === 0 || words[0] === "start" || words[0] === "sandbox") return run();
+  const sdk = await startTracingSdk(config, createLogger({ ...config, logLevel: "warn" }));
+  try {
+    return await inSpan(`conveer ${words[0]}`, { kind: INTERNAL }, run);
+  } finally {
+    await sdk?.shutdown();
+  }
 }
 
 if (import.meta.main) runCli();

@@ -44,6 +44,11 @@ export type Config = Readonly<{
   masterKey: string;
   tlsCert: string;
   tlsKey: string;
+  /** CONVEER_TLS_CLIENT_CA: a CA (PEM file); when set, every gRPC port and the HTTP port (all but /healthz) require a client certificate it signed (mTLS). */
+  tlsClientCa: string;
+  /** CONVEER_CLIENT_CERT / CONVEER_CLIENT_KEY: the certificate (PEM files) the CLI and peer clients present to an mTLS server; empty: none. */
+  clientCert: string;
+  clientKey: string;
   logLevel: string;
   /** CONVEER_LOG_FORMAT: "pretty" (for people; the default when stderr is a terminal) or "json" (one object a line; the default otherwise). */
   logFormat: "pretty" | "json";
@@ -51,7 +56,7 @@ export type Config = Readonly<{
   token: string;
   /** Where the CLI sends its calls (CONVEER_SERVER: the HTTP port, Connect protocol); empty: each service's gRPC address. */
   server: string;
-  /** A CA certificate (PEM file) the CLI trusts for a TLS server (CONVEER_CA). */
+  /** A CA certificate (PEM file) the CLI and peer clients trust for a TLS server (CONVEER_CA); empty: the system's roots. */
   caFile: string;
   /**
    * CONVEER_AUTH: "open" (every call allowed; loopback only), "tokens" (never an anonymous call),
@@ -98,6 +103,18 @@ export type Config = Readonly<{
     failureThreshold: number;
     leaseMs: number;
   }>;
+  /**
+   * Traces (OpenTelemetry), read from the standard OTEL_* variables: on when OTEL_TRACES_EXPORTER
+   * names an exporter other than none, or an OTLP endpoint is set, and OTEL_SDK_DISABLED is not
+   * true. The SDK itself reads the rest (protocol, endpoint, headers, sampler, resource).
+   */
+  tracing: Readonly<{
+    enabled: boolean;
+    /** OTEL_TRACES_EXPORTER, "otlp" when unset: for the start-up log line. */
+    exporter: string;
+    /** "conveer" unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES names the service. */
+    defaultServiceName: string | undefined;
+  }>;
 }>;
 
 /** The values of CONVEER_AUTH ("auto" when unset). */
@@ -125,6 +142,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (Boolean(tlsCert) !== Boolean(tlsKey)) {
     throw new ConfigError("CONVEER_TLS_CERT and CONVEER_TLS_KEY must be set together (PEM file paths), or neither");
   }
+  const tlsClientCa = env.CONVEER_TLS_CLIENT_CA ?? "";
+  if (tlsClientCa && !tlsCert) {
+    throw new ConfigError("CONVEER_TLS_CLIENT_CA (client certificates) needs TLS: set CONVEER_TLS_CERT and CONVEER_TLS_KEY too, or unset CONVEER_TLS_CLIENT_CA");
+  }
+  const clientCert = env.CONVEER_CLIENT_CERT ?? "";
+  const clientKey = env.CONVEER_CLIENT_KEY ?? "";
+  if (Boolean(clientCert) !== Boolean(clientKey)) {
+    throw new ConfigError("CONVEER_CLIENT_CERT and CONVEER_CLIENT_KEY must be set together (PEM file paths of the client certificate and its key), or neither");
+  }
   return Object.freeze({
     addrs: Object.freeze(addrs),
     httpAddr: hostPort(env, "CONVEER_HTTP_ADDR", "127.0.0.1:8080"),
@@ -140,6 +166,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     masterKey: env.CONVEER_MASTER_KEY ?? "",
     tlsCert,
     tlsKey,
+    tlsClientCa,
+    clientCert,
+    clientKey,
     logLevel: oneOf(env, "CONVEER_LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "silent"], "info"),
     logFormat: oneOf(env, "CONVEER_LOG_FORMAT", ["pretty", "json"], process.stderr.isTTY ? "pretty" : "json") as "pretty" | "json",
     token: env.CONVEER_TOKEN ?? "",
@@ -176,7 +205,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       failureThreshold: int(env, "CONVEER_PROXY_FAILURE_THRESHOLD", 3, 1, 100),
       leaseMs: int(env, "CONVEER_PROXY_LEASE_MS", 24 * 3_600_000, 1_000, 365 * 86_400_000),
     }),
+    tracing: tracingFromEnv(env),
   });
+}
+
+/** Config.tracing from the OTEL_* variables (see there). */
+export function tracingFromEnv(env: NodeJS.ProcessEnv): Config["tracing"] {
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const endpoint = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+  const disabled = (env.OTEL_SDK_DISABLED ?? "").trim().toLowerCase() === "true";
+  const enabled = !disabled && (exporters.length > 0 ? exporters.some((e) => e !== "none") : endpoint);
+  const named = Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? "");
+  return Object.freeze({ enabled, exporter: exporters.join(",") || "otlp", defaultServiceName: named ? undefined : "conveer" });
 }
 
 /** Splits "host:port" (IPv6 in brackets); port 0 asks the OS for a free one. */

@@ -9,6 +9,8 @@ import { invalidArgument, quote } from "../errors.ts";
 import type { DriverContext } from "./driver.ts";
 import { driverFor, endpoint } from "./platforms-context.ts";
 import type { PlatformsContext } from "./platforms-context.ts";
+import { SpanStatusCode, inSpan } from "../telemetry/tracing.ts";
+import type { Span } from "../telemetry/tracing.ts";
 import * as store from "./registration-store.ts";
 import type { RegistrationRow } from "./registration-store.ts";
 
@@ -57,8 +59,15 @@ async function creatingAccountOf(ctx: PlatformsContext, platform: string, regist
   return "";
 }
 
-/** Runs the conveyor for one new account; answers success=false with the failed step on failure. */
-export async function register(ctx: PlatformsContext, platform: Platform, req: RegisterRequest, signal?: AbortSignal): Promise<RegisterResponse> {
+/**
+ * Runs the conveyor for one new account; answers success=false with the failed step on failure.
+ * Traced as one `register` span (inside the call's trace) with a child span per step.
+ */
+export function register(ctx: PlatformsContext, platform: Platform, req: RegisterRequest, signal?: AbortSignal): Promise<RegisterResponse> {
+  return inSpan("register", { attributes: { "conveer.platform": platform } }, (span) => conveyor(ctx, platform, req, span, signal));
+}
+
+async function conveyor(ctx: PlatformsContext, platform: Platform, req: RegisterRequest, span: Span, signal?: AbortSignal): Promise<RegisterResponse> {
   const { db, peers, log, options } = ctx;
   const driver = driverFor(ctx, platform);
   const country = (req.country || "ru").toLowerCase();
@@ -66,6 +75,7 @@ export async function register(ctx: PlatformsContext, platform: Platform, req: R
   if (req.login && !LOGIN.test(req.login)) throw invalidArgument("login", `must be 3-64 letters, digits, . _ or -, got ${quote(req.login)}`);
   if (req.proxyCountry && !/^[A-Za-z]{2}$/.test(req.proxyCountry)) throw invalidArgument("proxy_country", `must be a two-letter country code like RU, got ${quote(req.proxyCountry)}`);
   const id = ctx.newId();
+  span.setAttribute("conveer.registration.id", id);
   const login = req.login || `${platform}_${randomBytes(5).toString("hex")}`;
   const password = req.password || randomBytes(12).toString("base64url");
   await store.insertRegistration(db, id, platform, login, options.leaseMs);
@@ -74,31 +84,33 @@ export async function register(ctx: PlatformsContext, platform: Platform, req: R
   }, Math.max(100, options.leaseMs / 3));
   const held = { id, account_id: "", activation_id: "" };
   let step: Step = "create_account";
-  const next = async (to: Step, fields: Parameters<typeof store.advance>[3] = {}) => {
-    await store.advance(db, id, to, fields, options.leaseMs);
-    step = to;
-  };
+  /** Enters step `to` (recorded with what the last one produced) and runs its work in a span of its own. */
+  const inStep = <T>(to: Step, fields: Parameters<typeof store.advance>[3], work: () => Promise<T>) =>
+    inSpan(`register ${to}`, { attributes: { "conveer.registration.step": to } }, async () => {
+      if (to !== step) await store.advance(db, id, to, fields, options.leaseMs);
+      step = to;
+      return work();
+    });
   try {
-    const acc = await peers.accounts.createAccount({ platform, login, password, status: AccountStatus.CREATING, labels: { registration_id: id } }, { signal });
+    const acc = await inStep("create_account", {}, () => peers.accounts.createAccount({ platform, login, password, status: AccountStatus.CREATING, labels: { registration_id: id } }, { signal }));
     held.account_id = acc.id;
-    await next("allocate_proxy", { account_id: acc.id });
-    const proxy = await peers.proxies.allocateProxy({ accountId: acc.id, platform, preferredCountry: req.proxyCountry }, { signal });
+    const proxy = await inStep("allocate_proxy", { account_id: acc.id }, () => peers.proxies.allocateProxy({ accountId: acc.id, platform, preferredCountry: req.proxyCountry }, { signal }));
     const dc: DriverContext = { proxy: endpoint(proxy), signal };
-    await next("rent_number", { proxy_id: proxy.id });
-    const act = await peers.sms.getNumber({ service: platform, country }, { signal });
+    const act = await inStep("rent_number", { proxy_id: proxy.id }, () => peers.sms.getNumber({ service: platform, country }, { signal }));
     held.activation_id = act.id;
-    await next("sign_up", { activation_id: act.id });
-    const su = await driver.startSignUp({ login, password, phone: act.phone, firstName: req.firstName, lastName: req.lastName, fields: req.platformFields }, dc);
-    await next("wait_code", { signup_id: su.signupId });
-    const code = await peers.sms.getCode({ activationId: act.id, timeoutSeconds: options.codeTimeoutSeconds }, { signal });
-    if (!code.success) throw new StepFailure(`no SMS code arrived within ${options.codeTimeoutSeconds} s (${code.error.split(";")[0]})`);
-    await next("confirm");
-    const session = await driver.confirmSignUp(su.signupId, code.code, dc);
-    await next("store");
-    await peers.accounts.updateCredentials({ accountId: acc.id, phone: act.phone, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
-    await peers.accounts.updateStatus({ accountId: acc.id, status: AccountStatus.ACTIVE, reason: `registered (registration ${id})` });
-    // The code is used: end the activation so the number goes back to the provider's pool.
-    await peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
+    const su = await inStep("sign_up", { activation_id: act.id }, () => driver.startSignUp({ login, password, phone: act.phone, firstName: req.firstName, lastName: req.lastName, fields: req.platformFields }, dc));
+    const code = await inStep("wait_code", { signup_id: su.signupId }, async () => {
+      const c = await peers.sms.getCode({ activationId: act.id, timeoutSeconds: options.codeTimeoutSeconds }, { signal });
+      if (!c.success) throw new StepFailure(`no SMS code arrived within ${options.codeTimeoutSeconds} s (${c.error.split(";")[0]})`);
+      return c;
+    });
+    const session = await inStep("confirm", {}, () => driver.confirmSignUp(su.signupId, code.code, dc));
+    await inStep("store", {}, async () => {
+      await peers.accounts.updateCredentials({ accountId: acc.id, phone: act.phone, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
+      await peers.accounts.updateStatus({ accountId: acc.id, status: AccountStatus.ACTIVE, reason: `registered (registration ${id})` });
+      // The code is used: end the activation so the number goes back to the provider's pool.
+      await peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
+    });
     await store.finishRegistration(db, id, "succeeded");
     log.info({ registration_id: id, account_id: acc.id, platform }, "registered");
     ctx.metrics?.registrationEnded(platform, "succeeded", "");
@@ -107,6 +119,8 @@ export async function register(ctx: PlatformsContext, platform: Platform, req: R
     const error = err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : (err as Error).message;
     log.warn({ registration_id: id, platform, step, reason: error }, "registration failed");
     ctx.metrics?.registrationEnded(platform, "failed", step);
+    span.setAttribute("conveer.registration.failed_step", step);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: `failed at ${step}` });
     await cleanUp(ctx, held, step, error);
     return create(RegisterResponseSchema, { success: false, error, failedStep: step, registrationId: id });
   } finally {

@@ -1,3 +1,4 @@
+import { recordAudit } from "../audit/audit-log.ts";
 import type { Queryable, Transaction } from "../store/db.ts";
 
 /** A proxies row, as stored. */
@@ -70,7 +71,7 @@ export async function lockAccountAllocating(tx: Transaction, accountId: string):
   await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ALLOCATE_LOCK, accountId]);
 }
 
-/** Who is shown a proxy's password: recorded in credential_audit with every read. */
+/** Who is shown a proxy's password: recorded in the audit log (proxy_password.read) with every read. */
 export type SecretReader = { tokenName: string; peer: string };
 
 /**
@@ -80,7 +81,7 @@ export type SecretReader = { tokenName: string; peer: string };
 export async function allocationOfAudited(q: Queryable, accountId: string, reader: SecretReader): Promise<AllocatedRow | undefined> {
   const r = await q.query<AllocatedRow>(
     `WITH cur AS (${ALLOCATION}),
-     audit AS (INSERT INTO credential_audit (account_id, token_name, peer, secret, proxy_id) SELECT $1, $2, $3, 'proxy', id FROM cur WHERE password_sealed <> '')
+     audit AS (INSERT INTO audit_log (account_id, actor, peer, action, target) SELECT $1, $2, $3, 'proxy_password.read', id FROM cur WHERE password_sealed <> '')
      SELECT * FROM cur`,
     [accountId, reader.tokenName, reader.peer],
   );
@@ -89,7 +90,7 @@ export async function allocationOfAudited(q: Queryable, accountId: string, reade
 
 /** Records that `reader` was shown the password of proxy `proxyId` (allocated to `accountId`). */
 export async function insertPasswordAudit(q: Queryable, accountId: string, proxyId: string, reader: SecretReader): Promise<void> {
-  await q.query("INSERT INTO credential_audit (account_id, token_name, peer, secret, proxy_id) VALUES ($1, $2, $3, 'proxy', $4)", [accountId, reader.tokenName, reader.peer, proxyId]);
+  await recordAudit(q, { name: reader.tokenName, peer: reader.peer }, { action: "proxy_password.read", accountId, target: proxyId });
 }
 
 /** What a pick should prefer and avoid. */

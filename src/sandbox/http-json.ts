@@ -1,5 +1,6 @@
 /** One JSON request over node:http, through an agent (the sandbox driver's makes its sockets through the account's proxy). */
 import http from "node:http";
+import { injectInto } from "../telemetry/tracing.ts";
 
 /** An HTTP answer: status, Retry-After header, and the JSON body (an empty object when it is not JSON). */
 export type JsonAnswer = { status: number; retryAfter: string | undefined; body: Record<string, unknown> };
@@ -44,6 +45,8 @@ function requestOnce(
   if (payload !== undefined) headers["content-type"] = "application/json";
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   if (opts.idempotencyKey) headers["idempotency-key"] = opts.idempotencyKey;
+  // The active span's traceparent (none when tracing is off): the sandbox records what it received.
+  injectInto(headers);
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: base.host, port: base.port, method, path: base.prefix + path, headers, signal: opts.signal, agent: opts.agent },

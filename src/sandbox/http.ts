@@ -10,6 +10,7 @@ import { PLATFORMS, isPlatform } from "../domain.ts";
 import type { Platform } from "../domain.ts";
 import { checkAccess, faultDelay, idempotencyKeyOf, injectFailure, remember, replay, setFaults, setRateLimit, spendAction } from "./guards.ts";
 import type { Faults, RateLimit } from "./guards.ts";
+import { TRACEPARENTS_KEPT } from "./sandbox-context.ts";
 import type { SandboxContext } from "./sandbox-context.ts";
 import { SandboxError, bad, missing, str } from "./sandbox-error.ts";
 import type { Body, SandboxErrorCode } from "./sandbox-error.ts";
@@ -130,6 +131,7 @@ function adminRoutes(ctx: SandboxContext): Route[] {
     ["POST faults", (_, b) => [200, setFaults(ctx, b as Partial<Faults>)]],
     ["GET rate-limit", () => [200, ctx.rateLimit]],
     ["POST rate-limit", (_, b) => [200, setRateLimit(ctx, b as Partial<RateLimit>)]],
+    ["GET traceparents", () => [200, { received: ctx.traceparents }]],
   ];
 }
 
@@ -201,11 +203,24 @@ async function dispatch(web: SandboxHttp, req: http.IncomingMessage, res: http.S
 
 /** The sandbox's request handler (mountable on any node:http server). */
 export function handle(web: SandboxHttp, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const tp = req.headers.traceparent;
+  if (typeof tp === "string") recordTraceparent(web.ctx, req, tp);
   dispatch(web, req, res).catch((err: unknown) => {
     if (err instanceof SandboxError) return sendJson(res, ...refusal(err));
     web.ctx.log?.error({ err: String(err), url: req.url }, "sandbox handler failed");
     sendJson(res, 500, { error: "internal", message: "internal error" });
   });
+}
+
+/**
+ * Keeps the traceparent a request carried (the W3C trace context Conveer's driver sends through
+ * the proxy), so a test or an operator can see that a trace reached the platform. The path's
+ * query string is left out.
+ */
+function recordTraceparent(ctx: SandboxContext, req: http.IncomingMessage, traceparent: string): void {
+  const list = ctx.traceparents;
+  list.push({ at: new Date().toISOString(), method: req.method ?? "", path: (req.url ?? "").split("?")[0].slice(0, 200), traceparent: traceparent.slice(0, 100) });
+  if (list.length > TRACEPARENTS_KEPT) list.splice(0, list.length - TRACEPARENTS_KEPT);
 }
 
 // -------------------------------------------------------------------------------------------

@@ -38,8 +38,16 @@ export type SandboxContext = {
   /** Called with each delivered SMS (the event streams). */
   smsListeners: Set<(e: SandboxSmsEvent) => void>;
   saveTimer: NodeJS.Timeout | undefined;
+  /** The W3C traceparent headers requests carried, newest last (at most TRACEPARENTS_KEPT): GET /v1/admin/traceparents. */
+  traceparents: ReceivedTraceparent[];
   closed: boolean;
 };
+
+/** A request that carried a traceparent: when, which route, and the header as received. */
+export type ReceivedTraceparent = { at: string; method: string; path: string; traceparent: string };
+
+/** How many received traceparents the sandbox keeps. */
+export const TRACEPARENTS_KEPT = 1000;
 
 /** Resolves the options (defaults, checked fault and rate settings) and opens the world (loaded from dataFile, else seeded). */
 export function createSandboxContext(opts: SandboxOptions = {}): SandboxContext {
@@ -66,6 +74,7 @@ export function createSandboxContext(opts: SandboxOptions = {}): SandboxContext 
     codeTimers: new Set(),
     smsListeners: new Set(),
     saveTimer: undefined,
+    traceparents: [],
     closed: false,
   };
 }

@@ -12,6 +12,8 @@ import { DriverError } from "../platforms/driver.ts";
 import type { ActionKind, DriverContext, DriverSession, PlatformAccountStatus, PlatformDriver, SignUpInput } from "../platforms/driver.ts";
 import { parseBase, requestJson } from "./http-json.ts";
 import type { JsonAnswer } from "./http-json.ts";
+import { CLIENT, inSpan } from "../telemetry/tracing.ts";
+import type { Attributes, Span } from "../telemetry/tracing.ts";
 
 /** Options of the sandbox driver: the sandbox's URL and a per-request time limit (default 10 s, proxy dial included). */
 export type SandboxDriverOptions = { baseUrl: string; timeoutMs?: number };
@@ -36,6 +38,9 @@ const MAX_AGENTS = 1000;
 // Abort reasons, built once (an abort without a reason makes a DOMException with a stack).
 const CANCELLED = new Error("cancelled");
 const TIMED_OUT = new Error("timed out");
+
+/** An id segment after a collection, replaced by {id} in span names (ids would make every name unique). */
+const ID_SEGMENT = /\/(users|posts|groups|signups)\/[^/]+/g;
 
 const FEED_KEY: Record<Target, string> = { user: "users", post: "posts", group: "groups" };
 
@@ -69,6 +74,20 @@ function toDriverError(a: JsonAnswer): DriverError {
 
 /** Flattens an answer's fields to strings (the driver's `data`). */
 const strings = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+
+/** What one request to the sandbox may carry beside its method and path. */
+type RequestOptions = { body?: unknown; token?: string; idempotencyKey?: string };
+
+/**
+ * One request to the sandbox in a CLIENT span ("POST /v1/vk/signups/{id}/confirm"); its
+ * traceparent travels in the request's headers, through the proxy, to the sandbox.
+ */
+function inRequestSpan<T>(platform: Platform, base: { host: string; port: number }, method: string, path: string, proxy: ProxyEndpoint | undefined, send: (span: Span) => Promise<T>): Promise<T> {
+  const template = path.replace(ID_SEGMENT, "/$1/{id}");
+  const attributes: Attributes = { "http.request.method": method, "url.template": template, "server.address": base.host, "server.port": base.port, "conveer.platform": platform };
+  if (proxy) attributes["conveer.proxy"] = `${proxy.host}:${proxy.port}`;
+  return inSpan(`${method} ${template}`, { kind: CLIENT, attributes }, send);
+}
 
 /** A PlatformDriver for one sandbox namespace (/v1/{platform}). */
 export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptions): PlatformDriver {
@@ -108,7 +127,9 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
     return agent;
   }
 
-  async function call(method: string, path: string, ctx: DriverContext, o: { body?: unknown; token?: string; idempotencyKey?: string } = {}): Promise<Record<string, unknown>> {
+  const call = (method: string, path: string, ctx: DriverContext, o: RequestOptions = {}) => inRequestSpan(platform, base, method, ns + path, ctx.proxy, (span) => send(method, path, ctx, o, span));
+
+  async function send(method: string, path: string, ctx: DriverContext, o: RequestOptions, span: Span): Promise<Record<string, unknown>> {
     if (ctx.signal?.aborted) throw new AppError("CANCELLED", `the ${platform} call was cancelled`);
     const ac = new AbortController();
     const onAbort = () => ac.abort(CANCELLED);
@@ -120,6 +141,7 @@ export function createSandboxDriver(platform: Platform, opts: SandboxDriverOptio
     }, timeoutMs);
     try {
       const answer = await requestJson(base, method, ns + path, { ...o, signal: ac.signal, agent: agentFor(ctx.proxy) });
+      span.setAttribute("http.response.status_code", answer.status);
       if (answer.status >= 200 && answer.status < 300) return answer.body;
       throw toDriverError(answer);
     } catch (err) {

@@ -105,6 +105,8 @@ export function createSandbox(opts: SandboxOptions = {}) {
     dropEventStreams: (): void => endStreams(web, "destroy"),
     /** SSE statistics: open streams, connections so far, Last-Event-ID values reconnecting clients sent. */
     streamStats: () => ({ open: web.streams.size, connects: web.streamStats.connects, lastEventIds: [...web.streamStats.lastEventIds] }),
+    /** The traceparent headers requests carried, newest last (also GET /v1/admin/traceparents). */
+    receivedTraceparents: () => web.ctx.traceparents.map((t) => ({ ...t })),
     /** A deep copy of the world, for tests and inspection. */
     state: (): SandboxWorld => structuredClone(ctx.world),
     /** Writes the world to dataFile now (normally debounced). */

@@ -10,6 +10,8 @@ import { applyInterceptors, routesOf } from "./interceptor.ts";
 import type { CallHandler, Route, ServerCall } from "./interceptor.ts";
 import { CLIENT_CANCELLED, authorize, callDeadline, callLog, decodeRequest, recovery } from "./interceptors.ts";
 import type { ServiceBinding } from "./service-binding.ts";
+import { traceCalls } from "../telemetry/call-spans.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 import type { StatusOut } from "./status.ts";
 
 /**
@@ -32,7 +34,8 @@ export function connectContextValues(req: Parameters<NonNullable<ConnectNodeAdap
 
 /** Registers every binding (or bare service, all UNIMPLEMENTED) on the router. */
 export function connectRoutesOf(bindings: readonly (ServiceBinding | { service: DescService; impl?: undefined })[], deps: CallDeps): (router: ConnectRouter) => void {
-  const observed = [callLog(deps.log, deps.metrics), recovery];
+  // The server span outermost (when a tracer provider is registered), so the call log's line carries its ids.
+  const observed = [...(tracingEnabled() ? [traceCalls] : []), callLog(deps.log, deps.metrics), recovery];
   const guarded = [...observed, callDeadline, authorize(deps.auth), decodeRequest(deps.shutdown)];
   const unary = applyInterceptors(answerUnary, guarded);
   const stream = applyInterceptors(answerStream, guarded);

@@ -9,6 +9,8 @@ import type { CallHandler, Route, ServerCall } from "./interceptor.ts";
 import { CLIENT_CANCELLED, authorize, callDeadline, callLog, decodeRequest, recovery } from "./interceptors.ts";
 import type { Metrics } from "./metrics.ts";
 import type { ServiceBinding } from "./service-binding.ts";
+import { traceCalls } from "../telemetry/call-spans.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 import { statusDetailsBin } from "./status.ts";
 import type { StatusOut } from "./status.ts";
 
@@ -29,7 +31,8 @@ export type CallDeps = { log: Logger; auth: Authenticator; metrics: Metrics; shu
 export function grpcServiceOf(binding: ServiceBinding | { service: DescService; impl?: undefined }, deps: CallDeps) {
   const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
   const handlers: grpc.UntypedServiceImplementation = {};
-  const observed = [callLog(deps.log, deps.metrics), recovery];
+  // The server span outermost (when a tracer provider is registered), so the call log's line carries its ids.
+  const observed = [...(tracingEnabled() ? [traceCalls] : []), callLog(deps.log, deps.metrics), recovery];
   const guarded = [...observed, callDeadline, authorize(deps.auth), decodeRequest(deps.shutdown)];
   const unary = applyInterceptors(answerUnary, guarded);
   const stream = applyInterceptors(answerStream, guarded);

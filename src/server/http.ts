@@ -4,6 +4,7 @@ import { createServer as createHttp2Server, createSecureServer } from "node:http
 import type { Http2ServerRequest } from "node:http2";
 import { createServer as createNetServer } from "node:net";
 import type { AddressInfo, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { cors } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -89,8 +90,14 @@ export async function startHttp(opts: HttpOptions): Promise<{ port: number; clos
   };
   const handler = (req: Req, res: Res) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    // mTLS: the handshake asks for a certificate without demanding one, so that /healthz answers a
+    // load balancer without one; everything else needs a certificate the client CA signed.
+    if (opts.tls?.clientCa && path !== "/healthz" && !clientCertified(req)) {
+      return refuseUnauthenticated(req, res, "a client certificate signed by the server's CONVEER_TLS_CLIENT_CA is required (the CLI: --cert/--key or CONVEER_CLIENT_CERT/CONVEER_CLIENT_KEY)");
+    }
     void guard(req, res, opts).then(
-      (ok) => ok && serve(req, res, new URL(req.url ?? "/", "http://x").pathname),
+      (ok) => ok && serve(req, res, path),
       () => send(res, 503, "text/plain", "the server cannot decide whether this request may be served; retry later\n"),
     );
   };
@@ -138,6 +145,12 @@ async function guard(req: Req, res: Res, opts: HttpOptions): Promise<boolean> {
   return true;
 }
 
+/** True when the request came over TLS with a client certificate the server's client CA verified. */
+function clientCertified(req: Req): boolean {
+  const socket = ("stream" in req ? req.stream.session?.socket : req.socket) as TLSSocket | undefined;
+  return socket?.authorized === true;
+}
+
 /** A Host header's name is loopback: localhost, 127.x.x.x or [::1], with any port. */
 export function isLoopbackHost(hostHeader: string): boolean {
   const m = /^(\[[^\]]*\]|[^:]*)(:\d{1,5})?$/.exec(hostHeader.trim().toLowerCase());
@@ -163,7 +176,10 @@ function listener(tls: Tls, handler: (req: Req, res: Res) => void): Listener {
     for (const s of sockets) s.destroy();
   };
   if (tls) {
-    const server = createSecureServer({ cert: tls.cert, key: tls.key, allowHTTP1: true }, handler);
+    // With a client CA, a certificate is requested and verified, but its absence is answered per
+    // request (401 everywhere but /healthz, see startHttp) rather than by a failed handshake.
+    const mtls = tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {};
+    const server = createSecureServer({ cert: tls.cert, key: tls.key, allowHTTP1: true, ...mtls }, handler);
     server.on("connection", track);
     return Object.assign(server, { destroyAll });
   }
@@ -191,6 +207,23 @@ function listener(tls: Tls, handler: (req: Req, res: Res) => void): Listener {
 }
 
 const HTTP2_PREFACE = "PRI ";
+
+/**
+ * UNAUTHENTICATED in the caller's protocol, so its client shows the message: gRPC and gRPC-Web
+ * get grpc-status 16 in a trailers-only answer, Connect a 401 with its JSON error, the rest plain text.
+ */
+function refuseUnauthenticated(req: Req, res: Res, message: string): void {
+  const type = String(req.headers["content-type"] ?? "");
+  if (type.startsWith("application/grpc")) {
+    res.writeHead(200, { "content-type": type.startsWith("application/grpc-web") ? "application/grpc-web+proto" : "application/grpc", "grpc-status": "16", "grpc-message": encodeURIComponent(message) });
+    res.end("");
+    return;
+  }
+  if (type.startsWith("application/json") || type.startsWith("application/proto") || type.startsWith("application/connect")) {
+    return send(res, 401, "application/json", JSON.stringify({ code: "unauthenticated", message }));
+  }
+  send(res, 401, "text/plain", `${message}\n`);
+}
 
 function send(res: Res, status: number, type: string, body: string): void {
   res.writeHead(status, { "content-type": type });

@@ -8,6 +8,8 @@ import type { ServiceBinding } from "./service-binding.ts";
 import { checkRequest } from "./request-check.ts";
 import { toStatus } from "./status.ts";
 import { withCallDeadline } from "../store/call-deadline.ts";
+import { traceLocal } from "../telemetry/call-spans.ts";
+import { tracingEnabled } from "../telemetry/tracing.ts";
 
 type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown>;
 
@@ -20,9 +22,10 @@ type UntypedImpl = Record<string, (req: unknown, ctx: HandlerContext) => unknown
 export function localClient<S extends DescService>(binding: ServiceBinding, principal: Principal): Client<S> {
   const impl = binding.impl as unknown as UntypedImpl;
   const client: Record<string, unknown> = {};
+  const traced = tracingEnabled();
   for (const method of binding.service.methods) {
     const fn = impl[method.localName];
-    client[method.localName] = async (req: unknown, opts?: CallOptions) => {
+    const call = async (req: unknown, opts?: CallOptions) => {
       const ctx = createHandlerContext({
         service: binding.service,
         method,
@@ -49,6 +52,8 @@ export function localClient<S extends DescService>(binding: ServiceBinding, prin
         ctx.abort(CALL_FINISHED);
       }
     };
+    // With a tracer provider registered: a span per peer call, a child of the caller's, active in the peer's handler.
+    client[method.localName] = traced ? (req: unknown, opts?: CallOptions) => traceLocal(binding.service.typeName, method.name, () => call(req, opts)) : call;
   }
   return client as Client<S>;
 }

@@ -1,5 +1,5 @@
 import { AppError } from "../errors.ts";
-import type { Db, Queryable } from "../store/db.ts";
+import type { Db, Queryable, Transaction } from "../store/db.ts";
 import { newDataKey, open, seal, sealedKeyId, unwrapKey, wrapKey } from "./cipher.ts";
 import type { DataKey } from "./cipher.ts";
 
@@ -18,6 +18,11 @@ export type Vault = {
   activeKeyId(): string;
   /** Re-reads the keys from the store (after a rotation elsewhere). */
   reload(): Promise<void>;
+  /**
+   * Creates data key `id` (wrapped by this vault's master key) and makes it the active one, running
+   * `within` in the same transaction (the rotation's record and audit entry); then reloads.
+   */
+  activateNewKey(id: string, within?: (tx: Transaction) => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -61,6 +66,10 @@ export async function createVault(db: Db, master: Buffer, newId: () => string): 
     },
     activeKeyId: () => active,
     reload,
+    async activateNewKey(id, within) {
+      await createActiveKey(db, master, id, within);
+      await reload();
+    },
     stop: unlisten,
   };
 }
@@ -89,8 +98,8 @@ async function createFirstKey(db: Db, master: Buffer, id: string): Promise<void>
   });
 }
 
-/** Creates a new data key and makes it the active one (one transaction); tells other replicas. */
-export async function createActiveKey(db: Db, master: Buffer, id: string): Promise<string> {
+/** Creates a new data key and makes it the active one (one transaction, `within` run in it too); tells other replicas. */
+export async function createActiveKey(db: Db, master: Buffer, id: string, within?: (tx: Transaction) => Promise<void>): Promise<string> {
   const key = newDataKey(id);
   await db.transaction(async (tx) => {
     // Serialize concurrent creators (the unique index allows one active key).
@@ -100,6 +109,7 @@ export async function createActiveKey(db: Db, master: Buffer, id: string): Promi
     for (const row of cur.rows) unwrapMaster(master, row.id, row.wrapped);
     await tx.query("UPDATE data_keys SET active = false WHERE active");
     await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(master, key)]);
+    await within?.(tx);
     await tx.query(`NOTIFY ${KEYS_CHANNEL}`);
   });
   return id;
@@ -114,15 +124,20 @@ export const SEALED_COLUMNS: SealedColumn[] = [
   { table: "proxies", column: "password_sealed", aadPrefix: "proxy:" },
 ];
 
+/** Options of reencryptAll: rows per transaction, a progress callback (awaited), and a signal that stops it between batches. */
+export type ReencryptOptions = { batchSize?: number; onProgress?: (done: number, remaining: number) => unknown; signal?: AbortSignal };
+
 /**
  * Re-encrypts every sealed value under the vault's active key, in batches of `batchSize` rows
  * (each its own short transaction, rows taken with SKIP LOCKED so live traffic is not blocked).
+ * An aborted `signal` stops it between batches (throwing its reason); what was done stays done.
  */
-export async function reencryptAll(db: Db, vault: Vault, opts: { batchSize?: number; onProgress?: (done: number, remaining: number) => void } = {}): Promise<number> {
+export async function reencryptAll(db: Db, vault: Vault, opts: ReencryptOptions = {}): Promise<number> {
   const batch = opts.batchSize ?? 500;
   let done = 0;
   for (const col of SEALED_COLUMNS) {
     for (;;) {
+      opts.signal?.throwIfAborted();
       const n = await db.transaction(async (tx) => {
         const target = vault.activeKeyId();
         const r = await tx.query<{ id: string; sealed: string }>(
@@ -137,7 +152,7 @@ export async function reencryptAll(db: Db, vault: Vault, opts: { batchSize?: num
         return r.rows.length;
       });
       done += n;
-      opts.onProgress?.(done, await remainingUnder(db, vault.activeKeyId()));
+      await opts.onProgress?.(done, await remainingUnder(db, vault.activeKeyId()));
       if (n === 0) break;
     }
   }
@@ -149,6 +164,23 @@ export async function remainingUnder(db: Queryable, keyId: string): Promise<numb
   let total = 0;
   for (const col of SEALED_COLUMNS) {
     const r = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${col.table} WHERE key_id <> $1 AND key_id <> ''`, [keyId]);
+    total += r.rows[0].n;
+  }
+  return total;
+}
+
+/**
+ * How many sealed values are under a key older than `keyId` (made active before it): what a
+ * rotation to `keyId` still had to do, even after a newer rotation moved values on past it.
+ */
+export async function remainingBefore(db: Queryable, keyId: string): Promise<number> {
+  let total = 0;
+  for (const col of SEALED_COLUMNS) {
+    const r = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${col.table} t JOIN data_keys k ON k.id = t.key_id
+       WHERE t.key_id <> $1 AND k.created_at < (SELECT created_at FROM data_keys WHERE id = $1)`,
+      [keyId],
+    );
     total += r.rows[0].n;
   }
   return total;

@@ -1,3 +1,4 @@
+import { activeTraceparent } from "../telemetry/tracing.ts";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import { PLATFORMS, isPlatform } from "../domain.ts";
@@ -156,7 +157,7 @@ export async function startTask(ctx: WarmingContext, req: { accountId: string; s
   const first = actions.next();
   const day1 = new Date(Math.floor(days[0].windowStart.getTime() / DAY_MS) * DAY_MS);
   try {
-    const task = { id, account_id: req.accountId, platform: account.platform, scenario_id: scenario.id, duration_days: req.durationDays, total_days: days.length, day1_at: day1, started_at: startAt };
+    const task = { id, account_id: req.accountId, platform: account.platform, scenario_id: scenario.id, duration_days: req.durationDays, total_days: days.length, day1_at: day1, started_at: startAt, traceparent: activeTraceparent() };
     await store.insertTask(ctx.db, task, total, first.done ? null : first.value.at);
   } catch (err) {
     if (sqlState(err) === PgError.uniqueViolation) throw new AppError("ALREADY_EXISTS", `account ${req.accountId} already has an unfinished warming task; stop it first or wait for it to end`);

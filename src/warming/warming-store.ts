@@ -69,6 +69,8 @@ export type ClaimedAction = {
   attempts: number;
   account_id: string;
   platform: string;
+  /** The traceparent of the call that started the task ('' when untraced): the action's span links to it. */
+  traceparent: string;
   task: LockedTask;
 };
 
@@ -90,14 +92,14 @@ const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
  */
 export async function insertTask(
   q: Queryable,
-  t: Pick<TaskRow, "id" | "account_id" | "platform" | "scenario_id" | "duration_days" | "total_days" | "day1_at" | "started_at">,
+  t: Pick<TaskRow, "id" | "account_id" | "platform" | "scenario_id" | "duration_days" | "total_days" | "day1_at" | "started_at"> & { traceparent?: string },
   totalActions: number,
   firstAt: Date | null,
 ): Promise<TaskRow> {
   const r = await q.query<TaskRow>(
-    `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_action_at, started_at)
-     VALUES ($1, $2, $3, $4, $5, ${TaskStatus.PENDING}, $6, $7, $8::timestamptz, $9::timestamptz, $10::timestamptz) RETURNING ${TASK_COLUMNS}`,
-    [t.id, t.account_id, t.platform, t.scenario_id, t.duration_days, t.total_days, totalActions, t.day1_at, firstAt, t.started_at],
+    `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_action_at, started_at, traceparent)
+     VALUES ($1, $2, $3, $4, $5, ${TaskStatus.PENDING}, $6, $7, $8::timestamptz, $9::timestamptz, $10::timestamptz, $11) RETURNING ${TASK_COLUMNS}`,
+    [t.id, t.account_id, t.platform, t.scenario_id, t.duration_days, t.total_days, totalActions, t.day1_at, firstAt, t.started_at, t.traceparent ?? ""],
   );
   return r.rows[0];
 }
@@ -263,7 +265,7 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
        -- would let the planner hash-join over whole tables, whose cost grows with them.
        UPDATE warming_tasks w SET run_at = NULL, updated_at = now()
        WHERE w.id = ANY(ARRAY(SELECT id FROM c))
-       RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1w.$2")}
+       RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1w.$2")}, w.traceparent
      ), a AS (
        UPDATE warming_actions x
        SET status = 'running', attempts = x.attempts + 1, lease_until = now() + $3 * interval '1 millisecond', started_at = $1::timestamptz
@@ -301,7 +303,8 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
       const v = t[k];
       (task as Record<string, unknown>)[k] = typeof v === "string" ? new Date(v) : null;
     }
-    return { task_id: x.task_id, seq: x.seq, day: x.day, kind: x.kind, due_at: x.due_at, key: x.key, attempts: x.attempts, account_id: task.account_id, platform: task.platform, task };
+    const traceparent = typeof t.traceparent === "string" ? t.traceparent : "";
+    return { task_id: x.task_id, seq: x.seq, day: x.day, kind: x.kind, due_at: x.due_at, key: x.key, attempts: x.attempts, account_id: task.account_id, platform: task.platform, traceparent, task };
   });
   return { claimed, nextRunAt: next?.next_run_at ?? null };
 }

@@ -1,7 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { AppError } from "../errors.ts";
+import { ErrorInfoSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import type { LockedTask } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
 import { classify, decide, initialState, isIdle, kick, retryDelay, setMode } from "./worker.ts";
@@ -48,12 +51,44 @@ test("codeOf and classify read AppError and ConnectError alike", () => {
   assert.equal(codeOf(new ConnectError("x", Code.DeadlineExceeded)), "DEADLINE_EXCEEDED");
   assert.equal(codeOf(new Error("socket hang up")), "UNKNOWN");
   assert.equal(classify(new ConnectError("account is banned on vk", Code.FailedPrecondition), 5).kind, "fatal");
-  const rl = classify(new AppError("RESOURCE_EXHAUSTED", "vk rate-limited this account; retry after 30 s"), 5);
+  const rl = classify(new AppError("RESOURCE_EXHAUSTED", "vk rate-limited this account; retry after 30 s", { reason: "RATE_LIMITED", retryAfterMs: 30_000 }), 5);
   assert.deepEqual([rl.kind, rl.kind === "transient" && rl.retryAfterMs], ["transient", 30_000]);
   assert.equal(classify(new ConnectError("down", Code.Unavailable), 5).kind, "transient");
   assert.equal(classify(new Error("socket hang up"), 5).kind, "transient");
   assert.equal(classify(new AppError("NOT_FOUND", "post"), 5).kind, "failed");
   assert.equal(classify(new AppError("INVALID_ARGUMENT", "params"), 5).kind, "failed");
+});
+
+test("classify reads the error's details (ErrorInfo reason, RetryInfo), never its message text", () => {
+  // As a remote client decodes them from grpc-status-details-bin / Connect error details.
+  const wire = (code: Code, message: string, ...details: [DescMessage, MessageInitShape<DescMessage>][]) => {
+    const e = new ConnectError(message, code);
+    e.details = details.map(([desc, init]) => ({ type: desc.typeName, value: toBinary(desc, create(desc, init)) }));
+    return e;
+  };
+  const errorInfo = (reason: string): [DescMessage, MessageInitShape<DescMessage>] => [ErrorInfoSchema, { reason, domain: "conveer" }];
+  const retry = (seconds: number, nanos = 0): [DescMessage, MessageInitShape<DescMessage>] => [RetryInfoSchema, { retryDelay: { seconds: BigInt(seconds), nanos } }];
+
+  const rl = classify(wire(Code.ResourceExhausted, "slow down", errorInfo("RATE_LIMITED"), retry(42, 500_000_000)), 5);
+  assert.deepEqual([rl.kind, rl.kind === "transient" && rl.retryAfterMs], ["transient", 42_500]);
+  // The reason decides over the code: a ban is fatal whatever code carried it; a rate limit is retried.
+  assert.equal(classify(wire(Code.Unavailable, "vk is unavailable", errorInfo("ACCOUNT_BANNED")), 5).kind, "fatal");
+  assert.equal(classify(wire(Code.Unavailable, "vk is unavailable: wrong login or password", errorInfo("INVALID_CREDENTIALS")), 5).kind, "fatal");
+  assert.equal(classify(wire(Code.FailedPrecondition, "x", errorInfo("RATE_LIMITED")), 5).kind, "transient");
+  // The text is not read: "retry after" without RetryInfo sets no delay; "banned" without a reason is the code's.
+  const text = classify(new AppError("RESOURCE_EXHAUSTED", "vk rate-limited this account; retry after 30 s"), 5);
+  assert.deepEqual([text.kind, text.kind === "transient" && text.retryAfterMs], ["transient", undefined]);
+  assert.equal(classify(wire(Code.Unavailable, "account is banned on vk"), 5).kind, "transient");
+  // A reason of another domain is not ours: the code decides.
+  assert.equal(classify(wire(Code.Unavailable, "x", [ErrorInfoSchema, { reason: "ACCOUNT_BANNED", domain: "example.com" }]), 5).kind, "transient");
+  // RetryInfo on a store outage (no platform reason) is honoured too.
+  const store = classify(new AppError("UNAVAILABLE", "the store is unreachable", { reason: "STORE_UNAVAILABLE", retryAfterMs: 2000 }), 5);
+  assert.deepEqual([store.kind, store.kind === "transient" && store.retryAfterMs], ["transient", 2000]);
+  // An in-process call hands the details over in Connect's outgoing shape.
+  const local = new ConnectError("vk rate-limited", Code.ResourceExhausted);
+  local.details = [...new AppError("RESOURCE_EXHAUSTED", "x", { reason: "RATE_LIMITED", retryAfterMs: 7000 }).details];
+  const l = classify(local, 5);
+  assert.deepEqual([l.kind, l.kind === "transient" && l.retryAfterMs], ["transient", 7000]);
 });
 
 test("retryDelay doubles from the base, is capped, and honours the platform's retry-after", () => {

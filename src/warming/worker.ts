@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { ACTION_KINDS } from "../platforms/driver.ts";
-import { AppError, codeOf, messageOf } from "../errors.ts";
+import { AppError, codeOf, messageOf, reasonOf, retryDelayOf } from "../errors.ts";
+import type { ErrorReason } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import type { Clock } from "./clock.ts";
 import { dayOf, progressOf } from "./planner.ts";
@@ -10,6 +11,7 @@ import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, Ta
 import { TaskStatus } from "./warming-store.ts";
 import type { WarmingPeers } from "./peers.ts";
 import type { WarmingMetrics } from "./warming-context.ts";
+import { INTERNAL, inSpan, linksTo, tracingEnabled } from "../telemetry/tracing.ts";
 
 /**
  * The worker: claims due actions in batches (SKIP LOCKED, so any number of workers in any number
@@ -23,7 +25,7 @@ import type { WarmingMetrics } from "./warming-context.ts";
  * recording); the action's key goes along as params.idempotency_key so a platform can de-duplicate.
  *
  * Failures. RESOURCE_EXHAUSTED (rate limits), UNAVAILABLE, DEADLINE_EXCEEDED and other transport
- * failures are retried with exponential backoff (at least the platform's "retry after"). Every
+ * failures are retried with exponential backoff (at least the RetryInfo delay the platform's Retry-After becomes). Every
  * failed attempt counts toward the task's failures in a row; at maxConsecutiveFailures the task
  * ends FAILED. FAILED_PRECONDITION from the platform (banned, suspended, no driver) ends it FAILED
  * at once. Other errors (NOT_FOUND target, INVALID_ARGUMENT, success=false) fail that one action
@@ -90,16 +92,23 @@ export type Policy = Pick<WorkerOptions, "maxConsecutiveFailures" | "retryBaseMs
 const WAIT_OVER = new Error("the wait is over");
 const TRANSIENT = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "INTERNAL", "UNKNOWN", "DATA_LOSS"]);
 
-/** Classifies a failed platform call. */
+/** ErrorInfo reasons (src/errors.ts ErrorReason) that end the task: the account cannot act, whatever the code. */
+const FATAL_REASONS: ReadonlySet<string> = new Set<ErrorReason>(["ACCOUNT_BANNED", "ACCOUNT_SUSPENDED", "ACCOUNT_NOT_ACTIVE", "INVALID_CREDENTIALS", "NO_DRIVER"]);
+/** ErrorInfo reasons worth retrying (after RetryInfo's delay when there is one). */
+const TRANSIENT_REASONS: ReadonlySet<string> = new Set<ErrorReason>(["RATE_LIMITED", "PLATFORM_UNAVAILABLE", "STORE_UNAVAILABLE", "NO_FREE_PROXY"]);
+
+/**
+ * Classifies a failed platform call from its google.rpc details, never its message text: the
+ * ErrorInfo reason decides when there is a known one, the status code otherwise; a transient
+ * failure's RetryInfo delay (the platform's Retry-After) is the least wait before the retry.
+ */
 export function classify(err: unknown, durationMs: number): ActionOutcome {
   const code = codeOf(err);
   const error = messageOf(err);
-  if (code === "FAILED_PRECONDITION") return { kind: "fatal", code, error, durationMs };
-  if (TRANSIENT.has(code)) {
-    const m = /retry after (\d+(?:\.\d+)?) ?s\b/i.exec(error);
-    return { kind: "transient", code, error, durationMs, retryAfterMs: m ? Number(m[1]) * 1000 : undefined };
-  }
-  return { kind: "failed", code, error, durationMs };
+  const reason = reasonOf(err) ?? "";
+  const kind = FATAL_REASONS.has(reason) ? "fatal" : TRANSIENT_REASONS.has(reason) ? "transient" : code === "FAILED_PRECONDITION" ? "fatal" : TRANSIENT.has(code) ? "transient" : "failed";
+  if (kind === "transient") return { kind, code, error, durationMs, retryAfterMs: retryDelayOf(err) };
+  return { kind, code, error, durationMs };
 }
 
 /** The retry delay after `attempts` attempts: base × 2^(attempts−1), capped, and never less than the platform asked. */
@@ -315,6 +324,8 @@ type WorkerContext = Omit<WorkerDeps, "options"> & {
   calls: AbortController;
   /** Free slots a backlogged worker waits for before its next claim. */
   minClaim: number;
+  /** A tracer provider is registered: each action is a trace of its own, linked to its task. */
+  traced: boolean;
 };
 
 /** The worker's changing state: its mode, the actions it holds, the outcomes to record. */
@@ -379,10 +390,12 @@ function runAction(ctx: WorkerContext, state: WorkerState, c: ClaimedAction): vo
     try {
       const kind = ACTION_KINDS.indexOf(c.kind as (typeof ACTION_KINDS)[number]);
       if (kind < 0) throw new AppError("INVALID_ARGUMENT", `unknown action kind ${JSON.stringify(c.kind)}`);
-      const res = await ctx.peers.platforms(c.platform).executeAction(
-        { accountId: c.account_id, actionType: kind + 1, params: { idempotency_key: c.key, warming_task_id: c.task_id, warming_seq: String(c.seq) } },
-        { signal: calls.signal, timeoutMs: o.actionTimeoutMs },
-      );
+      const execute = () =>
+        ctx.peers.platforms(c.platform).executeAction(
+          { accountId: c.account_id, actionType: kind + 1, params: { idempotency_key: c.key, warming_task_id: c.task_id, warming_seq: String(c.seq) } },
+          { signal: calls.signal, timeoutMs: o.actionTimeoutMs },
+        );
+      const res = ctx.traced ? await traceAction(c, execute) : await execute();
       const ms = performance.now() - t0;
       outcome = res.success ? { kind: "done", durationMs: ms } : { kind: "failed", code: "ACTION_FAILED", error: res.error || "the platform reported the action as not done", durationMs: ms };
     } catch (err) {
@@ -393,6 +406,15 @@ function runAction(ctx: WorkerContext, state: WorkerState, c: ClaimedAction): vo
     flush(ctx, state);
   })();
   state.inFlight.set(keyOf(c), { claimed: c, done });
+}
+
+/**
+ * One warming action as a trace of its own (a root span: the worker's loop is no call), linked to
+ * the span of the call that started its task, so a trace viewer leads from either to the other.
+ */
+function traceAction<T>(c: ClaimedAction, execute: () => Promise<T>): Promise<T> {
+  const attributes = { "conveer.warming.task_id": c.task_id, "conveer.warming.seq": c.seq, "conveer.warming.attempt": c.attempts, "conveer.platform": c.platform, "conveer.warming.action": c.kind };
+  return inSpan(`warming action ${c.kind}`, { root: true, kind: INTERNAL, links: linksTo(c.traceparent), attributes }, execute);
 }
 
 /** Records whatever has finished, one transaction at a time; outcomes arriving meanwhile go in the next. */
@@ -595,7 +617,7 @@ async function drain(ctx: WorkerContext, state: WorkerState, loopDone: Promise<v
 /** Creates a worker; start() runs its loop, stop() drains it. */
 export function createWorker(deps: WorkerDeps) {
   const o = deps.options;
-  const ctx: WorkerContext = { ...deps, o, calls: new AbortController(), minClaim: Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4)) };
+  const ctx: WorkerContext = { ...deps, o, calls: new AbortController(), minClaim: Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4)), traced: tracingEnabled() };
   const state = initialState();
   let loopDone: Promise<void> | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
