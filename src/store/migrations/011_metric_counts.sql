@@ -14,39 +14,44 @@
 -- The triggers are created before the counts are filled: CREATE TRIGGER holds off concurrent
 -- writes until this migration commits, so no row is missed or counted twice.
 
--- The proxy pool by health: proxies, their capacity (slots) and the slots allocated.
+-- The proxy pool by health: proxies, their capacity (slots) and the slots allocated. Every
+-- allocation and release changes `allocated`, so the counts are spread over 16 rows per health
+-- value by a hash of the proxy id (a reader sums them): concurrent allocations of different
+-- proxies then rarely wait for one another on a counter row, as they would on a single one.
 CREATE TABLE proxy_counts (
-  healthy boolean PRIMARY KEY,
+  healthy boolean NOT NULL,
+  shard smallint NOT NULL,
   n bigint NOT NULL DEFAULT 0,
   capacity bigint NOT NULL DEFAULT 0,
-  allocated bigint NOT NULL DEFAULT 0
+  allocated bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (healthy, shard)
 );
 
 CREATE FUNCTION proxy_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO proxy_counts AS c (healthy, n, capacity, allocated)
-    SELECT healthy, count(*), sum(capacity), sum(allocated) FROM new_rows GROUP BY healthy ORDER BY healthy
-    ON CONFLICT (healthy) DO UPDATE SET n = c.n + EXCLUDED.n, capacity = c.capacity + EXCLUDED.capacity, allocated = c.allocated + EXCLUDED.allocated;
+  INSERT INTO proxy_counts AS c (healthy, shard, n, capacity, allocated)
+    SELECT healthy, hashtext(id) & 15, count(*), sum(capacity), sum(allocated) FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (healthy, shard) DO UPDATE SET n = c.n + EXCLUDED.n, capacity = c.capacity + EXCLUDED.capacity, allocated = c.allocated + EXCLUDED.allocated;
   RETURN NULL;
 END $$;
 
 CREATE FUNCTION proxy_counts_remove() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO proxy_counts AS c (healthy, n, capacity, allocated)
-    SELECT healthy, -count(*), -sum(capacity), -sum(allocated) FROM old_rows GROUP BY healthy ORDER BY healthy
-    ON CONFLICT (healthy) DO UPDATE SET n = c.n + EXCLUDED.n, capacity = c.capacity + EXCLUDED.capacity, allocated = c.allocated + EXCLUDED.allocated;
+  INSERT INTO proxy_counts AS c (healthy, shard, n, capacity, allocated)
+    SELECT healthy, hashtext(id) & 15, -count(*), -sum(capacity), -sum(allocated) FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (healthy, shard) DO UPDATE SET n = c.n + EXCLUDED.n, capacity = c.capacity + EXCLUDED.capacity, allocated = c.allocated + EXCLUDED.allocated;
   RETURN NULL;
 END $$;
 
 CREATE FUNCTION proxy_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO proxy_counts AS c (healthy, n, capacity, allocated)
-    SELECT healthy, sum(n), sum(capacity), sum(allocated) FROM (
+  INSERT INTO proxy_counts AS c (healthy, shard, n, capacity, allocated)
+    SELECT healthy, hashtext(NEW.id) & 15, sum(n), sum(capacity), sum(allocated) FROM (
       SELECT OLD.healthy AS healthy, -1 AS n, -OLD.capacity AS capacity, -OLD.allocated AS allocated
       UNION ALL
       SELECT NEW.healthy, 1, NEW.capacity, NEW.allocated
     ) d GROUP BY healthy ORDER BY healthy
-    ON CONFLICT (healthy) DO UPDATE SET n = c.n + EXCLUDED.n, capacity = c.capacity + EXCLUDED.capacity, allocated = c.allocated + EXCLUDED.allocated;
+    ON CONFLICT (healthy, shard) DO UPDATE SET n = c.n + EXCLUDED.n, capacity = c.capacity + EXCLUDED.capacity, allocated = c.allocated + EXCLUDED.allocated;
   RETURN NULL;
 END $$;
 
@@ -58,8 +63,8 @@ CREATE TRIGGER proxies_count_update AFTER UPDATE OF healthy, capacity, allocated
   WHEN (OLD.healthy IS DISTINCT FROM NEW.healthy OR OLD.capacity IS DISTINCT FROM NEW.capacity OR OLD.allocated IS DISTINCT FROM NEW.allocated)
   EXECUTE FUNCTION proxy_counts_move();
 
-INSERT INTO proxy_counts (healthy, n, capacity, allocated)
-  SELECT healthy, count(*), coalesce(sum(capacity), 0), coalesce(sum(allocated), 0) FROM proxies GROUP BY healthy;
+INSERT INTO proxy_counts (healthy, shard, n, capacity, allocated)
+  SELECT healthy, hashtext(id) & 15, count(*), coalesce(sum(capacity), 0), coalesce(sum(allocated), 0) FROM proxies GROUP BY 1, 2;
 
 -- Warming tasks by status.
 CREATE TABLE warming_task_counts (
