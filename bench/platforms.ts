@@ -77,7 +77,7 @@ try {
 
   // Warming end to end: a task per registered account, every action due at once.
   const warming = remoteClient(WarmingService, { addr: sys.addr("warming") });
-  const recorded = async () => Number(/^conveer_warming_worker_actions\{state="recorded"\} (\d+)/m.exec(await (await fetch(`http://127.0.0.1:${sys.app.httpPort}/metrics`)).text())?.[1] ?? 0);
+  const recorded = async () => Number(/^conveer_warming_worker_actions_total\{state="recorded"\} (\d+)/m.exec(await (await fetch(`http://127.0.0.1:${sys.app.httpPort}/metrics`)).text())?.[1] ?? 0);
   const recorded0 = await recorded();
   const w0 = performance.now();
   const tasks = await Promise.all(ids.map((accountId) => warming.startWarming({ accountId, scenarioId: "burst" })));

@@ -1,4 +1,4 @@
-import { pino } from "pino";
+import { createLogger } from "./server/logger.ts";
 import type { Logger } from "pino";
 import { SERVICE_NAMES } from "./config/config.ts";
 import type { Config, ServiceName } from "./config/config.ts";
@@ -45,7 +45,7 @@ export type App = {
 export async function startApp(opts: AppOptions): Promise<App> {
   const { config } = opts;
   const services = opts.services ?? SERVICE_NAMES;
-  const log = opts.log ?? pino({ level: config.logLevel, base: { pid: process.pid }, mixin: tracingEnabled() ? traceMixin : undefined });
+  const log = opts.log ?? createLogger(config, { mixin: tracingEnabled() ? traceMixin : undefined });
   const releasers = createReleasers(log);
   try {
     const ctx = await createAppContext(config, services, log, opts.db, releasers);

@@ -457,7 +457,11 @@ for (const kind of STORE_KINDS) {
       assert.equal(listed.allocated, 0);
       await rejectsWith(proxies.getProxyForAccount({ accountId: acc.id }), Code.NotFound);
       assert.ok(ms < 10_000, `cleaned up ${Math.round(ms)} ms after the restart was healthy`);
-      assert.ok(second.stdout().includes("cleaning up a registration interrupted by a stopped process"), second.stdout().slice(-2000));
+      // One line for the failed registration, naming the step and the reason.
+      const line = second.logs().find((l) => l.msg === "registration failed");
+      assert.ok(line, second.stdout().slice(-2000));
+      assert.match(String(line.reason), /^interrupted at \w+: the process running it stopped$/);
+      assert.ok(line.step);
 
       const { code } = await terminate(second);
       assert.equal(code, 0, second.stderr());

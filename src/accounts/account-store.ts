@@ -139,3 +139,8 @@ export async function accountHoldings(q: Queryable, id: string): Promise<Account
   );
   return r.rows[0];
 }
+
+/** Accounts per (platform, status), from the trigger-kept totals (the conveer_accounts gauge). */
+export async function countsByPlatformStatus(q: Queryable): Promise<{ platform: string; status: number; n: number }[]> {
+  return (await q.query<{ platform: string; status: number; n: number }>("SELECT platform, status, n FROM account_counts")).rows;
+}

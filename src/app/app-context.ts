@@ -16,6 +16,7 @@ import type { Metrics } from "../server/metrics.ts";
 import type { ServiceBinding } from "../server/service-binding.ts";
 import type { Db } from "../store/db.ts";
 import { openStore } from "../store/open.ts";
+import { timedDb } from "../store/timed-db.ts";
 import { createIdGenerator } from "../store/ids.ts";
 import { tracedDb } from "../store/traced-db.ts";
 import { tracingEnabled } from "../telemetry/tracing.ts";
@@ -56,10 +57,12 @@ export type AppContext = {
  */
 export async function createAppContext(config: Config, services: readonly ServiceName[], log: Logger, given: Db | undefined, releasers: Releasers): Promise<AppContext> {
   await mkdir(config.dataDir, { recursive: true });
+  const metrics = createMetrics();
   const opened = given ?? (await openStore(config, log));
   releasers.add("store", () => opened.close());
-  // With a tracer provider registered, queries inside traced calls are spans; otherwise the store as it is.
-  const db = tracingEnabled() ? tracedDb(opened) : opened;
+  // With a tracer provider registered, queries inside traced calls are spans; every query is timed (conveer_store_query_duration_seconds).
+  const db = timedDb(tracingEnabled() ? tracedDb(opened) : opened, metrics.storeQuery);
+  metrics.addGauge("conveer_store_up", "1 while this process reaches the store, 0 while it is down (its health monitor's view; no query at scrape)", [], () => [{ labels: {}, value: db.health().ok ? 1 : 0 }]);
   const newId = createIdGenerator();
   const vault = await createVault(db, await loadMasterKey(config, log, db), newId);
   releasers.add("vault", () => vault.stop());
@@ -76,7 +79,7 @@ export async function createAppContext(config: Config, services: readonly Servic
   const sandbox = sandboxInProcess ? await startSandbox(config, log, auth, releasers) : { url: config.sandbox.url, token: config.sandbox.token };
   const bindings: AppContext["bindings"] = {};
   const peer = createPeerResolver(config, services, bindings);
-  return { config, services, platforms, log, db, vault, newId, auth, metrics: createMetrics(), shutdown: new AbortController(), sandbox, bindings, peer, releasers };
+  return { config, services, platforms, log, db, vault, newId, auth, metrics, shutdown: new AbortController(), sandbox, bindings, peer, releasers };
 }
 
 /**

@@ -27,6 +27,7 @@ export function mountPlatforms(ctx: AppContext): Partial<Record<ServiceName, Ser
     drivers,
     newId: ctx.newId,
     log: ctx.log,
+    metrics: ctx.metrics,
     peers: {
       accounts: ctx.peer<typeof AccountService>("account", "platform-service"),
       proxies: ctx.peer<typeof ProxyService>("proxy", "platform-service"),

@@ -8,10 +8,11 @@ import { resolveProxyTargets } from "../proxies/address-policy.ts";
 import type { ProxyTargets } from "../proxies/address-policy.ts";
 import type { ServiceBinding } from "../server/service-binding.ts";
 import type { AppContext } from "./app-context.ts";
+import { proxyGauges } from "./store-gauges.ts";
 
 /**
  * ProxyService: the pool (its address policy and check targets resolved from the configuration
- * and the sandbox's address) and the health checker that runs until stop.
+ * and the sandbox's address), the health checker that runs until stop, and the pool gauges.
  */
 export async function mountProxy(ctx: AppContext): Promise<ServiceBinding> {
   const { config, log } = ctx;
@@ -21,6 +22,7 @@ export async function mountProxy(ctx: AppContext): Promise<ServiceBinding> {
   const checker = createHealthChecker({ db: ctx.db, proxies, log, intervalMs: config.proxy.checkIntervalMs, target: targets.checkTarget });
   checker.start();
   ctx.releasers.add("proxy-health-checks", () => checker.stop());
+  proxyGauges(ctx.metrics, ctx.db);
   return proxyService(proxies);
 }
 

@@ -10,18 +10,21 @@ import { warmingService } from "../warming/warming-service.ts";
 import { anchoredClock } from "../warming/clock-anchor.ts";
 import { loadScenarios } from "../warming/scenario.ts";
 import type { AppContext } from "./app-context.ts";
+import { warmingGauges } from "./store-gauges.ts";
 
 /**
  * WarmingService: scenarios, tasks and (unless CONVEER_WARMING_WORKER=false) the worker that runs
- * their actions, stopped before the gRPC drain; its worker counters on /metrics.
+ * their actions, stopped before the gRPC drain; its gauges and worker counters on /metrics.
  */
 export async function mountWarming(ctx: AppContext): Promise<ServiceBinding> {
   const { config } = ctx;
+  const clock = await anchoredClock(ctx.db, config.warming.timeScale, ctx.log, () => Date.now() + config.warming.clockOffsetMs);
   const warming = createWarming({
     db: ctx.db,
     newId: ctx.newId,
     log: ctx.log,
-    clock: await anchoredClock(ctx.db, config.warming.timeScale, ctx.log, () => Date.now() + config.warming.clockOffsetMs),
+    metrics: ctx.metrics,
+    clock,
     scenarios: await loadScenarios(config.warming.scenariosDir || undefined),
     options: warmingOptions(config),
     peers: {
@@ -35,10 +38,7 @@ export async function mountWarming(ctx: AppContext): Promise<ServiceBinding> {
   await warming.start();
   // In-flight actions end before the drain (SHUTDOWN_ORDER), within the same grace.
   ctx.releasers.add("warming", (graceMs) => warming.stop(graceMs));
-  ctx.metrics.addCollected("conveer_warming_worker_actions", "Warming actions this process's worker claimed, recorded, dropped (its claim was taken over) and holds in flight, since start", "state", () => {
-    const s = warming.workerStats();
-    return { claimed: s.claimed, recorded: s.recorded, dropped: s.dropped, in_flight: s.inFlight };
-  });
+  warmingGauges(ctx.metrics, ctx.db, warming, clock);
   return warmingService(warming);
 }
 

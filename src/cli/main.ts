@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { pino } from "pino";
+import { createLogger } from "../server/logger.ts";
 import { SERVICE_NAMES, loadConfig } from "../config/config.ts";
 import type { Config, ServiceName } from "../config/config.ts";
 import { startApp } from "../app.ts";
@@ -49,7 +49,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     .action(async (opts: { services?: ServiceName[] }) => {
       const config = getConfig();
       const release = config.databaseUrl ? async () => {} : await holdDataDirLock(config.dataDir);
-      const log = pino({ level: config.logLevel, base: { pid: process.pid }, mixin: config.tracing.enabled ? traceMixin : undefined });
+      const log = createLogger(config, { mixin: config.tracing.enabled ? traceMixin : undefined });
       // Before startApp, so every part it builds sees the tracer provider (none without OTEL_*: the SDK is not even loaded).
       const tracing = await startTracingSdk(config, log);
       let app;
@@ -134,7 +134,7 @@ async function runTraced(argv: string[], run: () => Promise<unknown>): Promise<u
     return run(); // the command reports a bad variable itself
   }
   if (!config.tracing.enabled || words.length === 0 || words[0] === "start" || words[0] === "sandbox") return run();
-  const sdk = await startTracingSdk(config, pino({ level: "warn" }));
+  const sdk = await startTracingSdk(config, createLogger({ ...config, logLevel: "warn" }));
   try {
     return await inSpan(`conveer ${words[0]}`, { kind: INTERNAL }, run);
   } finally {

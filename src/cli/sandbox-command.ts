@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { Command } from "commander";
-import { pino } from "pino";
+import { createLogger } from "../server/logger.ts";
 import type { Config } from "../config/config.ts";
 import { createSandbox } from "../sandbox/index.ts";
 
@@ -17,7 +17,7 @@ export function registerSandboxCommand(program: Command, getConfig: () => Config
     .option("--addr <host:port>", "where to listen", "127.0.0.1:8090")
     .action(async (o: { addr: string }) => {
       const config = getConfig();
-      const log = pino({ level: config.logLevel, base: { pid: process.pid, component: "sandbox" } });
+      const log = createLogger(config, { base: { component: "sandbox" } });
       if (config.auth === "tokens" && !config.sandbox.token) {
         throw new Error("refusing to start: CONVEER_AUTH=tokens, so the sandbox's admin and SMS endpoints must need a token too; set CONVEER_SANDBOX_TOKEN (the same value for Conveer)");
       }

@@ -50,6 +50,8 @@ export type Config = Readonly<{
   clientCert: string;
   clientKey: string;
   logLevel: string;
+  /** CONVEER_LOG_FORMAT: "pretty" (for people; the default when stderr is a terminal) or "json" (one object a line; the default otherwise). */
+  logFormat: "pretty" | "json";
   /** Bearer token the CLI and peer clients send. */
   token: string;
   /** Where the CLI sends its calls (CONVEER_SERVER: the HTTP port, Connect protocol); empty: each service's gRPC address. */
@@ -170,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     clientCert,
     clientKey,
     logLevel: oneOf(env, "CONVEER_LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "silent"], "info"),
+    logFormat: oneOf(env, "CONVEER_LOG_FORMAT", ["pretty", "json"], process.stderr.isTTY ? "pretty" : "json") as "pretty" | "json",
     token: env.CONVEER_TOKEN ?? "",
     server: url(env, "CONVEER_SERVER"),
     caFile: env.CONVEER_CA ?? "",

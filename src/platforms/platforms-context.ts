@@ -10,8 +10,20 @@ import type { PlatformPeers } from "./peers.ts";
 /** Settings of the platform services. */
 export type PlatformOptions = { codeTimeoutSeconds: number; leaseMs: number };
 
+/** What the registration conveyor reports: a registration ended, succeeded (step "") or failed at a step (conveer_registrations_total). */
+export type RegistrationMetrics = { registrationEnded(platform: string, outcome: "succeeded" | "failed", step: string): void };
+
 /** Dependencies of the platform services. */
-export type PlatformsDeps = { db: Db; drivers: Partial<Record<Platform, PlatformDriver>>; peers: PlatformPeers; newId: () => string; log: Logger; options: PlatformOptions };
+export type PlatformsDeps = {
+  db: Db;
+  drivers: Partial<Record<Platform, PlatformDriver>>;
+  peers: PlatformPeers;
+  newId: () => string;
+  log: Logger;
+  options: PlatformOptions;
+  /** None: registrations are not counted. */
+  metrics?: RegistrationMetrics;
+};
 
 /** What the platform services' module functions share (the dependencies, as given). */
 export type PlatformsContext = Readonly<PlatformsDeps>;

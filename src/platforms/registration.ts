@@ -129,10 +129,12 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
     });
     if (!(await store.finishRegistration(db, claim, "succeeded"))) throw new LostClaim(id);
     log.info({ registration_id: id, account_id: acc.id, platform }, "registered");
+    ctx.metrics?.registrationEnded(platform, "succeeded", "");
     return create(RegisterResponseSchema, { success: true, accountId: acc.id, registrationId: id });
   } catch (err) {
     const error = err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : (err as Error).message;
-    log.warn({ registration_id: id, platform, step, error }, "registration failed");
+    log.warn({ registration_id: id, platform, step, reason: error }, "registration failed");
+    ctx.metrics?.registrationEnded(platform, "failed", step);
     span.setAttribute("conveer.registration.failed_step", step);
     span.setStatus({ code: SpanStatusCode.ERROR, message: `failed at ${step}` });
     if (!(err instanceof LostClaim)) await cleanUp(ctx, held, step, error);
@@ -146,10 +148,12 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
 export async function recoverAbandoned(ctx: PlatformsContext): Promise<number> {
   const rows = await store.claimAbandoned(ctx.db, 50, ctx.options.leaseMs);
   for (const r of rows) {
-    ctx.log.warn({ registration_id: r.id, step: r.step }, "cleaning up a registration interrupted by a stopped process");
+    const reason = `interrupted at ${r.step}: the process running it stopped`;
+    ctx.log.warn({ registration_id: r.id, platform: r.platform, step: r.step, reason }, "registration failed");
+    ctx.metrics?.registrationEnded(r.platform, "failed", r.step);
     // Died between creating the account and recording its id: find it by its label.
     const held = r.account_id ? r : { ...r, account_id: await creatingAccountOf(ctx, r.platform, r.id) };
-    await cleanUp(ctx, held, r.step, `interrupted at ${r.step}: the process running it stopped`);
+    await cleanUp(ctx, held, r.step, reason);
   }
   return rows.length;
 }

@@ -239,3 +239,8 @@ export async function countProxies(q: Queryable, f: ProxyFilter): Promise<number
 export async function deleteProxy(q: Queryable, id: string): Promise<boolean> {
   return (await q.query("DELETE FROM proxies WHERE id = $1", [id])).rowCount > 0;
 }
+
+/** The pool by health: proxies, slots (capacity) and slots allocated, from the trigger-kept proxy_counts (migration 011; summed over its shards). */
+export async function poolCounts(q: Queryable): Promise<{ healthy: boolean; n: number; capacity: number; allocated: number }[]> {
+  return (await q.query<{ healthy: boolean; n: number; capacity: number; allocated: number }>("SELECT healthy, sum(n)::bigint AS n, sum(capacity)::bigint AS capacity, sum(allocated)::bigint AS allocated FROM proxy_counts GROUP BY healthy")).rows;
+}

@@ -19,6 +19,7 @@ async function recordCode(ctx: SmsContext, p: SmsProvider, m: DeliveredSms): Pro
   const out = await store.recordCode(ctx.db, p.name, m.ref, m.code, `provider:${p.name}`);
   if (!out) return "unmatched";
   if (out.recorded) {
+    ctx.metrics.smsActivation("code_received");
     ctx.waiters.wake(out.id, codeAnswer(m.code));
     return "recorded";
   }

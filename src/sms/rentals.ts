@@ -32,6 +32,7 @@ export async function getNumber(ctx: SmsContext, req: { service: string; country
   try {
     rental = await p.rent({ service: req.service, country, operator });
   } catch (err) {
+    ctx.metrics.smsActivation("rent_failed");
     throw providerError(p, err, "rent a number");
   }
   let row: ActivationRow;
@@ -60,6 +61,7 @@ export async function getNumber(ctx: SmsContext, req: { service: string; country
     await p.cancel(rental.ref).catch((e: unknown) => ctx.log.error({ err: String(e), provider: p.name, ref: rental.ref }, "could not hand back a rented number that failed to be stored"));
     throw err;
   }
+  ctx.metrics.smsActivation("rented");
   await retryUnmatched(ctx, p.name, rental.ref);
   return toActivation(row);
 }
@@ -67,15 +69,19 @@ export async function getNumber(ctx: SmsContext, req: { service: string; country
 /** Cancels an activation still waiting for its code and refunds it; a cancelled activation never yields a code. */
 export async function cancel(ctx: SmsContext, activationId: string, author = ""): Promise<CancelActivationResponse> {
   checkId(activationId, "activation_id");
+  let changed = false;
   const row = await ctx.db.transaction(async (tx) => {
+    changed = false;
     const r = await store.lockActivation(tx, activationId);
     // After the code, ending the activation completes it (the number is handed back, no refund).
     const change = r && onCancel(r.status);
     if (!change) return r;
     await store.setStatus(tx, activationId, r.status, change.to, change.reason, author);
+    changed = true;
     return { ...r, status: change.to };
   });
   if (!row) throw notFound("activation", activationId);
+  if (changed) ctx.metrics.smsActivation(row.status === S.SMS_STATUS_COMPLETED ? "completed" : "cancelled");
   const answer = (success: boolean, refunded: boolean, error = "") => create(CancelActivationResponseSchema, { success, refunded, error });
   switch (row.status) {
     case S.SMS_STATUS_COMPLETED:

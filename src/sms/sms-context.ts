@@ -25,7 +25,12 @@ export type SmsDeps = {
   /** The clock for expiry decisions (tests move it); waits use real time. */
   now?: () => Date;
   options?: SmsOptions;
+  /** Counts activations by outcome (conveer_sms_activations_total); none: not counted. */
+  metrics?: SmsMetrics;
 };
+
+/** What the SMS domain reports: an activation reached an outcome (rented, rent_failed, code_received, completed, cancelled, expired). */
+export type SmsMetrics = { smsActivation(outcome: string): void };
 
 /** A code whose rental was not in the store when it came (or could not be recorded), held for a retry. */
 export type UnmatchedCode = { provider: SmsProvider; m: DeliveredSms; since: number };
@@ -42,6 +47,7 @@ export type SmsContext = {
   readonly defaultProvider: SmsProvider;
   readonly newId: () => string;
   readonly log: Logger;
+  readonly metrics: SmsMetrics;
   readonly now: () => Date;
   readonly opts: { readonly sweepIntervalMs: number; readonly releaseRetryMs: number; readonly unmatchedTtlMs: number };
   /** GetCode calls waiting in this process, keyed by activation id. */
@@ -63,7 +69,7 @@ export type SmsContext = {
 };
 
 /** Validates the providers and resolves the options into the domain's context. */
-export function createSmsContext({ db, providers, newId, log, now = () => new Date(), options = {} }: SmsDeps): SmsContext {
+export function createSmsContext({ db, providers, newId, log, now = () => new Date(), options = {}, metrics = { smsActivation() {} } }: SmsDeps): SmsContext {
   if (providers.length === 0) throw new Error("createSms needs at least one SMS provider (the first is the default)");
   const byName = new Map<string, SmsProvider>();
   for (const p of providers) {
@@ -77,6 +83,7 @@ export function createSmsContext({ db, providers, newId, log, now = () => new Da
     defaultProvider: providers[0],
     newId,
     log,
+    metrics,
     now,
     opts: {
       sweepIntervalMs: Math.max(10, options.sweepIntervalMs ?? 5000),

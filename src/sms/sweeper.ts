@@ -47,6 +47,7 @@ export async function sweepOnce(ctx: SmsContext): Promise<SweepResult> {
   for (const id of await store.expiredOpen(db, t, SWEEP_BATCH)) {
     const row = await expire(ctx, id, t);
     if (!row) continue;
+    ctx.metrics.smsActivation(row.status === SMSStatus.SMS_STATUS_FAILED ? "expired" : "completed");
     if (row.status === SMSStatus.SMS_STATUS_FAILED) {
       out.expired++;
       ctx.waiters.wake(id, answerFor(row)!);

@@ -16,6 +16,17 @@ import type { EndedTask } from "./warming-store.ts";
 
 const EVENT_PRUNE_BATCH = 5000;
 
+/**
+ * The one log line of a task that ended: COMPLETED (info), STOPPED (info, with the reason given)
+ * or FAILED (warn, with the reason). Written after the change committed, by the process that made it.
+ */
+export function logTaskEnded(ctx: Pick<WarmingContext, "log">, t: EndedTask, reason = t.error): void {
+  const status = statusName(t.status).replace("WARMING_STATUS_", "");
+  const line = { task_id: t.id, account_id: t.account_id, platform: t.platform, status, actions_completed: t.actions_completed, actions_failed: t.actions_failed };
+  if (status === "FAILED") ctx.log.warn({ ...line, reason }, "warming task ended");
+  else ctx.log.info(status === "STOPPED" ? { ...line, reason } : line, "warming task ended");
+}
+
 /** Moves the account of an ended task back from WARMING (only if it is still WARMING), then marks it released. */
 export async function release(ctx: WarmingContext, t: EndedTask): Promise<void> {
   const { db, peers, log, releasing } = ctx;

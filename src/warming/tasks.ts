@@ -9,7 +9,7 @@ import { PgError, sqlState } from "../store/pg-errors.ts";
 import { toTask } from "./messages.ts";
 import { mostPlannedActions, planActions, planDays, plannedCount } from "./planner.ts";
 import type { PlannedAction } from "./planner.ts";
-import { release } from "./release.ts";
+import { logTaskEnded, release } from "./release.ts";
 import { DEFAULT_SCENARIO_ID, MAX_DAYS, MAX_PLANNED_ACTIONS } from "./scenario.ts";
 import type { Scenario } from "./scenario.ts";
 import { applies, pause, run, started, statusName, stop } from "./task-status.ts";
@@ -17,7 +17,7 @@ import type { WarmingContext } from "./warming-context.ts";
 import { DAY_MS } from "./warming-context.ts";
 import * as store from "./warming-store.ts";
 import type { TaskRow, TaskUpdate } from "./warming-store.ts";
-import { TaskStatus } from "./warming-store.ts";
+import { OPEN_STATUSES, TaskStatus } from "./warming-store.ts";
 
 /**
  * A task's life as the API drives it: StartWarming (validate, write the plan, make the account
@@ -55,17 +55,20 @@ export async function transition(
   author: string,
   change: (t: TaskRow, tx: Transaction) => TaskUpdate | undefined | Promise<TaskUpdate | undefined>,
 ): Promise<TaskRow> {
+  let ended = false;
   const row = await ctx.db.transaction(async (tx) => {
     const t = await store.lockTask(tx, id);
     if (!t) throw notFound("warming task", id);
     const set = await change(t, tx);
     if (!set) return t;
     const [u] = await store.updateTasks(tx, [{ id, set }]);
+    ended = !OPEN_STATUSES.includes(u.status) && OPEN_STATUSES.includes(t.status);
     const data: Record<string, string> = { from: statusName(t.status), to: statusName(u.status), reason, by: author, progress: String(u.progress) };
     if (u.error) data.error = u.error;
     await store.insertEvents(tx, [{ task_id: id, event_type: "status_changed", at: new Date(ctx.clock.now()), data }]);
     return u;
   });
+  if (ended) logTaskEnded(ctx, row, row.status === TaskStatus.FAILED ? row.error || reason : reason);
   if (!row.account_released) void release(ctx, row);
   if (row.status === TaskStatus.RUNNING) ctx.worker.kick();
   ctx.hub.poke();

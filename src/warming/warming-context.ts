@@ -43,6 +43,16 @@ export type WarmingDeps = {
   /** Scenarios by id (builtinScenarios() or loadScenarios(CONVEER_SCENARIOS_DIR)). */
   scenarios: ReadonlyMap<string, Scenario>;
   options?: WarmingOptions;
+  /** Counts the worker's actions and their lag (conveer_warming_actions_total, conveer_warming_lag_seconds); none: not counted. */
+  metrics?: WarmingMetrics;
+};
+
+/** What the warming worker reports. */
+export type WarmingMetrics = {
+  /** A platform call ended: outcome done, failed, transient (retried unless the task hit its failure limit), fatal or interrupted. */
+  warmingActionEnded(platform: string, type: string, outcome: string): void;
+  /** An action was claimed lagSeconds (scenario time) after it fell due. */
+  warmingActionStarted(lagSeconds: number): void;
 };
 
 /** What every part of the warming domain works with, built once by createWarming. */

@@ -409,7 +409,7 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
          updated_at = now()
        FROM r
        WHERE t.id = r.task_id AND t.id = ANY(ARRAY(SELECT task_id FROM a))
-       RETURNING t.id, t.account_id, t.status
+       RETURNING t.id, t.account_id, t.platform, t.status, t.error, t.actions_completed, t.actions_failed
      ), e AS (
        INSERT INTO warming_events (task_id, event_type, at, data)
        SELECT r.task_id, ev.event_type, ev.at, ev.data
@@ -421,7 +421,7 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
        SELECT pg_notify('${EVENTS_CHANNEL}', max(id)::text) FROM e HAVING count(*) > 0
      )
      SELECT ARRAY(SELECT id FROM g) AS guarded, ARRAY(SELECT task_id FROM a) AS held,
-       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'account_id', account_id, 'status', status)), '[]'::jsonb)
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'account_id', account_id, 'platform', platform, 'status', status, 'error', error, 'actions_completed', actions_completed, 'actions_failed', actions_failed)), '[]'::jsonb)
         FROM u WHERE status IN (${TaskStatus.COMPLETED}, ${TaskStatus.FAILED})) AS ended,
        (SELECT count(*) FROM n) AS notified`,
     [JSON.stringify(recs), ds.map((d) => d.action.task_id)],
@@ -431,7 +431,7 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
 }
 
 /** What releasing an ended task's account needs. */
-export type EndedTask = Pick<TaskRow, "id" | "account_id" | "status">;
+export type EndedTask = Pick<TaskRow, "id" | "account_id" | "platform" | "status" | "error" | "actions_completed" | "actions_failed">;
 
 /** Extends the leases of actions still in flight here (same attempt, still running). */
 export async function renewLeases(q: Queryable, held: readonly { task_id: string; seq: number; attempts: number }[], leaseMs: number): Promise<number> {
@@ -641,4 +641,21 @@ export async function insertClockAnchor(tx: Transaction, a: ClockAnchorRow): Pro
 /** Moves the anchor (a start with another scale). */
 export async function updateClockAnchor(tx: Transaction, a: ClockAnchorRow): Promise<void> {
   await tx.query("UPDATE warming_clock SET real_at = $1, scenario_at = $2, scale = $3", [new Date(a.realAt), new Date(a.scenarioAt), a.scale]);
+}
+
+/** Tasks per status, from the trigger-kept warming_task_counts (migration 011). */
+export async function taskCounts(q: Queryable): Promise<{ status: number; n: number }[]> {
+  return (await q.query<{ status: number; n: number }>("SELECT status, n FROM warming_task_counts")).rows;
+}
+
+/**
+ * RUNNING tasks whose next action is due at `now` and not claimed (at most one per task), counted
+ * up to `cap` over the claim index, so a huge backlog costs a bounded scan.
+ */
+export async function dueCount(q: Queryable, now: Date, cap: number): Promise<number> {
+  const r = await q.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM warming_tasks WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL AND run_at <= $1 LIMIT $2) d`,
+    [now, cap],
+  );
+  return r.rows[0]?.n ?? 0;
 }

@@ -6,7 +6,7 @@ import { invalidArgument, quote } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
 import { createEventHub } from "./events.ts";
 import { dateOf, toEvent, toScenario, toStatistics } from "./messages.ts";
-import { createUpkeep, release, releasesSettled } from "./release.ts";
+import { createUpkeep, logTaskEnded, release, releasesSettled } from "./release.ts";
 import { getTask, listTasks } from "./task-list.ts";
 import type { ListTasksRequest } from "./task-list.ts";
 import { statusName } from "./task-status.ts";
@@ -55,7 +55,14 @@ export type StatisticsRequest = { accountId: string; taskId: string; platform: s
 export function createWarming(deps: WarmingDeps) {
   const { db, peers, clock, log } = deps;
   const opts = resolveOptions(deps.options);
-  const worker = createWorker({ db, peers, clock, log, options: opts.worker, onEnded: (tasks) => tasks.forEach((t) => void release(ctx, t)) });
+  const worker = createWorker({ db, peers, clock, log, options: opts.worker, metrics: deps.metrics,
+    onEnded: (tasks) => {
+      for (const t of tasks) {
+        logTaskEnded(ctx, t);
+        void release(ctx, t);
+      }
+    },
+  });
   const ctx: WarmingContext = { ...deps, opts, hub: createEventHub({ db, log, options: opts.events }), worker, releasing: new Set(), eventMessages: new WeakMap() };
   const upkeep = createUpkeep(ctx);
   let started = false;

@@ -10,6 +10,7 @@ import * as store from "./warming-store.ts";
 import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, TaskUpdate } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
 import type { WarmingPeers } from "./peers.ts";
+import type { WarmingMetrics } from "./warming-context.ts";
 import { INTERNAL, inSpan, linksTo, tracingEnabled } from "../telemetry/tracing.ts";
 
 /**
@@ -285,6 +286,8 @@ export type WorkerDeps = {
   clock: Clock;
   log: Logger;
   options: WorkerOptions;
+  /** None: nothing counted. */
+  metrics?: WarmingMetrics;
   /** Tasks that ended (COMPLETED or FAILED) by a recorded outcome: their accounts leave WARMING. */
   onEnded: (tasks: EndedTask[]) => void;
 };
@@ -373,6 +376,9 @@ export function kick(state: WorkerState): void {
   w?.();
 }
 
+/** An attempt's outcome as conveer_warming_actions_total labels it. */
+const OUTCOME_LABELS: Record<ActionOutcome["kind"], string> = { done: "done", failed: "failed", transient: "transient", fatal: "fatal", released: "interrupted" };
+
 const keyOf = (c: { task_id: string; seq: number }) => `${c.task_id}:${c.seq}`;
 
 /** Runs one claimed action through its platform and queues the outcome for recording. */
@@ -395,6 +401,7 @@ function runAction(ctx: WorkerContext, state: WorkerState, c: ClaimedAction): vo
     } catch (err) {
       outcome = calls.signal.aborted ? { kind: "released", error: "interrupted: the worker stopped before the action finished" } : classify(err, performance.now() - t0);
     }
+    ctx.metrics?.warmingActionEnded(c.platform, c.kind, OUTCOME_LABELS[outcome.kind]);
     state.results.push({ claimed: c, outcome, at: new Date(ctx.clock.now()) });
     flush(ctx, state);
   })();
@@ -501,9 +508,11 @@ async function step(ctx: WorkerContext, state: WorkerState): Promise<void> {
   if (free > 0) {
     const want = Math.min(o.batchSize, free);
     if (state.mode === "waiting") setMode(state, "claiming");
-    const r = await store.claimDue(ctx.db, new Date(ctx.clock.now()), want, o.leaseMs);
+    const now = new Date(ctx.clock.now());
+    const r = await store.claimDue(ctx.db, now, want, o.leaseMs);
     stats.claims++;
     stats.claimed += r.claimed.length;
+    for (const c of r.claimed) ctx.metrics?.warmingActionStarted((now.getTime() - c.due_at.getTime()) / 1000);
     for (const c of r.claimed) runAction(ctx, state, c);
     state.errors = 0;
     if (halted(state)) return;

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
+import type { Logger } from "pino";
 import type { Client } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { startApp } from "../../src/app.ts";
@@ -28,13 +29,13 @@ export type TestSystem = {
 };
 
 /** Starts the whole system (or a subset) on a fresh store of the given kind. */
-export async function startTestSystem(kind: "pglite" | "postgres", opts: { env?: Record<string, string>; services?: ServiceName[]; token?: string } = {}): Promise<TestSystem> {
+export async function startTestSystem(kind: "pglite" | "postgres", opts: { env?: Record<string, string>; services?: ServiceName[]; token?: string; log?: Logger } = {}): Promise<TestSystem> {
   const store = await freshStore(kind);
   const dataDir = await mkdtemp(join(tmpdir(), "conveer-test-"));
   const env: Record<string, string> = { CONVEER_DATA_DIR: dataDir, CONVEER_HTTP_ADDR: "127.0.0.1:0", CONVEER_MASTER_KEY: "11".repeat(32), ...opts.env };
   for (const s of SERVICE_NAMES) env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = "127.0.0.1:0";
   const config = loadConfig(env);
-  const app = await startApp({ config, services: opts.services, db: store.db, log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }) });
+  const app = await startApp({ config, services: opts.services, db: store.db, log: opts.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }) });
   const addr = (name: ServiceName) => `127.0.0.1:${app.ports[name]}`;
   const sessions: Http2SessionManager[] = [];
   const clients = (token?: string) => ({

@@ -72,10 +72,11 @@ export async function setUp(kind: "pglite" | "postgres", extra: Record<string, s
       accounts: client(AccountService, "account"),
       proxies: client(ProxyService, "proxy"),
       warming: client(WarmingService, "warming"),
-      /** This process's conveer_warming_worker_actions gauge by state. */
+      /** This process's worker counters (conveer_warming_worker_actions_total by state) and in_flight. */
       async workerActions(): Promise<Record<string, number>> {
         const text = await (await fetch(`http://127.0.0.1:${sys.http}/metrics`)).text();
-        return Object.fromEntries([...text.matchAll(/^conveer_warming_worker_actions\{state="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+        const counts = Object.fromEntries([...text.matchAll(/^conveer_warming_worker_actions_total\{state="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+        return { ...counts, in_flight: Number(/^conveer_warming_worker_in_flight (\d+)/m.exec(text)?.[1] ?? 0) };
       },
     };
   }
