@@ -1,4 +1,5 @@
 import { connectRoutesOf } from "../server/connect-adapter.ts";
+import { loadConsoleFiles } from "../server/console-files.ts";
 import { startHttp } from "../server/http.ts";
 import type { Tls } from "../server/listen.ts";
 import type { AppContext } from "./app-context.ts";
@@ -28,6 +29,7 @@ export async function mountHttp(ctx: AppContext, tls: Tls): Promise<number> {
     corsOrigins: ctx.config.httpCorsOrigins,
     isOpen: () => ctx.auth.isOpen(),
     shutdown: ctx.shutdown.signal,
+    console: loadConsoleFiles(),
   });
   ctx.releasers.add("http", () => http.close());
   return http.port;

@@ -1,0 +1,100 @@
+import { Link, Route, Switch, useLocation } from "wouter";
+import { useSession } from "./session/session.tsx";
+import { Overview } from "./pages/Overview.tsx";
+import { Accounts } from "./pages/Accounts.tsx";
+import { AccountDetail } from "./pages/AccountDetail.tsx";
+import { NotBuilt } from "./pages/NotBuilt.tsx";
+
+const NAV = [
+  ["/", "Overview"],
+  ["/accounts", "Accounts"],
+  ["/proxies", "Proxies"],
+  ["/warming", "Warming"],
+  ["/registrations", "Registrations"],
+  ["/scenarios", "Scenarios"],
+  ["/statistics", "Statistics"],
+  ["/admin", "Admin"],
+] as const;
+
+/** The frame of every page: navigation, who is signed in, and the page. */
+export function Shell() {
+  const [location] = useLocation();
+  return (
+    <>
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <span className="brand">Conveer</span>
+        <nav aria-label="Pages">
+          {NAV.map(([href, label]) => {
+            const current = href === "/" ? location === "/" : location.startsWith(href);
+            return (
+              <Link key={href} href={href} aria-current={current ? "page" : undefined}>
+                {label}
+              </Link>
+            );
+          })}
+        </nav>
+        <Who />
+      </header>
+      <main id="main" tabIndex={-1}>
+        <Switch>
+          <Route path="/" component={Overview} />
+          <Route path="/accounts" component={Accounts} />
+          <Route path="/accounts/:id">{(p) => <AccountDetail id={p.id} />}</Route>
+          <Route path="/proxies">
+            <NotBuilt page="Proxies" />
+          </Route>
+          <Route path="/warming">
+            <NotBuilt page="Warming" />
+          </Route>
+          <Route path="/registrations">
+            <NotBuilt page="Registrations" />
+          </Route>
+          <Route path="/scenarios">
+            <NotBuilt page="Scenarios" />
+          </Route>
+          <Route path="/statistics">
+            <NotBuilt page="Statistics" />
+          </Route>
+          <Route path="/admin">
+            <NotBuilt page="Admin" />
+          </Route>
+          <Route>
+            <h1>Not found</h1>
+            <p>
+              No console page here. <Link href="/">Overview</Link>
+            </p>
+          </Route>
+        </Switch>
+      </main>
+    </>
+  );
+}
+
+/** Who the console acts as, and sign out. */
+function Who() {
+  const { identity, signedIn, signOut } = useSession();
+  let text = "…";
+  let title = "";
+  if (identity?.known) {
+    text = identity.open ? "open mode (no token)" : identity.name;
+    title = `scopes: ${identity.scopes.join(", ")}`;
+  } else if (identity) {
+    text = signedIn ? "signed in (scopes unknown)" : "scopes unknown";
+    title = identity.reason;
+  }
+  return (
+    <div className="who">
+      <span title={title} data-testid="identity">
+        {text}
+      </span>
+      {signedIn ? (
+        <button type="button" onClick={signOut}>
+          Sign out
+        </button>
+      ) : null}
+    </div>
+  );
+}
