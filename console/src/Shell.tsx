@@ -4,6 +4,9 @@ import { Overview } from "./pages/Overview.tsx";
 import { Accounts } from "./pages/Accounts.tsx";
 import { AccountDetail } from "./pages/AccountDetail.tsx";
 import { NotBuilt } from "./pages/NotBuilt.tsx";
+import { Proxies } from "./pages/Proxies.tsx";
+import { Warming } from "./pages/Warming.tsx";
+import { RegistrationDetail, Registrations } from "./pages/Registrations.tsx";
 
 const NAV = [
   ["/", "Overview"],
@@ -43,15 +46,10 @@ export function Shell() {
           <Route path="/" component={Overview} />
           <Route path="/accounts" component={Accounts} />
           <Route path="/accounts/:id">{(p) => <AccountDetail id={p.id} />}</Route>
-          <Route path="/proxies">
-            <NotBuilt page="Proxies" />
-          </Route>
-          <Route path="/warming">
-            <NotBuilt page="Warming" />
-          </Route>
-          <Route path="/registrations">
-            <NotBuilt page="Registrations" />
-          </Route>
+          <Route path="/proxies" component={Proxies} />
+          <Route path="/warming" component={Warming} />
+          <Route path="/registrations" component={Registrations} />
+          <Route path="/registrations/:platform/:id">{(p) => <RegistrationDetail platform={p.platform} id={p.id} />}</Route>
           <Route path="/scenarios">
             <NotBuilt page="Scenarios" />
           </Route>
