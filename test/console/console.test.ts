@@ -19,6 +19,7 @@ import { WarmingService } from "../../src/gen/conveer/v1/warming_pb.js";
 import { runCli } from "../support/cli.ts";
 import { setUp } from "../support/warming-system.ts";
 import type { Setup } from "../support/warming-system.ts";
+import { startHttpConnectProxy } from "../support/local-proxies.ts";
 import { launch, openPage, shot } from "./browser.ts";
 
 /** Connect clients over the HTTP port, as the console calls it, with a token. */
@@ -198,6 +199,97 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       assert.equal(await page.getByTestId("actions-per-minute").textContent(), "0 this minute");
       await admin.warming.startWarming({ accountId: ids[0], scenarioId: "procs" });
       await page.getByTestId("actions-per-minute").getByText(/^[1-9]\d* this minute/).waitFor({ timeout: 60_000 });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Proxies: pasted URLs are added or refused per line, a check runs through the proxy, a removal says what moved", async () => {
+    const extra = await startHttpConnectProxy();
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Proxies" }).click();
+      await page.getByText("2 proxies match").waitFor();
+      await page.getByText("Add proxies").click();
+      await page.getByLabel(/Proxy URLs/).fill(`ftp://nowhere:21\n${extra.url}`);
+      await page.getByLabel("Tags (comma-separated)").fill("pasted");
+      await page.getByRole("button", { name: "Add 2" }).click();
+      await page.getByText("1 added, 1 refused.").waitFor();
+      await page.getByRole("list", { name: "Refused lines" }).getByText(/line 1 \(.*ftp:\/\/nowhere:21.*\): .+/).waitFor();
+      await page.getByLabel("Tag", { exact: true }).fill("pasted");
+      await page.getByLabel("Tag", { exact: true }).press("Enter");
+      await page.waitForURL(/tag=pasted/);
+      await page.getByText("1 proxy match").waitFor();
+      const row = page.getByRole("table", { name: "Proxies" }).getByRole("row").nth(1);
+      await row.getByRole("button", { name: "Check now" }).click();
+      await row.getByText(/healthy, \d+ ms to /).waitFor();
+      await shot(page, "proxies");
+      await row.getByRole("button", { name: "Remove" }).click();
+      await page.getByText("No proxies match.").waitFor();
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      await extra.close();
+    }
+  });
+
+  test("Warming: started from the page, progress reaches 100 % live; pause and resume one task; stop a filtered set", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Warming" }).click();
+      await page.getByTestId("stream-state").getByText("Live updates: live").waitFor();
+      await page.getByText("Start warming").click();
+      const start = page.getByRole("form", { name: "Start warming" });
+      await start.getByLabel("Account ids, one a line").fill(ids[2]);
+      await start.getByLabel("Scenario").selectOption("procs");
+      await start.getByRole("button", { name: "Start 1" }).click();
+      await page.getByText(new RegExp(`${ids[2]}: started task`)).waitFor();
+      const row = (login: string) => page.getByRole("table", { name: "Warming tasks" }).getByRole("row").filter({ has: page.getByRole("link", { name: login, exact: true }) });
+      // Two scenario days of 3 actions at 21600× real time: about 8 s to the end, seen through StreamEvents.
+      await row("cons_vk_2").getByTestId("progress").getByText("100 %").waitFor({ timeout: 60_000 });
+      await shot(page, "warming");
+
+      // Long tasks (60 days) to pause, resume and stop.
+      for (const accountId of [ids[3], ids[4]]) await admin.warming.startWarming({ accountId, scenarioId: "procs", durationDays: 60 });
+      await page.reload();
+      await row("cons_tg_0").getByRole("button", { name: "Pause" }).click();
+      await row("cons_tg_0").getByText("PAUSED", { exact: true }).waitFor();
+      await row("cons_tg_0").getByRole("button", { name: "Resume" }).click();
+      await row("cons_tg_0").getByText("RUNNING").waitFor();
+      await page.getByLabel("Platform").selectOption("telegram");
+      await page.getByLabel("Status").selectOption("RUNNING");
+      await page.waitForURL(/platform=telegram.*status=RUNNING|status=RUNNING.*platform=telegram/);
+      await page.getByText("2 tasks match").waitFor();
+      await page.getByRole("button", { name: "Stop all" }).click();
+      await page.getByTestId("bulk-report").getByText("Stop: 2 of 2 done").waitFor();
+      await page.getByText("0 tasks match").waitFor();
+      const left = await admin.warming.listWarmingTasks({ platform: "telegram" });
+      assert.deepEqual(left.tasks.map((t) => t.status), [6, 6], "both telegram tasks STOPPED");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Registrations: a batch of 2 on the sandbox, watched to its end, listed, and one opened", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Registrations" }).click();
+      await page.getByText("Start a batch").click();
+      const form = page.getByRole("form", { name: "Start a batch" });
+      await form.getByLabel("Count").fill("2");
+      await form.getByRole("button", { name: "Register" }).click();
+      await page.getByTestId("batch").getByText("2 of 2 ended: 2 succeeded, 0 failed").waitFor({ timeout: 60_000 });
+      await page.getByText("2 registrations match").waitFor();
+      const table = page.getByRole("table", { name: "Registrations" });
+      assert.equal(await table.getByText("SUCCEEDED").count(), 2);
+      await shot(page, "registrations");
+      await table.getByRole("link").first().click();
+      await page.getByRole("heading", { name: /Registration .* SUCCEEDED/ }).waitFor();
       assert.deepEqual(problems, []);
     } finally {
       await context.close();
