@@ -3,7 +3,9 @@ import { useSession } from "./session/session.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { Accounts } from "./pages/Accounts.tsx";
 import { AccountDetail } from "./pages/AccountDetail.tsx";
-import { NotBuilt } from "./pages/NotBuilt.tsx";
+import { Admin } from "./pages/Admin.tsx";
+import { Scenarios } from "./pages/Scenarios.tsx";
+import { Statistics } from "./pages/Statistics.tsx";
 import { Proxies } from "./pages/Proxies.tsx";
 import { Warming } from "./pages/Warming.tsx";
 import { RegistrationDetail, Registrations } from "./pages/Registrations.tsx";
@@ -51,14 +53,11 @@ export function Shell() {
           <Route path="/registrations" component={Registrations} />
           <Route path="/registrations/:platform/:id">{(p) => <RegistrationDetail platform={p.platform} id={p.id} />}</Route>
           <Route path="/scenarios">
-            <NotBuilt page="Scenarios" />
+            <Scenarios />
           </Route>
-          <Route path="/statistics">
-            <NotBuilt page="Statistics" />
-          </Route>
-          <Route path="/admin">
-            <NotBuilt page="Admin" />
-          </Route>
+          <Route path="/scenarios/:id">{(p) => <Scenarios id={p.id} />}</Route>
+          <Route path="/statistics" component={Statistics} />
+          <Route path="/admin" component={Admin} />
           <Route>
             <h1>Not found</h1>
             <p>

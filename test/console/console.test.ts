@@ -274,6 +274,52 @@ describe("console in a browser", { timeout: 240_000 }, () => {
     }
   });
 
+  test("Scenarios and Statistics: a day plan and GetStatistics drawn as uPlot charts", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Scenarios" }).click();
+      await page.getByRole("link", { name: "Process test" }).click();
+      await page.waitForURL(/\/scenarios\/procs$/);
+      await page.getByRole("img", { name: "procs: planned actions per day" }).locator("canvas").waitFor();
+      await page.getByText(/days 1-2, 0–24 h UTC: view_profile 2, view_stories 1/).waitFor();
+      await shot(page, "scenario");
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Statistics" }).click();
+      await page.getByLabel("Platform").selectOption("vk");
+      await page.waitForURL(/platform=vk/);
+      // The vk task that ran to its end: 6 actions done.
+      await page.getByTestId("actions-completed").getByText(/^([6-9]|\d\d+)$/).waitFor();
+      await page.getByRole("img", { name: "Actions per day" }).locator("canvas").waitFor();
+      await page.getByRole("table", { name: "Actions by type" }).getByText("VIEW_PROFILE").or(page.getByRole("table", { name: "Actions by type" }).getByText("view_profile")).first().waitFor();
+      await shot(page, "statistics");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Admin: tokens and the audit log on AdminService (its error shown as it is while the server lacks it)", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Admin" }).click();
+      if (whoAmIWorks) {
+        await page.getByRole("list", { name: "Tokens" }).getByText("viewer").waitFor();
+        await page.getByLabel("Action (exact, or a prefix ending in .)").fill("credentials.read");
+        await page.getByLabel("Action (exact, or a prefix ending in .)").press("Enter");
+        await page.waitForURL(/action=credentials.read/);
+        await page.getByRole("table", { name: "Audit log" }).getByText("admin").first().waitFor();
+      } else {
+        await page.getByText(/Cannot load tokens: Unimplemented/).waitFor();
+        await page.getByText(/Cannot read the audit log: Unimplemented/).waitFor();
+      }
+      await shot(page, "admin");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
   test("Registrations: a batch of 2 on the sandbox, watched to its end, listed, and one opened", async () => {
     const { context, page, problems } = await openPage(browser);
     try {

@@ -11,7 +11,7 @@ export function isCode(err: unknown, code: Code): boolean {
   return err instanceof ConnectError && err.code === code;
 }
 
-/** Errors worth a retry: the store or a peer was briefly away. */
+/** Errors worth a retry: the store or a peer was briefly away, or the request never reached the server (Unknown: a network error in fetch). */
 export function retryable(err: unknown): boolean {
-  return err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded);
+  return err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Unknown);
 }
