@@ -8,6 +8,7 @@ import { startApp } from "../app.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 import { withCliOptions } from "./cli-client.ts";
 import { registerAdminCommands } from "./admin-commands.ts";
+import { registerDemoCommand } from "./demo-command.ts";
 import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
 import { registerSandboxCommand } from "./sandbox-command.ts";
@@ -64,6 +65,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
     });
 
   registerAdminCommands(program, cliConfig);
+  registerDemoCommand(program);
   registerImportCommands(program, cliConfig);
   registerRegisterCommand(program, cliConfig);
   registerSandboxCommand(program, cliConfig);
