@@ -12,6 +12,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import type { Client, Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
+import AxeBuilder from "@axe-core/playwright";
 import { AccountService } from "../../src/gen/conveer/v1/account_pb.js";
 import { AdminService } from "../../src/gen/conveer/v1/admin_pb.js";
 import { ProxyService } from "../../src/gen/conveer/v1/proxy_pb.js";
@@ -360,6 +361,32 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       assert.deepEqual(problems, []);
     } finally {
       await context.close();
+    }
+  });
+
+  test("axe on every page, light and dark: no serious or critical violation", async () => {
+    for (const dark of [false, true]) {
+      const { context, page, problems } = await openPage(browser, { dark });
+      try {
+        await signIn(page, base, adminToken);
+        const pages = ["/", "/accounts", `/accounts/${ids[0]}`, "/proxies", "/warming", "/registrations", "/scenarios", "/scenarios/procs", "/statistics", "/admin"];
+        for (const path of pages) {
+          await page.goto(base + path);
+          await page.locator("main h1").first().waitFor();
+          // Every card loaded (pages with a live stream never reach "network idle").
+          await page.waitForFunction(() => document.querySelectorAll(".loading").length === 0);
+          const r = await new AxeBuilder({ page }).analyze();
+          const bad = r.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+          assert.deepEqual(
+            bad.map((v) => `${v.id}: ${v.help} (${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")})`),
+            [],
+            `${path}${dark ? " (dark)" : ""}`,
+          );
+        }
+        assert.deepEqual(problems, []);
+      } finally {
+        await context.close();
+      }
     }
   });
 
