@@ -10,7 +10,7 @@ export type Features = typeof features;
 export function DataTable<T extends RowData>(props: { label: string; columns: ColumnDef<Features, T, any>[]; rows: T[]; rowKey(row: T): string }) {
   const table = useTable<Features, T>({ features, columns: props.columns, data: props.rows });
   return (
-    <div className="table-wrap">
+    <div className="table-wrap" tabIndex={0} role="region" aria-label={`${props.label} (scrolls sideways)`}>
       <table className="grid" aria-label={props.label}>
         <thead>
           {table.getHeaderGroups().map((g) => (

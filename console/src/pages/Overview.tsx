@@ -46,7 +46,7 @@ function AccountMatrix() {
     <div className="card wide">
       <h2>Accounts by platform and status</h2>
       {failed ? <ErrorBox error={failed.error} what="Cannot count accounts" /> : null}
-      <div className="table-wrap">
+      <div className="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
         <table className="grid matrix" aria-label="Accounts by platform and status">
           <thead>
             <tr>

@@ -77,7 +77,7 @@ export function Statistics() {
             </div>
             <div className="card">
               <h2>By action type</h2>
-              <div className="table-wrap">
+              <div className="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
               <table className="grid" aria-label="Actions by type">
                 <thead>
                   <tr>
