@@ -8,6 +8,7 @@ import { Scenarios } from "./pages/Scenarios.tsx";
 import { Statistics } from "./pages/Statistics.tsx";
 import { Proxies } from "./pages/Proxies.tsx";
 import { Warming } from "./pages/Warming.tsx";
+import { WarmingTask } from "./pages/WarmingTask.tsx";
 import { RegistrationDetail, Registrations } from "./pages/Registrations.tsx";
 
 const NAV = [
@@ -50,6 +51,7 @@ export function Shell() {
           <Route path="/accounts/:id">{(p) => <AccountDetail id={p.id} />}</Route>
           <Route path="/proxies" component={Proxies} />
           <Route path="/warming" component={Warming} />
+          <Route path="/warming/:id">{(p) => <WarmingTask id={p.id} />}</Route>
           <Route path="/registrations" component={Registrations} />
           <Route path="/registrations/:platform/:id">{(p) => <RegistrationDetail platform={p.platform} id={p.id} />}</Route>
           <Route path="/scenarios">

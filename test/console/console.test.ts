@@ -252,6 +252,13 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       // Two scenario days of 3 actions at 21600× real time: about 8 s to the end, seen through StreamEvents.
       await row("cons_vk_2").getByTestId("progress").getByText("100 %").waitFor({ timeout: 60_000 });
       await shot(page, "warming");
+      // The task's own page: its stored events replayed, and its plan against what was done.
+      await page.getByRole("link", { name: "Task of cons_vk_2" }).click();
+      await page.getByRole("heading", { name: /Warming task .* COMPLETED/ }).waitFor();
+      await page.getByRole("list", { name: "Task events" }).getByText("action_completed").nth(5).waitFor();
+      await page.getByRole("img", { name: "Planned against done, per day" }).locator("canvas").waitFor();
+      await shot(page, "warming-task");
+      await page.goBack();
 
       // Long tasks (60 days) to pause, resume and stop.
       for (const accountId of [ids[3], ids[4]]) await admin.warming.startWarming({ accountId, scenarioId: "procs", durationDays: 60 });

@@ -9,11 +9,11 @@ import { describeError } from "./errors.ts";
 export type StreamState = { state: "connecting" | "live" | "retrying"; error?: string };
 
 /**
- * Follows WarmingService.StreamEvents while the component is mounted, calling `onEvent` for each
- * event; when the stream breaks it reconnects after a pause, resuming after the last event seen
+ * Follows WarmingService.StreamEvents while the component is mounted (one task's, or every task's;
+ * from the first stored event when `fromStart`), calling `onEvent` for each event; when the stream breaks it reconnects after a pause, resuming after the last event seen
  * (after_event_id), so no event is lost or shown twice.
  */
-export function useWarmingEvents(onEvent: (e: WarmingEvent) => void, taskId = ""): StreamState {
+export function useWarmingEvents(onEvent: (e: WarmingEvent) => void, taskId = "", fromStart = false): StreamState {
   const transport = useTransport();
   const handler = useRef(onEvent);
   handler.current = onEvent;
@@ -21,7 +21,8 @@ export function useWarmingEvents(onEvent: (e: WarmingEvent) => void, taskId = ""
   useEffect(() => {
     const client = createClient(WarmingService, transport);
     const ac = new AbortController();
-    let last = "";
+    // "0": every stored event first (a task's history), then live ones.
+    let last = fromStart ? "0" : "";
     void (async () => {
       for (let attempt = 0; !ac.signal.aborted; attempt++) {
         try {
@@ -39,6 +40,6 @@ export function useWarmingEvents(onEvent: (e: WarmingEvent) => void, taskId = ""
       }
     })();
     return () => ac.abort();
-  }, [transport, taskId]);
+  }, [transport, taskId, fromStart]);
   return state;
 }

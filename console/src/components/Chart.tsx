@@ -16,14 +16,15 @@ export function Chart(props: { title: string; data: AlignedData; series: { label
     const el = box.current;
     if (!el) return;
     const width = () => Math.max(280, el.clientWidth);
-    const paths = props.bars ? uPlot.paths.bars!({ size: [0.6, 40] }) : undefined;
+    // Two bar series stand side by side (left, right of the x value) instead of on top of each other.
+    const paths = (i: number) => (props.bars ? uPlot.paths.bars!({ size: [props.series.length > 1 ? 0.4 : 0.6, 40], align: props.series.length > 1 ? (i === 0 ? -1 : 1) : 0 }) : undefined);
     const opts: Options = {
       width: width(),
       height: 260,
       title: props.title,
       scales: { x: { time: props.xTime ?? true } },
-      axes: [{ stroke: "currentColor", grid: { stroke: "rgba(128,128,128,0.2)" } }, { stroke: "currentColor", label: props.yLabel, grid: { stroke: "rgba(128,128,128,0.2)" } }],
-      series: [{}, ...props.series.map((s, i) => ({ label: s.label, stroke: s.stroke ?? COLORS[i % COLORS.length], width: 2, paths, fill: props.bars ? `${s.stroke ?? COLORS[i % COLORS.length]}99` : undefined }))],
+      axes: [{ stroke: "currentColor", incrs: props.xTime === false ? [1, 2, 5, 10, 20, 50, 100] : undefined, grid: { stroke: "rgba(128,128,128,0.2)" } }, { stroke: "currentColor", label: props.yLabel, grid: { stroke: "rgba(128,128,128,0.2)" } }],
+      series: [{}, ...props.series.map((s, i) => ({ label: s.label, stroke: s.stroke ?? COLORS[i % COLORS.length], width: 2, paths: paths(i), fill: props.bars ? `${s.stroke ?? COLORS[i % COLORS.length]}99` : undefined }))],
     };
     const plot = new uPlot(opts, props.data, el);
     const ro = new ResizeObserver(() => plot.setSize({ width: width(), height: 260 }));

@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
-import { useQuery } from "@connectrpc/connect-query";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { useQueryClient } from "@tanstack/react-query";
 import { Link } from "wouter";
 import { AccountService } from "../../../src/gen/conveer/v1/account_pb.js";
 import type { Account } from "../../../src/gen/conveer/v1/account_pb.js";
@@ -8,6 +9,7 @@ import { ProxyService } from "../../../src/gen/conveer/v1/proxy_pb.js";
 import { WarmingService, WarmingStatus } from "../../../src/gen/conveer/v1/warming_pb.js";
 import { isCode } from "../api/errors.ts";
 import { when } from "../api/format.ts";
+import { ActionButton } from "../components/ActionButton.tsx";
 import { ErrorBox, QueryView } from "../components/Feedback.tsx";
 import { StatusBadge } from "../components/StatusBadge.tsx";
 import { ChangeStatus, DeleteAccount, RevealCredentials } from "./AccountActions.tsx";
@@ -130,16 +132,25 @@ function HeldProxy(props: { id: string }) {
 
 function Warming(props: { id: string }) {
   const q = useQuery(WarmingService.method.listWarmingTasks, { accountId: props.id, pageSize: 1 });
+  const client = useQueryClient();
+  const start = useMutation(WarmingService.method.startWarming, { onSuccess: () => void client.invalidateQueries() });
+  const open = q.data?.tasks[0] && [WarmingStatus.PENDING, WarmingStatus.RUNNING, WarmingStatus.PAUSED].includes(q.data.tasks[0].status);
   return (
     <div className="card">
       <h2>Warming</h2>
+      {q.data && !open ? (
+        <ActionButton scope="warming:write" onClick={() => start.mutate({ accountId: props.id })} disabled={start.isPending}>
+          Start warming (default scenario)
+        </ActionButton>
+      ) : null}
+      {start.isError ? <ErrorBox error={start.error} /> : null}
       <QueryView query={q} what="warming tasks" isEmpty={(d) => d.tasks.length === 0} empty="No warming task for this account.">
         {(d) => {
           const t = d.tasks[0];
           return (
             <>
               <p>
-                Task <code>{t.id}</code>, scenario {t.scenarioId}: {WarmingStatus[t.status]}, day {t.currentDay} of {t.totalDays}
+                Task <Link href={`/warming/${t.id}`}>{t.id.slice(-8)}</Link>, scenario {t.scenarioId}: {WarmingStatus[t.status]}, day {t.currentDay} of {t.totalDays}
               </p>
               <progress max={100} value={t.progress} aria-label="Warming progress">
                 {t.progress} %
