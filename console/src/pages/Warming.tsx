@@ -41,7 +41,7 @@ export function Warming() {
   const url = useUrlState();
   const filter = { status: enumFromName<WarmingStatus>(WarmingStatus, url.get("status")), platform: url.get("platform"), scenarioId: url.get("scenario") };
   const q = useQuery(WarmingService.method.listWarmingTasks, { ...filter, pageSize: 100, pageToken: url.pageToken }, { placeholderData: keepPreviousData, refetchInterval: 15_000 });
-  const { live, stream, version } = useLiveTasks();
+  const { live, stream, version, events } = useLiveTasks();
   const rows = useMemo(
     () =>
       (q.data?.tasks ?? []).map((t) => {
@@ -64,7 +64,7 @@ export function Warming() {
       </form>
       <p role="status" className="count" data-testid="stream-state">
         Live updates: {stream.state}
-        {stream.error ? ` (${stream.error})` : ""}
+        {stream.error ? ` (${stream.error})` : ""} · <span data-testid="events-seen">{events}</span> events since this page opened
       </p>
       {q.isError ? <ErrorBox error={q.error} what="Cannot list warming tasks" /> : null}
       {q.isPending ? <Loading what="warming tasks" /> : null}
