@@ -253,7 +253,7 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await row("cons_vk_2").getByTestId("progress").getByText("100 %").waitFor({ timeout: 60_000 });
       await shot(page, "warming");
       // The task's own page: its stored events replayed, and its plan against what was done.
-      await page.getByRole("link", { name: "Task of cons_vk_2" }).click();
+      await page.getByRole("link", { name: "procs task of cons_vk_2" }).click();
       await page.getByRole("heading", { name: /Warming task .* COMPLETED/ }).waitFor();
       await page.getByRole("list", { name: "Task events" }).getByText("action_completed").nth(5).waitFor();
       await page.getByRole("img", { name: "Planned against done, per day" }).locator("canvas").waitFor();
@@ -371,7 +371,7 @@ describe("console in a browser", { timeout: 240_000 }, () => {
     }
   });
 
-  test("axe on every page, light and dark: no serious or critical violation", async () => {
+  test("axe on every page, light and dark: no serious or critical violation", { timeout: 240_000 }, async () => {
     for (const dark of [false, true]) {
       const { context, page, problems } = await openPage(browser, { dark });
       try {

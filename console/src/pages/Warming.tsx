@@ -19,7 +19,7 @@ const col = createColumnHelper<Features, WarmingTask>();
 const columns = col.columns([
   col.accessor("accountLogin", { header: "Account", cell: (c) => <Link href={`/accounts/${c.row.original.accountId}`}>{c.getValue() || c.row.original.accountId}</Link> }),
   col.accessor("platform", { header: "Platform" }),
-  col.accessor("scenarioId", { header: "Scenario", cell: (c) => <Link href={`/warming/${c.row.original.id}`} aria-label={`Task of ${c.row.original.accountLogin}`}>{c.getValue()}</Link> }),
+  col.accessor("scenarioId", { header: "Scenario", cell: (c) => <Link href={`/warming/${c.row.original.id}`} aria-label={`${c.getValue()} task of ${c.row.original.accountLogin}`}>{c.getValue()}</Link> }),
   col.accessor("status", { header: "Status", cell: (c) => <span className={`badge warming-${WarmingStatus[c.getValue()].toLowerCase()}`}>{WarmingStatus[c.getValue()]}</span> }),
   col.accessor("progress", {
     header: "Progress",
