@@ -31,9 +31,9 @@ export async function openPage(browser: Browser, opts: { narrow?: boolean; dark?
   // A CSP violation or an uncaught error is a failure of the page, whatever it shows.
   page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
   page.on("console", (m) => {
-    // 401/403/404/501: the server's refusals, shown on the page; ERR_NETWORK_CHANGED: chromium seeing
+    // 4xx and 501: the server's refusals (Connect codes as HTTP statuses), shown on the page; ERR_NETWORK_CHANGED: chromium seeing
     // another process's network namespaces come and go on a shared machine (the call is retried).
-    if (m.type() === "error" && !/status of (401|403|404|501)|ERR_NETWORK_CHANGED/.test(m.text())) problems.push(`console: ${m.text()}`);
+    if (m.type() === "error" && !/status of (4\d\d|501)|ERR_NETWORK_CHANGED/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
   return { context, page, problems };
 }

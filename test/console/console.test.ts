@@ -186,6 +186,13 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.clock.fastForward(31_000);
       await page.getByText("pw-vk-1").waitFor({ state: "detached" });
       await page.getByRole("button", { name: "Reveal credentials" }).waitFor();
+
+      // Start warming for selected rows: the server refuses a SUSPENDED account, and says why.
+      await page.goto(`${base}/accounts?platform=vk&login=cons_vk_1`);
+      await page.getByLabel("Select cons_vk_1").check();
+      const startSelected = page.getByRole("form", { name: "Start warming for the selected accounts" });
+      await startSelected.getByRole("button", { name: "Start 1" }).click();
+      await page.getByText(`${ids[1]}: account ${ids[1]} is ACCOUNT_STATUS_SUSPENDED; warming needs ACCOUNT_STATUS_ACTIVE`).waitFor();
       assert.deepEqual(problems, []);
     } finally {
       await context.close();

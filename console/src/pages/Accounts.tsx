@@ -1,3 +1,4 @@
+import { useMemo, useState } from "react";
 import { Link } from "wouter";
 import { createColumnHelper } from "@tanstack/react-table";
 import { useQuery } from "@connectrpc/connect-query";
@@ -12,9 +13,18 @@ import { SelectFilter, TextFilter, enumFromName } from "../components/Filters.ts
 import { Pager } from "../components/Pager.tsx";
 import { StatusBadge } from "../components/StatusBadge.tsx";
 import { useUrlState } from "../components/url-state.ts";
+import { StartWarmingFor } from "./WarmingActions.tsx";
 
 const PAGE_SIZE = 50;
 const col = createColumnHelper<Features, Account>();
+/** Which accounts are selected (kept across pages until cleared), for the select column. */
+type Selection = { has(id: string): boolean; toggle(id: string): void };
+const selectColumn = (sel: Selection) =>
+  col.display({
+    id: "select",
+    header: "Select",
+    cell: (c) => <input type="checkbox" aria-label={`Select ${c.row.original.login}`} checked={sel.has(c.row.original.id)} onChange={() => sel.toggle(c.row.original.id)} />,
+  });
 const columns = col.columns([
   col.accessor("login", { header: "Login", cell: (c) => <Link href={`/accounts/${c.row.original.id}`}>{c.getValue()}</Link> }),
   col.accessor("platform", { header: "Platform" }),
@@ -43,6 +53,11 @@ export function Accounts() {
     loginPrefix: url.get("login"),
   };
   const q = useQuery(AccountService.method.listAccounts, { ...filter, pageSize: PAGE_SIZE, pageToken: url.pageToken }, { placeholderData: keepPreviousData });
+  const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
+  const withSelect = useMemo(
+    () => [selectColumn({ has: (id) => selected.has(id), toggle: (id) => setSelected((s) => (s.has(id) ? new Set([...s].filter((x) => x !== id)) : new Set([...s, id]))) }), ...columns],
+    [selected],
+  );
   return (
     <section>
       <h1>Accounts</h1>
@@ -63,9 +78,20 @@ export function Accounts() {
           {q.data.accounts.length === 0 ? (
             <Empty>No accounts match these filters.</Empty>
           ) : (
-            <DataTable label="Accounts" columns={columns} rows={q.data.accounts} rowKey={(a) => a.id} />
+            <DataTable label="Accounts" columns={withSelect} rows={q.data.accounts} rowKey={(a) => a.id} />
           )}
           <Pager url={url} nextPageToken={q.data.nextPageToken} label="Pages of accounts" />
+          {selected.size ? (
+            <div className="card">
+              <h2>
+                {selected.size} selected{" "}
+                <button type="button" onClick={() => setSelected(new Set())}>
+                  Clear
+                </button>
+              </h2>
+              <StartWarmingFor accountIds={[...selected]} label="Start warming for the selected accounts" />
+            </div>
+          ) : null}
         </>
       ) : null}
     </section>

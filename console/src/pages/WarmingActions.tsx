@@ -1,4 +1,5 @@
 import { useState } from "react";
+import type { ReactNode } from "react";
 import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
@@ -106,14 +107,30 @@ export function BulkActions(props: { filter: Filter; total: bigint }) {
 
 /** Start warming for accounts given by id (one a line), with a scenario and optionally a number of days. */
 export function StartWarming() {
+  const [ids, setIds] = useState("");
+  const lines = ids.split(/\s+/).filter(Boolean);
+  return (
+    <details className="card add">
+      <summary>Start warming</summary>
+      <StartWarmingFor accountIds={lines} label="Start warming">
+        <label className="grow">
+          Account ids, one a line
+          <textarea rows={3} value={ids} onChange={(e) => setIds(e.target.value)} />
+        </label>
+      </StartWarmingFor>
+    </details>
+  );
+}
+
+/** The scenario and days for StartWarming of the given accounts, one call each, with each outcome (or the server's refusal). */
+export function StartWarmingFor(props: { accountIds: string[]; label: string; children?: ReactNode }) {
   const transport = useTransport();
   const client = useQueryClient();
   const scenarios = useQuery(WarmingService.method.listScenarios, {});
-  const [ids, setIds] = useState("");
   const [scenario, setScenario] = useState("");
   const [days, setDays] = useState("");
   const [report, setReport] = useState<string[]>([]);
-  const lines = ids.split(/\s+/).filter(Boolean);
+  const lines = props.accountIds;
   const start = async () => {
     const warming = createClient(WarmingService, transport);
     const out: string[] = [];
@@ -129,13 +146,9 @@ export function StartWarming() {
     void client.invalidateQueries();
   };
   return (
-    <details className="card add">
-      <summary>Start warming</summary>
-      <form className="action-form" aria-label="Start warming" onSubmit={(e) => (e.preventDefault(), void start())}>
-        <label className="grow">
-          Account ids, one a line
-          <textarea rows={3} value={ids} onChange={(e) => setIds(e.target.value)} />
-        </label>
+    <>
+      <form className="action-form" aria-label={props.label} onSubmit={(e) => (e.preventDefault(), void start())}>
+        {props.children}
         <label>
           Scenario
           <select value={scenario} onChange={(e) => setScenario(e.target.value)}>
@@ -163,6 +176,6 @@ export function StartWarming() {
           ))}
         </ul>
       ) : null}
-    </details>
+    </>
   );
 }
