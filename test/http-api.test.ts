@@ -201,7 +201,7 @@ describe("the HTTP port, open mode", () => {
   });
 
   test("security headers on every answer: RPCs, /healthz, /metrics, 404, 405", async () => {
-    for (const [path, method, status] of [["/healthz", "GET", 200], ["/metrics", "GET", 200], ["/nope", "GET", 404], ["/healthz", "POST", 405], ["/conveer.Nope/Nothing", "POST", 404]] as const) {
+    for (const [path, method, status] of [["/healthz", "GET", 200], ["/metrics", "GET", 200], ["/nope.txt", "GET", 404], ["/nope", "POST", 404], ["/healthz", "POST", 405], ["/conveer.Nope/Nothing", "POST", 404]] as const) {
       const r = await raw(port, { method, path });
       assert.equal(r.status, status, `${method} ${path}`);
       assertSecurityHeaders(r.headers, `${method} ${path}`);

@@ -1,4 +1,5 @@
 import { connectRoutesOf } from "../server/connect-adapter.ts";
+import { loadConsoleFiles } from "../server/console-files.ts";
 import { startHttp } from "../server/http.ts";
 import type { Tls } from "../server/listen.ts";
 import type { ServiceBinding } from "../server/service-binding.ts";
@@ -26,6 +27,7 @@ export async function mountHttp(ctx: AppContext, tls: Tls, httpOnly: readonly Se
     corsOrigins: ctx.config.httpCorsOrigins,
     isOpen: () => ctx.auth.isOpen(),
     shutdown: ctx.shutdown.signal,
+    console: loadConsoleFiles(),
   });
   ctx.releasers.add("http", () => http.close());
   return http.port;

@@ -14,6 +14,7 @@ import { registerAccountExport } from "./accounts-export.ts";
 import { registerProxiesCommands } from "./proxies-commands.ts";
 import { registerRegistrationsCommands } from "./registrations-commands.ts";
 import { registerSmsCommands } from "./sms-commands.ts";
+import { registerDemoCommand } from "./demo-command.ts";
 import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
 import { registerSandboxCommand } from "./sandbox-command.ts";
@@ -85,6 +86,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
   registerAdminCommands(program, cliConfig);
   registerAccountsCommands(program, cliConfig);
   registerAccountExport(program, cliConfig);
+  registerDemoCommand(program);
   registerImportCommands(program, cliConfig);
   registerProxiesCommands(program, cliConfig);
   registerRegistrationsCommands(program, cliConfig);

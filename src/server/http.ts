@@ -11,6 +11,8 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Db } from "../store/db.ts";
 import { isLoopback, splitHostPort } from "../config/config.ts";
 import { connectContextValues } from "./connect-adapter.ts";
+import { CONSOLE_CSP, isRpcPath } from "./console-files.ts";
+import type { ConsoleFiles } from "./console-files.ts";
 import { MAX_MESSAGE_BYTES } from "./grpc-server.ts";
 import type { Tls } from "./listen.ts";
 import type { Metrics } from "./metrics.ts";
@@ -32,6 +34,8 @@ export type HttpOptions = {
   isOpen: () => Promise<boolean>;
   /** Aborted on shutdown: streams still open end. */
   shutdown: AbortSignal;
+  /** The operator console served at `/` (GET and HEAD of any path that is not an RPC, /healthz or /metrics). */
+  console?: ConsoleFiles;
 };
 
 /** Headers on every answer: nothing here is a page to frame, sniff, cache or refer from. */
@@ -48,7 +52,7 @@ const CORS_ALLOWED_HEADERS = [...cors.allowedHeaders, "Authorization"].join(", "
 
 type Req = IncomingMessage | Http2ServerRequest;
 /** What the port does with an answer, on HTTP/1.1 and HTTP/2 alike. */
-type Res = { setHeader(name: string, value: string): unknown; writeHead(status: number, headers?: Record<string, string>): unknown; end(body: string): unknown };
+type Res = { setHeader(name: string, value: string): unknown; writeHead(status: number, headers?: Record<string, string>): unknown; end(body: string | Buffer): unknown };
 
 /**
  * The HTTP port: every service of this process over Connect (JSON and binary), gRPC-Web and gRPC
@@ -70,6 +74,9 @@ export async function startHttp(opts: HttpOptions): Promise<{ port: number; clos
     : undefined;
   const statuses = () => Object.fromEntries(opts.services.map((s) => [s.name, s.implemented ? "SERVING" : "NOT_SERVING"]));
   const serve = (req: Req, res: Res, path: string) => {
+    if (opts.console && (req.method === "GET" || req.method === "HEAD") && path !== "/healthz" && path !== "/metrics" && !isRpcPath(path)) {
+      return serveConsole(req, res, path, opts.console);
+    }
     if (path === "/healthz" || path === "/metrics" || !connect) {
       if (req.method !== "GET") return send(res, 405, "text/plain", "only GET\n");
       if (path === "/healthz") {
@@ -223,6 +230,20 @@ function refuseUnauthenticated(req: Req, res: Res, message: string): void {
     return send(res, 401, "application/json", JSON.stringify({ code: "unauthenticated", message }));
   }
   send(res, 401, "text/plain", `${message}\n`);
+}
+
+/** A console file (or index.html for a client route) with the console's CSP; gzip when the browser takes it. */
+function serveConsole(req: Req, res: Res, path: string, files: ConsoleFiles): void {
+  if (!files.built) return send(res, 404, "text/plain", "the console is not built: run `npm run build:console` (npm ci does it through prepare)\n");
+  const file = files.lookup(path);
+  if (!file) return send(res, 404, "text/plain", "not found\n");
+  res.setHeader("content-security-policy", CONSOLE_CSP);
+  res.setHeader("cache-control", file.immutable ? "public, max-age=31536000, immutable" : "no-cache");
+  res.setHeader("vary", "Accept-Encoding, Origin");
+  const gzip = file.gzip && /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
+  const body = gzip ? file.gzip! : file.body;
+  res.writeHead(200, { "content-type": file.type, "content-length": String(body.length), ...(gzip ? { "content-encoding": "gzip" } : {}) });
+  res.end(req.method === "HEAD" ? "" : body);
 }
 
 function send(res: Res, status: number, type: string, body: string): void {

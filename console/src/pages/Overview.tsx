@@ -1,0 +1,201 @@
+import { useState } from "react";
+import { Link } from "wouter";
+import { useQuery, useTransport, createQueryOptions } from "@connectrpc/connect-query";
+import { useQueries } from "@tanstack/react-query";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AccountService, AccountStatus } from "../../../src/gen/conveer/v1/account_pb.js";
+import { ProxyHealthFilter, ProxyService } from "../../../src/gen/conveer/v1/proxy_pb.js";
+import { SMSService } from "../../../src/gen/conveer/v1/sms_pb.js";
+import { MailService } from "../../../src/gen/conveer/v1/mail_pb.js";
+import { MaxService } from "../../../src/gen/conveer/v1/max_pb.js";
+import { TelegramService } from "../../../src/gen/conveer/v1/telegram_pb.js";
+import { VKService } from "../../../src/gen/conveer/v1/vk_pb.js";
+import { RegistrationState } from "../../../src/gen/conveer/v1/platform_pb.js";
+import { PLATFORMS, enumValues } from "../api/format.ts";
+import { useWarmingEvents } from "../api/events.ts";
+import { ErrorBox, Loading, QueryView } from "../components/Feedback.tsx";
+
+/** The system at a glance: accounts, the proxy pool, SMS balance, live warming, registrations. */
+export function Overview() {
+  return (
+    <section>
+      <h1>Overview</h1>
+      <div className="cards">
+        <AccountMatrix />
+        <ProxyPool />
+        <SmsBalance />
+        <LiveWarming />
+        <RegistrationFunnel />
+      </div>
+    </section>
+  );
+}
+
+const STATUSES = enumValues(AccountStatus);
+
+/** Accounts by platform × status: one counted page (page_size 1, total_count) per cell. */
+function AccountMatrix() {
+  const transport = useTransport();
+  const cells = PLATFORMS.flatMap((platform) => STATUSES.map((s) => ({ platform, status: s.value as AccountStatus })));
+  const results = useQueries({
+    queries: cells.map((c) => ({ ...createQueryOptions(AccountService.method.listAccounts, { ...c, pageSize: 1 }, { transport }), staleTime: 10_000 })),
+  });
+  const failed = results.find((r) => r.isError);
+  const count = (i: number) => results[i].data?.totalCount;
+  return (
+    <div className="card wide">
+      <h2>Accounts by platform and status</h2>
+      {failed ? <ErrorBox error={failed.error} what="Cannot count accounts" /> : null}
+      <div className="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
+        <table className="grid matrix" aria-label="Accounts by platform and status">
+          <thead>
+            <tr>
+              <th scope="col">Platform</th>
+              {STATUSES.map((s) => (
+                <th key={s.value} scope="col">
+                  {s.name}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {PLATFORMS.map((p, pi) => (
+              <tr key={p}>
+                <th scope="row">{p}</th>
+                {STATUSES.map((s, si) => {
+                  const n = count(pi * STATUSES.length + si);
+                  return (
+                    <td key={s.value}>
+                      {n === undefined ? "…" : n === 0n ? "0" : <Link href={`/accounts?platform=${p}&status=${s.name}`}>{n.toLocaleString()}</Link>}
+                    </td>
+                  );
+                })}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </div>
+  );
+}
+
+/** The proxy pool: healthy and unhealthy counts, slots used of capacity (over the first 1,000 proxies). */
+function ProxyPool() {
+  const all = useQuery(ProxyService.method.listProxies, { pageSize: 1000 });
+  const unhealthy = useQuery(ProxyService.method.listProxies, { pageSize: 1, health: ProxyHealthFilter.UNHEALTHY });
+  return (
+    <div className="card">
+      <h2>Proxy pool</h2>
+      <QueryView query={all} what="proxies" isEmpty={(d) => d.totalCount === 0n} empty="No proxies yet.">
+        {(d) => {
+          const used = d.proxies.reduce((n, p) => n + p.allocated, 0);
+          const capacity = d.proxies.reduce((n, p) => n + p.capacity, 0);
+          const bad = unhealthy.data?.totalCount;
+          return (
+            <dl className="fields">
+              <dt>Proxies</dt>
+              <dd>{d.totalCount.toLocaleString()}</dd>
+              <dt>Healthy</dt>
+              <dd>{bad === undefined ? "…" : (d.totalCount - bad).toLocaleString()}</dd>
+              <dt>Unhealthy</dt>
+              <dd>{bad === undefined ? "…" : bad.toLocaleString()}</dd>
+              <dt>Slots used</dt>
+              <dd>
+                {used} of {capacity}
+                {d.nextPageToken ? " (first 1,000 proxies)" : ""}
+              </dd>
+            </dl>
+          );
+        }}
+      </QueryView>
+    </div>
+  );
+}
+
+function SmsBalance() {
+  const q = useQuery(SMSService.method.getBalance, {});
+  return (
+    <div className="card">
+      <h2>SMS balance</h2>
+      <QueryView query={q} what="the balance">
+        {(b) => (
+          <p className="big">
+            {b.balance.toLocaleString(undefined, { maximumFractionDigits: 2 })} {b.currency} <small>({b.provider})</small>
+          </p>
+        )}
+      </QueryView>
+    </div>
+  );
+}
+
+/** Warming actions per minute, counted live from StreamEvents since this page opened (the last 60 minutes kept). */
+function LiveWarming() {
+  const [minutes, setMinutes] = useState<{ minute: number; done: number; failed: number }[]>([]);
+  const stream = useWarmingEvents((e) => {
+    if (e.eventType !== "action_completed" && e.eventType !== "action_failed") return;
+    const minute = Math.floor(Date.now() / 60_000);
+    setMinutes((prev) => {
+      const rest = prev.filter((m) => m.minute > minute - 60);
+      const cur = rest.find((m) => m.minute === minute) ?? { minute, done: 0, failed: 0 };
+      const next = { ...cur, done: cur.done + (e.eventType === "action_completed" ? 1 : 0), failed: cur.failed + (e.eventType === "action_failed" ? 1 : 0) };
+      return [...rest.filter((m) => m.minute !== minute), next].sort((a, b) => a.minute - b.minute);
+    });
+  });
+  const max = Math.max(1, ...minutes.map((m) => m.done + m.failed));
+  const now = minutes.at(-1);
+  return (
+    <div className="card">
+      <h2>Warming actions per minute</h2>
+      <p role="status" data-testid="stream-state">
+        Stream: {stream.state}
+        {stream.error ? ` (${stream.error})` : ""}
+      </p>
+      <p className="big" data-testid="actions-per-minute">
+        {now ? now.done + now.failed : 0} <small>this minute</small>
+      </p>
+      <div className="bars" aria-hidden="true">
+        {minutes.map((m) => (
+          <span key={m.minute} style={{ height: `${(100 * (m.done + m.failed)) / max}%` }} title={`${m.done} done, ${m.failed} failed`} />
+        ))}
+      </div>
+      <small>Counted since this page opened.</small>
+    </div>
+  );
+}
+
+const REGISTRATION_SERVICES = { vk: VKService, telegram: TelegramService, mail: MailService, max: MaxService } as const;
+
+/** Registrations of the last 24 h per platform: succeeded, failed by step (first 1,000 failures), running. */
+function RegistrationFunnel() {
+  const transport = useTransport();
+  const [since] = useState(() => timestampFromDate(new Date(Date.now() - 24 * 3600_000)));
+  const results = useQueries({
+    queries: PLATFORMS.map((p) => ({
+      ...createQueryOptions(REGISTRATION_SERVICES[p].method.listRegistrations, { createdAfter: since, pageSize: 1000 }, { transport }),
+      staleTime: 10_000,
+    })),
+  });
+  if (results.some((r) => r.isPending)) return <div className="card"><h2>Registrations, last 24 h</h2><Loading what="registrations" /></div>;
+  const rows = results.flatMap((r, i) => (r.data ? [{ platform: PLATFORMS[i], regs: r.data.registrations, total: r.data.totalCount }] : []));
+  const failed = results.find((r) => r.isError);
+  return (
+    <div className="card">
+      <h2>Registrations, last 24 h</h2>
+      {failed ? <ErrorBox error={failed.error} what="Cannot list registrations" /> : null}
+      <ul className="funnel">
+        {rows.map(({ platform, regs, total }) => {
+          const ok = regs.filter((r) => r.state === RegistrationState.SUCCEEDED).length;
+          const running = regs.filter((r) => r.state === RegistrationState.RUNNING).length;
+          const steps = new Map<string, number>();
+          for (const r of regs) if (r.state === RegistrationState.FAILED) steps.set(r.failedStep, (steps.get(r.failedStep) ?? 0) + 1);
+          return (
+            <li key={platform}>
+              <strong>{platform}</strong>: {total.toLocaleString()} started, {ok} succeeded, {running} running
+              {[...steps].map(([step, n]) => `, ${n} failed at ${step}`).join("")}
+            </li>
+          );
+        })}
+      </ul>
+    </div>
+  );
+}

@@ -1,0 +1,421 @@
+/**
+ * The operator console in a real browser (chromium via playwright-core) against a real
+ * `conveer start` in tokens mode, with the sandbox, local proxies and warming at a high time
+ * scale: sign-in, the Overview, the Accounts table with its filters in the URL, an account's
+ * detail and its actions (status change seen in the history with the token's name, credentials
+ * revealed), a live StreamEvents update, a read-only token, and 390 px / dark screenshots.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Code, createClient } from "@connectrpc/connect";
+import type { Client, Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import type { Browser, Page } from "playwright-core";
+import AxeBuilder from "@axe-core/playwright";
+import { AccountService } from "../../src/gen/conveer/v1/account_pb.js";
+import { AdminService } from "../../src/gen/conveer/v1/admin_pb.js";
+import { ProxyService } from "../../src/gen/conveer/v1/proxy_pb.js";
+import { WarmingService } from "../../src/gen/conveer/v1/warming_pb.js";
+import { runCli } from "../support/cli.ts";
+import { setUp } from "../support/warming-system.ts";
+import type { Setup } from "../support/warming-system.ts";
+import { startHttpConnectProxy } from "../support/local-proxies.ts";
+import { launch, openPage, shot } from "./browser.ts";
+
+/** Connect clients over the HTTP port, as the console calls it, with a token. */
+function clients(base: string, token: string) {
+  const bearer: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req));
+  const transport = createConnectTransport({ baseUrl: base, httpVersion: "1.1", interceptors: [bearer] });
+  return {
+    accounts: createClient(AccountService, transport),
+    proxies: createClient(ProxyService, transport),
+    warming: createClient(WarmingService, transport),
+    admin: createClient(AdminService, transport),
+  };
+}
+
+async function createToken(dataDir: string, name: string, scopes: string): Promise<string> {
+  const cli = runCli(["token", "create", "--name", name, "--scopes", scopes], { CONVEER_DATA_DIR: dataDir, CONVEER_MASTER_KEY: "33".repeat(32) });
+  assert.equal(await cli.exited, 0, cli.stderr());
+  return cli.stdout().trim();
+}
+
+async function signIn(page: Page, base: string, token: string): Promise<void> {
+  await page.goto(base + "/");
+  await page.getByLabel("API token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+}
+
+describe("console in a browser", { timeout: 240_000 }, () => {
+  let s: Setup;
+  let base = "";
+  let browser: Browser;
+  let admin: ReturnType<typeof clients>;
+  let adminToken = "";
+  let viewerToken = "";
+  let whoAmIWorks = false;
+  const ids: string[] = [];
+
+  before(async () => {
+    s = await setUp("pglite");
+    const dataDir = join(s.dir, "console");
+    adminToken = await createToken(dataDir, "admin", "*");
+    viewerToken = await createToken(dataDir, "viewer", "accounts:read,proxies:read,warming:read,sms:read,platforms:read");
+    const sys = await s.start("console", dataDir);
+    base = `http://127.0.0.1:${sys.http}`;
+    admin = clients(base, adminToken);
+    const items = [
+      ...[0, 1, 2].map((i) => ({ platform: "vk" as const, login: `cons_vk_${i}`, password: `pw-vk-${i}`, labels: { team: i === 0 ? "red" : "blue" } })),
+      ...[0, 1].map((i) => ({ platform: "telegram" as const, login: `cons_tg_${i}`, password: `pw-tg-${i}`, labels: { team: "red" } })),
+    ];
+    for (const a of items) s.sandbox.addUser(a.platform, a.login, a.password);
+    const r = await admin.accounts.importAccounts({ accounts: items });
+    assert.equal(r.imported, items.length, JSON.stringify(r.results));
+    ids.push(...r.results.map((x) => x.accountId));
+    const added = await admin.proxies.addProxies({ proxies: s.proxies.map((p) => ({ url: p.url, capacity: 10 })) });
+    for (const x of added.results) assert.ok(x.proxyId, x.error);
+    whoAmIWorks = await admin.admin.whoAmI({}).then(
+      () => true,
+      (err: { code?: Code }) => (err.code === Code.Unimplemented ? false : Promise.reject(err)),
+    );
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+    await s?.close();
+  });
+
+  test("the HTTP port serves the console: index.html for client routes with its own CSP, hashed assets, RPCs and /healthz untouched", async () => {
+    const index = await fetch(`${base}/`);
+    assert.equal(index.status, 200);
+    assert.match(index.headers.get("content-type") ?? "", /text\/html/);
+    const csp = index.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /connect-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    const html = await index.text();
+    assert.doesNotMatch(html, /<script>(?!<\/script>)/, "no inline script");
+    const deep = await fetch(`${base}/accounts/0123456789abcdef01234567?platform=vk`);
+    assert.equal(deep.status, 200);
+    assert.equal(await deep.text(), html);
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1];
+    const js = await fetch(base + asset, { headers: { "accept-encoding": "gzip" } });
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get("cache-control") ?? "", /immutable/);
+    assert.match(js.headers.get("content-type") ?? "", /javascript/);
+    assert.equal((await fetch(`${base}/assets/missing.js`)).status, 404);
+    const health = await fetch(`${base}/healthz`);
+    assert.equal(health.status, 200);
+    assert.match(health.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+    // An RPC path is never the console's, even on GET.
+    assert.notEqual((await fetch(`${base}/conveer.AccountService/NoSuchMethod`)).headers.get("content-type"), "text/html; charset=utf-8");
+  });
+
+  test("sign-in: the server's refusal is shown, a wrong token is refused, the right one opens the Overview; the token stays in sessionStorage only", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await page.goto(base + "/");
+      await page.getByText(/This server needs an API token/).waitFor();
+      await shot(page, "sign-in");
+      await page.getByLabel("API token").fill("not-a-token");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByText(/The server refused this token: .*unknown or revoked/).waitFor();
+      await page.getByLabel("API token").fill(adminToken);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("heading", { name: "Overview" }).waitFor();
+      // vk × ACTIVE: the three imported vk accounts.
+      const matrix = page.getByRole("table", { name: "Accounts by platform and status" });
+      await matrix.getByRole("row", { name: /^vk/ }).getByRole("link", { name: "3" }).waitFor();
+      await page.getByTestId("identity").getByText(whoAmIWorks ? "admin" : "signed in (scopes unknown)").waitFor();
+      const stored = await page.evaluate(() => ({ session: sessionStorage.getItem("conveer.token"), local: localStorage.length, cookie: document.cookie, url: location.href }));
+      assert.equal(stored.session, adminToken);
+      assert.equal(stored.local, 0);
+      assert.equal(stored.cookie, "");
+      assert.doesNotMatch(stored.url, new RegExp(adminToken));
+      await shot(page, "overview");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Accounts: filters kept in the URL survive a reload; a status change shows in the history with the token's name; credentials are revealed", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await page.clock.install();
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Accounts" }).click();
+      const table = page.getByRole("table", { name: "Accounts" });
+      await table.getByRole("link", { name: "cons_tg_0" }).waitFor();
+      await page.getByLabel("Platform").selectOption("vk");
+      await page.waitForURL(/platform=vk/);
+      await page.getByText("3 accounts match").waitFor();
+      await page.getByLabel("Login starts with").fill("cons_vk_1");
+      await page.getByLabel("Login starts with").press("Enter");
+      await page.waitForURL(/login=cons_vk_1/);
+      await page.getByText("1 account match").waitFor();
+      await page.reload();
+      await page.getByText("1 account match").waitFor();
+      assert.equal(await page.getByLabel("Login starts with").inputValue(), "cons_vk_1");
+      assert.equal(await table.getByRole("row").count(), 2);
+      await shot(page, "accounts");
+
+      await table.getByRole("link", { name: "cons_vk_1" }).click();
+      await page.getByRole("heading", { name: /cons_vk_1/ }).waitFor();
+      const change = page.getByRole("form", { name: "Change status" });
+      // Only the transitions the server allows from ACTIVE are offered.
+      assert.deepEqual(await change.getByLabel("New status").locator("option").allTextContents(), ["choose…", "WARMING", "BANNED", "SUSPENDED", "DELETED"]);
+      await change.getByLabel("New status").selectOption("SUSPENDED");
+      await change.getByLabel("Reason (required)").fill("console test");
+      await change.getByRole("button", { name: "Change status" }).click();
+      await page.getByRole("list", { name: "Status history" }).getByText(/SUSPENDED.*by admin.*console test/).waitFor();
+      assert.equal((await admin.accounts.getAccount({ accountId: ids[1] })).statusReason, "console test");
+
+      await page.getByRole("button", { name: "Reveal credentials" }).click();
+      await page.getByTestId("credentials").getByText("pw-vk-1").waitFor();
+      await page.getByText(/Hidden again in \d+ s/).waitFor();
+      // The audit view of the account: the reveal and the change, once AdminService answers; until then its error as it is.
+      const audit = page.getByRole("heading", { name: "Audit entries" }).locator("..");
+      if (whoAmIWorks) await audit.getByText(/credentials\.read by admin/).waitFor();
+      else await audit.getByText(/Unimplemented/).waitFor();
+      await shot(page, "account-detail");
+      // Hidden again after 30 s, without a click.
+      await page.clock.fastForward(31_000);
+      await page.getByText("pw-vk-1").waitFor({ state: "detached" });
+      await page.getByRole("button", { name: "Reveal credentials" }).waitFor();
+
+      // Start warming for selected rows: the server refuses a SUSPENDED account, and says why.
+      await page.goto(`${base}/accounts?platform=vk&login=cons_vk_1`);
+      await page.getByLabel("Select cons_vk_1").check();
+      const startSelected = page.getByRole("form", { name: "Start warming for the selected accounts" });
+      await startSelected.getByRole("button", { name: "Start 1" }).click();
+      await page.getByText(`${ids[1]}: account ${ids[1]} is ACCOUNT_STATUS_SUSPENDED; warming needs ACCOUNT_STATUS_ACTIVE`).waitFor();
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Overview: warming actions arrive live from StreamEvents", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByTestId("stream-state").getByText("Stream: live").waitFor();
+      assert.equal(await page.getByTestId("actions-per-minute").textContent(), "0 this minute");
+      await admin.warming.startWarming({ accountId: ids[0], scenarioId: "procs" });
+      await page.getByTestId("actions-per-minute").getByText(/^[1-9]\d* this minute/).waitFor({ timeout: 60_000 });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Proxies: pasted URLs are added or refused per line, a check runs through the proxy, a removal says what moved", async () => {
+    const extra = await startHttpConnectProxy();
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Proxies" }).click();
+      await page.getByText("2 proxies match").waitFor();
+      await page.getByText("Add proxies").click();
+      await page.getByLabel(/Proxy URLs/).fill(`ftp://nowhere:21\n${extra.url}`);
+      await page.getByLabel("Tags (comma-separated)").fill("pasted");
+      await page.getByRole("button", { name: "Add 2" }).click();
+      await page.getByText("1 added, 1 refused.").waitFor();
+      await page.getByRole("list", { name: "Refused lines" }).getByText(/line 1 \(.*ftp:\/\/nowhere:21.*\): .+/).waitFor();
+      await page.getByLabel("Tag", { exact: true }).fill("pasted");
+      await page.getByLabel("Tag", { exact: true }).press("Enter");
+      await page.waitForURL(/tag=pasted/);
+      await page.getByText("1 proxy match").waitFor();
+      const row = page.getByRole("table", { name: "Proxies" }).getByRole("row").nth(1);
+      await row.getByRole("button", { name: "Check now" }).click();
+      await row.getByText(/healthy, \d+ ms to /).waitFor();
+      await shot(page, "proxies");
+      await row.getByRole("button", { name: "Remove" }).click();
+      await page.getByText("No proxies match.").waitFor();
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      await extra.close();
+    }
+  });
+
+  test("Warming: started from the page, progress reaches 100 % live; pause and resume one task; stop a filtered set", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Warming" }).click();
+      await page.getByTestId("stream-state").getByText("Live updates: live").waitFor();
+      await page.getByText("Start warming").click();
+      const start = page.getByRole("form", { name: "Start warming" });
+      await start.getByLabel("Account ids, one a line").fill(ids[2]);
+      await start.getByLabel("Scenario").selectOption("procs");
+      await start.getByRole("button", { name: "Start 1" }).click();
+      await page.getByText(new RegExp(`${ids[2]}: started task`)).waitFor();
+      const row = (login: string) => page.getByRole("table", { name: "Warming tasks" }).getByRole("row").filter({ has: page.getByRole("link", { name: login, exact: true }) });
+      // Two scenario days of 3 actions at 21600× real time: about 8 s to the end, seen through StreamEvents.
+      await row("cons_vk_2").getByTestId("progress").getByText("100 %").waitFor({ timeout: 60_000 });
+      await shot(page, "warming");
+      // The task's own page: its stored events replayed, and its plan against what was done.
+      await page.getByRole("link", { name: "procs task of cons_vk_2" }).click();
+      await page.getByRole("heading", { name: /Warming task .* COMPLETED/ }).waitFor();
+      await page.getByRole("list", { name: "Task events" }).getByText("action_completed").nth(5).waitFor();
+      await page.getByRole("img", { name: "Planned against done, per day" }).locator("canvas").waitFor();
+      await shot(page, "warming-task");
+      await page.goBack();
+
+      // Long tasks (60 days) to pause, resume and stop.
+      for (const accountId of [ids[3], ids[4]]) await admin.warming.startWarming({ accountId, scenarioId: "procs", durationDays: 60 });
+      await page.reload();
+      await row("cons_tg_0").getByRole("button", { name: "Pause" }).click();
+      await row("cons_tg_0").getByText("PAUSED", { exact: true }).waitFor();
+      await row("cons_tg_0").getByRole("button", { name: "Resume" }).click();
+      await row("cons_tg_0").getByText("RUNNING").waitFor();
+      await page.getByLabel("Platform").selectOption("telegram");
+      await page.getByLabel("Status").selectOption("RUNNING");
+      await page.waitForURL(/platform=telegram.*status=RUNNING|status=RUNNING.*platform=telegram/);
+      await page.getByText("2 tasks match").waitFor();
+      await page.getByRole("button", { name: "Stop all" }).click();
+      await page.getByTestId("bulk-report").getByText("Stop: 2 of 2 done").waitFor();
+      await page.getByText("0 tasks match").waitFor();
+      const left = await admin.warming.listWarmingTasks({ platform: "telegram" });
+      assert.deepEqual(left.tasks.map((t) => t.status), [6, 6], "both telegram tasks STOPPED");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Scenarios and Statistics: a day plan and GetStatistics drawn as uPlot charts", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Scenarios" }).click();
+      await page.getByRole("link", { name: "Process test" }).click();
+      await page.waitForURL(/\/scenarios\/procs$/);
+      await page.getByRole("img", { name: "procs: planned actions per day" }).locator("canvas").waitFor();
+      await page.getByText(/days 1-2, 0–24 h UTC: view_profile 2, view_stories 1/).waitFor();
+      await shot(page, "scenario");
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Statistics" }).click();
+      await page.getByLabel("Platform").selectOption("vk");
+      await page.waitForURL(/platform=vk/);
+      // The vk task that ran to its end: 6 actions done.
+      await page.getByTestId("actions-completed").getByText(/^([6-9]|\d\d+)$/).waitFor();
+      await page.getByRole("img", { name: "Actions per day" }).locator("canvas").waitFor();
+      await page.getByRole("table", { name: "Actions by type" }).getByText("VIEW_PROFILE").or(page.getByRole("table", { name: "Actions by type" }).getByText("view_profile")).first().waitFor();
+      await shot(page, "statistics");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Admin: tokens and the audit log on AdminService (its error shown as it is while the server lacks it)", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Admin" }).click();
+      if (whoAmIWorks) {
+        await page.getByRole("list", { name: "Tokens" }).getByText("viewer").waitFor();
+        await page.getByLabel("Action (exact, or a prefix ending in .)").fill("credentials.read");
+        await page.getByLabel("Action (exact, or a prefix ending in .)").press("Enter");
+        await page.waitForURL(/action=credentials.read/);
+        await page.getByRole("table", { name: "Audit log" }).getByText("admin").first().waitFor();
+      } else {
+        await page.getByText(/Cannot load tokens: Unimplemented/).waitFor();
+        await page.getByText(/Cannot read the audit log: Unimplemented/).waitFor();
+      }
+      await shot(page, "admin");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("Registrations: a batch of 2 on the sandbox, watched to its end, listed, and one opened", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Registrations" }).click();
+      await page.getByText("Start a batch").click();
+      const form = page.getByRole("form", { name: "Start a batch" });
+      await form.getByLabel("Count").fill("2");
+      await form.getByRole("button", { name: "Register" }).click();
+      await page.getByTestId("batch").getByText("2 of 2 ended: 2 succeeded, 0 failed").waitFor({ timeout: 60_000 });
+      await page.getByText("2 registrations match").waitFor();
+      const table = page.getByRole("table", { name: "Registrations" });
+      assert.equal(await table.getByText("SUCCEEDED").count(), 2);
+      await shot(page, "registrations");
+      await table.getByRole("link").first().click();
+      await page.getByRole("heading", { name: /Registration .* SUCCEEDED/ }).waitFor();
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("a read-only token: write actions are disabled naming their scope (or, while scopes are unknown, the server's refusal is shown as is)", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, viewerToken);
+      await page.goto(`${base}/accounts/${ids[2]}`);
+      await page.getByRole("heading", { name: /cons_vk_2/ }).waitFor();
+      const reveal = page.getByRole("button", { name: "Reveal credentials" });
+      if (whoAmIWorks) {
+        assert.equal(await reveal.isDisabled(), true);
+        await page.getByText("needs scope credentials:read").waitFor();
+        await page.getByText("needs scope accounts:admin").waitFor();
+      } else {
+        await reveal.click();
+        await page.getByRole("alert").getByText(/PermissionDenied.*lacks scope "credentials:read"/).waitFor();
+      }
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("axe on every page, light and dark: no serious or critical violation", { timeout: 240_000 }, async () => {
+    for (const dark of [false, true]) {
+      const { context, page, problems } = await openPage(browser, { dark });
+      try {
+        await signIn(page, base, adminToken);
+        const pages = ["/", "/accounts", `/accounts/${ids[0]}`, "/proxies", "/warming", "/registrations", "/scenarios", "/scenarios/procs", "/statistics", "/admin"];
+        for (const path of pages) {
+          await page.goto(base + path);
+          await page.locator("main h1").first().waitFor();
+          // Every card loaded (pages with a live stream never reach "network idle").
+          await page.waitForFunction(() => document.querySelectorAll(".loading").length === 0);
+          const r = await new AxeBuilder({ page }).analyze();
+          const bad = r.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+          assert.deepEqual(
+            bad.map((v) => `${v.id}: ${v.help} (${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")})`),
+            [],
+            `${path}${dark ? " (dark)" : ""}`,
+          );
+        }
+        assert.deepEqual(problems, []);
+      } finally {
+        await context.close();
+      }
+    }
+  });
+
+  test("390 px wide and dark: nothing wider than the screen but the tables' own scroll", async () => {
+    const { context, page, problems } = await openPage(browser, { narrow: true, dark: true });
+    try {
+      await signIn(page, base, adminToken);
+      await shot(page, "overview-390-dark");
+      await page.goto(`${base}/accounts?platform=vk`);
+      await page.getByText(/accounts? match/).waitFor();
+      assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 390, "the page scrolls sideways");
+      await shot(page, "accounts-390-dark");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+});
