@@ -414,7 +414,7 @@ for (const kind of STORE_KINDS) {
       assert.equal((await sys.accounts.getAccount({ accountId })).id, accountId);
     });
 
-    test("/healthz answers 200 with JSON; /metrics counts calls; other paths 404, other methods 405", async () => {
+    test("/healthz answers 200 with JSON; /metrics counts calls; other files 404 (paths without an extension are the console's routes), other methods 405", async () => {
       const base = `http://127.0.0.1:${sys.app.httpPort}`;
       const hz = await fetch(`${base}/healthz`);
       assert.equal(hz.status, 200);
@@ -429,7 +429,7 @@ for (const kind of STORE_KINDS) {
       assert.match(metrics, /conveer_grpc_calls_total\{service="conveer\.AccountService",method="GetAccount",code="OK"\} [1-9]/);
       assert.match(metrics, /conveer_grpc_calls_total\{service="conveer\.AccountService",method="GetAccount",code="NOT_FOUND"\} [1-9]/);
       assert.match(metrics, /conveer_grpc_call_duration_seconds_bucket/);
-      assert.equal((await fetch(`${base}/nope`)).status, 404);
+      assert.equal((await fetch(`${base}/nope.txt`)).status, 404);
       assert.equal((await fetch(`${base}/healthz`, { method: "POST" })).status, 405);
     });
   });
