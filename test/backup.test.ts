@@ -9,7 +9,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -118,6 +118,12 @@ describe("conveer backup / restore / migrate-store (embedded store)", () => {
     const notArchive = await cli(["restore", join(dataDir, "sandbox.json")], join(root, "d"));
     assert.equal(notArchive.code, 1);
     assert.match(notArchive.err, /is not a conveer backup/);
+    const bytes = await readFile(file);
+    await writeFile(join(root, "cut.backup"), bytes.subarray(0, bytes.length - 100));
+    const cut = await cli(["restore", join(root, "cut.backup")], join(root, "e"));
+    assert.equal(cut.code, 1);
+    assert.match(cut.err, /is cut short or damaged: the store dump holds \d+ bytes, the header says \d+/);
+    await assert.rejects(stat(join(root, "e", "pgdata", "PG_VERSION")), { code: "ENOENT" }, "nothing restored from a damaged archive");
   });
 
   const base = process.env.CONVEER_TEST_DATABASE_URL;

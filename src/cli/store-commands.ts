@@ -38,7 +38,9 @@ export function registerStoreCommands(program: Command, getConfig: () => Config)
       const config = embeddedOnly(getConfig(), "restore", "restore with pg_restore");
       const r = await offline(config, () => restoreDataDir(resolve(file), config.dataDir, { force: Boolean(o.force) }));
       process.stdout.write(`restored ${resolve(file)} into ${config.dataDir}${r.files.length ? ` (with ${r.files.join(", ")})` : ""}\n`);
-      if (!r.files.includes("master.key") && !config.masterKey) process.stderr.write(`conveer: the archive holds no master key: put the original master.key in ${config.dataDir} (chmod 600), or set CONVEER_MASTER_KEY, before starting\n`);
+      if (!r.files.includes("master.key") && !config.masterKey) {
+        process.stderr.write(`conveer: the archive holds no master key: ${r.keptKey ? `the master.key already in ${config.dataDir} was kept; it must be the one this store was made with` : `put the original master.key in ${config.dataDir} (chmod 600), or set CONVEER_MASTER_KEY, before starting`}\n`);
+      }
     });
   program
     .command("migrate-store")

@@ -61,7 +61,7 @@ export async function backupDataDir(dataDir: string, out: string, opts: { withMa
 }
 
 /** Reads an archive and restores it into dataDir, which must hold no store (force: its pgdata and side files are replaced). The caller holds the lock. */
-export async function restoreDataDir(archive: string, dataDir: string, opts: { force: boolean }): Promise<{ files: string[] }> {
+export async function restoreDataDir(archive: string, dataDir: string, opts: { force: boolean }): Promise<{ files: string[]; keptKey: boolean }> {
   const buf = await readFile(archive);
   if (buf.subarray(0, MAGIC.length).toString() !== MAGIC) throw new Error(`${archive} is not a conveer backup (made by \`conveer backup\`)`);
   const nl = buf.indexOf(10, MAGIC.length);
@@ -87,5 +87,5 @@ export async function restoreDataDir(archive: string, dataDir: string, opts: { f
   for (const [name, b64] of Object.entries(header.files)) {
     await writeFile(join(dataDir, name), Buffer.from(b64, "base64"), { mode: name === MASTER_KEY ? 0o600 : 0o644 });
   }
-  return { files: Object.keys(header.files) };
+  return { files: Object.keys(header.files), keptKey: !header.files[MASTER_KEY] && present.includes(MASTER_KEY) };
 }
