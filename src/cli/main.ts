@@ -19,6 +19,7 @@ import { registerImportCommands } from "./import-commands.ts";
 import { registerRegisterCommand } from "./register-command.ts";
 import { registerSandboxCommand } from "./sandbox-command.ts";
 import { registerWarmCommands } from "./warm-command.ts";
+import { registerStoreCommands } from "./store-commands.ts";
 import { startTracingSdk } from "../telemetry/sdk.ts";
 import { INTERNAL, inSpan, traceMixin } from "../telemetry/tracing.ts";
 
@@ -94,6 +95,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
   registerRegisterCommand(program, cliConfig);
   registerSandboxCommand(program, cliConfig);
   registerWarmCommands(program, cliConfig);
+  registerStoreCommands(program, getConfig);
   return program;
 }
 

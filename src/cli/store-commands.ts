@@ -1,0 +1,92 @@
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { pino } from "pino";
+import type { Config } from "../config/config.ts";
+import { backupDataDir, restoreDataDir } from "../store/backup.ts";
+import { migrate } from "../store/migrate.ts";
+import { copyStore } from "../store/migrate-store.ts";
+import { openStore } from "../store/open.ts";
+import { openPostgres } from "../store/postgres.ts";
+import { holdDataDirLock } from "./data-dir-lock.ts";
+
+const KEY_NOTE =
+  "the master key is NOT in this backup: back it up separately (master.key in the data directory, or your CONVEER_MASTER_KEY); the sealed credentials cannot be opened without it";
+
+/** backup, restore and migrate-store: the embedded store's data directory, offline (they take its lock, so a running server makes them refuse). */
+export function registerStoreCommands(program: Command, getConfig: () => Config): void {
+  program
+    .command("backup")
+    .description("write a consistent archive of the embedded store (CONVEER_DATA_DIR) to a file (0600); the server must be stopped. For PostgreSQL use pg_dump")
+    .requiredOption("--out <file>", "the archive to write (replaced atomically)")
+    .option("--with-master-key", "put master.key in the archive too (the file then opens every secret: keep it as safe as the key)")
+    .action(async (o: { out: string; withMasterKey?: boolean }) => {
+      const config = embeddedOnly(getConfig(), "backup", "back it up with pg_dump (e.g. pg_dump -Fc -f conveer.dump \"$DATABASE_URL\"), and keep CONVEER_MASTER_KEY or master.key separately");
+      const out = resolve(o.out);
+      const r = await offline(config, () => backupDataDir(config.dataDir, out, { withMasterKey: Boolean(o.withMasterKey) }));
+      process.stdout.write(`backed up ${config.dataDir} to ${out} (store dump ${r.bytes} bytes${r.files.length ? `; with ${r.files.join(", ")}` : ""})\n`);
+      process.stderr.write(
+        o.withMasterKey
+          ? `conveer: WARNING: ${out} holds master.key, the key to every secret in the store: whoever reads this file reads every credential. Keep it encrypted and offline\n`
+          : `conveer: ${KEY_NOTE}\n`,
+      );
+    });
+  program
+    .command("restore <file>")
+    .description("restore an archive made by `conveer backup` into CONVEER_DATA_DIR, which must be empty or absent (or --force); the server must be stopped")
+    .option("--force", "replace the store of a data directory that is not empty")
+    .action(async (file: string, o: { force?: boolean }) => {
+      const config = embeddedOnly(getConfig(), "restore", "restore with pg_restore");
+      const r = await offline(config, () => restoreDataDir(resolve(file), config.dataDir, { force: Boolean(o.force) }));
+      process.stdout.write(`restored ${resolve(file)} into ${config.dataDir}${r.files.length ? ` (with ${r.files.join(", ")})` : ""}\n`);
+      if (!r.files.includes("master.key") && !config.masterKey) {
+        process.stderr.write(`conveer: the archive holds no master key: ${r.keptKey ? `the master.key already in ${config.dataDir} was kept; it must be the one this store was made with` : `put the original master.key in ${config.dataDir} (chmod 600), or set CONVEER_MASTER_KEY, before starting`}\n`);
+      }
+    });
+  program
+    .command("migrate-store")
+    .description("copy every table of the embedded store (CONVEER_DATA_DIR) into an empty PostgreSQL database, then compare row counts; the server must be stopped")
+    .requiredOption("--to <url>", "the target database, postgres://user@host:5432/db (migrated here first; it must hold no rows)")
+    .action(async (o: { to: string }) => {
+      if (!/^postgres(ql)?:\/\//.test(o.to)) throw new Error(`--to must be a postgres:// URL, got ${JSON.stringify(o.to)}`);
+      const config = embeddedOnly(getConfig(), "migrate-store", "the store is already PostgreSQL");
+      await offline(config, () => migrateStore(config, o.to));
+    });
+}
+
+function embeddedOnly(config: Config, command: string, hint: string): Config {
+  if (config.databaseUrl) throw new Error(`${command} works on the embedded store, and DATABASE_URL is set (PostgreSQL): ${hint}`);
+  return config;
+}
+
+/** Runs fn holding the data directory lock: refused while a server (or another command) uses the embedded store. */
+async function offline<T>(config: Config, fn: () => Promise<T>): Promise<T> {
+  const release = await holdDataDirLock(config.dataDir);
+  try {
+    return await fn();
+  } finally {
+    await release();
+  }
+}
+
+async function migrateStore(config: Config, url: string): Promise<void> {
+  const log = pino({ level: "warn" });
+  const source = await openStore({ dataDir: config.dataDir, databaseUrl: "" }, log);
+  const target = openPostgres({ url, max: 2, queryTimeoutMs: 600_000 });
+  try {
+    const applied = await migrate(target);
+    process.stderr.write(`conveer: target migrated (${applied.length} migration(s) applied); copying in one transaction (a failure leaves it empty: fix and run again)\n`);
+    const counts = await copyStore(source, target, (t, n) => process.stderr.write(`  ${t}: ${n} row(s)\n`));
+    const w = Math.max(5, ...counts.map((c) => c.table.length));
+    process.stdout.write(`${"TABLE".padEnd(w)}  EMBEDDED  POSTGRES\n`);
+    for (const c of counts) process.stdout.write(`${c.table.padEnd(w)}  ${String(c.source).padStart(8)}  ${String(c.target).padStart(8)}\n`);
+    process.stdout.write(`copied ${counts.reduce((a, c) => a + c.target, 0)} rows in ${counts.length} tables; row counts match\n`);
+    process.stderr.write(
+      `conveer: start with DATABASE_URL=${redact(url)} and the SAME master key: ${config.masterKey ? "CONVEER_MASTER_KEY as now" : `copy ${resolve(config.dataDir, "master.key")} to the new data directory, or set CONVEER_MASTER_KEY to its contents`} (the data keys in the store are wrapped by it). Every replica needs it\n`,
+    );
+  } finally {
+    await target.close();
+    await source.close();
+  }
+}
+
+const redact = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
