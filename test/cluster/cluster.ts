@@ -69,10 +69,11 @@ function hostOf(c: { net: Net; dir: string; env: Record<string, string>; ca: str
       });
       assert.ok(started.running(), `${host.name} exited: ${started.stderr()}\n${started.stdout().slice(-3000)}`);
     },
-    /** This host's conveer_warming_worker_actions gauge by state. */
+    /** This host's worker counters (conveer_warming_worker_actions_total by state) and in_flight. */
     async workerActions(): Promise<Record<string, number>> {
       const { body } = await get(`https://${addr}:8080/metrics`, c.ca, c.token);
-      return Object.fromEntries([...body.matchAll(/^conveer_warming_worker_actions\{state="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+      const counts = Object.fromEntries([...body.matchAll(/^conveer_warming_worker_actions_total\{state="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+      return { ...counts, in_flight: Number(/^conveer_warming_worker_in_flight (\d+)/m.exec(body)?.[1] ?? 0) };
     },
   };
   return host;
