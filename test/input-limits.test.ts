@@ -28,13 +28,17 @@ const MB = 1024 * 1024;
 /** The longest status message a test accepts: a field path, a rule and a short quote. */
 const SHORT = 300;
 
-/** Every service descriptor generated into src/gen (found by scanning, so a new service is covered too). */
+/**
+ * Every service descriptor generated into src/gen that a gRPC port serves (found by scanning, so a
+ * new service is covered too). AdminService has no gRPC port (the HTTP port serves it through the
+ * same interceptor chain, request check included), so this gRPC-port test leaves it out.
+ */
 async function generatedServices(): Promise<DescService[]> {
   const dir = new URL("../src/gen/conveer/v1/", import.meta.url);
   const out: DescService[] = [];
   for (const f of readdirSync(dir).filter((n) => n.endsWith("_pb.js"))) {
     const mod = (await import(new URL(f, dir).href)) as Record<string, unknown>;
-    for (const v of Object.values(mod)) if ((v as { kind?: string })?.kind === "service") out.push(v as DescService);
+    for (const v of Object.values(mod)) if ((v as { kind?: string })?.kind === "service" && (v as DescService).typeName !== "conveer.AdminService") out.push(v as DescService);
   }
   return out;
 }

@@ -47,7 +47,7 @@ describe("the npm package (pack → install --omit=dev → start)", { timeout: 9
     assert.ok(tarball, "npm pack wrote no conveer-*.tgz");
     const { stdout } = await run("tar", ["-tzf", join(work, tarball)]);
     const files = stdout.split("\n").filter(Boolean);
-    for (const f of ["package/bin/conveer.js", "package/dist/cli/main.js", "package/dist/store/migrations/001_foundation.sql", "package/dist/gen/conveer/v1/account_pb.js", "package/proto/conveer/v1/account.proto"]) {
+    for (const f of ["package/bin/conveer.js", "package/dist/cli/main.js", "package/dist/store/migrations/001_foundation.sql", "package/dist/gen/conveer/v1/account_pb.js", "package/proto/conveer/v1/account.proto", "package/console/dist/index.html"]) {
       assert.ok(files.includes(f), `${f} missing from the package`);
     }
     const typescript = files.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"));
@@ -66,6 +66,9 @@ describe("the npm package (pack → install --omit=dev → start)", { timeout: 9
     await waitHealthy(cli, http, 120_000);
     const healthz = (await (await fetch(`http://127.0.0.1:${http}/healthz`)).json()) as { status: string };
     assert.equal(healthz.status, "SERVING");
+    const page = await fetch(`http://127.0.0.1:${http}/`);
+    assert.equal(page.status, 200, "the installed package serves the console at /");
+    assert.match(page.headers.get("content-type") ?? "", /text\/html/);
 
     const accounts = remoteClient(AccountService, { addr: `127.0.0.1:${ports.account}`, sessions });
     const created = await accounts.createAccount({ platform: "vk", login: "from-package", password: "pw" });
