@@ -126,8 +126,12 @@ export function createWarming(deps: WarmingDeps) {
     /** The worker's counters (claims, claimed, recorded, dropped, in flight). */
     workerStats: () => worker.stats(),
 
-    /** Runs an upkeep round now (tests): lapsed leases, releases, interrupted starts. */
-    maintenance: () => upkeep.round(true),
+    /**
+     * Runs an upkeep round that starts after this call (tests): lapsed leases, releases,
+     * interrupted starts, old events. A round already in progress (the timer's) began before the
+     * caller's changes, so it is waited for and a fresh one runs.
+     */
+    maintenance: () => upkeep.round(true).then(() => upkeep.round(true)),
 
     /** The event hub (tests, benchmarks). */
     hub: ctx.hub,
