@@ -39,20 +39,26 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     await c?.close();
   }, { timeout: 120_000 });
 
-  test("partition: a host cut from the database past its leases, then healed: exactly once, late results fenced, registrations cleaned up, nothing held", { timeout: 300_000, todo: "failing since the merge of 30 Nov 2026 (passed on its branch): the registrations finish before the cut is reached / the killed host had nothing in flight to re-claim; the test still runs and reports, see README \"Not built yet\"" }, async () => {
+  test("partition: a host cut from the database past its leases, then healed: exactly once, late results fenced, registrations cleaned up, nothing held", { timeout: 300_000 }, async () => {
     const [h1, h2, h3] = c.hosts;
     const accountIds = await makeAccounts(c, h1, TASKS, "part");
     const ids = await startTasks(c.hosts, accountIds);
-    // Registrations on the host about to be cut: each waits for an SMS code that comes late.
-    c.sandbox.setFaults({ latency: { minMs: 20, maxMs: 80 }, codeDelayMs: 4000 });
-    const regs = Array.from({ length: 3 }, (_, i) => h3.vk.register({ login: `cut_reg_${i}`, firstName: "Cut", lastName: `R${i}`, proxyCountry: "RU", platformFields: { birth_date: "1990-01-02", gender: "female" } }, { timeoutMs: 60_000 }).catch((e: Error) => e));
+    // Slow platform answers (300-600 ms), so host3 has actions in flight when it is cut.
+    c.sandbox.setFaults({ latency: { minMs: 300, maxMs: 600 }, codeDelayMs: 4000 });
     let before: Record<string, number> = {};
     await eventually(async () => {
       before = await h3.workerActions();
       return before.recorded >= 20 && before.in_flight >= 1;
     }, 60_000, "host3 to be recording with actions in flight");
+    // Registrations on the host about to be cut, started once it is busy (started earlier, they
+    // could finish before it was): each waits for an SMS code that comes late.
+    const regs = Array.from({ length: 3 }, (_, i) => h3.vk.register({ login: `cut_reg_${i}`, firstName: "Cut", lastName: `R${i}`, proxyCountry: "RU", platformFields: { birth_date: "1990-01-02", gender: "female" } }, { timeoutMs: 60_000 }).catch((e: Error) => e));
     await eventually(async () => (await c.db.query("SELECT 1 FROM registrations WHERE status = 'running' AND step = 'wait_code'")).rows.length > 0, 20_000, "a registration waiting for its code");
 
+    await eventually(async () => {
+      before = await h3.workerActions();
+      return before.in_flight >= 1;
+    }, 20_000, "host3 to have actions in flight at the cut");
     c.net.setLink(2, false);
     const cutAt = performance.now();
     const others0 = (await h1.workerActions()).recorded + (await h2.workerActions()).recorded;
@@ -89,9 +95,10 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     );
   });
 
-  test("kill -9 of a host under load, then its return: exactly once, nothing held", { timeout: 300_000, todo: "failing since the merge of 30 Nov 2026 (passed on its branch): the registrations finish before the cut is reached / the killed host had nothing in flight to re-claim; the test still runs and reports, see README \"Not built yet\"" }, async () => {
+  test("kill -9 of a host under load, then its return: exactly once, nothing held", { timeout: 300_000 }, async () => {
     const [h1, h2] = c.hosts;
-    c.sandbox.setFaults({ latency: { minMs: 20, maxMs: 80 }, codeDelayMs: 300 });
+    // Slow platform answers (300-600 ms), so actions are still in flight when the host is killed.
+    c.sandbox.setFaults({ latency: { minMs: 300, maxMs: 600 }, codeDelayMs: 300 });
     const accountIds = await makeAccounts(c, h1, TASKS, "kill");
     const ids = await startTasks(c.hosts, accountIds);
     let before: Record<string, number> = {};
