@@ -6,7 +6,6 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { ScalarType, create, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
@@ -23,25 +22,12 @@ import type { RawResult } from "./support/grpc.ts";
 import { STORE_KINDS } from "./support/store.ts";
 import { startTestSystem } from "./support/system.ts";
 import type { TestSystem } from "./support/system.ts";
+import { grpcPortServices } from "./support/services.ts";
 
 const MB = 1024 * 1024;
 /** The longest status message a test accepts: a field path, a rule and a short quote. */
 const SHORT = 300;
 
-/**
- * Every service descriptor generated into src/gen that a gRPC port serves (found by scanning, so a
- * new service is covered too). AdminService has no gRPC port (the HTTP port serves it through the
- * same interceptor chain, request check included), so this gRPC-port test leaves it out.
- */
-async function generatedServices(): Promise<DescService[]> {
-  const dir = new URL("../src/gen/conveer/v1/", import.meta.url);
-  const out: DescService[] = [];
-  for (const f of readdirSync(dir).filter((n) => n.endsWith("_pb.js"))) {
-    const mod = (await import(new URL(f, dir).href)) as Record<string, unknown>;
-    for (const v of Object.values(mod)) if ((v as { kind?: string })?.kind === "service" && (v as DescService).typeName !== "conveer.AdminService") out.push(v as DescService);
-  }
-  return out;
-}
 
 const portOf = (d: DescService) => d.typeName.replace(/^conveer\./, "").replace(/Service$/, "").toLowerCase() as ServiceName;
 
@@ -137,7 +123,7 @@ for (const kind of STORE_KINDS) {
     test("every string of every method's request (fields, list items, map keys and values, nested) has a maximum, checked first", async () => {
       const big = "y".repeat(MB);
       let n = 0;
-      for (const service of await generatedServices()) {
+      for (const service of await grpcPortServices()) {
         for (const m of service.methods) {
           const cases = oversizedCases(m.input, big);
           const results = await Promise.all(cases.map((c) => call(client(service), service, m, c.init)));

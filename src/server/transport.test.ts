@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { getEventListeners } from "node:events";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,22 +32,8 @@ import { startTestSystem } from "../../test/support/system.ts";
 import type { TestSystem } from "../../test/support/system.ts";
 import { codeName, healthCheck, healthClient, rawClient, rawServerStream, rawUnary, reflect, reflectionClient, rejectsWith } from "../../test/support/grpc.ts";
 import type { RawResult } from "../../test/support/grpc.ts";
+import { grpcPortServices } from "../../test/support/services.ts";
 
-/**
- * Every service descriptor generated into src/gen that a gRPC port serves (found by scanning, so a
- * new service is fuzzed too). AdminService is left out: it has no gRPC port of its own (the HTTP
- * port serves it, through the same request check), and fuzzing its writes would create tokens and
- * end the open mode the rest of this file runs in.
- */
-async function generatedServices(): Promise<DescService[]> {
-  const dir = new URL("../gen/conveer/v1/", import.meta.url);
-  const out: DescService[] = [];
-  for (const f of readdirSync(dir).filter((n) => n.endsWith("_pb.js"))) {
-    const mod = (await import(new URL(f, dir).href)) as Record<string, unknown>;
-    for (const v of Object.values(mod)) if ((v as { kind?: string })?.kind === "service" && (v as DescService).typeName !== "conveer.AdminService") out.push(v as DescService);
-  }
-  return out;
-}
 
 /** The service name (as --services takes it) whose port serves a descriptor: "conveer.SMSService" → "sms". */
 function serviceNameOf(d: DescService): ServiceName {
@@ -312,7 +298,7 @@ for (const kind of STORE_KINDS) {
     });
 
     test("fuzz: random bytes to every method of every generated service get a status, never INTERNAL; the server stays healthy", async () => {
-      const services = await generatedServices();
+      const services = await grpcPortServices();
       assert.ok(services.length >= 8, `found ${services.length} services in src/gen`);
       const failures: string[] = [];
       const lengths = [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 64, 100, 255, 256, 1000, 4096, 65_536];
@@ -352,7 +338,7 @@ for (const kind of STORE_KINDS) {
       const failures: string[] = [];
       let seed = 100_000;
       let calls = 0;
-      for (const d of await generatedServices()) {
+      for (const d of await grpcPortServices()) {
         const c = track(rawClient(sys.addr(serviceNameOf(d))));
         for (const m of d.methods) {
           const path = `/${d.typeName}/${m.name}`;
