@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { AccountService } from "../gen/conveer/v1/account_pb.js";
 import { OPEN_PRINCIPAL } from "../auth/tokens.ts";
 import type { Authenticator } from "../auth/tokens.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { AppError } from "../errors.ts";
 import { GRPC_SERVER_OPTIONS, grpcServiceOf } from "./grpc-server.ts";
 import { createMetrics } from "./metrics.ts";
@@ -72,4 +73,17 @@ test("store failures are retryable statuses that name no database detail; a dama
   assert.equal(refused.code, grpc.status.UNAVAILABLE);
   assert.doesNotMatch(refused.message, /10\.1\.2\.3|5432/);
   assert.equal(toStatus(pgError("XX001", "invalid page in block 1 of relation base/5/16384")).code, grpc.status.DATA_LOSS);
+});
+
+test("a peer's UNAVAILABLE keeps its ErrorInfo and RetryInfo (whose outage, when to retry); a peer's INTERNAL becomes UNAVAILABLE without them", () => {
+  const storeDown = new ConnectError("the store is unreachable (connection reset); retry later", Code.Unavailable);
+  storeDown.details = [...new AppError("UNAVAILABLE", "x", { reason: "STORE_UNAVAILABLE", retryAfterMs: 1000 }).details];
+  const s = toStatus(storeDown);
+  assert.equal(s.code, grpc.status.UNAVAILABLE);
+  assert.match(s.message, /^a peer service could not answer \(Unavailable: the store is unreachable/);
+  assert.equal(s.details?.length, 2);
+  const bug = new ConnectError("internal error", Code.Internal);
+  bug.details = storeDown.details;
+  const b = toStatus(bug);
+  assert.deepEqual([b.code, b.details], [grpc.status.UNAVAILABLE, undefined]);
 });

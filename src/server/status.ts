@@ -76,7 +76,10 @@ function classify(err: unknown): StatusOut {
     // A peer service's answer (in-process or over gRPC): the caller's own mistakes keep their
     // code; anything else means the peer could not answer, which is retryable for our caller.
     if (PEER_PASS_THROUGH.has(err.code)) return { code: err.code as number as GrpcStatus, message: err.rawMessage, internal: false, details: err.details };
-    return { code: GrpcStatus.UNAVAILABLE, message: `a peer service could not answer (${Code[err.code]}: ${err.rawMessage}); retry later`, internal: false };
+    // An UNAVAILABLE peer keeps its details: ErrorInfo says whose outage it is (STORE_UNAVAILABLE,
+    // PLATFORM_UNAVAILABLE), RetryInfo when to come back.
+    const details = err.code === Code.Unavailable ? err.details : undefined;
+    return { code: GrpcStatus.UNAVAILABLE, message: `a peer service could not answer (${Code[err.code]}: ${err.rawMessage}); retry later`, internal: false, details };
   }
   // A driver error that reached here raw (not through the store's own translation): the same answer.
   if (isConnectionError(err)) return toStatus(storeUnreachable(storeFailureReason(err), err));

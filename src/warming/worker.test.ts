@@ -83,12 +83,24 @@ test("classify reads the error's details (ErrorInfo reason, RetryInfo), never it
   assert.equal(classify(wire(Code.Unavailable, "x", [ErrorInfoSchema, { reason: "ACCOUNT_BANNED", domain: "example.com" }]), 5).kind, "transient");
   // RetryInfo on a store outage (no platform reason) is honoured too.
   const store = classify(new AppError("UNAVAILABLE", "the store is unreachable", { reason: "STORE_UNAVAILABLE", retryAfterMs: 2000 }), 5);
-  assert.deepEqual([store.kind, store.kind === "transient" && store.retryAfterMs], ["transient", 2000]);
+  assert.deepEqual([store.kind, store.kind === "transient" && store.retryAfterMs, store.kind === "transient" && store.ours], ["transient", 2000, true]);
+  assert.equal(l0(classify(new AppError("UNAVAILABLE", "vk is down", { reason: "PLATFORM_UNAVAILABLE" }), 5)), undefined, "a platform outage is not ours");
   // An in-process call hands the details over in Connect's outgoing shape.
   const local = new ConnectError("vk rate-limited", Code.ResourceExhausted);
   local.details = [...new AppError("RESOURCE_EXHAUSTED", "x", { reason: "RATE_LIMITED", retryAfterMs: 7000 }).details];
   const l = classify(local, 5);
   assert.deepEqual([l.kind, l.kind === "transient" && l.retryAfterMs], ["transient", 7000]);
+});
+
+const l0 = (o: ReturnType<typeof classify>) => (o.kind === "transient" ? o.ours : "not transient");
+
+test("decide: an outage of Conveer's own store is retried but not counted toward the failures in a row", () => {
+  const d = decide(task({ consecutive_failures: 2 }), { ...A, attempts: 9 }, { kind: "transient", code: "UNAVAILABLE", error: "the store is unreachable", durationMs: 3, ours: true }, NOW, P);
+  assert.equal(d.ended, undefined);
+  assert.equal(d.action.status, "pending");
+  assert.equal(d.task.consecutive_failures, 2);
+  assert.equal(d.events[0].data.failures_in_a_row, "2");
+  assert.ok(d.task.run_at instanceof Date && d.task.run_at > NOW, "retried later, with backoff");
 });
 
 test("retryDelay doubles from the base, is capped, and honours the platform's retry-after", () => {

@@ -26,7 +26,8 @@ import { INTERNAL, inSpan, linksTo, tracingEnabled } from "../telemetry/tracing.
  *
  * Failures. RESOURCE_EXHAUSTED (rate limits), UNAVAILABLE, DEADLINE_EXCEEDED and other transport
  * failures are retried with exponential backoff (at least the RetryInfo delay the platform's Retry-After becomes). Every
- * failed attempt counts toward the task's failures in a row; at maxConsecutiveFailures the task
+ * failed attempt counts toward the task's failures in a row, except an outage of Conveer's own store
+ * (ErrorInfo STORE_UNAVAILABLE, which says nothing about the account); at maxConsecutiveFailures the task
  * ends FAILED. FAILED_PRECONDITION from the platform (banned, suspended, no driver) ends it FAILED
  * at once. Other errors (NOT_FOUND target, INVALID_ARGUMENT, success=false) fail that one action
  * and the task moves on.
@@ -78,8 +79,11 @@ export type ActionOutcome =
   | { kind: "done"; durationMs: number }
   /** This action failed for good (bad target, platform said no); the task moves on. */
   | { kind: "failed"; code: string; error: string; durationMs: number }
-  /** Worth retrying (rate limit, outage). */
-  | { kind: "transient"; code: string; error: string; durationMs: number; retryAfterMs?: number }
+  /**
+   * Worth retrying (rate limit, outage). `ours`: the outage was Conveer's own store, not the
+   * platform or the account; retried the same way, but not counted toward the failures in a row.
+   */
+  | { kind: "transient"; code: string; error: string; durationMs: number; retryAfterMs?: number; ours?: boolean }
   /** The account cannot act (banned, suspended, no driver): the task ends FAILED. */
   | { kind: "fatal"; code: string; error: string; durationMs: number }
   /** Not run to an end here (the worker stopped, or its lease lapsed): back to pending, not a failure. */
@@ -107,7 +111,7 @@ export function classify(err: unknown, durationMs: number): ActionOutcome {
   const error = messageOf(err);
   const reason = reasonOf(err) ?? "";
   const kind = FATAL_REASONS.has(reason) ? "fatal" : TRANSIENT_REASONS.has(reason) ? "transient" : code === "FAILED_PRECONDITION" ? "fatal" : TRANSIENT.has(code) ? "transient" : "failed";
-  if (kind === "transient") return { kind, code, error, durationMs, retryAfterMs: retryDelayOf(err) };
+  if (kind === "transient") return { kind, code, error, durationMs, retryAfterMs: retryDelayOf(err), ...(reason === "STORE_UNAVAILABLE" ? { ours: true } : {}) };
   return { kind, code, error, durationMs };
 }
 
@@ -142,7 +146,7 @@ export function decide(task: LockedTask, a: Pick<ClaimedAction, "seq" | "attempt
     };
   }
 
-  const consecutive = outcome.kind === "done" ? 0 : task.consecutive_failures + 1;
+  const consecutive = outcome.kind === "done" ? 0 : outcome.kind === "transient" && outcome.ours ? task.consecutive_failures : task.consecutive_failures + 1;
   const duration = Math.max(0, Math.round(outcome.durationMs));
   const failText = outcome.kind === "done" ? "" : `${outcome.code}: ${outcome.error}`;
 

@@ -365,9 +365,10 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.getByRole("heading", { name: /cons_vk_2/ }).waitFor();
       const reveal = page.getByRole("button", { name: "Reveal credentials" });
       if (whoAmIWorks) {
-        assert.equal(await reveal.isDisabled(), true);
+        // The scopes arrive with WhoAmI, after the page's first paint: wait for their notes first.
         await page.getByText("needs scope credentials:read").waitFor();
         await page.getByText("needs scope accounts:admin").waitFor();
+        assert.equal(await reveal.isDisabled(), true);
       } else {
         await reveal.click();
         await page.getByRole("alert").getByText(/PermissionDenied.*lacks scope "credentials:read"/).waitFor();
