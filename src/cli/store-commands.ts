@@ -3,16 +3,17 @@ import type { Command } from "commander";
 import { pino } from "pino";
 import type { Config } from "../config/config.ts";
 import { backupDataDir, restoreDataDir } from "../store/backup.ts";
-import { migrate } from "../store/migrate.ts";
+import { migrate, migrationStatus, rollingUpgradeHazards } from "../store/migrate.ts";
+import type { Db } from "../store/db.ts";
 import { copyStore } from "../store/migrate-store.ts";
-import { openStore } from "../store/open.ts";
+import { openStore, openUnmigrated } from "../store/open.ts";
 import { openPostgres } from "../store/postgres.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 
 const KEY_NOTE =
   "the master key is NOT in this backup: back it up separately (master.key in the data directory, or your CONVEER_MASTER_KEY); the sealed credentials cannot be opened without it";
 
-/** backup, restore and migrate-store: the embedded store's data directory, offline (they take its lock, so a running server makes them refuse). */
+/** backup, restore, migrate-store and migrate: the embedded store's data directory, offline (they take its lock, so a running server makes them refuse). */
 export function registerStoreCommands(program: Command, getConfig: () => Config): void {
   program
     .command("backup")
@@ -51,6 +52,40 @@ export function registerStoreCommands(program: Command, getConfig: () => Config)
       const config = embeddedOnly(getConfig(), "migrate-store", "the store is already PostgreSQL");
       await offline(config, () => migrateStore(config, o.to));
     });
+  program
+    .command("migrate")
+    .description("apply the store's pending migrations and exit (`conveer start` applies them too); --check applies nothing and lists them. On the embedded store the server must be stopped")
+    .option("--check", "dry run: list applied and pending migrations, each pending one additive (safe while older hosts run: a rolling upgrade) or needing every host stopped")
+    .action(async (o: { check?: boolean }) => {
+      const config = getConfig();
+      const run = async () => {
+        const db = await openUnmigrated(config, pino({ level: "warn" }));
+        try {
+          await (o.check ? checkMigrations(db) : applyMigrations(db));
+        } finally {
+          await db.close();
+        }
+      };
+      await (config.databaseUrl ? run() : offline(config, run));
+    });
+}
+
+async function checkMigrations(db: Db): Promise<void> {
+  const { applied, pending } = await migrationStatus(db);
+  for (const m of applied) process.stdout.write(`applied  ${m.name}${m.known ? "" : "  (newer than this release: this code does not know it)"}\n`);
+  let stop = 0;
+  for (const m of pending) {
+    const hazards = rollingUpgradeHazards(m.sql);
+    if (hazards.length) stop++;
+    process.stdout.write(`pending  ${m.name}  ${hazards.length ? "NEEDS EVERY HOST STOPPED" : "additive: safe while older hosts run"}\n`);
+    for (const h of hazards) process.stdout.write(`           ${h}\n`);
+  }
+  process.stdout.write(`${applied.length} applied, ${pending.length} pending${pending.length ? ` (${stop} need every host stopped)` : ""}; nothing was applied (--check)\n`);
+}
+
+async function applyMigrations(db: Db): Promise<void> {
+  const applied = await migrate(db);
+  process.stdout.write(applied.length ? applied.map((n) => `applied  ${n}\n`).join("") : "nothing to apply: the store is up to date\n");
 }
 
 function embeddedOnly(config: Config, command: string, hint: string): Config {

@@ -42,6 +42,44 @@ export async function migrate(db: Db): Promise<string[]> {
   return applied;
 }
 
+/** The store's migrations: those recorded as applied (with any this code does not know: a newer release's), and those not yet applied. */
+export async function migrationStatus(db: Db): Promise<{ applied: { version: number; name: string; known: boolean }[]; pending: Migration[] }> {
+  const known = await loadMigrations();
+  const { rows: [t] } = await db.query<{ exists: boolean }>("SELECT to_regclass('schema_migrations') IS NOT NULL AS exists");
+  const rows = t.exists ? (await db.query<{ version: number; name: string }>("SELECT version, name FROM schema_migrations ORDER BY version")).rows : [];
+  const done = new Set(rows.map((r) => r.version));
+  return {
+    applied: rows.map((r) => ({ ...r, known: known.some((m) => m.version === r.version) })),
+    pending: known.filter((m) => !done.has(m.version)),
+  };
+}
+
+/**
+ * What in a migration breaks code of the previous release still running on the schema during a
+ * rolling upgrade: a plain text check of each statement (comments left out) for DROP (a table, a
+ * column, a default...), RENAME, a column's type changed, SET NOT NULL, and a NOT NULL column added
+ * without a default (the old code's INSERTs leave it out). Empty: additive (new tables, columns
+ * with defaults, indexes, functions replaced in place), safe while older hosts run. It is no proof:
+ * a new constraint on an existing table can also reject the old code's writes; read the migration.
+ */
+export function rollingUpgradeHazards(sql: string): string[] {
+  const found: string[] = [];
+  for (const stmt of splitStatements(sql)) {
+    const s = stmt.replace(/--[^\n]*/g, " ").replace(/\s+/g, " ").trim();
+    const hit = HAZARDS.find(([test]) => test(s));
+    if (hit) found.push(`${hit[1]}: ${s.length > 100 ? `${s.slice(0, 97)}...` : s}`);
+  }
+  return found;
+}
+
+const HAZARDS: [(stmt: string) => boolean, string][] = [
+  [(s) => /\bDROP\b/i.test(s), "drops"],
+  [(s) => /\bRENAME\b/i.test(s), "renames"],
+  [(s) => /\bALTER COLUMN \S+ (SET DATA )?TYPE\b/i.test(s), "changes a column's type"],
+  [(s) => /\bSET NOT NULL\b/i.test(s), "makes a column NOT NULL"],
+  [(s) => s.split(/\bADD COLUMN\b/i).slice(1).some((c) => /\bNOT NULL\b/i.test(c) && !/\bDEFAULT\b/i.test(c)), "adds a NOT NULL column without a default"],
+];
+
 /** Splits a migration into statements on ";" at line ends, keeping $$-quoted bodies whole. */
 function splitStatements(sql: string): string[] {
   const out: string[] = [];
