@@ -18,27 +18,12 @@ import { AccountService } from "../src/gen/conveer/v1/account_pb.js";
 import { ProxyService } from "../src/gen/conveer/v1/proxy_pb.js";
 import { remoteClient } from "../src/server/clients.ts";
 import { loadMigrations } from "../src/store/migrate.ts";
-import { dropPostgresDatabase } from "./support/store.ts";
+import { dropPostgresDatabase, emptyPostgresDatabase } from "./support/store.ts";
 import { killAll, runCli, systemEnv, terminate, waitHealthy } from "./support/cli.ts";
 import type { Cli } from "./support/cli.ts";
 
 const BASE_URL = process.env.CONVEER_TEST_DATABASE_URL;
 const MASTER_KEY = randomBytes(32).toString("hex");
-
-/** An empty (un-migrated) database made with plain CREATE DATABASE; returns its URL. */
-async function emptyDatabase(base: string): Promise<string> {
-  const name = `conveer_r_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 
 /** A `conveer start --services account,proxy` process with clients for its two services. */
 type Replica = {
@@ -86,7 +71,7 @@ describe("two replicas on one PostgreSQL database", { skip: BASE_URL ? false : "
   let replicas: Replica[] = [];
 
   before(async () => {
-    url = await emptyDatabase(BASE_URL!);
+    url = await emptyPostgresDatabase("conveer_r_");
     dataDir = await mkdtemp(join(tmpdir(), "conveer-replicas-"));
     sql = new pg.Client({ connectionString: url });
     await sql.connect();

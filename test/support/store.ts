@@ -91,7 +91,22 @@ export async function freshPostgresDatabase(): Promise<string> {
   }
 }
 
-/** Drops a database made by freshPostgresDatabase. */
+/** An empty (un-migrated) database made with plain CREATE DATABASE, named prefix + random; returns its URL. */
+export async function emptyPostgresDatabase(prefix: string): Promise<string> {
+  const base = process.env.CONVEER_TEST_DATABASE_URL;
+  if (!base) throw new Error("CONVEER_TEST_DATABASE_URL is not set");
+  const name = `${prefix}${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return withDb(base, name);
+}
+
+/** Drops a database made by freshPostgresDatabase or emptyPostgresDatabase. */
 export async function dropPostgresDatabase(url: string): Promise<void> {
   const name = new URL(url).pathname.slice(1);
   const admin = new pg.Client({ connectionString: process.env.CONVEER_TEST_DATABASE_URL });

@@ -1,8 +1,8 @@
 /**
  * A warming system of real `conveer start` processes for process-level tests: a sandbox, local
  * CONNECT and SOCKS5 proxies, a scenario of PER_TASK actions over two fast days, one store
- * (PGlite in a data dir, or a fresh PostgreSQL database) shared by every process started on it,
- * and the books to check afterwards.
+ * (PGlite in a data dir, a fresh PostgreSQL database, or a given one the caller drops) shared by
+ * every process started on it, and the books to check afterwards.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { AccountService } from "../../src/gen/conveer/v1/account_pb.js";
 import { ProxyService } from "../../src/gen/conveer/v1/proxy_pb.js";
+import { VKService } from "../../src/gen/conveer/v1/vk_pb.js";
 import { WarmingService, WarmingStatus } from "../../src/gen/conveer/v1/warming_pb.js";
 import type { WarmingTask } from "../../src/gen/conveer/v1/warming_pb.js";
 import { remoteClient } from "../../src/server/clients.ts";
@@ -35,13 +36,13 @@ export const PER_TASK = 6;
 /** One Conveer system: its env (ports, data dir, store), the processes started on it so far, clients. */
 export type Setup = Awaited<ReturnType<typeof setUp>>;
 
-export async function setUp(kind: "pglite" | "postgres", extra: Record<string, string> = {}) {
+export async function setUp(kind: "pglite" | "postgres" | { databaseUrl: string }, extra: Record<string, string> = {}) {
   const dir = await mkdtemp(join(tmpdir(), "conveer-warm-proc-"));
   await writeFile(join(dir, "procs.json"), JSON.stringify(SCENARIO));
   const sandbox = createSandbox();
   const { url: sandboxUrl } = await sandbox.listen("127.0.0.1:0");
   const proxies: LocalProxy[] = [await startHttpConnectProxy({ username: "w", password: "w" }), await startSocks5Proxy({ username: "w", password: "w" })];
-  const dbUrl = kind === "postgres" ? await freshPostgresDatabase() : "";
+  const dbUrl = typeof kind === "object" ? kind.databaseUrl : kind === "postgres" ? await freshPostgresDatabase() : "";
   const sessions: Http2SessionManager[] = [];
   const children: Cli[] = [];
   const common: Record<string, string> = {
@@ -59,10 +60,10 @@ export async function setUp(kind: "pglite" | "postgres", extra: Record<string, s
     ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
     ...extra,
   };
-  /** Starts one more `conveer start` on this system (its own ports and data dir; the same store). */
-  async function start(name: string, dataDir = join(dir, name), env: Record<string, string> = {}) {
+  /** Starts one more `conveer start` on this system (its own ports and data dir; the same store); `entry` as runCli's (another checkout's code). */
+  async function start(name: string, dataDir = join(dir, name), env: Record<string, string> = {}, entry?: Parameters<typeof runCli>[2]) {
     const sys = await systemEnv(dataDir, { ...common, ...env });
-    const cli = runCli(["start"], sys.env);
+    const cli = runCli(["start"], sys.env, entry);
     children.push(cli);
     await waitHealthy(cli, sys.http);
     const client = <S extends Parameters<typeof remoteClient>[0]>(s: S, service: Parameters<typeof sys.addr>[0]) => remoteClient(s, { addr: sys.addr(service), sessions });
@@ -72,6 +73,7 @@ export async function setUp(kind: "pglite" | "postgres", extra: Record<string, s
       accounts: client(AccountService, "account"),
       proxies: client(ProxyService, "proxy"),
       warming: client(WarmingService, "warming"),
+      vk: client(VKService, "vk"),
       /** This process's worker counters (conveer_warming_worker_actions_total by state) and in_flight. */
       async workerActions(): Promise<Record<string, number>> {
         const text = await (await fetch(`http://127.0.0.1:${sys.http}/metrics`)).text();
@@ -104,7 +106,7 @@ export async function setUp(kind: "pglite" | "postgres", extra: Record<string, s
       await killAll(children);
       await sandbox.close();
       for (const p of proxies) await p.close();
-      if (dbUrl) await dropPostgresDatabase(dbUrl);
+      if (kind === "postgres") await dropPostgresDatabase(dbUrl);
       await rm(dir, { recursive: true, force: true });
     },
   };
