@@ -47,7 +47,12 @@ async function newKey(config: Config, o: Opts): Promise<NewKey> {
     return { key };
   }
   if (fromEnv) return { key: parseMasterKey(config.newMasterKey, "CONVEER_NEW_MASTER_KEY") };
-  throw new Error("give the new master key: --new-key-file PATH, CONVEER_NEW_MASTER_KEY, or --generate [--new-key-file PATH] (never as an argument: it would show in ps)");
+  // A host switched over (new key current, old one previous): the new key is the current one.
+  if (config.masterKey && config.masterKeyPrevious) return { key: parseMasterKey(config.masterKey) };
+  throw new Error(
+    "give the new master key: --new-key-file PATH, CONVEER_NEW_MASTER_KEY, or --generate [--new-key-file PATH] (never as an argument: it would show in ps); " +
+      "or set CONVEER_MASTER_KEY to the new key and CONVEER_MASTER_KEY_PREVIOUS to the old one",
+  );
 }
 
 /**
@@ -67,7 +72,8 @@ async function rotateMaster(config: Config, o: Opts): Promise<void> {
       config,
       async (db) => {
         const current = await loadMasterKeys(config, pino({ level: "warn" }), db);
-        if (current[0].equals(next.key)) throw new Error(`the new master key is the one in use (${fileMode ? KEY_FILE : "CONVEER_MASTER_KEY"}, key ${keyFingerprint(next.key)}): give another`);
+        // Re-wrapping under the key in use does nothing, unless a previous key is to be replaced by it.
+        if (current.length === 1 && current[0].equals(next.key)) throw new Error(`the new master key is the one in use (${fileMode ? KEY_FILE : "CONVEER_MASTER_KEY"}, key ${keyFingerprint(next.key)}): give another`);
         if (fileMode) await writeNewKeyFile(pending, next.key);
         const who = { name: `cli@${userInfo().username}`, peer: "local" };
         unchanged = false;
