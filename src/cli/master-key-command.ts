@@ -71,7 +71,8 @@ async function rotateMaster(config: Config, o: Opts): Promise<void> {
     await withStore(
       config,
       async (db) => {
-        const current = await loadMasterKeys(config, pino({ level: "warn" }), db);
+        // Warnings (a master.key.new settled, a key file on PostgreSQL) go to stderr: stdout is the result.
+        const current = await loadMasterKeys(config, pino({ level: "warn" }, pino.destination(2)), db);
         // Re-wrapping under the key in use does nothing, unless a previous key is to be replaced by it.
         if (current.length === 1 && current[0].equals(next.key)) throw new Error(`the new master key is the one in use (${fileMode ? KEY_FILE : "CONVEER_MASTER_KEY"}, key ${keyFingerprint(next.key)}): give another`);
         if (fileMode) await writeNewKeyFile(pending, next.key);
