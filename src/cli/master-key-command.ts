@@ -111,7 +111,7 @@ function report(config: Config, keys: number, key: Buffer, kept: string): void {
   const path = join(config.dataDir, KEY_FILE);
   const notes = config.masterKey
     ? [
-        "set CONVEER_MASTER_KEY to the new key on every host (until each has restarted with it, hosts started with CONVEER_MASTER_KEY_PREVIOUS set to the old key keep working; then remove it)",
+        "set CONVEER_MASTER_KEY to the new key on every host that does not have it yet (hosts already running keep working until restarted; restart them all before the next `keys rotate`), then remove CONVEER_MASTER_KEY_PREVIOUS",
         "keep the old key with the backups made before now: they need it",
       ]
     : [
