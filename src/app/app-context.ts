@@ -22,7 +22,7 @@ import { tracedDb } from "../store/traced-db.ts";
 import { tracingEnabled } from "../telemetry/tracing.ts";
 import { createVault } from "../vault/vault.ts";
 import type { Vault } from "../vault/vault.ts";
-import { loadMasterKey } from "../vault/master-key.ts";
+import { loadMasterKeys } from "../vault/master-key.ts";
 import { createPeerResolver } from "./peers.ts";
 import type { PeerResolver } from "./peers.ts";
 import type { Releasers } from "./releasers.ts";
@@ -64,7 +64,7 @@ export async function createAppContext(config: Config, services: readonly Servic
   const db = timedDb(tracingEnabled() ? tracedDb(opened) : opened, metrics.storeQuery);
   metrics.addGauge("conveer_store_up", "1 while this process reaches the store, 0 while it is down (its health monitor's view; no query at scrape)", [], () => [{ labels: {}, value: db.health().ok ? 1 : 0 }]);
   const newId = createIdGenerator();
-  const vault = await createVault(db, await loadMasterKey(config, log, db), newId);
+  const vault = await createVault(db, await loadMasterKeys(config, log, db), newId);
   releasers.add("vault", () => vault.stop());
 
   // Open mode (no token needed) is allowed only while every address this process listens on is loopback.

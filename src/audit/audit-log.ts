@@ -18,6 +18,7 @@ export const AUDIT_ACTIONS = [
   "token.create",
   "token.revoke",
   "keys.rotate",
+  "keys.rotate_master",
 ] as const;
 
 /** One of AUDIT_ACTIONS. */

@@ -7,6 +7,7 @@ import type { Config } from "../config/config.ts";
 import { ApiTokenSchema, AuditEntrySchema, KeyRotationState } from "../gen/conveer/v1/admin_pb.js";
 import type { AuditEntry } from "../gen/conveer/v1/admin_pb.js";
 import { withAdmin } from "./admin-reach.ts";
+import { registerRotateMaster } from "./master-key-command.ts";
 import type { AdminClient } from "./admin-reach.ts";
 import { outputFormat, printMessages } from "./output.ts";
 import type { OutputFormat } from "./output.ts";
@@ -32,13 +33,13 @@ const iso = (t: Timestamp | undefined) => (t ? timestampDate(t).toISOString() : 
 /** token, audit and keys: AdminService through the server, or on the store directly when no server answers (admin-reach.ts). */
 export function registerAdminCommands(program: Command, getConfig: () => Config): void {
   registerTokenCommands(program, getConfig);
-  program
-    .command("keys")
-    .description("data keys of the credential vault")
+  const keys = program.command("keys").description("data keys of the credential vault, and the master key that wraps them");
+  keys
     .command("rotate")
     .description("make a new data key active and re-encrypt every secret under it, in batches, in the background of the server (shows its progress; exits 1 if it fails)")
     .option("--batch <n>", "rows per transaction (1-10000)", positiveInt, 500)
     .action((o: { batch: number }) => withAdmin(getConfig(), (admin) => rotateKeys(admin, o.batch), { vault: true }));
+  registerRotateMaster(keys, getConfig);
   program
     .command("audit")
     .description("the audit log, newest first: every secret read and every write (see README, What the audit log records)")

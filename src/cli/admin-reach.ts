@@ -14,7 +14,7 @@ import { createIdGenerator } from "../store/ids.ts";
 import { openStore } from "../store/open.ts";
 import { createVault } from "../vault/vault.ts";
 import type { Vault } from "../vault/vault.ts";
-import { loadMasterKey } from "../vault/master-key.ts";
+import { loadMasterKeys } from "../vault/master-key.ts";
 import { serverClient } from "./cli-client.ts";
 import { holdDataDirLock } from "./data-dir-lock.ts";
 
@@ -52,7 +52,9 @@ function refused(err: unknown): boolean {
 export async function withAdmin<T>(config: Config, fn: (admin: AdminClient) => Promise<T>, opts: { vault?: boolean } = {}): Promise<T> {
   const { url, explicit } = adminServer(config);
   const client = serverClient(AdminService, url, config);
-  const onStore = () => plainErrors(() => withStore(config, (db) => direct(config, db, fn, opts.vault ?? false), url));
+  // A server holds the lock but listens elsewhere than this CLI looked: say where to point it.
+  const lockedHint = `If it is a server, its HTTP port serves these commands: point the CLI at it with --server http://HOST:PORT (nothing answered at ${url})`;
+  const onStore = () => plainErrors(() => withStore(config, (db) => direct(config, db, fn, opts.vault ?? false), lockedHint));
   try {
     await client.whoAmI({});
   } catch (err) {
@@ -90,13 +92,12 @@ async function plainErrors<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Runs fn with the store opened directly, holding the embedded data directory's lock. */
-async function withStore<T>(config: Config, fn: (db: Db) => Promise<T>, url: string): Promise<T> {
+/** Runs fn with the store opened directly, holding the embedded data directory's lock (`lockedHint` is added to the error when another process holds it). */
+export async function withStore<T>(config: Config, fn: (db: Db) => Promise<T>, lockedHint: string): Promise<T> {
   const release = config.databaseUrl
     ? async () => {}
     : await holdDataDirLock(config.dataDir).catch((err: Error) => {
-        // A server holds it but listens elsewhere than this CLI looked: say where to point it.
-        throw new Error(`${err.message}. If it is a server, its HTTP port serves these commands: point the CLI at it with --server http://HOST:PORT (nothing answered at ${url})`);
+        throw new Error(`${err.message}. ${lockedHint}`);
       });
   try {
     const db = await openStore(config, pino({ level: "warn" }));
@@ -115,7 +116,7 @@ async function direct<T>(config: Config, db: Db, fn: (admin: AdminClient) => Pro
   const newId = createIdGenerator();
   const log = pino({ level: "warn" });
   // The vault first: it unwraps every existing key, so a wrong master key fails here, before a new key could be made active.
-  const vault = withVault ? await createVault(db, await loadMasterKey(config, log, db), newId) : noVault;
+  const vault = withVault ? await createVault(db, await loadMasterKeys(config, log, db), newId) : noVault;
   const admin = createAdmin({ db, vault, newId, log });
   try {
     return await fn(localClient<typeof AdminService>(adminService(admin), systemPrincipal(`cli@${userInfo().username}`)));

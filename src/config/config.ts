@@ -42,6 +42,10 @@ export type Config = Readonly<{
   }>;
   /** Empty: a key file in dataDir (created 0600). */
   masterKey: string;
+  /** CONVEER_MASTER_KEY_PREVIOUS: a key data keys may still be wrapped by during a master key rotation (unwraps only); empty: none. */
+  masterKeyPrevious: string;
+  /** CONVEER_NEW_MASTER_KEY: the key `conveer keys rotate-master` re-wraps the data keys under (one way to give it); empty: none. */
+  newMasterKey: string;
   tlsCert: string;
   tlsKey: string;
   /** CONVEER_TLS_CLIENT_CA: a CA (PEM file); when set, every gRPC port and the HTTP port (all but /healthz) require a client certificate it signed (mTLS). */
@@ -166,6 +170,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       poolWaitMs: int(env, "CONVEER_DB_POOL_WAIT_MS", 30_000, 100, 3_600_000),
     }),
     masterKey: env.CONVEER_MASTER_KEY ?? "",
+    masterKeyPrevious: env.CONVEER_MASTER_KEY_PREVIOUS ?? "",
+    newMasterKey: env.CONVEER_NEW_MASTER_KEY ?? "",
     tlsCert,
     tlsKey,
     tlsClientCa,

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { createExclusive } from "../create-exclusive.ts";
 import { dirname } from "node:path";
@@ -155,9 +155,14 @@ function parseKeyText(text: string, source: string): Buffer {
   throw new Error(`${source} must be 64 hex characters or base64 of 32 bytes${hint}; ${HOW_TO_MAKE}`);
 }
 
-/** Parses CONVEER_MASTER_KEY (64 hex chars or base64 of 32 bytes); the error says how to make a valid one. */
-export function parseMasterKey(text: string): Buffer {
-  return parseKeyText(text, "CONVEER_MASTER_KEY");
+/** Parses a master key (64 hex chars or base64 of 32 bytes) from `source` (named in the error, which says how to make a valid one). */
+export function parseMasterKey(text: string, source = "CONVEER_MASTER_KEY"): Buffer {
+  return parseKeyText(text, source);
+}
+
+/** A short public name of a master key (the first 8 hex digits of its SHA-256), to tell keys apart in logs and the audit log. */
+export function keyFingerprint(key: Buffer): string {
+  return createHash("sha256").update(key).digest("hex").slice(0, 8);
 }
 
 const isWindows = process.platform === "win32";
@@ -175,9 +180,15 @@ async function ensurePrivate(path: string): Promise<void> {
 
 // Written to a private temporary file and then hard-linked into place, so that two processes
 // starting at once cannot both create a key, and neither can read a half-written file.
-async function createKeyFile(path: string): Promise<boolean> {
+async function createKeyFile(path: string, key: Buffer = randomBytes(KEY_BYTES)): Promise<boolean> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  return createExclusive(path, randomBytes(KEY_BYTES).toString("hex") + "\n", 0o600);
+  return createExclusive(path, key.toString("hex") + "\n", 0o600);
+}
+
+/** Writes `key` (default: 32 fresh random bytes) to a new 0600 file at path, synced; throws when path exists. */
+export async function writeNewKeyFile(path: string, key: Buffer = randomBytes(KEY_BYTES)): Promise<Buffer> {
+  if (!(await createKeyFile(path, key))) throw new Error(`${path} already exists: a new key is written only to a file that does not exist yet`);
+  return key;
 }
 
 /** Loads the master key file at path; undefined when there is none. */

@@ -26,8 +26,16 @@ export type Vault = {
   stop(): Promise<void>;
 };
 
+/**
+ * Master keys as the vault takes them: the current one first (it wraps the first data key), then
+ * any previous one (CONVEER_MASTER_KEY_PREVIOUS) that data keys may still be wrapped by during a
+ * master key rotation. Each data key is unwrapped by whichever opens it.
+ */
+export type MasterKeys = Buffer | readonly Buffer[];
+
 /** Loads the data keys (creating the first one) and follows rotations made by other processes. */
-export async function createVault(db: Db, master: Buffer, newId: () => string): Promise<Vault> {
+export async function createVault(db: Db, masterKeys: MasterKeys, newId: () => string): Promise<Vault> {
+  const master = masterList(masterKeys);
   const keys = new Map<string, DataKey>();
   let active = "";
 
@@ -38,7 +46,7 @@ export async function createVault(db: Db, master: Buffer, newId: () => string): 
       return reload();
     }
     for (const row of r.rows) {
-      if (!keys.has(row.id)) keys.set(row.id, unwrapMaster(master, row.id, row.wrapped));
+      if (!keys.has(row.id)) keys.set(row.id, dataKey(unwrapMaster(master, row.id, row.wrapped)));
       if (row.active) active = row.id;
     }
   }
@@ -74,41 +82,61 @@ export async function createVault(db: Db, master: Buffer, newId: () => string): 
   };
 }
 
-function unwrapMaster(master: Buffer, id: string, wrapped: string): DataKey {
-  try {
-    return unwrapKey(master, id, wrapped);
-  } catch (err) {
-    throw new Error(
-      `cannot unwrap data key ${id}: the master key (CONVEER_MASTER_KEY or the key file in the data directory) is not the one this store was created with`,
-      { cause: err },
-    );
+function masterList(m: MasterKeys): readonly Buffer[] {
+  const list = Buffer.isBuffer(m) ? [m] : m;
+  if (list.length === 0) throw new Error("no master key given");
+  return list;
+}
+
+/** The data key `id` and which of the master keys unwrapped it; throws naming where master keys come from when none does. */
+export function unwrapMaster(masters: readonly Buffer[], id: string, wrapped: string): DataKey & { by: Buffer } {
+  let last: unknown;
+  for (const m of masters) {
+    try {
+      return { ...unwrapKey(m, id, wrapped), by: m };
+    } catch (err) {
+      last = err;
+    }
   }
+  throw new Error(
+    `cannot unwrap data key ${id}: the master key (CONVEER_MASTER_KEY${masters.length > 1 ? " or CONVEER_MASTER_KEY_PREVIOUS" : ""}, or the key file master.key in the data directory) ` +
+      "is not the one the store's data keys are wrapped by; if the master key was changed (`conveer keys rotate-master`), give this host the new one",
+    { cause: last },
+  );
 }
 
 /**
  * Creates the first data key unless one exists. Replicas starting at once on an empty store
  * serialize on the table lock; the later ones find the key and use it instead of replacing it.
  */
-async function createFirstKey(db: Db, master: Buffer, id: string): Promise<void> {
+async function createFirstKey(db: Db, master: readonly Buffer[], id: string): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.query("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE");
     if ((await tx.query("SELECT 1 FROM data_keys LIMIT 1")).rowCount > 0) return;
-    await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(master, newDataKey(id))]);
+    await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(master[0], newDataKey(id))]);
     await tx.query(`NOTIFY ${KEYS_CHANNEL}`);
   });
 }
 
-/** Creates a new data key and makes it the active one (one transaction, `within` run in it too); tells other replicas. */
-export async function createActiveKey(db: Db, master: Buffer, id: string, within?: (tx: Transaction) => Promise<void>): Promise<string> {
+const dataKey = (k: DataKey): DataKey => ({ id: k.id, key: k.key });
+
+/**
+ * Creates a new data key and makes it the active one (one transaction, `within` run in it too); tells other replicas.
+ * It is wrapped by the master key that unwraps the active one, so the store's keys stay under one master key
+ * (during a rotation of the master key, the previous one until `conveer keys rotate-master` re-wraps them all).
+ */
+export async function createActiveKey(db: Db, masterKeys: MasterKeys, id: string, within?: (tx: Transaction) => Promise<void>): Promise<string> {
+  const master = masterList(masterKeys);
   const key = newDataKey(id);
   await db.transaction(async (tx) => {
-    // Serialize concurrent creators (the unique index allows one active key).
+    // Serialize concurrent creators (the unique index allows one active key) and master key rotations.
     await tx.query("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE");
     // A key wrapped under another master key would lock out every replica that has the right one.
     const cur = await tx.query<{ id: string; wrapped: string }>("SELECT id, wrapped FROM data_keys WHERE active");
-    for (const row of cur.rows) unwrapMaster(master, row.id, row.wrapped);
+    let wrapBy = master[0];
+    for (const row of cur.rows) wrapBy = unwrapMaster(master, row.id, row.wrapped).by;
     await tx.query("UPDATE data_keys SET active = false WHERE active");
-    await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(master, key)]);
+    await tx.query("INSERT INTO data_keys (id, wrapped, active) VALUES ($1, $2, true)", [id, wrapKey(wrapBy, key)]);
     await within?.(tx);
     await tx.query(`NOTIFY ${KEYS_CHANNEL}`);
   });

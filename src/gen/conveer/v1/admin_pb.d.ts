@@ -227,7 +227,7 @@ export declare type AuditEntry = Message<"conveer.AuditEntry"> & {
   /**
    * What happened, a stable dotted name: credentials.read, proxy_password.read, account.create,
    * account.import, account.status, account.credentials_update, account.delete, token.create,
-   * token.revoke, keys.rotate.
+   * token.revoke, keys.rotate, keys.rotate_master.
    *
    * @generated from field: string action = 5;
    */
@@ -241,7 +241,7 @@ export declare type AuditEntry = Message<"conveer.AuditEntry"> & {
   accountId: string;
 
   /**
-   * what else it concerned: a proxy id, a token name, a data key id
+   * what else it concerned: a proxy id, a token name, a data key id, a master key fingerprint
    *
    * @generated from field: string target = 7;
    */
