@@ -6,7 +6,7 @@ import type { Db, ListenOptions, QueryResult, StoreHealth, Transaction } from ".
 import { isConnectionError } from "./pg-errors.ts";
 import { createStoreMonitor } from "./store-monitor.ts";
 import type { StoreMonitor } from "./store-monitor.ts";
-import { poolBusy, poolDeadline, storeFailureReason, storeSilent, storeUnreachable } from "./store-errors.ts";
+import { poolBusy, poolDeadline, storeFailureReason, storeSilent, storeTlsRefused, storeUnreachable, storeUrlUnusable } from "./store-errors.ts";
 
 // int8 (counts, sums) as numbers: every int8 we store fits in 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -66,6 +66,12 @@ export function openPostgres(opts: PostgresOptions): Db {
     constructor(config?: string | pg.ClientConfig) {
       super({ ...(typeof config === "string" ? { connectionString: config } : config), connectionTimeoutMillis: o.connectTimeoutMs });
     }
+  }
+  // The URL is read once here (its sslrootcert and the like are files): a wrong one fails the open, named.
+  try {
+    new TimedClient(o.url);
+  } catch (err) {
+    throw storeUrlUnusable(err);
   }
   const pool = new pg.Pool({
     connectionString: o.url,
@@ -283,6 +289,8 @@ function statement(ctx: PgContext, text: string, values?: unknown[]): pg.QueryCo
 
 /** A driver error as the caller should see it: a lost or silent store becomes UNAVAILABLE (and marks the client broken). */
 function translate(ctx: PgContext, err: unknown, client?: pg.ClientBase): unknown {
+  const tls = storeTlsRefused(err);
+  if (tls) return tls;
   if (err instanceof AppError || !isConnectionError(err)) return err;
   if (client) ctx.broken.add(client);
   ctx.monitor.suspect();

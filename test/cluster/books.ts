@@ -76,6 +76,53 @@ export async function checkExactlyOnce(c: Cluster, tasks: WarmingTask[]): Promis
   return { reclaimed: actions.rows.filter((a) => a.attempts > 1).length, replays: actions.rows.reduce((n, a) => n + seen[a.key].replays, 0) };
 }
 
+/** LIKE pattern of the logins `<prefix>_<i>`. */
+const loginsOf = (prefix: string) => `${prefix}\\_%`;
+
+/** One VK registration of `login` through `via` (a proxy in RU, a number from the sandbox's SMS service). */
+export function registerVk(via: Host, login: string): ReturnType<Host["vk"]["register"]> {
+  return via.vk.register({ login, firstName: "Reg", lastName: "Test", proxyCountry: "RU", platformFields: { birth_date: "1990-01-02", gender: "female" } }, { timeoutMs: 60_000 });
+}
+
+/** What a caller of Register saw: the answer, or the error its call ended with. */
+export type RegisterOutcome = Awaited<ReturnType<Host["vk"]["register"]>> | Error;
+
+/**
+ * n VK registrations (logins `<prefix>_<i>`) through `via`; resolves once one of them waits for its
+ * SMS code (set the sandbox's codeDelayMs so the code comes late), with the callers' outcomes to come.
+ */
+export async function registrationsWaiting(c: Cluster, via: Host, prefix: string, n = 3): Promise<{ outcomes: Promise<RegisterOutcome[]> }> {
+  const calls = Array.from({ length: n }, (_, i) => registerVk(via, `${prefix}_${i}`).catch((e: Error) => e));
+  const waiting = "SELECT 1 FROM registrations WHERE status = 'running' AND step = 'wait_code' AND login LIKE $1";
+  await eventually(async () => (await c.db.query(waiting, [loginsOf(prefix)])).rows.length > 0, 20_000, `a ${prefix} registration waiting for its code`);
+  return { outcomes: Promise.all(calls) };
+}
+
+/**
+ * Registrations whose host was lost mid-way (cut or killed while they waited for their code):
+ * none is left running, at least one was taken over and undone by another host ("interrupted at
+ * <step>"), and the record agrees with what each caller saw (the lost host's late steps did not
+ * overwrite the clean-up). Answers the rows, for the test's log.
+ */
+export async function checkRegistrationsTakenOver(c: Cluster, prefix: string, outcomes: RegisterOutcome[]): Promise<{ login: string; status: string; failed_step: string; error: string }[]> {
+  const like = loginsOf(prefix);
+  await eventually(async () => (await c.db.query("SELECT 1 FROM registrations WHERE status = 'running' AND login LIKE $1", [like])).rows.length === 0, 60_000, `no ${prefix} registration left running`);
+  const rows = (await c.db.query<{ login: string; status: string; failed_step: string; error: string }>("SELECT login, status, failed_step, error FROM registrations WHERE login LIKE $1 ORDER BY login", [like])).rows;
+  assert.equal(rows.length, outcomes.length);
+  assert.ok(rows.some((r) => /^interrupted at /.test(r.error)), `a lost registration was cleaned up by another host: ${JSON.stringify(rows)}`);
+  for (const [i, r] of rows.entries()) {
+    const res = outcomes[i];
+    if (!(res instanceof Error) && res.success) assert.equal(r.status, "succeeded", r.login);
+    if (/^interrupted at /.test(r.error)) assert.ok(res instanceof Error || !res.success, `${r.login}: cleaned up by another host, yet its caller was told it succeeded`);
+  }
+  return rows;
+}
+
+/** The callers' outcomes in a few words each, for a test's log. */
+export function describeOutcomes(outcomes: RegisterOutcome[]): string {
+  return outcomes.map((r) => (r instanceof Error ? r.message.slice(0, 60) : r.success ? "ok" : `failed at ${r.failedStep}`)).join("; ");
+}
+
 /**
  * Nothing left held: no registration still running, no SMS activation still open (PENDING,
  * WAITING_CODE, CODE_RECEIVED), no proxy allocated to an account that is not ACTIVE or WARMING,

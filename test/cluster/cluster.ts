@@ -1,12 +1,12 @@
 /**
  * A Conveer cluster for fault tests: three `conveer start` hosts, each in its own network
  * namespace with its own address, on one PostgreSQL cluster of the test's own listening on the
- * bridge, with tokens on (`CONVEER_AUTH=tokens`) and TLS on every host's ports. The test's side of
+ * bridge (TLS only, `sslmode=verify-full`), with tokens on (`CONVEER_AUTH=tokens`) and TLS on every
+ * host's ports, all certificates signed by one test CA (certs.ts). The test's side of
  * the bridge also holds the shared sandbox (admin token required) and two proxies. The test
  * talks to the hosts over TLS with a token, like a client on another machine would.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -26,6 +26,7 @@ import type { Cli } from "../support/cli.ts";
 import { eventually, freePort } from "../support/grpc.ts";
 import { startHttpConnectProxy, startSocks5Proxy } from "../support/local-proxies.ts";
 import type { LocalProxy } from "../support/local-proxies.ts";
+import { issueCert, makeCa } from "./certs.ts";
 import { createNet } from "./netns.ts";
 import type { Net } from "./netns.ts";
 import { createPgCluster } from "./pg-cluster.ts";
@@ -93,14 +94,6 @@ export function get(url: string, caFile: string, token?: string): Promise<{ stat
   });
 }
 
-/** A self-signed certificate (its own CA) for every host address. */
-function makeCert(dir: string, addrs: string[]): { cert: string; key: string } {
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=conveer-cluster", "-addext", `subjectAltName=${addrs.map((a) => `IP:${a}`).join(",")}`], { stdio: "ignore" });
-  return { cert, key };
-}
-
 /** Builds the network, the database, the sandbox, the proxies, a token and three hosts (not yet started). */
 export async function createCluster(extraEnv: Record<string, string> = {}) {
   const dir = mkdtempSync(join(tmpdir(), "conveer-cluster-"));
@@ -120,13 +113,15 @@ export async function createCluster(extraEnv: Record<string, string> = {}) {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    pg = createPgCluster(net.gateway, await freePort(), `${net.gateway}/24`);
+    // One test CA signs the hosts' certificate and the database's: hosts and the test trust it.
+    const ca = makeCa(dir);
+    pg = createPgCluster(net.gateway, await freePort(), `${net.gateway}/24`, ca);
     const sandboxToken = "sandbox-token-" + "5".repeat(24);
     sandbox = createSandbox({ access: { token: sandboxToken } });
     const { url: sandboxUrl } = await sandbox.listen(`${net.gateway}:0`);
     proxies.push(await startHttpConnectProxy({ username: "c", password: "c", host: net.gateway }), await startSocks5Proxy({ username: "c", password: "c", host: net.gateway }));
     writeFileSync(join(dir, "cluster.json"), JSON.stringify(SCENARIO));
-    const { cert, key } = makeCert(dir, net.hosts.map((h) => h.addr));
+    const { cert, key } = issueCert(ca, dir, "hosts", net.hosts.map((h) => h.addr));
     const env: Record<string, string> = {
       DATABASE_URL: pg.url,
       CONVEER_AUTH: "tokens",
@@ -150,10 +145,10 @@ export async function createCluster(extraEnv: Record<string, string> = {}) {
     children.push(made);
     assert.equal(await made.exited, 0, made.stderr());
     const token = made.stdout().trim();
-    const ctx = { net, dir, env, ca: cert, token, sessions, children };
+    const ctx = { net, dir, env, ca: ca.cert, token, sessions, children };
     const hosts = [0, 1, 2].map((i) => hostOf(ctx, i));
     const db: Db = openPostgres({ url: pg.url, max: 2 });
-    return { net, pg, sandbox, proxies, hosts, token, db, dir, close: async () => (await db.close(), await cleanup()) };
+    return { net, pg, ca, sandbox, proxies, hosts, token, db, dir, close: async () => (await db.close(), await cleanup()) };
   } catch (err) {
     await cleanup();
     throw err;

@@ -6,17 +6,24 @@
  *   action is recorded exactly once (the sandbox's idempotency keys against the tasks' counts
  *   and events), the cut host's late results are dropped (fenced), its registrations are cleaned
  *   up by the others, and no proxy or number is left held.
- * - kill -9 of a host under load, and its return: the same books.
+ * - TLS to the database: the test's PostgreSQL refuses a plain connection, every host's
+ *   connections are TLS (verify-full against the test CA), and a host given a plain URL or
+ *   another CA says at start which DATABASE_URL parameters fix it.
+ * - kill -9 of a host under load (with registrations waiting for their SMS code on it), and its
+ *   return: the same books.
  * Needs root (ip netns); skipped with the reason otherwise. CI runs as root.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { terminate } from "../support/cli.ts";
+import { join } from "node:path";
+import pg from "pg";
+import { MAIN, runCli, terminate } from "../support/cli.ts";
 import { eventually } from "../support/grpc.ts";
 import { LEASE_MS, PER_TASK, createCluster } from "./cluster.ts";
 import type { Cluster } from "./cluster.ts";
-import { addProxies, checkExactlyOnce, checkNothingHeld, makeAccounts, startTasks, waitEnded } from "./books.ts";
+import { makeCa } from "./certs.ts";
+import { addProxies, checkExactlyOnce, checkNothingHeld, checkRegistrationsTakenOver, describeOutcomes, makeAccounts, registrationsWaiting, startTasks, waitEnded } from "./books.ts";
 import { netnsUnavailable } from "./netns.ts";
 import { postgresBin } from "./pg-cluster.ts";
 
@@ -39,6 +46,26 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     await c?.close();
   }, { timeout: 120_000 });
 
+  test("TLS to the database: a plain connection is refused, every host's is TLS, and a wrong DATABASE_URL says how to fix it", { timeout: 120_000 }, async () => {
+    const plain = new pg.Client({ connectionString: c.pg.plainUrl });
+    await assert.rejects(plain.connect(), (err: Error & { code?: string }) => err.code === "28000" && /no encryption/.test(err.message));
+    await plain.end().catch(() => {});
+    const conns = await c.db.query<{ addr: string; ssl: boolean }>("SELECT host(a.client_addr) AS addr, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL");
+    assert.deepEqual(conns.rows.filter((r) => !r.ssl), [], "every connection to the database is TLS");
+    for (const h of c.hosts) assert.ok(conns.rows.some((r) => r.addr === h.addr), `${h.name} holds connections`);
+    // From host1's namespace, as another machine: no TLS, then TLS checked against a CA that did not sign the database's certificate.
+    const other = makeCa(c.dir, "other-ca");
+    const cases = [
+      [c.pg.plainUrl, /the database accepts only TLS connections; DATABASE_URL needs sslmode=verify-full&sslrootcert=/],
+      [c.pg.url.replace(/sslrootcert=[^&]*/, `sslrootcert=${encodeURIComponent(other.cert)}`), /the database's TLS certificate is not signed by a trusted CA; DATABASE_URL needs sslmode=verify-full&sslrootcert=/],
+    ] as const;
+    for (const [url, message] of cases) {
+      const cli = runCli(["migrate", "--check"], { DATABASE_URL: url, CONVEER_DATA_DIR: join(c.dir, "tls-check") }, { argv: ["ip", "netns", "exec", c.net.hosts[0].ns, process.execPath, MAIN], cwd: c.dir });
+      assert.equal(await cli.exited, 1, cli.stdout());
+      assert.match(cli.stderr(), message);
+    }
+  });
+
   test("partition: a host cut from the database past its leases, then healed: exactly once, late results fenced, registrations cleaned up, nothing held", { timeout: 300_000 }, async () => {
     const [h1, h2, h3] = c.hosts;
     const accountIds = await makeAccounts(c, h1, TASKS, "part");
@@ -52,8 +79,7 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     }, 60_000, "host3 to be recording with actions in flight");
     // Registrations on the host about to be cut, started once it is busy (started earlier, they
     // could finish before it was): each waits for an SMS code that comes late.
-    const regs = Array.from({ length: 3 }, (_, i) => h3.vk.register({ login: `cut_reg_${i}`, firstName: "Cut", lastName: `R${i}`, proxyCountry: "RU", platformFields: { birth_date: "1990-01-02", gender: "female" } }, { timeoutMs: 60_000 }).catch((e: Error) => e));
-    await eventually(async () => (await c.db.query("SELECT 1 FROM registrations WHERE status = 'running' AND step = 'wait_code'")).rows.length > 0, 20_000, "a registration waiting for its code");
+    const regs = await registrationsWaiting(c, h3, "cut_reg");
 
     await eventually(async () => {
       before = await h3.workerActions();
@@ -75,30 +101,23 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     // Host3 comes back by itself and its late results are refused.
     await eventually(async () => (await h3.workerActions()).recorded !== undefined, 30_000, "host3 to answer again after the heal");
     const after3 = await h3.workerActions();
-    const regResults = await Promise.all(regs);
-    await eventually(async () => (await c.db.query("SELECT 1 FROM registrations WHERE status = 'running'")).rows.length === 0, 60_000, "no registration left running");
-    await checkNothingHeld(c);
-    const regRows = (await c.db.query<{ login: string; status: string; failed_step: string; error: string }>("SELECT login, status, failed_step, error FROM registrations WHERE login LIKE 'cut_reg_%' ORDER BY login")).rows;
-    assert.equal(regRows.length, 3);
+    const regResults = await regs.outcomes;
     // Registrations cut mid-way were taken over and undone by the other hosts (failed, "interrupted at
-    // wait_code"), and host3's late steps did not overwrite that: the record agrees with what each caller saw.
-    assert.ok(regRows.some((r) => /^interrupted at /.test(r.error)), `a cut registration was cleaned up by another host: ${JSON.stringify(regRows)}`);
-    for (const [i, r] of regRows.entries()) {
-      const res = regResults[i];
-      if (!(res instanceof Error) && res.success) assert.equal(r.status, "succeeded", r.login);
-      if (/^interrupted at /.test(r.error)) assert.ok(res instanceof Error || !res.success, `${r.login}: cleaned up by another host, yet its caller was told it succeeded`);
-    }
+    // wait_code"), and host3's late steps did not overwrite that.
+    const regRows = await checkRegistrationsTakenOver(c, "cut_reg", regResults);
+    await checkNothingHeld(c);
     assert.ok(reclaimedDuringCut > 0, "another host took over the cut host's actions once their lease lapsed");
     assert.ok(books.replays <= books.reclaimed, `platform repeats (${books.replays}) at most the re-claimed actions (${books.reclaimed})`);
     console.log(
-      `# partition: host3 cut for ${(cutMs / 1000).toFixed(1)} s with ${before.in_flight} actions in flight (leases ${LEASE_MS} ms); ${books.reclaimed} actions re-claimed by other hosts, ${books.replays} answered by the platform from their key, host3 dropped ${after3.dropped} late results; ${TASKS * PER_TASK} actions recorded exactly once; registrations on host3: ${JSON.stringify(regRows.map((r) => [r.status, r.failed_step, r.error.slice(0, 40)]))} (callers saw ${regResults.map((r) => (r instanceof Error ? r.message.slice(0, 60) : r.success ? "ok" : `failed at ${r.failedStep}`)).join("; ")})`,
+      `# partition: host3 cut for ${(cutMs / 1000).toFixed(1)} s with ${before.in_flight} actions in flight (leases ${LEASE_MS} ms); ${books.reclaimed} actions re-claimed by other hosts, ${books.replays} answered by the platform from their key, host3 dropped ${after3.dropped} late results; ${TASKS * PER_TASK} actions recorded exactly once; registrations on host3: ${JSON.stringify(regRows.map((r) => [r.status, r.failed_step, r.error.slice(0, 40)]))} (callers saw ${describeOutcomes(regResults)})`,
     );
   });
 
-  test("kill -9 of a host under load, then its return: exactly once, nothing held", { timeout: 300_000 }, async () => {
+  test("kill -9 of a host under load, then its return: exactly once, its registrations taken over, nothing held", { timeout: 300_000 }, async () => {
     const [h1, h2] = c.hosts;
-    // Slow platform answers (300-600 ms), so actions are still in flight when the host is killed.
-    c.sandbox.setFaults({ latency: { minMs: 300, maxMs: 600 }, codeDelayMs: 300 });
+    // Slow platform answers (300-600 ms), so actions are still in flight when the host is killed,
+    // and SMS codes that come late, so its registrations are waiting for theirs.
+    c.sandbox.setFaults({ latency: { minMs: 300, maxMs: 600 }, codeDelayMs: 4000 });
     const accountIds = await makeAccounts(c, h1, TASKS, "kill");
     const ids = await startTasks(c.hosts, accountIds);
     let before: Record<string, number> = {};
@@ -106,6 +125,7 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
       before = await h2.workerActions();
       return before.in_flight >= 1 && before.recorded >= 20;
     }, 60_000, "host2 busy");
+    const regs = await registrationsWaiting(c, h2, "kill_reg");
     const reclaimed0 = (await c.db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_actions WHERE attempts > 1")).rows[0].n;
     h2.cli.proc.kill("SIGKILL");
     assert.equal(await h2.cli.exited, "SIGKILL");
@@ -113,10 +133,12 @@ describe("three hosts in network namespaces on one PostgreSQL, tokens and TLS on
     await h2.start();
     const tasks = await waitEnded(h1, ids, 240_000);
     const books = await checkExactlyOnce(c, tasks);
+    const regResults = await regs.outcomes;
+    const regRows = await checkRegistrationsTakenOver(c, "kill_reg", regResults);
     await checkNothingHeld(c);
     const reclaimed = (await c.db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_actions WHERE attempts > 1 AND task_id = ANY($1::text[])", [ids])).rows[0].n;
     assert.ok(reclaimed > 0, `actions in flight on the killed host were claimed again (${reclaimed0} before)`);
-    console.log(`# kill -9: host2 killed with ${before.in_flight} in flight; ${reclaimed} actions re-claimed, ${books.replays} answered by the platform from their key; ${TASKS * PER_TASK} actions recorded exactly once`);
+    console.log(`# kill -9: host2 killed with ${before.in_flight} in flight; ${reclaimed} actions re-claimed, ${books.replays} answered by the platform from their key; ${TASKS * PER_TASK} actions recorded exactly once; registrations on host2: ${JSON.stringify(regRows.map((r) => [r.status, r.failed_step, r.error.slice(0, 40)]))} (callers saw ${describeOutcomes(regResults)})`);
   });
 
   test("database restart under load (immediate stop, 5 s down): every host recovers by itself; nothing acknowledged is lost; exactly once", { timeout: 300_000 }, async () => {
