@@ -3,7 +3,6 @@ import type { Account } from "../gen/conveer/v1/account_pb.js";
 import type { Proxy } from "../gen/conveer/v1/proxy_pb.js";
 import { AppError, invalidArgument, quote, resourceInfo } from "../errors.ts";
 import { checkId, isId } from "../store/ids.ts";
-import { PgError, sqlState } from "../store/pg-errors.ts";
 import { retried, toProxy, transact } from "./proxies-context.ts";
 import type { ProxiesContext } from "./proxies-context.ts";
 import { checkCountry, checkText } from "./proxy-fields.ts";
@@ -59,8 +58,9 @@ export async function allocate(ctx: ProxiesContext, accountId: string, platform:
     try {
       return await transact(ctx, (q) => allocateLocked(ctx, q, ask));
     } catch (err) {
-      // Two calls for one account raced: the loser tries again and finds the winner's allocation.
-      if (attempt < 3 && (err === RACED || sqlState(err) === PgError.uniqueViolation)) continue;
+      // Two calls for one account raced: the loser tries again and finds the winner's allocation
+      // (each try lost means another call for the account went through).
+      if (attempt < 10 && err === RACED) continue;
       throw err;
     }
   }
@@ -86,7 +86,10 @@ async function allocateLocked(ctx: ProxiesContext, q: Transaction, { accountId, 
     await store.freeSlot(q, cur.id);
     expiresAt = await store.updateAllocation(q, accountId, row.id, leaseMs);
   } else {
-    expiresAt = await store.insertAllocation(q, accountId, row.id, platform, leaseMs);
+    const inserted = await store.insertAllocation(q, accountId, row.id, platform, leaseMs);
+    // A concurrent call for the account inserted first: this transaction rolls back, slot and all.
+    if (!inserted) throw RACED;
+    expiresAt = inserted;
   }
   const note = noteFor(row, country, provider);
   if (note) ctx.log.info({ account_id: accountId, proxy_id: row.id }, note);

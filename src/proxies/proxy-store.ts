@@ -193,13 +193,13 @@ export async function freeSlot(q: Queryable, proxyId: string): Promise<void> {
   await q.query("UPDATE proxies SET allocated = allocated - 1 WHERE id = $1", [proxyId]);
 }
 
-/** Records a new allocation. */
-export async function insertAllocation(q: Queryable, accountId: string, proxyId: string, platform: string, leaseMs: number): Promise<Date> {
+/** Records a new allocation; undefined when the account has one already (a concurrent call's, committed first). */
+export async function insertAllocation(q: Queryable, accountId: string, proxyId: string, platform: string, leaseMs: number): Promise<Date | undefined> {
   const r = await q.query<{ expires_at: Date }>(
-    "INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') RETURNING expires_at",
+    "INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') ON CONFLICT (account_id) DO NOTHING RETURNING expires_at",
     [accountId, proxyId, platform, leaseMs],
   );
-  return r.rows[0].expires_at;
+  return r.rows[0]?.expires_at;
 }
 
 /** Renews a lease, or moves it to another proxy. */
