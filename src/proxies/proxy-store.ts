@@ -140,17 +140,26 @@ export type AllocatedOne = ProxyRow & { expires_at: Date; renewed: boolean };
  * commits, and the CHECK on `allocated <= capacity` makes over-allocation impossible.
  */
 export async function allocateInOne(q: Queryable, a: AllocateAsk): Promise<AllocatedOne | undefined> {
-  const lease = "now() + $2 * interval '1 millisecond'";
   const params: unknown[] = [a.accountId, a.leaseMs, a.platform, Boolean(a.reader), a.reader?.tokenName ?? "", a.reader?.peer ?? ""];
-  const r = await q.query<AllocatedOne>(
-    `WITH cur AS (SELECT 1 FROM proxy_allocations WHERE account_id = $1),
+  const order = freeOrder(a, params);
+  let sql = allocateSql.get(order);
+  if (!sql) allocateSql.set(order, (sql = allocateStatement(order)));
+  return (await q.query<AllocatedOne>(sql, params)).rows[0];
+}
+
+/** allocateInOne's statement by its pick order (one text per preference shape, built once). */
+const allocateSql = new Map<string, string>();
+
+function allocateStatement(order: string): string {
+  const lease = "now() + $2 * interval '1 millisecond'";
+  return `WITH cur AS (SELECT 1 FROM proxy_allocations WHERE account_id = $1),
      renewed AS (
        UPDATE proxy_allocations a SET expires_at = ${lease} FROM proxies p
        WHERE a.account_id = $1 AND p.id = a.proxy_id AND p.healthy
        RETURNING ${P}, a.expires_at, true AS renewed),
      pick AS (
        SELECT id FROM proxies WHERE healthy AND allocated < capacity AND NOT EXISTS (SELECT 1 FROM cur)
-       ${freeOrder(a, params)} LIMIT 1 FOR UPDATE SKIP LOCKED),
+       ${order} LIMIT 1 FOR UPDATE SKIP LOCKED),
      ins AS (
        INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) SELECT $1, id, $3, ${lease} FROM pick
        ON CONFLICT (account_id) DO NOTHING RETURNING proxy_id, expires_at),
@@ -161,10 +170,7 @@ export async function allocateInOne(q: Queryable, a: AllocateAsk): Promise<Alloc
      audit AS (
        INSERT INTO audit_log (account_id, actor, peer, action, target)
        SELECT $1, $5, $6, 'proxy_password.read', id FROM got WHERE $4 AND password_sealed <> '')
-     SELECT * FROM got`,
-    params,
-  );
-  return r.rows[0];
+     SELECT * FROM got`;
 }
 
 /**
