@@ -3,12 +3,12 @@ import type { Account } from "../gen/conveer/v1/account_pb.js";
 import type { Proxy } from "../gen/conveer/v1/proxy_pb.js";
 import { AppError, invalidArgument, quote, resourceInfo } from "../errors.ts";
 import { checkId, isId } from "../store/ids.ts";
-import { PgError, sqlState } from "../store/pg-errors.ts";
-import { toProxy, transact } from "./proxies-context.ts";
+import { retried, toProxy, transact } from "./proxies-context.ts";
 import type { ProxiesContext } from "./proxies-context.ts";
 import { checkCountry, checkText } from "./proxy-fields.ts";
 import * as store from "./proxy-store.ts";
-import type { ProxyRow, SecretReader } from "./proxy-store.ts";
+import type { AllocateAsk, ProxyRow, SecretReader } from "./proxy-store.ts";
+import type { Transaction } from "../store/db.ts";
 
 /** Accounts and their proxies: allocate (sticky, leased), release, rotate, move off a failing proxy, expire. */
 
@@ -31,57 +31,78 @@ export function noteFor(row: ProxyRow, country: string, provider: string): strin
   return `no free healthy proxy matched preferred ${missed.join(" and ")}; allocated ${row.id} (country ${row.country || "unknown"}, provider ${row.provider || "unknown"}) instead`;
 }
 
-/** Sticky, idempotent allocation with a renewable lease; the password only for a `reader` (audited). */
+/** Thrown inside the locking path when a concurrent call for the same account allocated first: the caller tries again and answers that allocation. */
+const RACED = new Error("a concurrent AllocateProxy for the account allocated first");
+
+/**
+ * Sticky, idempotent allocation with a renewable lease; the password only for a `reader` (audited).
+ * The common cases (renew a healthy allocation, or take a free slot) are one statement
+ * (store.allocateInOne); the rest (moving off an unhealthy proxy, every free proxy locked by other
+ * allocators, a full pool, a race with another call for the same account) take the locking path.
+ * One allocation per account is the primary key of proxy_allocations: two calls for one account
+ * never both keep a slot (the loser's insert conflicts, and it answers the winner's allocation).
+ */
 export async function allocate(ctx: ProxiesContext, accountId: string, platform: string, preferredCountry: string, preferredProvider: string, reader?: SecretReader): Promise<Proxy> {
   const country = checkCountry("preferred_country", preferredCountry);
   const provider = checkText("preferred_provider", preferredProvider.trim(), 128);
   checkText("platform", platform, 32);
   await requireAccount(ctx, accountId);
-  const { leaseMs } = ctx.opts;
+  const ask = { accountId, platform, leaseMs: ctx.opts.leaseMs, country, provider, reader };
   for (let attempt = 0; ; attempt++) {
+    const one = await retried(() => store.allocateInOne(ctx.db, ask));
+    if (one) {
+      const note = one.renewed ? "" : noteFor(one, country, provider);
+      if (note) ctx.log.info({ account_id: accountId, proxy_id: one.id }, note);
+      return toProxy(ctx, one, { expiresAt: one.expires_at, note, withPassword: Boolean(reader) });
+    }
     try {
-      return await transact(ctx, async (q) => {
-        // One allocation per account at a time (any replica): concurrent calls for the same account
-        // must not each take a slot, or they use up the last free ones and answer RESOURCE_EXHAUSTED.
-        await store.lockAccountAllocating(q, accountId);
-        const cur = await store.lockAllocation(q, accountId);
-        if (cur?.healthy) {
-          const expiresAt = await store.updateAllocation(q, accountId, cur.id, leaseMs);
-          if (reader && cur.password_sealed) await store.insertPasswordAudit(q, accountId, cur.id, reader);
-          return toProxy(ctx, cur, { expiresAt, withPassword: Boolean(reader) });
-        }
-        const row = await store.takeSlot(q, { country, provider, exclude: cur?.id ?? "" });
-        if (!row) throw new AppError("RESOURCE_EXHAUSTED", "no free healthy proxy in the pool; add proxies (AddProxies) or release some", { reason: "NO_FREE_PROXY" });
-        let expiresAt: Date;
-        if (cur) {
-          await store.freeSlot(q, cur.id);
-          expiresAt = await store.updateAllocation(q, accountId, row.id, leaseMs);
-        } else {
-          expiresAt = await store.insertAllocation(q, accountId, row.id, platform, leaseMs);
-        }
-        const note = noteFor(row, country, provider);
-        if (note) ctx.log.info({ account_id: accountId, proxy_id: row.id }, note);
-        if (reader && row.password_sealed) await store.insertPasswordAudit(q, accountId, row.id, reader);
-        return toProxy(ctx, { ...row }, { expiresAt, note, withPassword: Boolean(reader) });
-      });
+      return await transact(ctx, (q) => allocateLocked(ctx, q, ask));
     } catch (err) {
-      // Two calls for one account raced: the loser retries and finds the winner's allocation.
-      if (attempt < 3 && sqlState(err) === PgError.uniqueViolation) continue;
+      // Two calls for one account raced: the loser tries again and finds the winner's allocation
+      // (each try lost means another call for the account went through).
+      if (attempt < 10 && err === RACED) continue;
       throw err;
     }
   }
 }
 
-/** Ends an account's allocation; idempotent. */
+/** AllocateProxy's locking path: the account's allocation locked, a slot waited for when every free proxy is locked, a move off an unhealthy proxy. */
+async function allocateLocked(ctx: ProxiesContext, q: Transaction, { accountId, platform, leaseMs, country, provider, reader }: AllocateAsk): Promise<Proxy> {
+  const cur = await store.lockAllocation(q, accountId);
+  if (cur?.healthy) {
+    const expiresAt = await store.updateAllocation(q, accountId, cur.id, leaseMs);
+    if (reader && cur.password_sealed) await store.insertPasswordAudit(q, accountId, cur.id, reader);
+    return toProxy(ctx, cur, { expiresAt, withPassword: Boolean(reader) });
+  }
+  const row = await store.takeSlot(q, { country, provider, exclude: cur?.id ?? "" });
+  if (!row) {
+    // No lock serializes the calls for one account: one that took the last slot meanwhile (its
+    // row lock made takeSlot wait for its commit) is seen by this fresh read, and answered.
+    if (!cur && (await store.allocationOf(q, accountId))) throw RACED;
+    throw new AppError("RESOURCE_EXHAUSTED", "no free healthy proxy in the pool; add proxies (AddProxies) or release some", { reason: "NO_FREE_PROXY" });
+  }
+  let expiresAt: Date;
+  if (cur) {
+    await store.freeSlot(q, cur.id);
+    expiresAt = await store.updateAllocation(q, accountId, row.id, leaseMs);
+  } else {
+    const inserted = await store.insertAllocation(q, accountId, row.id, platform, leaseMs);
+    // A concurrent call for the account inserted first: this transaction rolls back, slot and all.
+    if (!inserted) throw RACED;
+    expiresAt = inserted;
+  }
+  const note = noteFor(row, country, provider);
+  if (note) ctx.log.info({ account_id: accountId, proxy_id: row.id }, note);
+  if (reader && row.password_sealed) await store.insertPasswordAudit(q, accountId, row.id, reader);
+  return toProxy(ctx, { ...row }, { expiresAt, note, withPassword: Boolean(reader) });
+}
+
+/** Ends an account's allocation; idempotent. One statement: the allocation deleted and its slot given back. */
 export async function release(ctx: ProxiesContext, accountId: string, proxyId: string): Promise<{ success: boolean; proxyId: string }> {
   checkId(accountId, "account_id");
   if (proxyId && !isId(proxyId)) throw invalidArgument("proxy_id", `must be empty or a 24-hex id, got ${quote(proxyId)}`);
-  return transact(ctx, async (q) => {
-    const held = await store.deleteAllocation(q, accountId, proxyId);
-    if (!held) return { success: false, proxyId: "" };
-    await store.freeSlot(q, held);
-    return { success: true, proxyId: held };
-  });
+  const held = await retried(() => store.releaseAllocation(ctx.db, accountId, proxyId));
+  return held ? { success: true, proxyId: held } : { success: false, proxyId: "" };
 }
 
 /** The account's current proxy, NOT_FOUND when it holds none; the password only for a `reader` (audited). */

@@ -49,16 +49,21 @@ export function createProxiesContext({ db, vault, newId, accounts, log, options,
 /** The vault's associated data for a proxy's password: binds the sealed password to its row. */
 export const aad = (id: string) => `proxy:${id}`;
 
-/** Runs fn in a transaction, retried on serialization failures and deadlocks. */
-export async function transact<T>(ctx: ProxiesContext, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+/** Runs fn (a statement, or a whole transaction), run again on serialization failures and deadlocks. */
+export async function retried<T>(fn: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await ctx.db.transaction(fn);
+      return await fn();
     } catch (err) {
       if (attempt < 5 && isRetryable(err)) continue;
       throw err;
     }
   }
+}
+
+/** Runs fn in a transaction, retried on serialization failures and deadlocks. */
+export function transact<T>(ctx: ProxiesContext, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+  return retried(() => ctx.db.transaction(fn));
 }
 
 /**

@@ -63,14 +63,6 @@ export async function lockAllocation(tx: Transaction, accountId: string): Promis
   return (await tx.query<AllocatedRow>(`${ALLOCATION} FOR UPDATE OF a`, [accountId])).rows[0];
 }
 
-// Class id of the per-account advisory lock that serializes AllocateProxy calls for one account.
-const ALLOCATE_LOCK = 7_315_403;
-
-/** Serializes allocations for one account (on any replica) until the transaction ends. */
-export async function lockAccountAllocating(tx: Transaction, accountId: string): Promise<void> {
-  await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [ALLOCATE_LOCK, accountId]);
-}
-
 /** Who is shown a proxy's password: recorded in the audit log (proxy_password.read) with every read. */
 export type SecretReader = { tokenName: string; peer: string };
 
@@ -105,9 +97,9 @@ export type Pick = { country: string; provider: string; exclude: string };
  * undefined. The CHECK on `allocated <= capacity` makes over-allocation impossible.
  */
 export async function takeSlot(q: Queryable, pick: Pick): Promise<ProxyRow | undefined> {
-  const params = [pick.country, pick.provider, pick.exclude];
-  const free = "healthy AND allocated < capacity AND id <> $3";
-  const order = "ORDER BY (country = $1 AND $1 <> '') DESC, (provider = $2 AND $2 <> '') DESC, allocated, id";
+  const params: unknown[] = [pick.exclude];
+  const free = "healthy AND allocated < capacity AND id <> $1";
+  const order = freeOrder(pick, params);
   const fast = await q.query<ProxyRow>(
     `UPDATE proxies p SET allocated = p.allocated + 1
      WHERE p.id = (SELECT id FROM proxies WHERE ${free} ${order} LIMIT 1 FOR UPDATE SKIP LOCKED)
@@ -129,18 +121,91 @@ export async function takeSlot(q: Queryable, pick: Pick): Promise<ProxyRow | und
   return undefined;
 }
 
+/** What an allocation in one statement asks for; `reader`: the caller shown the password (audited). */
+export type AllocateAsk = { accountId: string; platform: string; leaseMs: number; country: string; provider: string; reader?: SecretReader };
+
+/** A proxy answered by allocateInOne, with the lease and whether it was the account's already. */
+export type AllocatedOne = ProxyRow & { expires_at: Date; renewed: boolean };
+
+/**
+ * AllocateProxy's common cases in one statement (one round trip, one transaction): an account
+ * already on a healthy proxy renews its lease; an account without one takes a slot on the best
+ * free healthy proxy (preferred country and provider first, then the least loaded; SKIP LOCKED, so
+ * concurrent allocators on any replica take different proxies) and its allocation is inserted. The
+ * audit record of a password read is written in the same statement. Undefined when neither case
+ * applies: the account is on an unhealthy proxy, every free proxy was locked by another allocator,
+ * the pool is full, or a concurrent call for the same account inserted its allocation first (ON
+ * CONFLICT DO NOTHING: then no slot is taken); the caller then takes the locking path.
+ * The slot is taken only when the insert went in, the picked row stays locked until the statement
+ * commits, and the CHECK on `allocated <= capacity` makes over-allocation impossible.
+ */
+export async function allocateInOne(q: Queryable, a: AllocateAsk): Promise<AllocatedOne | undefined> {
+  const params: unknown[] = [a.accountId, a.leaseMs, a.platform, Boolean(a.reader), a.reader?.tokenName ?? "", a.reader?.peer ?? ""];
+  const order = freeOrder(a, params);
+  let sql = allocateSql.get(order);
+  if (!sql) allocateSql.set(order, (sql = allocateStatement(order)));
+  return (await q.query<AllocatedOne>(sql, params)).rows[0];
+}
+
+/** allocateInOne's statement by its pick order (one text per preference shape, built once). */
+const allocateSql = new Map<string, string>();
+
+function allocateStatement(order: string): string {
+  const lease = "now() + $2 * interval '1 millisecond'";
+  return `WITH cur AS (SELECT 1 FROM proxy_allocations WHERE account_id = $1),
+     renewed AS (
+       UPDATE proxy_allocations a SET expires_at = ${lease} FROM proxies p
+       WHERE a.account_id = $1 AND p.id = a.proxy_id AND p.healthy
+       RETURNING ${P}, a.expires_at, true AS renewed),
+     pick AS (
+       SELECT id FROM proxies WHERE healthy AND allocated < capacity AND NOT EXISTS (SELECT 1 FROM cur)
+       ${order} LIMIT 1 FOR UPDATE SKIP LOCKED),
+     ins AS (
+       INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) SELECT $1, id, $3, ${lease} FROM pick
+       ON CONFLICT (account_id) DO NOTHING RETURNING proxy_id, expires_at),
+     took AS (
+       UPDATE proxies p SET allocated = p.allocated + 1 FROM ins WHERE p.id = ins.proxy_id
+       RETURNING ${P}, ins.expires_at, false AS renewed),
+     got AS (SELECT * FROM renewed UNION ALL SELECT * FROM took),
+     audit AS (
+       INSERT INTO audit_log (account_id, actor, peer, action, target)
+       SELECT $1, $5, $6, 'proxy_password.read', id FROM got WHERE $4 AND password_sealed <> '')
+     SELECT * FROM got`;
+}
+
+/**
+ * The order free proxies are picked in: preferred country and provider first (only when asked
+ * for: without a preference the order is the proxies_free index's, so the pick reads one entry
+ * instead of sorting the free pool), then the least loaded.
+ */
+function freeOrder(prefer: { country: string; provider: string }, params: unknown[]): string {
+  const keys = [...(prefer.country ? [`(country = $${params.push(prefer.country)}) DESC`] : []), ...(prefer.provider ? [`(provider = $${params.push(prefer.provider)}) DESC`] : [])];
+  return `ORDER BY ${[...keys, "allocated", "id"].join(", ")}`;
+}
+
+/** Ends an account's allocation (only on `proxyId` when given) and gives its slot back, in one statement; returns the proxy it held. */
+export async function releaseAllocation(q: Queryable, accountId: string, proxyId = ""): Promise<string | undefined> {
+  const r = await q.query<{ proxy_id: string }>(
+    `WITH gone AS (DELETE FROM proxy_allocations WHERE account_id = $1 AND ($2 = '' OR proxy_id = $2) RETURNING proxy_id),
+     freed AS (UPDATE proxies p SET allocated = p.allocated - 1 FROM gone WHERE p.id = gone.proxy_id)
+     SELECT proxy_id FROM gone`,
+    [accountId, proxyId],
+  );
+  return r.rows[0]?.proxy_id;
+}
+
 /** Gives a slot back. */
 export async function freeSlot(q: Queryable, proxyId: string): Promise<void> {
   await q.query("UPDATE proxies SET allocated = allocated - 1 WHERE id = $1", [proxyId]);
 }
 
-/** Records a new allocation. */
-export async function insertAllocation(q: Queryable, accountId: string, proxyId: string, platform: string, leaseMs: number): Promise<Date> {
+/** Records a new allocation; undefined when the account has one already (a concurrent call's, committed first). */
+export async function insertAllocation(q: Queryable, accountId: string, proxyId: string, platform: string, leaseMs: number): Promise<Date | undefined> {
   const r = await q.query<{ expires_at: Date }>(
-    "INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') RETURNING expires_at",
+    "INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') ON CONFLICT (account_id) DO NOTHING RETURNING expires_at",
     [accountId, proxyId, platform, leaseMs],
   );
-  return r.rows[0].expires_at;
+  return r.rows[0]?.expires_at;
 }
 
 /** Renews a lease, or moves it to another proxy. */

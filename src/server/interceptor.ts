@@ -1,5 +1,6 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import type { HandlerContext, createHandlerContext } from "@connectrpc/connect";
+import type { HandlerContext } from "@connectrpc/connect";
+import type { CallContext } from "./call-context.ts";
 import type { Principal } from "../auth/tokens.ts";
 import type { StatusOut } from "./status.ts";
 
@@ -57,7 +58,7 @@ export type ServerCall = {
   requestHeader(): Headers;
   principal: Principal | undefined;
   request: unknown;
-  context: ReturnType<typeof createHandlerContext> | undefined;
+  context: CallContext | undefined;
   /** Set by recovery when the call failed: the status to answer with, and the error it came from. */
   status: StatusOut | undefined;
   error: unknown;

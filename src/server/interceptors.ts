@@ -1,6 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary } from "@bufbuild/protobuf";
-import { createContextValues, createHandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/tokens.ts";
 import { AppError } from "../errors.ts";
@@ -8,7 +7,8 @@ import { withCallDeadline } from "../store/call-deadline.ts";
 import type { ServerInterceptor } from "./interceptor.ts";
 import type { CallOutcome, Metrics } from "./metrics.ts";
 import { checkRequest } from "./request-check.ts";
-import { CALL_FINISHED, peerKey, principalKey } from "./service-binding.ts";
+import { CallContext } from "./call-context.ts";
+import { CALL_FINISHED } from "./service-binding.ts";
 import { statusName, toStatus } from "./status.ts";
 import type { StatusOut } from "./status.ts";
 
@@ -90,21 +90,19 @@ export function decodeRequest(shutdown: AbortSignal): ServerInterceptor {
       }
     }
     checkRequest(method.input, call.request as object);
-    const ms = call.deadline === undefined ? undefined : call.deadline - Date.now();
-    const ctx = createHandlerContext({
+    const ctx = new CallContext({
       service,
       method,
       protocolName: call.protocol,
-      requestMethod: "POST",
       url: path,
-      timeoutMs: ms !== undefined && ms > 0 ? ms : undefined,
+      // A deadline already passed is none (as Connect's createHandlerContext had it): the store's own bounds apply.
+      deadline: call.deadline !== undefined && call.deadline > Date.now() ? call.deadline : undefined,
       requestSignal: call.signal,
       shutdownSignal: shutdown,
-      requestHeader: call.requestHeader(),
-      contextValues: createContextValues(),
+      requestHeader: () => call.requestHeader(),
+      principal: call.principal,
+      peer: call.peer(),
     });
-    ctx.values.set(principalKey, call.principal);
-    ctx.values.set(peerKey, call.peer());
     call.context = ctx;
     try {
       return await next(call);

@@ -1,9 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, createHandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallOptions, Client, HandlerContext } from "@connectrpc/connect";
 import type { Principal } from "../auth/tokens.ts";
-import { CALL_FINISHED, principalKey, peerKey } from "./service-binding.ts";
+import { CallContext } from "./call-context.ts";
+import { CALL_FINISHED } from "./service-binding.ts";
 import type { ServiceBinding } from "./service-binding.ts";
 import { checkRequest } from "./request-check.ts";
 import { toStatus } from "./status.ts";
@@ -26,22 +27,20 @@ export function localClient<S extends DescService>(binding: ServiceBinding, prin
   for (const method of binding.service.methods) {
     const fn = impl[method.localName];
     const call = async (req: unknown, opts?: CallOptions) => {
-      const ctx = createHandlerContext({
+      const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
+      const ctx = new CallContext({
         service: binding.service,
         method,
         protocolName: "local",
-        requestMethod: "POST",
         url: `/${binding.service.typeName}/${method.name}`,
-        timeoutMs: opts?.timeoutMs,
+        deadline,
         requestSignal: opts?.signal,
-        contextValues: createContextValues(),
+        principal,
+        peer: "local",
       });
-      ctx.values.set(principalKey, principal);
-      ctx.values.set(peerKey, "local");
       try {
         const input = create(method.input, req as never);
         checkRequest(method.input, input);
-        const deadline = opts?.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
         return create(method.output, (await withCallDeadline(deadline, () => fn(input, ctx))) as never);
       } catch (err) {
         const s = toStatus(err);

@@ -1,4 +1,4 @@
-import { PGlite } from "@electric-sql/pglite";
+import { PGlite, parse, protocol } from "@electric-sql/pglite";
 import type { Logger } from "pino";
 import type { Db, QueryResult, StoreHealth, Transaction } from "./db.ts";
 import { storeFailureReason } from "./store-errors.ts";
@@ -43,9 +43,11 @@ export async function openPglite(dataDir?: string, opts: { log?: Logger } = {}):
 
 /** Wraps an open PGlite instance (e.g. a clone of a migrated template) as a Db. */
 export function wrapPglite(pg: PGlite): Db {
+  const prepared = new Map<string, Prepared>();
   return {
     kind: "pglite",
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+      if (params?.length) return pg._runExclusiveTransaction(() => pg._runExclusiveQuery(() => runPrepared<R>(pg, prepared, sql, params, true)));
       const r = await pg.query<R>(sql, params as unknown[]);
       return { rows: r.rows, rowCount: rowCount(r) };
     },
@@ -53,6 +55,7 @@ export function wrapPglite(pg: PGlite): Db {
       return pg.transaction((t) =>
         fn({
           async query<R>(sql: string, params?: unknown[]) {
+            if (params?.length) return pg._runExclusiveQuery(() => runPrepared<R>(pg, prepared, sql, params, false));
             const r = await t.query<R>(sql, params as unknown[]);
             return { rows: r.rows, rowCount: rowCount(r) };
           },
@@ -75,6 +78,43 @@ export function wrapPglite(pg: PGlite): Db {
       if (!pg.closed) await pg.close();
     },
   };
+}
+
+/** A named prepared statement: its name and parameter types (from Describe, for PGlite's serializers). */
+type Prepared = { name: string; types: number[] };
+
+const { serialize } = protocol;
+
+/**
+ * One parameterized statement as a named prepared statement, in one exchange with the engine
+ * (Bind, Describe, Execute, Sync in one message; Parse and Describe once per SQL text, on first
+ * use). PGlite's own query() parses and plans every statement anew and makes five calls into the
+ * engine for it: measured, that was most of a point lookup's cost. The caller holds PGlite's
+ * query lock (and its transaction lock when outside a transaction), as query() does.
+ */
+async function runPrepared<R>(pg: PGlite, cache: Map<string, Prepared>, sql: string, params: unknown[], sync: boolean): Promise<QueryResult<R>> {
+  let st = cache.get(sql);
+  if (!st) {
+    const name = `cv_${cache.size}`;
+    const described = await pg.execProtocol(concat([serialize.parse({ name, text: sql }), serialize.describe({ type: "S", name }), serialize.sync()]), { syncToFs: false });
+    st = { name, types: parse.parseDescribeStatementResults(described.messages) };
+    cache.set(sql, st);
+  }
+  const { types } = st;
+  const values = params.map((v, i) => (v === null || v === undefined ? null : (pg.serializers[types[i]] ?? String)(v)));
+  const out = await pg.execProtocol(concat([serialize.bind({ statement: st.name, values }), serialize.describe({ type: "P" }), serialize.execute({}), serialize.sync()]), { syncToFs: sync });
+  const r = parse.parseResults(out.messages, pg.parsers)[0] as { rows: R[]; fields: unknown[]; affectedRows?: number };
+  return { rows: r.rows, rowCount: rowCount(r) };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 const UP: StoreHealth = Object.freeze({ ok: true });
