@@ -11,14 +11,10 @@ import type { AccountsContext, Secrets } from "./accounts-context.ts";
 
 /** An account's sealed secrets: read (audited), and changed. */
 
-/** Decrypted credentials; writes the audit record in the same transaction as the read. */
+/** Decrypted credentials; the audit record is written by the statement that reads them. */
 export async function credentials(ctx: AccountsContext, id: string, tokenName: string, peer: string): Promise<GetCredentialsResponse> {
   checkId(id, "account_id");
-  const row = await ctx.db.transaction(async (tx) => {
-    const r = await store.getAccount(tx, id);
-    if (r) await recordAudit(tx, { name: tokenName, peer }, { action: "credentials.read", accountId: id });
-    return r;
-  });
+  const row = await store.readSecretsAudited(ctx.db, id, { name: tokenName, peer });
   if (!row) throw notFound("account", id);
   const s = await openSecrets(ctx, id, row.secrets);
   return { $typeName: "conveer.GetCredentialsResponse", login: row.login, password: s.password, phone: s.phone, additional: s.additional };
