@@ -109,9 +109,34 @@ export async function setStatus(q: Queryable, id: string, from: number, to: numb
   await q.query("INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) VALUES ($1, $2, $3, $4, $5)", [id, from, to, reason, author]);
 }
 
-/** Replaces the sealed secrets of an account. */
-export async function setSecrets(q: Queryable, id: string, sealed: string, keyId: string, hasPhone: boolean): Promise<AccountRow> {
-  const r = await q.query<AccountRow>(`UPDATE accounts SET secrets = $2, key_id = $3, has_phone = $4, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`, [id, sealed, keyId, hasPhone]);
+/** One account by id with its sealed secrets, not audited (to change them), or undefined. */
+export async function getAccount(q: Queryable, id: string): Promise<AccountRow | undefined> {
+  const r = await q.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1`, [id]);
+  return r.rows[0];
+}
+
+/**
+ * Replaces an account's sealed secrets if they are still `expected` (compare and set: a change
+ * or key rotation since they were read makes it write nothing), with the audit record of the
+ * change, in one statement; the row as changed, or undefined when nothing was written.
+ */
+export async function swapSecrets(
+  q: Queryable,
+  id: string,
+  expected: string,
+  next: { sealed: string; keyId: string; hasPhone: boolean },
+  who: Actor,
+  audit: { action: string; detail: string },
+): Promise<AccountRow | undefined> {
+  const r = await q.query<AccountRow>(
+    `WITH upd AS (
+       UPDATE accounts SET secrets = $3, key_id = $4, has_phone = $5, updated_at = now() WHERE id = $1 AND secrets = $2 RETURNING ${COLUMNS}
+     ), audit AS (
+       INSERT INTO audit_log (actor, peer, action, account_id, target, detail) SELECT $6, $7, $8, id, '', $9 FROM upd
+     )
+     SELECT * FROM upd`,
+    [id, expected, next.sealed, next.keyId, next.hasPhone, who.name, who.peer, audit.action, audit.detail.slice(0, 2000)],
+  );
   return r.rows[0];
 }
 
