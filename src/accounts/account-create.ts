@@ -5,7 +5,6 @@ import { AppError, invalidArgument, quote } from "../errors.ts";
 import type { Queryable } from "../store/db.ts";
 import { PgError, sqlState } from "../store/pg-errors.ts";
 import { inSavepoint } from "../store/savepoint.ts";
-import { recordAudit } from "../audit/audit-log.ts";
 import type { Actor } from "../audit/audit-log.ts";
 import { toAccount } from "./account-messages.ts";
 import { shortStatus } from "./account-status.ts";
@@ -38,23 +37,14 @@ export function validateNew(req: CreateAccountRequest): void {
 async function insert(ctx: AccountsContext, q: Queryable, req: CreateAccountRequest, who: Actor, action: "account.create" | "account.import"): Promise<AccountRow> {
   const id = ctx.newId();
   const { sealed, keyId } = sealSecrets(ctx, id, { password: req.password, phone: req.phone, additional: { ...req.additional } });
-  const row = await store.insertAccount(
+  const status = req.status || AccountStatus.ACTIVE;
+  const login = req.login.trim();
+  return store.insertAccount(
     q,
-    {
-      id,
-      platform: req.platform,
-      login: req.login.trim(),
-      status: req.status || AccountStatus.ACTIVE,
-      status_reason: "created",
-      secrets: sealed,
-      key_id: keyId,
-      has_phone: Boolean(req.phone),
-      labels: { ...req.labels },
-    },
-    who.name,
+    { id, platform: req.platform, login, status, status_reason: "created", secrets: sealed, key_id: keyId, has_phone: Boolean(req.phone), labels: { ...req.labels } },
+    who,
+    { action, detail: `${req.platform} login ${quote(login)}, ${shortStatus(status)}` },
   );
-  await recordAudit(q, who, { action, accountId: id, detail: `${row.platform} login ${quote(row.login)}, ${shortStatus(row.status)}` });
-  return row;
 }
 
 function duplicate(req: CreateAccountRequest): AppError {
@@ -65,7 +55,7 @@ function duplicate(req: CreateAccountRequest): AppError {
 export async function createAccount(ctx: AccountsContext, req: CreateAccountRequest, who: Actor): Promise<Account> {
   validateNew(req);
   try {
-    return toAccount(await ctx.db.transaction((tx) => insert(ctx, tx, req, who, "account.create")));
+    return toAccount(await insert(ctx, ctx.db, req, who, "account.create"));
   } catch (err) {
     if (sqlState(err) === PgError.uniqueViolation) throw duplicate(req);
     throw err;

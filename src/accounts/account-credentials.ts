@@ -1,7 +1,6 @@
 import type { Account, GetCredentialsResponse } from "../gen/conveer/v1/account_pb.js";
 import { notFound } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
-import { recordAudit } from "../audit/audit-log.ts";
 import type { Actor } from "../audit/audit-log.ts";
 import { checkPhone } from "./account-create.ts";
 import { toAccount } from "./account-messages.ts";
@@ -11,14 +10,10 @@ import type { AccountsContext, Secrets } from "./accounts-context.ts";
 
 /** An account's sealed secrets: read (audited), and changed. */
 
-/** Decrypted credentials; writes the audit record in the same transaction as the read. */
+/** Decrypted credentials; the audit record is written by the statement that reads them. */
 export async function credentials(ctx: AccountsContext, id: string, tokenName: string, peer: string): Promise<GetCredentialsResponse> {
   checkId(id, "account_id");
-  const row = await ctx.db.transaction(async (tx) => {
-    const r = await store.getAccount(tx, id);
-    if (r) await recordAudit(tx, { name: tokenName, peer }, { action: "credentials.read", accountId: id });
-    return r;
-  });
+  const row = await store.readSecretsAudited(ctx.db, id, { name: tokenName, peer });
   if (!row) throw notFound("account", id);
   const s = await openSecrets(ctx, id, row.secrets);
   return { $typeName: "conveer.GetCredentialsResponse", login: row.login, password: s.password, phone: s.phone, additional: s.additional };
@@ -28,8 +23,10 @@ export async function credentials(ctx: AccountsContext, id: string, tokenName: s
 export async function updateCredentials(ctx: AccountsContext, id: string, change: { password: string; phone: string; additional: Record<string, string> }, who: Actor): Promise<Account> {
   checkId(id, "account_id");
   checkPhone(change.phone);
-  const row = await ctx.db.transaction(async (tx) => {
-    const cur = await store.lockAccount(tx, id);
+  // Read, merge, and write back only if nothing changed the secrets meanwhile (another update, a
+  // key rotation): then merge into the newer ones. One statement writes the row and its audit.
+  for (;;) {
+    const cur = await store.getAccount(ctx.db, id);
     if (!cur) throw notFound("account", id);
     const s = await openSecrets(ctx, id, cur.secrets);
     const additional = { ...s.additional };
@@ -39,11 +36,9 @@ export async function updateCredentials(ctx: AccountsContext, id: string, change
     }
     const next: Secrets = { password: change.password || s.password, phone: change.phone || s.phone, additional };
     const { sealed, keyId } = sealSecrets(ctx, id, next);
-    const row = await store.setSecrets(tx, id, sealed, keyId, Boolean(next.phone));
-    await recordAudit(tx, who, { action: "account.credentials_update", accountId: id, detail: changedNames(change) });
-    return row;
-  });
-  return toAccount(row);
+    const row = await store.swapSecrets(ctx.db, id, cur.secrets, { sealed, keyId, hasPhone: Boolean(next.phone) }, who, { action: "account.credentials_update", detail: changedNames(change) });
+    if (row) return toAccount(row);
+  }
 }
 
 /** What an update names (never the values): "password, phone, additional: a, b". */

@@ -57,6 +57,16 @@ for (const kind of STORE_KINDS) {
       await rejectsWith(sys.accounts.updateCredentials({ accountId: "0123456789abcdef01234567", password: "x" }), Code.NotFound);
     });
 
+    test("concurrent UpdateCredentials calls each keep their change (none is lost to another's write) and each is audited once", async () => {
+      const acc = await sys.accounts.createAccount({ platform: "vk", login: "upd-race", password: "old" });
+      const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
+      await Promise.all(keys.map((k) => sys.accounts.updateCredentials({ accountId: acc.id, additional: { [k]: k } })));
+      const cred = await sys.accounts.getCredentials({ accountId: acc.id });
+      assert.deepEqual(cred.additional, Object.fromEntries(keys.map((k) => [k, k])));
+      const audit = await sys.db.query("SELECT 1 FROM audit_log WHERE account_id = $1 AND action = 'account.credentials_update'", [acc.id]);
+      assert.equal(audit.rowCount, keys.length);
+    });
+
     test("GetCredentials writes an audit record", async () => {
       const acc = await sys.accounts.createAccount({ platform: "mail", login: "audited", password: "pw" });
       await sys.accounts.getCredentials({ accountId: acc.id });

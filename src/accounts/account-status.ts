@@ -15,6 +15,11 @@ const NEXT: Record<AccountStatus, readonly AccountStatus[]> = {
   [AccountStatus.DELETED]: [],
 };
 
+/** The statuses from which a change to `to` is allowed. */
+export function allowedInto(to: AccountStatus): AccountStatus[] {
+  return (Object.keys(NEXT).map(Number) as AccountStatus[]).filter((from) => NEXT[from].includes(to));
+}
+
 /** The enum name of a status ("ACCOUNT_STATUS_ACTIVE"). */
 export function statusName(s: AccountStatus): string {
   return `ACCOUNT_STATUS_${AccountStatus[s] ?? String(s)}`;

@@ -1,3 +1,4 @@
+import type { Actor } from "../audit/audit-log.ts";
 import type { Queryable, Transaction } from "../store/db.ts";
 
 /** An accounts row, as stored. */
@@ -21,25 +22,39 @@ export type StatusHistoryRow = { from_status: number | null; to_status: number; 
 const PUBLIC_COLUMNS = "id, platform, login, status, status_reason, has_phone, labels, created_at, updated_at";
 const COLUMNS = `${PUBLIC_COLUMNS}, secrets, key_id`;
 
-/** Inserts an account and its first history entry; throws the driver's 23505 on a duplicate login. */
-export async function insertAccount(q: Queryable, row: Omit<AccountRow, "created_at" | "updated_at">, author: string): Promise<AccountRow> {
+/**
+ * Inserts an account, its first history entry and the audit record of its creation, in one
+ * statement (one round trip, atomic without a transaction of its own); throws the driver's 23505
+ * on a duplicate login.
+ */
+export async function insertAccount(q: Queryable, row: Omit<AccountRow, "created_at" | "updated_at">, who: Actor, audit: { action: string; detail: string }): Promise<AccountRow> {
   const r = await q.query<AccountRow>(
-    `INSERT INTO accounts (id, platform, login, status, status_reason, secrets, key_id, has_phone, labels)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
-    [row.id, row.platform, row.login, row.status, row.status_reason, row.secrets, row.key_id, row.has_phone, JSON.stringify(row.labels)],
+    `WITH ins AS (
+       INSERT INTO accounts (id, platform, login, status, status_reason, secrets, key_id, has_phone, labels)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}
+     ), hist AS (
+       INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) SELECT id, NULL, status, status_reason, $10 FROM ins
+     ), audit AS (
+       INSERT INTO audit_log (actor, peer, action, account_id, target, detail) SELECT $10, $11, $12, id, '', $13 FROM ins
+     )
+     SELECT * FROM ins`,
+    [row.id, row.platform, row.login, row.status, row.status_reason, row.secrets, row.key_id, row.has_phone, JSON.stringify(row.labels), who.name, who.peer, audit.action, audit.detail.slice(0, 2000)],
   );
-  await q.query("INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) VALUES ($1, NULL, $2, $3, $4)", [
-    row.id,
-    row.status,
-    row.status_reason,
-    author,
-  ]);
   return r.rows[0];
 }
 
-/** One account by id, or undefined. */
-export async function getAccount(q: Queryable, id: string): Promise<AccountRow | undefined> {
-  const r = await q.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1`, [id]);
+/**
+ * One account by id with its sealed secrets, and in the same statement (one round trip, no
+ * transaction of its own) the audit record of the read by `who`: no row read, no record; a
+ * failed record, no row.
+ */
+export async function readSecretsAudited(q: Queryable, id: string, who: { name: string; peer: string }): Promise<AccountRow | undefined> {
+  const r = await q.query<AccountRow>(
+    `WITH cur AS (SELECT ${COLUMNS} FROM accounts WHERE id = $1),
+     audit AS (INSERT INTO audit_log (actor, peer, action, account_id, target, detail) SELECT $2, $3, 'credentials.read', id, '', '' FROM cur)
+     SELECT * FROM cur`,
+    [id, who.name, who.peer],
+  );
   return r.rows[0];
 }
 
@@ -58,15 +73,70 @@ export async function getPublicAccount(q: Queryable, id: string): Promise<Public
   return r.rows[0];
 }
 
+/**
+ * Changes an account's status to `to` when its status is one of `from`, with the history entry
+ * and the audit record (account.status, "FROM -> TO" in `names` then `suffix`), in one statement
+ * that locks the row: one round trip, atomic without a transaction of its own. Answers the status
+ * it found and whether it changed it; undefined when there is no such account.
+ */
+export async function changeStatus(
+  q: Queryable,
+  id: string,
+  change: { to: number; from: number[]; reason: string; names: string[]; suffix: string },
+  who: Actor,
+): Promise<{ status: number; changed: boolean } | undefined> {
+  const r = await q.query<{ status: number; changed: boolean }>(
+    `WITH cur AS (SELECT status FROM accounts WHERE id = $1 FOR UPDATE),
+     upd AS (
+       UPDATE accounts a SET status = $2::smallint, status_reason = $3, updated_at = now()
+       FROM cur WHERE a.id = $1 AND cur.status = ANY($4::smallint[])
+       RETURNING cur.status AS from_status
+     ), hist AS (
+       INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) SELECT $1, from_status, $2::smallint, $3, $5 FROM upd
+     ), audit AS (
+       INSERT INTO audit_log (actor, peer, action, account_id, target, detail)
+       SELECT $5, $6, 'account.status', $1, '', left(($7::text[])[from_status + 1] || ' -> ' || ($7::text[])[$2::int + 1] || $8, 2000) FROM upd
+     )
+     SELECT cur.status, EXISTS (SELECT 1 FROM upd) AS changed FROM cur`,
+    [id, change.to, change.reason, change.from, who.name, who.peer, change.names, change.suffix],
+  );
+  return r.rows[0];
+}
+
 /** Sets a status and records the change in the history. */
 export async function setStatus(q: Queryable, id: string, from: number, to: number, reason: string, author: string): Promise<void> {
   await q.query("UPDATE accounts SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1", [id, to, reason]);
   await q.query("INSERT INTO account_status_history (account_id, from_status, to_status, reason, author) VALUES ($1, $2, $3, $4, $5)", [id, from, to, reason, author]);
 }
 
-/** Replaces the sealed secrets of an account. */
-export async function setSecrets(q: Queryable, id: string, sealed: string, keyId: string, hasPhone: boolean): Promise<AccountRow> {
-  const r = await q.query<AccountRow>(`UPDATE accounts SET secrets = $2, key_id = $3, has_phone = $4, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`, [id, sealed, keyId, hasPhone]);
+/** One account by id with its sealed secrets, not audited (to change them), or undefined. */
+export async function getAccount(q: Queryable, id: string): Promise<AccountRow | undefined> {
+  const r = await q.query<AccountRow>(`SELECT ${COLUMNS} FROM accounts WHERE id = $1`, [id]);
+  return r.rows[0];
+}
+
+/**
+ * Replaces an account's sealed secrets if they are still `expected` (compare and set: a change
+ * or key rotation since they were read makes it write nothing), with the audit record of the
+ * change, in one statement; the row as changed, or undefined when nothing was written.
+ */
+export async function swapSecrets(
+  q: Queryable,
+  id: string,
+  expected: string,
+  next: { sealed: string; keyId: string; hasPhone: boolean },
+  who: Actor,
+  audit: { action: string; detail: string },
+): Promise<AccountRow | undefined> {
+  const r = await q.query<AccountRow>(
+    `WITH upd AS (
+       UPDATE accounts SET secrets = $3, key_id = $4, has_phone = $5, updated_at = now() WHERE id = $1 AND secrets = $2 RETURNING ${COLUMNS}
+     ), audit AS (
+       INSERT INTO audit_log (actor, peer, action, account_id, target, detail) SELECT $6, $7, $8, id, '', $9 FROM upd
+     )
+     SELECT * FROM upd`,
+    [id, expected, next.sealed, next.keyId, next.hasPhone, who.name, who.peer, audit.action, audit.detail.slice(0, 2000)],
+  );
   return r.rows[0];
 }
 

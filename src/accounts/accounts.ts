@@ -7,8 +7,7 @@ import { checkId } from "../store/ids.ts";
 import { createAccount, importAccounts } from "./account-create.ts";
 import { credentials, updateCredentials } from "./account-credentials.ts";
 import { toAccount, toStatusChange } from "./account-messages.ts";
-import { assertTransition, shortStatus, statusName } from "./account-status.ts";
-import { recordAudit } from "../audit/audit-log.ts";
+import { allowedInto, assertTransition, shortStatus, statusName } from "./account-status.ts";
 import type { Actor } from "../audit/audit-log.ts";
 import * as store from "./account-store.ts";
 import { accountsContext } from "./accounts-context.ts";
@@ -71,17 +70,16 @@ export async function updateStatus(ctx: AccountsContext, id: string, to: Account
     throw invalidArgument("status", `must be one of ${[2, 3, 4, 5, 6].map((s) => statusName(s)).join(", ")}, got ${to}`);
   }
   if (reason.length > 1000) throw invalidArgument("reason", `must be at most 1000 characters, got ${reason.length}`);
-  return ctx.db.transaction(async (tx) => {
-    const row = await store.lockAccount(tx, id);
-    if (!row) throw notFound("account", id);
-    const from = row.status as AccountStatus;
-    if (from === to) return { previous: from, changed: false };
-    assertTransition(from, to);
-    await store.setStatus(tx, id, from, to, reason, who.name);
-    await recordAudit(tx, who, { action: "account.status", accountId: id, detail: `${shortStatus(from)} -> ${shortStatus(to)}${reason ? `: ${reason}` : ""}` });
-    return { previous: from, changed: true };
-  });
+  const r = await store.changeStatus(ctx.db, id, { to, from: allowedInto(to), reason, names: SHORT_NAMES, suffix: reason ? `: ${reason}` : "" }, who);
+  if (!r) throw notFound("account", id);
+  const from = r.status as AccountStatus;
+  if (!r.changed && from !== to) assertTransition(from, to);
+  return { previous: from, changed: r.changed };
 }
+
+/** shortStatus of every status, indexed by its number (the audit detail the store writes). */
+const SHORT_NAMES: string[] = [];
+for (const s of Object.values(AccountStatus)) if (typeof s === "number") SHORT_NAMES[s] = shortStatus(s);
 
 /** ListAccounts' filter as asked: labels as "key=value" selector items. */
 export type ListFilter = { platform: string; status: AccountStatus; labelSelector: string[]; loginPrefix: string };

@@ -10,6 +10,21 @@ const refused = (code: SandboxErrorCode, message?: RegExp) => (err: unknown) =>
   err instanceof SandboxError && err.code === code && (!message || message.test(err.message));
 
 describe("sandbox guards", () => {
+  test("the idempotency memo forgets its oldest tenth past IDEMPOTENCY_KEYS_KEPT, keeps the rest, and counts a repeated key once", () => {
+    const ctx = createSandboxContext();
+    const s = ctx.world.platforms.vk;
+    const answer = (i: number) => ({ userId: "u1", status: 200, body: { i }, at: i, replays: 0 });
+    const kept = guards.IDEMPOTENCY_KEYS_KEPT;
+    for (let i = 0; i < kept; i++) guards.remember(s, `key-${i}`, answer(i));
+    guards.remember(s, "key-5", answer(5));
+    assert.equal(Object.keys(s.idempotency).length, kept, "a key remembered again is not counted twice");
+    guards.remember(s, `key-${kept}`, answer(kept));
+    const keys = Object.keys(s.idempotency);
+    assert.equal(keys.length, kept + 1 - Math.ceil(kept / 10));
+    assert.ok(!Object.hasOwn(s.idempotency, "key-0") && !Object.hasOwn(s.idempotency, `key-${Math.ceil(kept / 10) - 1}`), "the oldest are forgotten");
+    assert.ok(Object.hasOwn(s.idempotency, `key-${Math.ceil(kept / 10)}`) && Object.hasOwn(s.idempotency, `key-${kept}`), "the newer ones are kept");
+  });
+
   test("rate buckets: burst, then a wait until the refill, per key", () => {
     const clock = { t: 0 };
     const ctx = createSandboxContext({ now: () => clock.t, rateLimit: { burst: 2, perSecond: 0.5 } });

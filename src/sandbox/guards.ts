@@ -108,11 +108,28 @@ export function replay(ctx: SandboxContext, s: SandboxPlatformState, key: string
   return seen;
 }
 
-/** Remembers an action's answer under `key`, forgetting the oldest tenth past IDEMPOTENCY_KEYS_KEPT. */
+// How many keys each memo holds, counted once (a loaded world) and kept as keys come and go, so
+// remembering a key costs no scan of the memo.
+const memoSizes = new WeakMap<SandboxPlatformState["idempotency"], number>();
+
+/**
+ * Remembers an action's answer under `key`, forgetting the oldest tenth past IDEMPOTENCY_KEYS_KEPT
+ * (keys iterate in insertion order; the scan runs once per tenth, not per key).
+ */
 export function remember(s: SandboxPlatformState, key: string, answer: SandboxPlatformState["idempotency"][string]): void {
-  s.idempotency[key] = answer;
-  const keys = Object.keys(s.idempotency);
-  if (keys.length > IDEMPOTENCY_KEYS_KEPT) for (const k of keys.slice(0, Math.ceil(IDEMPOTENCY_KEYS_KEPT / 10))) delete s.idempotency[k];
+  const memo = s.idempotency;
+  let size = memoSizes.get(memo) ?? Object.keys(memo).length;
+  if (!Object.hasOwn(memo, key)) size++;
+  memo[key] = answer;
+  if (size > IDEMPOTENCY_KEYS_KEPT) {
+    let forget = Math.ceil(IDEMPOTENCY_KEYS_KEPT / 10);
+    for (const k in memo) {
+      if (forget-- <= 0) break;
+      delete memo[k];
+      size--;
+    }
+  }
+  memoSizes.set(memo, size);
 }
 
 /** Refuses an admin or SMS request whose Authorization header lacks the access token (when one is set and required now). */

@@ -38,6 +38,8 @@ export type SandboxContext = {
   /** Called with each delivered SMS (the event streams). */
   smsListeners: Set<(e: SandboxSmsEvent) => void>;
   saveTimer: NodeJS.Timeout | undefined;
+  /** How long the last save of the world took (ms): saves are spaced 20 times that at least. */
+  lastSaveMs: number;
   /** The W3C traceparent headers requests carried, newest last (at most TRACEPARENTS_KEPT): GET /v1/admin/traceparents. */
   traceparents: ReceivedTraceparent[];
   closed: boolean;
@@ -74,6 +76,7 @@ export function createSandboxContext(opts: SandboxOptions = {}): SandboxContext 
     codeTimers: new Set(),
     smsListeners: new Set(),
     saveTimer: undefined,
+    lastSaveMs: 0,
     traceparents: [],
     closed: false,
   };

@@ -29,3 +29,19 @@ export function onCancel(status: number): Change | undefined {
   if (OPEN.has(status)) return CANCELLED;
   return status === S.SMS_STATUS_CODE_RECEIVED ? USED : undefined;
 }
+
+/** A rule (onCancel, onExpiry) as the table the store applies in one statement: each status it changes, with the change. */
+export type ChangeTable = { from: number[]; to: number[]; reason: string[] };
+
+/** The table of a rule, over every status. */
+export function changeTable(rule: (status: number) => Change | undefined): ChangeTable {
+  const t: ChangeTable = { from: [], to: [], reason: [] };
+  for (const status of Object.values(S)) {
+    const c = typeof status === "number" ? rule(status) : undefined;
+    if (!c) continue;
+    t.from.push(status as number);
+    t.to.push(c.to);
+    t.reason.push(c.reason);
+  }
+  return t;
+}

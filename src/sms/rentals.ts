@@ -4,7 +4,7 @@ import type { CancelActivationResponse, GetBalanceResponse, SMSActivation } from
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import { AppError, invalidArgument, notFound, quote } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
-import { onCancel } from "./activation-status.ts";
+import { changeTable, onCancel } from "./activation-status.ts";
 import { retryUnmatched } from "./codes.ts";
 import { answerFor, providerError, toActivation } from "./messages.ts";
 import type { Rental } from "./provider.ts";
@@ -16,6 +16,7 @@ import type { ActivationHistoryRow, ActivationRow } from "./sms-store.ts";
 /** The client's side of a rental: rent a number, cancel it, read it, and the provider's balance. */
 
 const S = SMSStatus;
+const CANCEL = changeTable(onCancel);
 const COUNTRY = /^[a-z]{2}$/;
 const OPERATOR = /^[A-Za-z0-9_.-]{0,64}$/;
 
@@ -37,9 +38,8 @@ export async function getNumber(ctx: SmsContext, req: { service: string; country
   }
   let row: ActivationRow;
   try {
-    row = await ctx.db.transaction((tx) =>
-      store.insertActivation(
-        tx,
+    row = await store.insertActivation(
+        ctx.db,
         {
           id: ctx.newId(),
           provider: p.name,
@@ -54,8 +54,7 @@ export async function getNumber(ctx: SmsContext, req: { service: string; country
         },
         `rented from ${p.name}`,
         author,
-      ),
-    );
+      );
   } catch (err) {
     // The number is paid for but not recorded: hand it back rather than lose the money.
     await p.cancel(rental.ref).catch((e: unknown) => ctx.log.error({ err: String(e), provider: p.name, ref: rental.ref }, "could not hand back a rented number that failed to be stored"));
@@ -69,19 +68,10 @@ export async function getNumber(ctx: SmsContext, req: { service: string; country
 /** Cancels an activation still waiting for its code and refunds it; a cancelled activation never yields a code. */
 export async function cancel(ctx: SmsContext, activationId: string, author = ""): Promise<CancelActivationResponse> {
   checkId(activationId, "activation_id");
-  let changed = false;
-  const row = await ctx.db.transaction(async (tx) => {
-    changed = false;
-    const r = await store.lockActivation(tx, activationId);
-    // After the code, ending the activation completes it (the number is handed back, no refund).
-    const change = r && onCancel(r.status);
-    if (!change) return r;
-    await store.setStatus(tx, activationId, r.status, change.to, change.reason, author);
-    changed = true;
-    return { ...r, status: change.to };
-  });
+  // After the code, ending the activation completes it (the number is handed back, no refund).
+  const row = await store.changeStatus(ctx.db, activationId, CANCEL, author);
   if (!row) throw notFound("activation", activationId);
-  if (changed) ctx.metrics.smsActivation(row.status === S.SMS_STATUS_COMPLETED ? "completed" : "cancelled");
+  if (row.changed) ctx.metrics.smsActivation(row.status === S.SMS_STATUS_COMPLETED ? "completed" : "cancelled");
   const answer = (success: boolean, refunded: boolean, error = "") => create(CancelActivationResponseSchema, { success, refunded, error });
   switch (row.status) {
     case S.SMS_STATUS_COMPLETED:

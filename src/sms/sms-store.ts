@@ -1,4 +1,5 @@
-import type { Queryable, Transaction } from "../store/db.ts";
+import type { Queryable } from "../store/db.ts";
+import type { ChangeTable } from "./activation-status.ts";
 
 /** The NOTIFY channel that tells every replica an activation's outcome changed (code, cancel, expiry); the payload is the activation id. */
 export const SMS_CHANNEL = "sms_code";
@@ -33,7 +34,7 @@ export type ActivationHistoryRow = { from_status: number | null; to_status: numb
 
 const COLUMNS = "id, provider, provider_ref, phone, service, country, operator, price, status, code, refunded, released, expires_at, created_at, updated_at";
 
-/** Inserts an activation and its first history entry. */
+/** Inserts an activation and its first history entry, in one statement (one round trip, atomic without a transaction of its own). */
 export async function insertActivation(
   q: Queryable,
   row: Omit<ActivationRow, "code" | "refunded" | "released" | "created_at" | "updated_at">,
@@ -41,23 +42,21 @@ export async function insertActivation(
   author: string,
 ): Promise<ActivationRow> {
   const r = await q.query<ActivationRow>(
-    `INSERT INTO sms_activations (id, provider, provider_ref, phone, service, country, operator, price, status, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}`,
-    [row.id, row.provider, row.provider_ref, row.phone, row.service, row.country, row.operator, row.price, row.status, row.expires_at],
+    `WITH ins AS (
+       INSERT INTO sms_activations (id, provider, provider_ref, phone, service, country, operator, price, status, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}
+     ), hist AS (
+       INSERT INTO sms_activation_history (activation_id, from_status, to_status, reason, author) SELECT id, NULL, status, $11, $12 FROM ins
+     )
+     SELECT * FROM ins`,
+    [row.id, row.provider, row.provider_ref, row.phone, row.service, row.country, row.operator, row.price, row.status, row.expires_at, reason, author],
   );
-  await addHistory(q, row.id, null, row.status, reason, author);
   return r.rows[0];
 }
 
 /** One activation by id, or undefined. */
 export async function getActivation(q: Queryable, id: string): Promise<ActivationRow | undefined> {
   const r = await q.query<ActivationRow>(`SELECT ${COLUMNS} FROM sms_activations WHERE id = $1`, [id]);
-  return r.rows[0];
-}
-
-/** One activation by id, locked until the transaction ends (for a status change), or undefined. */
-export async function lockActivation(tx: Transaction, id: string): Promise<ActivationRow | undefined> {
-  const r = await tx.query<ActivationRow>(`SELECT ${COLUMNS} FROM sms_activations WHERE id = $1 FOR UPDATE`, [id]);
   return r.rows[0];
 }
 
@@ -102,11 +101,40 @@ export async function recordCode(
   return r.rows[0];
 }
 
-/** Records a status change with its history entry, and notifies every replica on commit. */
-export async function setStatus(q: Queryable, id: string, from: number, to: number, reason: string, author: string): Promise<void> {
-  await q.query("UPDATE sms_activations SET status = $2, updated_at = now() WHERE id = $1", [id, to]);
-  await addHistory(q, id, from, to, reason, author);
-  await q.query("SELECT pg_notify($1, $2)", [SMS_CHANNEL, id]);
+/**
+ * Applies a status rule to one activation (ChangeTable: the status it has → the status it gets,
+ * with the reason), locking it: the update, its history entry and the NOTIFY to every replica in
+ * one statement (one round trip, atomic without a transaction of its own). Only when it expires at
+ * or before `expiredBy`, when given. Answers the row as it now is and whether it changed;
+ * undefined when there is no such activation.
+ */
+export async function changeStatus(
+  q: Queryable,
+  id: string,
+  rule: ChangeTable,
+  author: string,
+  expiredBy?: Date,
+): Promise<(ActivationRow & { changed: boolean }) | undefined> {
+  const r = await q.query<ActivationRow & { changed: boolean }>(
+    `WITH cur AS (SELECT ${COLUMNS} FROM sms_activations WHERE id = $1 FOR UPDATE),
+     pick AS (
+       SELECT id AS pid, status AS from_status, ($3::smallint[])[array_position($2::smallint[], status)] AS to_status,
+              ($4::text[])[array_position($2::smallint[], status)] AS reason
+       FROM cur WHERE status = ANY($2::smallint[]) AND ($6::timestamptz IS NULL OR expires_at <= $6)
+     ), upd AS (
+       UPDATE sms_activations a SET status = pick.to_status, updated_at = now() FROM pick WHERE a.id = pick.pid
+       RETURNING ${COLUMNS}, pick.from_status, pick.reason
+     ), hist AS (
+       INSERT INTO sms_activation_history (activation_id, from_status, to_status, reason, author) SELECT id, from_status, status, reason, $5 FROM upd
+     ), note AS (
+       SELECT pg_notify($7, id) FROM upd
+     )
+     SELECT ${COLUMNS}, true AS changed FROM upd WHERE (SELECT count(*) FROM note) > 0
+     UNION ALL
+     SELECT ${COLUMNS}, false AS changed FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)`,
+    [id, rule.from, rule.to, rule.reason, author, expiredBy ?? null, SMS_CHANNEL],
+  );
+  return r.rows[0];
 }
 
 /** Marks the provider side settled; `refunded` is sticky (a refund once confirmed stays confirmed). */

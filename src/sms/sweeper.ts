@@ -1,5 +1,5 @@
 import { SMSStatus } from "../gen/conveer/v1/sms_pb.js";
-import { onExpiry } from "./activation-status.ts";
+import { changeTable, onExpiry } from "./activation-status.ts";
 import { retryAllUnmatched } from "./codes.ts";
 import { answerFor } from "./messages.ts";
 import { settle } from "./settle.ts";
@@ -19,15 +19,11 @@ export type SweepResult = { expired: number; completed: number; settled: number;
 
 /** Ends one activation whose rental expired, if it is still open; answers the row as ended, or undefined. */
 async function expire(ctx: SmsContext, id: string, t: Date): Promise<ActivationRow | undefined> {
-  return ctx.db.transaction(async (tx) => {
-    const r = await store.lockActivation(tx, id);
-    if (!r || r.expires_at > t) return undefined;
-    const change = onExpiry(r.status);
-    if (!change) return undefined;
-    await store.setStatus(tx, id, r.status, change.to, change.reason, "sweeper");
-    return { ...r, status: change.to };
-  });
+  const r = await store.changeStatus(ctx.db, id, EXPIRY, "sweeper", t);
+  return r?.changed ? r : undefined;
 }
+
+const EXPIRY = changeTable(onExpiry);
 
 /** One sweep now. */
 export async function sweepOnce(ctx: SmsContext): Promise<SweepResult> {
