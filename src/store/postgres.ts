@@ -42,8 +42,6 @@ type PgContext = {
   readonly names: Map<string, string>;
   /** Clients whose connection failed or timed out: destroyed, not reused, when released. */
   readonly broken: WeakSet<pg.ClientBase>;
-  /** Clients that already carry our error listener. */
-  readonly watched: WeakSet<pg.ClientBase>;
   /** Callers waiting for a pooled connection: failed at once when the store goes down. */
   readonly waiters: Set<Waiter>;
   readonly listen: ListenState;
@@ -73,21 +71,35 @@ export function openPostgres(opts: PostgresOptions): Db {
   } catch (err) {
     throw storeUrlUnusable(err);
   }
+  /**
+   * A pooled client carries an 'error' listener for its whole life, from birth. pg emits 'error'
+   * on a client whose connection drops; the pool listens only while a client is idle and drops
+   * its listener as it hands a client over, before the caller can add one. A FATAL message
+   * (57P01, a terminated backend) parsed in the same chunk as the ReadyForQuery that completed a
+   * new connection was emitted in that gap, with no listener, and ended the process.
+   */
+  class PooledClient extends TimedClient {
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      this.on("error", (err) => {
+        ctx.broken.add(this);
+        o.onError?.(err);
+        ctx.monitor.suspect();
+      });
+    }
+  }
   const pool = new pg.Pool({
     connectionString: o.url,
     max: o.max,
-    Client: TimedClient,
+    Client: PooledClient,
     // No pool-level timer: a wait for a connection is bounded in acquire() by the caller's
     // deadline (or poolWaitMs), and a connection attempt by the client's own connect timeout.
     connectionTimeoutMillis: 0,
     keepAlive: true,
     idleTimeoutMillis: 30_000,
   });
-  // An idle client losing its connection must not crash the process: the pool drops it.
-  pool.on("error", (err) => {
-    o.onError?.(err);
-    ctx.monitor.suspect();
-  });
+  // The pool's own 'error' (an idle client lost) is also each client's, handled above.
+  pool.on("error", () => {});
   const probe: { client?: pg.Client } = {};
   const ctx: PgContext = {
     o,
@@ -105,7 +117,6 @@ export function openPostgres(opts: PostgresOptions): Db {
     }),
     names: new Map(),
     broken: new WeakSet(),
-    watched: new WeakSet(),
     waiters: new Set(),
     listen: { channels: new Map() },
     inFlight: new Set(),
@@ -172,7 +183,6 @@ function acquire(ctx: PgContext): Promise<pg.PoolClient> {
   if (ctx.pool.idleCount > 0 && ctx.pool.waitingCount === 0) {
     return ctx.pool.connect().then(
       (client) => {
-        watch(ctx, client);
         return client;
       },
       (err: unknown) => Promise.reject(translate(ctx, err)),
@@ -193,7 +203,6 @@ function acquire(ctx: PgContext): Promise<pg.PoolClient> {
       (client) => {
         // The caller gave up meanwhile: hand the connection straight back.
         if (!ctx.waiters.delete(w)) return release(ctx, client);
-        watch(ctx, client);
         resolve(client);
       },
       (err: unknown) => w.fail(translate(ctx, err) as Error),
@@ -207,21 +216,6 @@ type Waiter = { until: number; expired: () => Error; fail: (err: Error) => void 
 /** Returns a client to the pool, or destroys it when its connection failed. */
 function release(ctx: PgContext, client: pg.PoolClient): void {
   client.release(ctx.broken.has(client) || undefined);
-}
-
-/**
- * Gives a client an 'error' listener for its whole life. pg emits 'error' on a client whose
- * connection drops; the pool listens only while the client is idle, so without this a connection
- * lost during a transaction was an unhandled 'error' event that ended the process.
- */
-function watch(ctx: PgContext, client: pg.PoolClient): void {
-  if (ctx.watched.has(client)) return;
-  ctx.watched.add(client);
-  client.on("error", (err) => {
-    ctx.broken.add(client);
-    ctx.o.onError?.(err);
-    ctx.monitor.suspect();
-  });
 }
 
 /**
