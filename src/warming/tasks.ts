@@ -193,8 +193,7 @@ export async function resumeTask(ctx: WarmingContext, taskId: string, author: st
   const row = await transition(ctx, taskId, "resumed", author, async (t, tx) => {
     if (!applies("resume", t)) return undefined;
     // An action claimed before the pause and still in flight: its recording schedules the next.
-    const inFlight = (await store.actionStatus(tx, t.id, t.next_seq)) === "running";
-    return run(t, ctx.clock.now(), inFlight);
+    return run(t, ctx.clock.now(), await store.inFlight(tx, t.id));
   });
   return toTask(row, ctx.clock.now());
 }

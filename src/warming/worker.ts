@@ -7,7 +7,7 @@ import type { Clock } from "./clock.ts";
 import { dayOf, progressOf } from "./planner.ts";
 import { statusName } from "./task-status.ts";
 import * as store from "./warming-store.ts";
-import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, TaskUpdate } from "./warming-store.ts";
+import type { ActionFinish, ClaimedAction, EndedTask, EventInput, GuardedDecision, LockedTask, TaskUpdate } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
 import type { WarmingPeers } from "./peers.ts";
 import type { WarmingMetrics } from "./warming-context.ts";
@@ -226,31 +226,35 @@ export function decide(task: LockedTask, a: Pick<ClaimedAction, "seq" | "attempt
 }
 
 /**
- * One outcome to record: the claimed action (with its task as the claim left it, when it comes from
- * a claim), how it ended and when (scenario time).
+ * One outcome to record: the claimed action (with its task as the claim left it and when it was
+ * claimed, when it comes from a claim), how it ended and when (scenario time).
  */
-export type Outcome = { claimed: Pick<ClaimedAction, "task_id" | "seq" | "attempts" | "kind" | "day"> & { task?: LockedTask }; outcome: ActionOutcome; at: Date };
+export type Outcome = { claimed: Pick<ClaimedAction, "task_id" | "seq" | "attempts" | "kind" | "day"> & { task?: LockedTask; claimed_at?: Date }; outcome: ActionOutcome; at: Date };
 
 /**
  * Records outcomes. The common case is one statement: decisions made from the task as claimed,
  * applied where the task still looks that way (store.applyDecisions). The rest — tasks paused or
  * stopped since the claim, and the reaper's outcomes (onlyExpired: only actions whose lease
  * lapsed) — go through a transaction that locks the tasks, decides from their current rows and
- * writes. Answers the tasks that ended and how many outcomes were dropped (their claim had been
- * taken over by another worker).
+ * applies that the same way. Answers the tasks that ended and how many outcomes were dropped
+ * (their claim had been taken over by another worker).
  */
 export async function recordOutcomes(db: Db, items: readonly Outcome[], p: Policy, onlyExpired = false): Promise<{ ended: EndedTask[]; dropped: number }> {
   if (items.length === 0) return { ended: [], dropped: 0 };
+  const guarded = (t: LockedTask, i: Outcome): GuardedDecision => ({
+    ...decide(t, i.claimed, i.outcome, i.at, p),
+    startedAt: i.claimed.claimed_at ?? null,
+    expect: { status: t.status, next_seq: t.next_seq, consecutive_failures: t.consecutive_failures },
+  });
   let rest = items;
   const ended: EndedTask[] = [];
   let dropped = 0;
   const fast = onlyExpired ? [] : items.filter((i) => i.claimed.task);
   if (fast.length > 0) {
-    const ds = fast.map((i) => {
-      const t = i.claimed.task!;
-      return { ...decide(t, i.claimed, i.outcome, i.at, p), expect: { status: t.status, next_seq: t.next_seq, consecutive_failures: t.consecutive_failures } };
-    });
-    const r = await store.applyDecisions(db, ds);
+    const r = await store.applyDecisions(
+      db,
+      fast.map((i) => guarded(i.claimed.task!, i)),
+    );
     ended.push(...r.ended);
     dropped += r.guarded.size - r.held.size;
     rest = items.filter((i) => !r.guarded.has(i.claimed.task_id));
@@ -258,27 +262,12 @@ export async function recordOutcomes(db: Db, items: readonly Outcome[], p: Polic
   if (rest.length === 0) return { ended, dropped };
   const slow = await db.transaction(async (tx) => {
     const tasks = new Map((await store.lockTasks(tx, [...new Set(rest.map((i) => i.claimed.task_id))])).map((t) => [t.id, t]));
-    const decisions: Decision[] = [];
-    for (const i of rest) {
+    const ds = rest.flatMap((i) => {
       const t = tasks.get(i.claimed.task_id);
-      if (t) decisions.push(decide(t, i.claimed, i.outcome, i.at, p));
-    }
-    const held = await store.finishActions(
-      tx,
-      decisions.map((d) => d.action),
-      onlyExpired,
-    );
-    const kept = decisions.filter((d) => held.has(d.action.task_id));
-    const rows = await store.updateTasks(
-      tx,
-      kept.filter((d) => Object.keys(d.task).length > 0).map((d) => ({ id: d.action.task_id, set: d.task })),
-    );
-    await store.insertEvents(
-      tx,
-      kept.flatMap((d) => d.events),
-    );
-    const endedIds = new Set(kept.filter((d) => d.ended !== undefined).map((d) => d.action.task_id));
-    return { ended: rows.filter((r) => endedIds.has(r.id)), dropped: rest.length - kept.length };
+      return t ? [guarded(t, i)] : [];
+    });
+    const r = await store.applyDecisions(tx, ds, onlyExpired);
+    return { ended: r.ended, dropped: rest.length - r.held.size };
   });
   return { ended: [...ended, ...slow.ended], dropped: dropped + slow.dropped };
 }
