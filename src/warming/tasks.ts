@@ -69,7 +69,7 @@ export async function transition(
     return u;
   });
   if (ended) logTaskEnded(ctx, row, row.status === TaskStatus.FAILED ? row.error || reason : reason);
-  if (!row.account_released) void release(ctx, row);
+  if (!row.account_released) void release(ctx, [row]);
   if (row.status === TaskStatus.RUNNING) ctx.worker.kick();
   ctx.hub.poke();
   return row;

@@ -379,6 +379,8 @@ export type GuardedDecision = {
   action: ActionFinish;
   /** When the attempt was claimed (scenario time), the action's started_at; null leaves it. */
   startedAt: Date | null;
+  /** The action's key (its unique index: one lookup per action, however long the plan). */
+  key: string;
   /** The task's fields; run_at moves its queue row on (absent or null: the row goes). */
   task: TaskUpdate;
   events: EventInput[];
@@ -407,6 +409,7 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
       expect_status: d.expect.status,
       expect_next_seq: d.expect.next_seq,
       expect_failures: d.expect.consecutive_failures,
+      a_key: d.key,
       a_status: d.action.status,
       a_started_at: iso(d.startedAt),
       a_finished_at: iso(d.action.finished_at),
@@ -425,7 +428,7 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
   const r = await q.query<{ guarded: string[]; held: string[]; ended: EndedTask[] }>(
     `WITH r AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int, expect_status smallint, expect_next_seq int, expect_failures int,
-         a_status text, a_started_at timestamptz, a_finished_at timestamptz, a_duration_ms int, a_error text, d_seq int, d_run_at timestamptz, has jsonb, events jsonb, ${TASK_COLS})
+         a_key text, a_status text, a_started_at timestamptz, a_finished_at timestamptz, a_duration_ms int, a_error text, d_seq int, d_run_at timestamptz, has jsonb, events jsonb, ${TASK_COLS})
      ), g AS (
        SELECT t.id FROM warming_tasks t JOIN r ON r.task_id = t.id
        WHERE t.id = ANY($2::text[]) AND t.status = r.expect_status AND t.next_seq = r.expect_next_seq AND t.consecutive_failures = r.expect_failures
@@ -446,7 +449,8 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
        UPDATE warming_actions x
        SET status = r.a_status, attempts = r.attempts, started_at = coalesce(r.a_started_at, x.started_at), finished_at = r.a_finished_at, duration_ms = r.a_duration_ms, error = r.a_error
        FROM r
-       WHERE x.task_id = r.task_id AND x.seq = r.seq AND x.task_id = ANY(ARRAY(SELECT task_id FROM h))
+       WHERE x.key = r.a_key AND x.task_id = r.task_id AND x.seq = r.seq
+         AND x.key = ANY(ARRAY(SELECT r.a_key FROM r WHERE r.task_id = ANY(ARRAY(SELECT task_id FROM h))))
        RETURNING x.task_id
      ), u AS (
        -- updated_at moves when a task ends (the account release's outbox reads it), not per action:
@@ -496,9 +500,9 @@ export async function renewLeases(q: Queryable, held: readonly { task_id: string
  * Actions in flight whose lease lapsed (their worker died or hung), oldest first. A scan of the
  * queue (one narrow row per running task): an index on lease_until would cost every claim a write.
  */
-export async function expiredLeases(q: Queryable, limit: number): Promise<{ task_id: string; seq: number; attempts: number; kind: string; day: number }[]> {
-  const r = await q.query<{ task_id: string; seq: number; attempts: number; kind: string; day: number }>(
-    `SELECT d.task_id, d.seq, d.attempts, a.kind, a.day FROM warming_due d JOIN warming_actions a ON a.task_id = d.task_id AND a.seq = d.seq
+export async function expiredLeases(q: Queryable, limit: number): Promise<{ task_id: string; seq: number; attempts: number; kind: string; day: number; key: string }[]> {
+  const r = await q.query<{ task_id: string; seq: number; attempts: number; kind: string; day: number; key: string }>(
+    `SELECT d.task_id, d.seq, d.attempts, a.kind, a.day, a.key FROM warming_due d JOIN warming_actions a ON a.task_id = d.task_id AND a.seq = d.seq
      WHERE d.lease_until < now() ORDER BY d.lease_until LIMIT $1`,
     [limit],
   );
@@ -535,9 +539,15 @@ export async function claimUnreleased(q: Queryable, olderThanMs: number, limit: 
   return r.rows;
 }
 
-/** Marks a task's account as released. */
-export async function markReleased(q: Queryable, id: string): Promise<void> {
-  await q.query("UPDATE warming_tasks SET account_released = true, updated_at = now() WHERE id = $1", [id]);
+/** Marks tasks' accounts as released. */
+export async function markReleased(q: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length > 0) await q.query("UPDATE warming_tasks SET account_released = true, updated_at = now() WHERE id = ANY($1::text[])", [[...ids]]);
+}
+
+/** Which of the accounts have an unfinished task. */
+export async function accountsWithOpenTasks(q: Queryable, accountIds: readonly string[]): Promise<Set<string>> {
+  const r = await q.query<{ account_id: string }>(`SELECT account_id FROM warming_tasks WHERE account_id = ANY($1::text[]) AND status IN (${OPEN_STATUSES.join(", ")})`, [[...new Set(accountIds)]]);
+  return new Set(r.rows.map((x) => x.account_id));
 }
 
 /** Claims PENDING tasks not touched for olderThanMs (real time): their StartWarming was interrupted. Held like claimUnreleased. */
