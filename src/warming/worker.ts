@@ -19,7 +19,7 @@ import { INTERNAL, inSpan, linksTo, tracingEnabled } from "../telemetry/tracing.
  * outcomes in batches (one transaction records whatever finished while the previous one ran).
  *
  * Exactly once. Each planned action is recorded once (done or failed) under its key: recording
- * checks that the action is still `running` with the attempt number this worker claimed, so an
+ * checks that the task's queue row still holds this claim's lease (seq and attempt number), so an
  * action whose lease lapsed and was taken over by another worker is not recorded (or counted)
  * twice. The platform call itself is at least once (a worker can die after the call and before
  * recording); the action's key goes along as params.idempotency_key so a platform can de-duplicate.
