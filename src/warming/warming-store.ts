@@ -311,9 +311,9 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
        JOIN warming_actions a ON a.task_id = k.task_id AND a.seq = k.seq
        WHERE a.status = 'pending'
      ), d AS (
-       UPDATE warming_due d SET lease_until = now() + $3 * interval '1 millisecond', attempts = greatest(d.attempts, x.attempts) + 1
-       FROM x
-       WHERE d.task_id = x.task_id AND d.task_id = ANY(ARRAY(SELECT id FROM t))
+       UPDATE warming_due d SET lease_until = now() + $3 * interval '1 millisecond', attempts = greatest(d.attempts, k.attempts) + 1
+       FROM unnest(ARRAY(SELECT task_id FROM x ORDER BY task_id), ARRAY(SELECT attempts FROM x ORDER BY task_id)) AS k(task_id, attempts)
+       WHERE d.task_id = k.task_id AND d.task_id = ANY(ARRAY(SELECT id FROM t))
        RETURNING d.task_id, d.attempts
      ), j AS (
        SELECT x.task_id, x.seq, x.day, x.kind, x.due_at, x.key, d.attempts, to_jsonb(t) AS task,
@@ -440,9 +440,10 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
        WHERE r.d_run_at IS NOT NULL AND ${fence}
        RETURNING d.task_id
      ), gone AS (
-       DELETE FROM warming_due d USING r
-       WHERE r.d_run_at IS NULL AND ${fence}
-       RETURNING d.task_id
+       ${
+         // Only when a task stops running (ended, paused): the DELETE costs a scan even with nothing to delete.
+         recs.some((x) => x.d_run_at === null) ? `DELETE FROM warming_due d USING r WHERE r.d_run_at IS NULL AND ${fence} RETURNING d.task_id` : "SELECT NULL::text AS task_id WHERE false"
+       }
      ), h AS (
        SELECT task_id FROM kept UNION ALL SELECT task_id FROM gone
      ), a AS (
