@@ -48,10 +48,16 @@ async function seed(db: Db): Promise<void> {
     [PROXIES],
   );
   await db.query(
-    `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, status, total_days, total_actions, day1_at, started_at, run_at)
-     SELECT 'e' || lpad(to_hex(i), 23, '0'), lpad(to_hex(i), 24, '0'), 'vk', 'basic', CASE WHEN i < $2 THEN 2 ELSE (ARRAY[2, 4, 4, 5, 6])[1 + i % 5] END, 14, 300, now(), now(),
-       CASE WHEN i < $2 THEN now() - interval '1 minute' WHEN i % 5 = 0 THEN now() + interval '1 day' END
+    `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, status, total_days, total_actions, day1_at, started_at)
+     SELECT 'e' || lpad(to_hex(i), 23, '0'), lpad(to_hex(i), 24, '0'), 'vk', 'basic', CASE WHEN i < $2 THEN 2 ELSE (ARRAY[2, 4, 4, 5, 6])[1 + i % 5] END, 14, 300, now(), now()
      FROM generate_series(0, $1::int - 1) AS i`,
+    [TASKS, DUE],
+  );
+  // Their queue rows: the DUE first due now, every fifth other RUNNING one tomorrow.
+  await db.query(
+    `INSERT INTO warming_due (task_id, seq, run_at)
+     SELECT 'e' || lpad(to_hex(i), 23, '0'), 0, CASE WHEN i < $2 THEN now() - interval '1 minute' ELSE now() + interval '1 day' END
+     FROM generate_series(0, $1::int - 1) AS i WHERE i < $2 OR i % 5 = 0`,
     [TASKS, DUE],
   );
   await db.query("ANALYZE");

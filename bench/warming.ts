@@ -147,11 +147,12 @@ async function seedTasks(db: Db, n: number, phase: string, accounts: ReturnType<
     }
     await db.transaction(async (tx) => {
       await tx.query(
-        `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, status, total_days, total_actions, day1_at, run_at, next_action_at, started_at, current_day)
-         SELECT id, account_id, platform, scenario_id, 2, total_days, total_actions, day1_at, run_at, next_action_at, started_at, 1
-         FROM jsonb_to_recordset($1::jsonb) AS r(id text, account_id text, platform text, scenario_id text, total_days int, total_actions int, day1_at timestamptz, run_at timestamptz, next_action_at timestamptz, started_at timestamptz)`,
+        `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, status, total_days, total_actions, day1_at, next_action_at, started_at, current_day)
+         SELECT id, account_id, platform, scenario_id, 2, total_days, total_actions, day1_at, next_action_at, started_at, 1
+         FROM jsonb_to_recordset($1::jsonb) AS r(id text, account_id text, platform text, scenario_id text, total_days int, total_actions int, day1_at timestamptz, next_action_at timestamptz, started_at timestamptz)`,
         [JSON.stringify(tasks)],
       );
+      await tx.query("INSERT INTO warming_due (task_id, seq, run_at) SELECT id, 0, run_at FROM jsonb_to_recordset($1::jsonb) AS r(id text, run_at timestamptz)", [JSON.stringify(tasks)]);
       await tx.query(
         `INSERT INTO warming_actions (task_id, seq, day, kind, due_at, key)
          SELECT task_id, seq, day, kind, due_at, key FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, day int, kind text, due_at timestamptz, key text)`,

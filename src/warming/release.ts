@@ -27,29 +27,52 @@ export function logTaskEnded(ctx: Pick<WarmingContext, "log">, t: EndedTask, rea
   else ctx.log.info(status === "STOPPED" ? { ...line, reason } : line, "warming task ended");
 }
 
-/** Moves the account of an ended task back from WARMING (only if it is still WARMING), then marks it released. */
-export async function release(ctx: WarmingContext, t: EndedTask): Promise<void> {
-  const { db, peers, log, releasing } = ctx;
-  if (releasing.has(t.id)) return;
-  releasing.add(t.id);
+/** Peer calls of a release in flight at once. */
+const RELEASE_CALLS = 32;
+
+/**
+ * Moves the accounts of ended tasks back from WARMING (only those still WARMING, and not owned by
+ * a newer task), then marks the tasks released, all that succeeded in one statement: a batch of
+ * tasks that ended together costs the store two statements, not two per task. A release that
+ * fails is retried by the upkeep.
+ */
+export async function release(ctx: WarmingContext, ended: readonly EndedTask[]): Promise<void> {
+  const { db, log, releasing } = ctx;
+  const ts = ended.filter((t) => !releasing.has(t.id));
+  if (ts.length === 0) return;
+  for (const t of ts) releasing.add(t.id);
   try {
-    try {
-      const acc = await peers.accounts.getAccount({ accountId: t.account_id });
-      if (acc.status === AccountStatus.WARMING) {
-        const open = await store.openTaskOf(db, t.account_id);
-        // A newer task owns the WARMING status (cannot happen while this one is unreleased; cheap to check).
-        if (!open) {
-          await peers.accounts.updateStatus({ accountId: t.account_id, status: AccountStatus.ACTIVE, reason: `warming task ${t.id} ${statusName(t.status).replace("WARMING_STATUS_", "").toLowerCase()}`.slice(0, 1000) });
-        }
-      }
-    } catch (err) {
-      if (codeOf(err) !== "NOT_FOUND") throw err;
+    // A newer task owns the WARMING status (cannot happen while this one is unreleased; cheap to check).
+    const owned = await store.accountsWithOpenTasks(db, ts.map((t) => t.account_id)).catch(() => undefined);
+    if (!owned) return log.warn({ tasks: ts.length }, "could not move accounts back from WARMING; retrying later");
+    const done: string[] = [];
+    for (let i = 0; i < ts.length; i += RELEASE_CALLS) {
+      await Promise.all(
+        ts.slice(i, i + RELEASE_CALLS).map(async (t) => {
+          try {
+            await releaseAccount(ctx, t, owned.has(t.account_id));
+            done.push(t.id);
+          } catch (err) {
+            log.warn({ task_id: t.id, account_id: t.account_id, err: messageOf(err) }, "could not move the account back from WARMING; retrying later");
+          }
+        }),
+      );
     }
-    await store.markReleased(db, t.id);
-  } catch (err) {
-    log.warn({ task_id: t.id, account_id: t.account_id, err: messageOf(err) }, "could not move the account back from WARMING; retrying later");
+    await store.markReleased(db, done).catch((err) => log.warn({ tasks: done.length, err: messageOf(err) }, "could not mark accounts released; retrying later"));
   } finally {
-    releasing.delete(t.id);
+    for (const t of ts) releasing.delete(t.id);
+  }
+}
+
+/** The peer side of a release: the account back to ACTIVE when it is still WARMING and no open task owns it. */
+async function releaseAccount(ctx: WarmingContext, t: EndedTask, owned: boolean): Promise<void> {
+  const { peers } = ctx;
+  try {
+    const acc = await peers.accounts.getAccount({ accountId: t.account_id });
+    if (acc.status !== AccountStatus.WARMING || owned) return;
+    await peers.accounts.updateStatus({ accountId: t.account_id, status: AccountStatus.ACTIVE, reason: `warming task ${t.id} ${statusName(t.status).replace("WARMING_STATUS_", "").toLowerCase()}`.slice(0, 1000) });
+  } catch (err) {
+    if (codeOf(err) !== "NOT_FOUND") throw err;
   }
 }
 
@@ -95,7 +118,7 @@ async function settleStarts(ctx: WarmingContext): Promise<void> {
 /** The domain's upkeep: releases that failed, StartWarming calls interrupted before the account became WARMING, old events. */
 export async function upkeep(ctx: WarmingContext): Promise<void> {
   await pruneEvents(ctx);
-  for (const t of await store.claimUnreleased(ctx.db, ctx.opts.releaseRetryMs, 100)) await release(ctx, t);
+  await release(ctx, await store.claimUnreleased(ctx.db, ctx.opts.releaseRetryMs, 100));
   await settleStarts(ctx);
 }
 

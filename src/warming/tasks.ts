@@ -69,7 +69,7 @@ export async function transition(
     return u;
   });
   if (ended) logTaskEnded(ctx, row, row.status === TaskStatus.FAILED ? row.error || reason : reason);
-  if (!row.account_released) void release(ctx, row);
+  if (!row.account_released) void release(ctx, [row]);
   if (row.status === TaskStatus.RUNNING) ctx.worker.kick();
   ctx.hub.poke();
   return row;
@@ -193,8 +193,7 @@ export async function resumeTask(ctx: WarmingContext, taskId: string, author: st
   const row = await transition(ctx, taskId, "resumed", author, async (t, tx) => {
     if (!applies("resume", t)) return undefined;
     // An action claimed before the pause and still in flight: its recording schedules the next.
-    const inFlight = (await store.actionStatus(tx, t.id, t.next_seq)) === "running";
-    return run(t, ctx.clock.now(), inFlight);
+    return run(t, ctx.clock.now(), await store.inFlight(tx, t.id));
   });
   return toTask(row, ctx.clock.now());
 }

@@ -55,7 +55,7 @@ export type TaskRow = {
 export type LockedTask = TaskRow & { following_due: Date | null };
 
 /**
- * An action a worker has claimed: it is `running` with a lease, and its action_started event is
+ * An action a worker has claimed: its queue row (warming_due) is leased, and its action_started event is
  * written. `task` is its task as the claim left it: with one action per task in flight, only a
  * status change (pause, stop) can alter what recording depends on, which applyDecisions guards.
  */
@@ -72,6 +72,8 @@ export type ClaimedAction = {
   /** The traceparent of the call that started the task ('' when untraced): the action's span links to it. */
   traceparent: string;
   task: LockedTask;
+  /** When it was claimed (scenario time): recorded as the action's started_at with its outcome. */
+  claimed_at: Date;
 };
 
 /** An event to write. */
@@ -79,10 +81,21 @@ export type EventInput = { task_id: string; event_type: EventType; at: Date; dat
 /** A stored event. */
 export type EventRow = EventInput & { id: number };
 
-/** The warming_tasks columns of a TaskRow. */
+/** The warming_tasks columns of a TaskRow (run_at, kept in warming_due, is not one: see taskColumns). */
 export const TASK_COLUMNS = `id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_seq,
-  run_at, next_action_at, actions_completed, actions_failed, consecutive_failures, progress, current_day, error,
+  next_action_at, actions_completed, actions_failed, consecutive_failures, progress, current_day, error,
   account_released, started_at, paused_at, completed_at`;
+
+/**
+ * A TaskRow's select list over warming_tasks named `alias`: its columns, and run_at from the task's
+ * queue row (warming_due) when it is claimable (NULL while in flight or when there is none).
+ */
+export function taskColumns(alias: string): string {
+  const cols = TASK_COLUMNS.split(",").map((c) => `${alias}.${c.trim()}`).join(", ");
+  return `${cols}, (SELECT d.run_at FROM warming_due d WHERE d.task_id = ${alias}.id AND d.lease_until IS NULL) AS run_at`;
+}
+/** RETURNING a TaskRow of a task with no claimable queue row (new, pending, ended). */
+const NO_RUN_AT = `${TASK_COLUMNS}, NULL::timestamptz AS run_at`;
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
@@ -98,7 +111,7 @@ export async function insertTask(
 ): Promise<TaskRow> {
   const r = await q.query<TaskRow>(
     `INSERT INTO warming_tasks (id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_action_at, started_at, traceparent)
-     VALUES ($1, $2, $3, $4, $5, ${TaskStatus.PENDING}, $6, $7, $8::timestamptz, $9::timestamptz, $10::timestamptz, $11) RETURNING ${TASK_COLUMNS}`,
+     VALUES ($1, $2, $3, $4, $5, ${TaskStatus.PENDING}, $6, $7, $8::timestamptz, $9::timestamptz, $10::timestamptz, $11) RETURNING ${NO_RUN_AT}`,
     [t.id, t.account_id, t.platform, t.scenario_id, t.duration_days, t.total_days, totalActions, t.day1_at, firstAt, t.started_at, t.traceparent ?? ""],
   );
   return r.rows[0];
@@ -140,19 +153,19 @@ export async function deleteTask(q: Queryable, id: string): Promise<void> {
 
 /** One task, or undefined. */
 export async function getTask(q: Queryable, id: string): Promise<TaskRow | undefined> {
-  const r = await q.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE id = $1`, [id]);
+  const r = await q.query<TaskRow>(`SELECT ${taskColumns("t")} FROM warming_tasks t WHERE id = $1`, [id]);
   return r.rows[0];
 }
 
 /** One task, locked until the transaction ends (a status change), or undefined. */
 export async function lockTask(tx: Transaction, id: string): Promise<TaskRow | undefined> {
-  const r = await tx.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE id = $1 FOR UPDATE`, [id]);
+  const r = await tx.query<TaskRow>(`SELECT ${taskColumns("t")} FROM warming_tasks t WHERE id = $1 FOR UPDATE`, [id]);
   return r.rows[0];
 }
 
 /** The account's unfinished task, if any. */
 export async function openTaskOf(q: Queryable, accountId: string): Promise<TaskRow | undefined> {
-  const r = await q.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM warming_tasks WHERE account_id = $1 AND status IN (${OPEN_STATUSES.join(", ")})`, [accountId]);
+  const r = await q.query<TaskRow>(`SELECT ${taskColumns("t")} FROM warming_tasks t WHERE account_id = $1 AND status IN (${OPEN_STATUSES.join(", ")})`, [accountId]);
   return r.rows[0];
 }
 
@@ -192,10 +205,17 @@ const UPDATE_TYPES: Record<keyof TaskUpdate, string> = {
   completed_at: "timestamptz",
 };
 
-/** Applies one update per task in one statement (each update may set different fields; absent fields stay). */
+/** The fields of a TaskUpdate stored in warming_tasks (run_at is the queue row's: warming_due). */
+const TASK_FIELDS = (Object.keys(UPDATE_TYPES) as (keyof TaskUpdate)[]).filter((f) => f !== "run_at");
+
+/**
+ * Applies one update per task in one statement (each update may set different fields; absent
+ * fields stay), then its run_at to the task's queue row (schedule). The rows answered carry run_at
+ * as set (NULL when the update left it).
+ */
 export async function updateTasks(q: Queryable, updates: { id: string; set: TaskUpdate }[]): Promise<TaskRow[]> {
   if (updates.length === 0) return [];
-  const fields = [...new Set(updates.flatMap((u) => Object.keys(u.set)))] as (keyof TaskUpdate)[];
+  const fields = [...new Set(updates.flatMap((u) => Object.keys(u.set)))].filter((f) => f !== "run_at") as (keyof TaskUpdate)[];
   // jsonb_to_recordset carries typed values and NULLs alike on both drivers; a per-row "has" list tells a NULL to write from a field to leave.
   const recs = updates.map((u) => {
     const rec: Record<string, unknown> = { id: u.id, has: Object.keys(u.set) };
@@ -210,17 +230,36 @@ export async function updateTasks(q: Queryable, updates: { id: string; set: Task
   const r = await q.query<TaskRow>(
     `UPDATE warming_tasks t SET ${sets}${sets ? ", " : ""}updated_at = now()
      FROM jsonb_to_recordset($1::jsonb) AS r(id text, has jsonb${cols ? ", " + cols : ""})
-     WHERE t.id = r.id AND t.id = ANY($2::text[]) RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")}`,
+     WHERE t.id = r.id AND t.id = ANY($2::text[]) RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")}, NULL::timestamptz AS run_at`,
     // The redundant id list gives the planner an index path (it cannot see into the jsonb).
     [JSON.stringify(recs), updates.map((u) => u.id)],
   );
-  return r.rows;
+  const runAt = new Map(updates.filter((u) => "run_at" in u.set).map((u) => [u.id, u.set.run_at ?? null]));
+  if (runAt.size > 0) await schedule(q, runAt);
+  return r.rows.map((row) => (runAt.has(row.id) ? { ...row, run_at: runAt.get(row.id)! } : row));
 }
 
-/** The pending action next_seq's state: "pending", "running", …, or undefined past the plan's end. */
-export async function actionStatus(q: Queryable, taskId: string, seq: number): Promise<string | undefined> {
-  const r = await q.query<{ status: string }>("SELECT status FROM warming_actions WHERE task_id = $1 AND seq = $2", [taskId, seq]);
-  return r.rows[0]?.status;
+/**
+ * Sets tasks' queue rows from a change that holds no claim (a status change, the repair): a time
+ * makes the task's next action claimable then, NULL makes it unclaimable. A row leased by a claim
+ * (an action in flight) is left alone: recording its outcome moves it on, by the task as it is then.
+ */
+async function schedule(q: Queryable, runAt: Map<string, Date | null>): Promise<void> {
+  const recs = [...runAt].map(([id, at]) => ({ id, run_at: iso(at) }));
+  await q.query(
+    `WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(id text, run_at timestamptz)),
+     gone AS (DELETE FROM warming_due d USING r WHERE d.task_id = r.id AND r.run_at IS NULL AND d.lease_until IS NULL AND d.task_id = ANY($2::text[]))
+     INSERT INTO warming_due (task_id, seq, run_at)
+     SELECT t.id, t.next_seq, r.run_at FROM r JOIN warming_tasks t ON t.id = r.id WHERE r.run_at IS NOT NULL AND t.id = ANY($2::text[])
+     ON CONFLICT (task_id) DO UPDATE SET seq = EXCLUDED.seq, run_at = EXCLUDED.run_at WHERE warming_due.lease_until IS NULL`,
+    [JSON.stringify(recs), [...runAt.keys()]],
+  );
+}
+
+/** Whether an action of the task is in flight: its queue row is leased by a claim. */
+export async function inFlight(q: Queryable, taskId: string): Promise<boolean> {
+  const r = await q.query("SELECT 1 FROM warming_due WHERE task_id = $1 AND lease_until IS NOT NULL", [taskId]);
+  return r.rows.length > 0;
 }
 
 /**
@@ -246,36 +285,40 @@ export async function insertEvents(q: Queryable, events: readonly EventInput[]):
 }
 
 /**
- * Claims up to `limit` due actions in one statement: the task rows (RUNNING, run_at ≤ now, SKIP
- * LOCKED, so concurrent workers take different tasks and never wait), their action next_seq
- * (pending → running, attempts + 1, a lease of leaseMs real time), and one action_started event
- * each, then NOTIFY. At most one action per task is ever in flight: run_at is NULL until the
- * claimed action is recorded.
+ * Claims up to `limit` due actions in one statement: the tasks' queue rows (claimable, run_at ≤
+ * now, SKIP LOCKED, so concurrent workers take different tasks and never wait) get a lease of
+ * leaseMs real time and the next attempt number (with seq, the lease token recording checks); one
+ * action_started event each, then NOTIFY. Nothing else is written: the task row and the action row
+ * are read here and written once, when the outcome is recorded. At most one action per task is in
+ * flight: a task has one queue row, unclaimable while leased.
  */
 export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: number): Promise<{ claimed: ClaimedAction[]; nextRunAt: Date | null }> {
-  const r = await q.query<Omit<ClaimedAction, "task" | "account_id" | "platform"> & { task: unknown; following_due: Date | null; next_run_at: Date | null }>(
+  const r = await q.query<Omit<ClaimedAction, "task" | "account_id" | "platform" | "claimed_at"> & { task: unknown; following_due: Date | null; next_run_at: Date | null }>(
     `WITH c AS (
-       SELECT id FROM warming_tasks
-       WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL AND run_at <= $1::timestamptz
+       SELECT task_id, seq FROM warming_due
+       WHERE lease_until IS NULL AND run_at <= $1::timestamptz
        ORDER BY run_at
        LIMIT $2
        FOR UPDATE SKIP LOCKED
      ), t AS (
        -- = ANY(ARRAY(…)) and the unnest below keep every step an index lookup: joins against CTEs
        -- would let the planner hash-join over whole tables, whose cost grows with them.
-       UPDATE warming_tasks w SET run_at = NULL, updated_at = now()
-       WHERE w.id = ANY(ARRAY(SELECT id FROM c))
-       RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1w.$2")}, w.traceparent
-     ), a AS (
-       UPDATE warming_actions x
-       SET status = 'running', attempts = x.attempts + 1, lease_until = now() + $3 * interval '1 millisecond', started_at = $1::timestamptz
-       FROM unnest(ARRAY(SELECT id FROM t ORDER BY id), ARRAY(SELECT next_seq FROM t ORDER BY id)) AS k(task_id, seq)
-       WHERE x.task_id = k.task_id AND x.seq = k.seq AND x.status = 'pending'
-       RETURNING x.task_id, x.seq, x.day, x.kind, x.due_at, x.key, x.attempts
+       SELECT ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1w.$2")}, w.traceparent FROM warming_tasks w
+       WHERE w.id = ANY(ARRAY(SELECT task_id FROM c)) AND w.status = ${TaskStatus.RUNNING}
+     ), x AS (
+       SELECT a.task_id, a.seq, a.day, a.kind, a.due_at, a.key, a.attempts
+       FROM unnest(ARRAY(SELECT task_id FROM c ORDER BY task_id), ARRAY(SELECT seq FROM c ORDER BY task_id)) AS k(task_id, seq)
+       JOIN warming_actions a ON a.task_id = k.task_id AND a.seq = k.seq
+       WHERE a.status = 'pending'
+     ), d AS (
+       UPDATE warming_due d SET lease_until = now() + $3 * interval '1 millisecond', attempts = greatest(d.attempts, k.attempts) + 1
+       FROM unnest(ARRAY(SELECT task_id FROM x ORDER BY task_id), ARRAY(SELECT attempts FROM x ORDER BY task_id)) AS k(task_id, attempts)
+       WHERE d.task_id = k.task_id AND d.task_id = ANY(ARRAY(SELECT id FROM t))
+       RETURNING d.task_id, d.attempts
      ), j AS (
-       SELECT a.task_id, a.seq, a.day, a.kind, a.due_at, a.key, a.attempts, to_jsonb(t) AS task,
-         (SELECT n.due_at FROM warming_actions n WHERE n.task_id = a.task_id AND n.seq = a.seq + 1) AS following_due
-       FROM a JOIN t ON t.id = a.task_id
+       SELECT x.task_id, x.seq, x.day, x.kind, x.due_at, x.key, d.attempts, to_jsonb(t) AS task,
+         (SELECT n.due_at FROM warming_actions n WHERE n.task_id = x.task_id AND n.seq = x.seq + 1) AS following_due
+       FROM d JOIN x ON x.task_id = d.task_id JOIN t ON t.id = d.task_id
      ), e AS (
        INSERT INTO warming_events (task_id, event_type, at, data)
        SELECT task_id, 'action_started', $1::timestamptz, jsonb_build_object(
@@ -292,7 +335,7 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
      UNION ALL
      -- What the worker sleeps until when this claim was not full: the earliest run_at after now.
      SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       (SELECT min(run_at) FROM warming_tasks WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL AND run_at > $1::timestamptz)`,
+       (SELECT min(run_at) FROM warming_due WHERE lease_until IS NULL AND run_at > $1::timestamptz)`,
     [now, limit, leaseMs],
   );
   const next = r.rows.find((x) => x.task_id === null);
@@ -304,21 +347,21 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
       (task as Record<string, unknown>)[k] = typeof v === "string" ? new Date(v) : null;
     }
     const traceparent = typeof t.traceparent === "string" ? t.traceparent : "";
-    return { task_id: x.task_id, seq: x.seq, day: x.day, kind: x.kind, due_at: x.due_at, key: x.key, attempts: x.attempts, account_id: task.account_id, platform: task.platform, traceparent, task };
+    return { task_id: x.task_id, seq: x.seq, day: x.day, kind: x.kind, due_at: x.due_at, key: x.key, attempts: x.attempts, account_id: task.account_id, platform: task.platform, traceparent, task, claimed_at: now };
   });
   return { claimed, nextRunAt: next?.next_run_at ?? null };
 }
 
 /** The earliest run_at of a RUNNING task (what the workers sleep until), or null. */
 export async function nextRunAt(q: Queryable): Promise<Date | null> {
-  const r = await q.query<{ at: Date | null }>(`SELECT min(run_at) AS at FROM warming_tasks WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL`);
+  const r = await q.query<{ at: Date | null }>("SELECT min(run_at) AS at FROM warming_due WHERE lease_until IS NULL");
   return r.rows[0]?.at ?? null;
 }
 
 /** Locks the tasks (in id order: no deadlock between recorders) and reads them with the due time of the action after next_seq. */
 export async function lockTasks(tx: Transaction, ids: readonly string[]): Promise<LockedTask[]> {
   const r = await tx.query<LockedTask>(
-    `SELECT ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")},
+    `SELECT ${taskColumns("t")},
        (SELECT n.due_at FROM warming_actions n WHERE n.task_id = t.id AND n.seq = t.next_seq + 1) AS following_due
      FROM warming_tasks t WHERE t.id = ANY($1::text[]) ORDER BY t.id FOR UPDATE OF t`,
     [[...ids]],
@@ -329,45 +372,34 @@ export async function lockTasks(tx: Transaction, ids: readonly string[]): Promis
 /** How a claimed action ends: its new state (pending again for a retry), when, how long it took, why it failed. */
 export type ActionFinish = { task_id: string; seq: number; attempts: number; status: "pending" | "done" | "failed"; finished_at: Date | null; duration_ms: number | null; error: string };
 
-/**
- * Records the outcome of claimed actions; only those still held (running, same attempt, and, with
- * onlyExpired, a lapsed lease) change. Answers the task ids whose action was recorded: an action
- * whose lease lapsed and was taken over is not recorded twice.
- */
-export async function finishActions(q: Queryable, rows: readonly ActionFinish[], onlyExpired = false): Promise<Set<string>> {
-  if (rows.length === 0) return new Set();
-  const r = await q.query<{ task_id: string }>(
-    `UPDATE warming_actions a
-     SET status = r.status, lease_until = NULL, finished_at = r.finished_at, duration_ms = r.duration_ms, error = r.error
-     FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int, status text, finished_at timestamptz, duration_ms int, error text)
-     WHERE a.task_id = r.task_id AND a.seq = r.seq AND a.status = 'running' AND a.attempts = r.attempts${onlyExpired ? " AND a.lease_until < now()" : ""}
-     RETURNING a.task_id`,
-    [JSON.stringify(rows.map((x) => ({ ...x, finished_at: iso(x.finished_at) })))],
-  );
-  return new Set(r.rows.map((x) => x.task_id));
-}
-
 /** One recorded outcome for applyDecisions: what the task must still look like, and what to write. */
 export type GuardedDecision = {
   /** The task's status, next_seq and failures in a row the decision was computed from. */
   expect: { status: number; next_seq: number; consecutive_failures: number };
   action: ActionFinish;
+  /** When the attempt was claimed (scenario time), the action's started_at; null leaves it. */
+  startedAt: Date | null;
+  /** The action's key (its unique index: one lookup per action, however long the plan). */
+  key: string;
+  /** The task's fields; run_at moves its queue row on (absent or null: the row goes). */
   task: TaskUpdate;
   events: EventInput[];
 };
 
-const TASK_SET = (Object.keys(UPDATE_TYPES) as (keyof TaskUpdate)[]).map((f) => `${f} = CASE WHEN r.has ? '${f}' THEN r.${f} ELSE t.${f} END`).join(",\n         ");
-const TASK_COLS = (Object.keys(UPDATE_TYPES) as (keyof TaskUpdate)[]).map((f) => `${f} ${UPDATE_TYPES[f]}`).join(", ");
+const TASK_SET = TASK_FIELDS.map((f) => `${f} = CASE WHEN r.has ? '${f}' THEN r.${f} ELSE t.${f} END`).join(",\n         ");
+const TASK_COLS = TASK_FIELDS.map((f) => `${f} ${UPDATE_TYPES[f]}`).join(", ");
 
 /**
- * Records decided outcomes in ONE statement (one round trip, its own transaction): locks the tasks
- * that still look as the decisions assumed (task before action, as everywhere), records the actions
- * still held by the claim (running, same attempt), updates those tasks, writes their events and
- * NOTIFYs. Answers, per task: `guarded` (the task still looked as assumed), `held` (recorded), and
- * the updated row. A task whose guard failed (paused or stopped meanwhile) is left untouched for
+ * Records decided outcomes in ONE statement (one round trip, its own transaction, or the caller's):
+ * locks the tasks that still look as the decisions assumed (task before queue row, as everywhere),
+ * takes the queue rows still held by the claim (same seq and attempt, leased; with onlyExpired,
+ * the lease lapsed) and moves each on to the task's next run (or deletes it), records those
+ * actions, updates those tasks, writes their events and NOTIFYs: one statement for every table.
+ * Answers, per task: `guarded` (the task still looked as assumed), `held` (recorded), and the
+ * tasks that ended. A task whose guard failed (paused or stopped meanwhile) is left untouched for
  * the caller's locked path; one guarded but not held lost its lease to another worker.
  */
-export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[]): Promise<{ guarded: Set<string>; held: Set<string>; ended: EndedTask[] }> {
+export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[], onlyExpired = false): Promise<{ guarded: Set<string>; held: Set<string>; ended: EndedTask[] }> {
   if (ds.length === 0) return { guarded: new Set(), held: new Set(), ended: [] };
   const recs = ds.map((d) => {
     const rec: Record<string, unknown> = {
@@ -377,36 +409,56 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
       expect_status: d.expect.status,
       expect_next_seq: d.expect.next_seq,
       expect_failures: d.expect.consecutive_failures,
+      a_key: d.key,
       a_status: d.action.status,
+      a_started_at: iso(d.startedAt),
       a_finished_at: iso(d.action.finished_at),
       a_duration_ms: d.action.duration_ms,
       a_error: d.action.error,
+      d_seq: d.task.next_seq ?? d.action.seq,
+      d_run_at: iso(d.task.run_at),
       has: Object.keys(d.task),
       events: d.events.map((e) => ({ event_type: e.event_type, at: e.at.toISOString(), data: e.data })),
     };
-    for (const [k, v] of Object.entries(d.task)) rec[k] = v instanceof Date ? v.toISOString() : v;
+    for (const [k, v] of Object.entries(d.task)) if (k !== "run_at") rec[k] = v instanceof Date ? v.toISOString() : v;
     return rec;
   });
+  const fence = `d.task_id = r.task_id AND d.seq = r.seq AND d.attempts = r.attempts AND d.lease_until IS NOT NULL${onlyExpired ? " AND d.lease_until < now()" : ""}
+         AND d.task_id = ANY(ARRAY(SELECT id FROM g))`;
   const r = await q.query<{ guarded: string[]; held: string[]; ended: EndedTask[] }>(
     `WITH r AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int, expect_status smallint, expect_next_seq int, expect_failures int,
-         a_status text, a_finished_at timestamptz, a_duration_ms int, a_error text, has jsonb, events jsonb, ${TASK_COLS})
+         a_key text, a_status text, a_started_at timestamptz, a_finished_at timestamptz, a_duration_ms int, a_error text, d_seq int, d_run_at timestamptz, has jsonb, events jsonb, ${TASK_COLS})
      ), g AS (
        SELECT t.id FROM warming_tasks t JOIN r ON r.task_id = t.id
        WHERE t.id = ANY($2::text[]) AND t.status = r.expect_status AND t.next_seq = r.expect_next_seq AND t.consecutive_failures = r.expect_failures
        ORDER BY t.id
-       FOR UPDATE OF t
+       FOR NO KEY UPDATE OF t
+     ), kept AS (
+       UPDATE warming_due d SET seq = r.d_seq, run_at = r.d_run_at, lease_until = NULL, attempts = CASE WHEN r.d_seq = d.seq THEN d.attempts ELSE 0 END
+       FROM r
+       WHERE r.d_run_at IS NOT NULL AND ${fence}
+       RETURNING d.task_id
+     ), gone AS (
+       ${
+         // Only when a task stops running (ended, paused): the DELETE costs a scan even with nothing to delete.
+         recs.some((x) => x.d_run_at === null) ? `DELETE FROM warming_due d USING r WHERE r.d_run_at IS NULL AND ${fence} RETURNING d.task_id` : "SELECT NULL::text AS task_id WHERE false"
+       }
+     ), h AS (
+       SELECT task_id FROM kept UNION ALL SELECT task_id FROM gone
      ), a AS (
        UPDATE warming_actions x
-       SET status = r.a_status, lease_until = NULL, finished_at = r.a_finished_at, duration_ms = r.a_duration_ms, error = r.a_error
+       SET status = r.a_status, attempts = r.attempts, started_at = coalesce(r.a_started_at, x.started_at), finished_at = r.a_finished_at, duration_ms = r.a_duration_ms, error = r.a_error
        FROM r
-       WHERE x.task_id = r.task_id AND x.seq = r.seq AND x.attempts = r.attempts AND x.status = 'running'
-         AND x.task_id = ANY(ARRAY(SELECT id FROM g))
+       WHERE x.key = r.a_key AND x.task_id = r.task_id AND x.seq = r.seq
+         AND x.key = ANY(ARRAY(SELECT r.a_key FROM r WHERE r.task_id = ANY(ARRAY(SELECT task_id FROM h))))
        RETURNING x.task_id
      ), u AS (
+       -- updated_at moves when a task ends (the account release's outbox reads it), not per action:
+       -- an update of no indexed column stays on its page (HOT).
        UPDATE warming_tasks t
        SET ${TASK_SET},
-         updated_at = now()
+         updated_at = CASE WHEN r.has ? 'status' AND r.status IS DISTINCT FROM t.status THEN now() ELSE t.updated_at END
        FROM r
        WHERE t.id = r.task_id AND t.id = ANY(ARRAY(SELECT task_id FROM a))
        RETURNING t.id, t.account_id, t.platform, t.status, t.error, t.actions_completed, t.actions_failed
@@ -433,36 +485,40 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
 /** What releasing an ended task's account needs. */
 export type EndedTask = Pick<TaskRow, "id" | "account_id" | "platform" | "status" | "error" | "actions_completed" | "actions_failed">;
 
-/** Extends the leases of actions still in flight here (same attempt, still running). */
+/** Extends the leases of actions still in flight here (same seq and attempt, still leased). */
 export async function renewLeases(q: Queryable, held: readonly { task_id: string; seq: number; attempts: number }[], leaseMs: number): Promise<number> {
   if (held.length === 0) return 0;
   const r = await q.query(
-    `UPDATE warming_actions a SET lease_until = now() + $2 * interval '1 millisecond'
+    `UPDATE warming_due d SET lease_until = now() + $2 * interval '1 millisecond'
      FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int)
-     WHERE a.task_id = r.task_id AND a.seq = r.seq AND a.attempts = r.attempts AND a.status = 'running'`,
+     WHERE d.task_id = r.task_id AND d.seq = r.seq AND d.attempts = r.attempts AND d.lease_until IS NOT NULL`,
     [JSON.stringify(held), leaseMs],
   );
   return r.rowCount;
 }
 
-/** Running actions whose lease lapsed (their worker died or hung), oldest first. */
-export async function expiredLeases(q: Queryable, limit: number): Promise<{ task_id: string; seq: number; attempts: number; kind: string; day: number }[]> {
-  const r = await q.query<{ task_id: string; seq: number; attempts: number; kind: string; day: number }>(
-    "SELECT task_id, seq, attempts, kind, day FROM warming_actions WHERE status = 'running' AND lease_until < now() ORDER BY lease_until LIMIT $1",
+/**
+ * Actions in flight whose lease lapsed (their worker died or hung), oldest first. A scan of the
+ * queue (one narrow row per running task): an index on lease_until would cost every claim a write.
+ */
+export async function expiredLeases(q: Queryable, limit: number): Promise<{ task_id: string; seq: number; attempts: number; kind: string; day: number; key: string }[]> {
+  const r = await q.query<{ task_id: string; seq: number; attempts: number; kind: string; day: number; key: string }>(
+    `SELECT d.task_id, d.seq, d.attempts, a.kind, a.day, a.key FROM warming_due d JOIN warming_actions a ON a.task_id = d.task_id AND a.seq = d.seq
+     WHERE d.lease_until < now() ORDER BY d.lease_until LIMIT $1`,
     [limit],
   );
   return r.rows;
 }
 
 /**
- * RUNNING tasks with nothing claimable and nothing in flight (run_at NULL, action next_seq not
- * running): cannot happen while the invariants hold; repaired rather than left stuck.
+ * RUNNING tasks with actions left and no queue row (nothing claimable, nothing in flight): cannot
+ * happen while the invariants hold; repaired rather than left stuck.
  */
 export async function strandedTasks(q: Queryable, limit: number): Promise<TaskRow[]> {
   const r = await q.query<TaskRow>(
-    `SELECT ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")} FROM warming_tasks t
-     WHERE t.status = ${TaskStatus.RUNNING} AND t.run_at IS NULL
-       AND NOT EXISTS (SELECT 1 FROM warming_actions a WHERE a.task_id = t.id AND a.seq = t.next_seq AND a.status = 'running')
+    `SELECT ${taskColumns("t")} FROM warming_tasks t
+     WHERE t.status = ${TaskStatus.RUNNING} AND t.next_seq < t.total_actions
+       AND NOT EXISTS (SELECT 1 FROM warming_due d WHERE d.task_id = t.id)
      LIMIT $1`,
     [limit],
   );
@@ -478,15 +534,21 @@ export async function claimUnreleased(q: Queryable, olderThanMs: number, limit: 
   const r = await q.query<TaskRow>(
     `UPDATE warming_tasks SET updated_at = now()
      WHERE id IN (SELECT id FROM warming_tasks WHERE NOT account_released AND updated_at < now() - $1 * interval '1 millisecond' ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-     RETURNING ${TASK_COLUMNS}`,
+     RETURNING ${NO_RUN_AT}`,
     [olderThanMs, limit],
   );
   return r.rows;
 }
 
-/** Marks a task's account as released. */
-export async function markReleased(q: Queryable, id: string): Promise<void> {
-  await q.query("UPDATE warming_tasks SET account_released = true, updated_at = now() WHERE id = $1", [id]);
+/** Marks tasks' accounts as released. */
+export async function markReleased(q: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length > 0) await q.query("UPDATE warming_tasks SET account_released = true, updated_at = now() WHERE id = ANY($1::text[])", [[...ids]]);
+}
+
+/** Which of the accounts have an unfinished task. */
+export async function accountsWithOpenTasks(q: Queryable, accountIds: readonly string[]): Promise<Set<string>> {
+  const r = await q.query<{ account_id: string }>(`SELECT account_id FROM warming_tasks WHERE account_id = ANY($1::text[]) AND status IN (${OPEN_STATUSES.join(", ")})`, [[...new Set(accountIds)]]);
+  return new Set(r.rows.map((x) => x.account_id));
 }
 
 /** Claims PENDING tasks not touched for olderThanMs (real time): their StartWarming was interrupted. Held like claimUnreleased. */
@@ -494,7 +556,7 @@ export async function claimStalePending(q: Queryable, olderThanMs: number, limit
   const r = await q.query<TaskRow>(
     `UPDATE warming_tasks SET updated_at = now()
      WHERE id IN (SELECT id FROM warming_tasks WHERE status = ${TaskStatus.PENDING} AND updated_at < now() - $1 * interval '1 millisecond' ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-     RETURNING ${TASK_COLUMNS}`,
+     RETURNING ${NO_RUN_AT}`,
     [olderThanMs, limit],
   );
   return r.rows;
@@ -654,7 +716,7 @@ export async function taskCounts(q: Queryable): Promise<{ status: number; n: num
  */
 export async function dueCount(q: Queryable, now: Date, cap: number): Promise<number> {
   const r = await q.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM (SELECT 1 FROM warming_tasks WHERE status = ${TaskStatus.RUNNING} AND run_at IS NOT NULL AND run_at <= $1 LIMIT $2) d`,
+    "SELECT count(*)::int AS n FROM (SELECT 1 FROM warming_due WHERE lease_until IS NULL AND run_at <= $1 LIMIT $2) d",
     [now, cap],
   );
   return r.rows[0]?.n ?? 0;

@@ -496,8 +496,7 @@ for (const kind of STORE_KINDS) {
       const a = await account("s5");
       const t = await w2.startTask({ accountId: a, scenarioId: "five", durationDays: 0 }, "t");
       const plan = planOf(t, five);
-      await db.query("UPDATE warming_actions SET status = 'running', attempts = 1, lease_until = now() - interval '1 second' WHERE task_id = $1 AND seq = 0", [t.id]);
-      await db.query("UPDATE warming_tasks SET run_at = NULL WHERE id = $1", [t.id]);
+      await db.query("UPDATE warming_due SET attempts = 1, lease_until = now() - interval '1 second' WHERE task_id = $1 AND seq = 0", [t.id]);
       await w2.maintenance();
       await run(clock, w2, 2 * DAY);
       const got = await w2.getTask(t.id);

@@ -57,10 +57,8 @@ export function createWarming(deps: WarmingDeps) {
   const opts = resolveOptions(deps.options);
   const worker = createWorker({ db, peers, clock, log, options: opts.worker, metrics: deps.metrics,
     onEnded: (tasks) => {
-      for (const t of tasks) {
-        logTaskEnded(ctx, t);
-        void release(ctx, t);
-      }
+      for (const t of tasks) logTaskEnded(ctx, t);
+      void release(ctx, tasks);
     },
   });
   const ctx: WarmingContext = { ...deps, opts, hub: createEventHub({ db, log, options: opts.events }), worker, releasing: new Set(), eventMessages: new WeakMap() };

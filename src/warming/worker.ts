@@ -7,7 +7,7 @@ import type { Clock } from "./clock.ts";
 import { dayOf, progressOf } from "./planner.ts";
 import { statusName } from "./task-status.ts";
 import * as store from "./warming-store.ts";
-import type { ActionFinish, ClaimedAction, EndedTask, EventInput, LockedTask, TaskUpdate } from "./warming-store.ts";
+import type { ActionFinish, ClaimedAction, EndedTask, EventInput, GuardedDecision, LockedTask, TaskUpdate } from "./warming-store.ts";
 import { TaskStatus } from "./warming-store.ts";
 import type { WarmingPeers } from "./peers.ts";
 import type { WarmingMetrics } from "./warming-context.ts";
@@ -19,7 +19,7 @@ import { INTERNAL, inSpan, linksTo, tracingEnabled } from "../telemetry/tracing.
  * outcomes in batches (one transaction records whatever finished while the previous one ran).
  *
  * Exactly once. Each planned action is recorded once (done or failed) under its key: recording
- * checks that the action is still `running` with the attempt number this worker claimed, so an
+ * checks that the task's queue row still holds this claim's lease (seq and attempt number), so an
  * action whose lease lapsed and was taken over by another worker is not recorded (or counted)
  * twice. The platform call itself is at least once (a worker can die after the call and before
  * recording); the action's key goes along as params.idempotency_key so a platform can de-duplicate.
@@ -55,6 +55,11 @@ export type WorkerOptions = {
   maintenanceMs: number;
   /** Most outcomes recorded in one transaction. */
   recordBatch: number;
+  /**
+   * Claims (while backlogged) and recordings in flight at once, each its own statement on its own
+   * connection (PostgreSQL; PGlite runs one statement at a time, so 1 there).
+   */
+  parallel: number;
 };
 
 export const WORKER_DEFAULTS: WorkerOptions = {
@@ -72,6 +77,7 @@ export const WORKER_DEFAULTS: WorkerOptions = {
   idleRecheckMs: 1000,
   maintenanceMs: 5000,
   recordBatch: 500,
+  parallel: 4,
 };
 
 /** How one attempt of an action ended. */
@@ -226,31 +232,36 @@ export function decide(task: LockedTask, a: Pick<ClaimedAction, "seq" | "attempt
 }
 
 /**
- * One outcome to record: the claimed action (with its task as the claim left it, when it comes from
- * a claim), how it ended and when (scenario time).
+ * One outcome to record: the claimed action (with its task as the claim left it and when it was
+ * claimed, when it comes from a claim), how it ended and when (scenario time).
  */
-export type Outcome = { claimed: Pick<ClaimedAction, "task_id" | "seq" | "attempts" | "kind" | "day"> & { task?: LockedTask }; outcome: ActionOutcome; at: Date };
+export type Outcome = { claimed: Pick<ClaimedAction, "task_id" | "seq" | "attempts" | "kind" | "day"> & { key?: string; task?: LockedTask; claimed_at?: Date }; outcome: ActionOutcome; at: Date };
 
 /**
  * Records outcomes. The common case is one statement: decisions made from the task as claimed,
  * applied where the task still looks that way (store.applyDecisions). The rest — tasks paused or
  * stopped since the claim, and the reaper's outcomes (onlyExpired: only actions whose lease
  * lapsed) — go through a transaction that locks the tasks, decides from their current rows and
- * writes. Answers the tasks that ended and how many outcomes were dropped (their claim had been
- * taken over by another worker).
+ * applies that the same way. Answers the tasks that ended and how many outcomes were dropped
+ * (their claim had been taken over by another worker).
  */
 export async function recordOutcomes(db: Db, items: readonly Outcome[], p: Policy, onlyExpired = false): Promise<{ ended: EndedTask[]; dropped: number }> {
   if (items.length === 0) return { ended: [], dropped: 0 };
+  const guarded = (t: LockedTask, i: Outcome): GuardedDecision => ({
+    ...decide(t, i.claimed, i.outcome, i.at, p),
+    startedAt: i.claimed.claimed_at ?? null,
+    key: i.claimed.key ?? `${i.claimed.task_id}:${i.claimed.seq}`,
+    expect: { status: t.status, next_seq: t.next_seq, consecutive_failures: t.consecutive_failures },
+  });
   let rest = items;
   const ended: EndedTask[] = [];
   let dropped = 0;
   const fast = onlyExpired ? [] : items.filter((i) => i.claimed.task);
   if (fast.length > 0) {
-    const ds = fast.map((i) => {
-      const t = i.claimed.task!;
-      return { ...decide(t, i.claimed, i.outcome, i.at, p), expect: { status: t.status, next_seq: t.next_seq, consecutive_failures: t.consecutive_failures } };
-    });
-    const r = await store.applyDecisions(db, ds);
+    const r = await store.applyDecisions(
+      db,
+      fast.map((i) => guarded(i.claimed.task!, i)),
+    );
     ended.push(...r.ended);
     dropped += r.guarded.size - r.held.size;
     rest = items.filter((i) => !r.guarded.has(i.claimed.task_id));
@@ -258,27 +269,12 @@ export async function recordOutcomes(db: Db, items: readonly Outcome[], p: Polic
   if (rest.length === 0) return { ended, dropped };
   const slow = await db.transaction(async (tx) => {
     const tasks = new Map((await store.lockTasks(tx, [...new Set(rest.map((i) => i.claimed.task_id))])).map((t) => [t.id, t]));
-    const decisions: Decision[] = [];
-    for (const i of rest) {
+    const ds = rest.flatMap((i) => {
       const t = tasks.get(i.claimed.task_id);
-      if (t) decisions.push(decide(t, i.claimed, i.outcome, i.at, p));
-    }
-    const held = await store.finishActions(
-      tx,
-      decisions.map((d) => d.action),
-      onlyExpired,
-    );
-    const kept = decisions.filter((d) => held.has(d.action.task_id));
-    const rows = await store.updateTasks(
-      tx,
-      kept.filter((d) => Object.keys(d.task).length > 0).map((d) => ({ id: d.action.task_id, set: d.task })),
-    );
-    await store.insertEvents(
-      tx,
-      kept.flatMap((d) => d.events),
-    );
-    const endedIds = new Set(kept.filter((d) => d.ended !== undefined).map((d) => d.action.task_id));
-    return { ended: rows.filter((r) => endedIds.has(r.id)), dropped: rest.length - kept.length };
+      return t ? [guarded(t, i)] : [];
+    });
+    const r = await store.applyDecisions(tx, ds, onlyExpired);
+    return { ended: r.ended, dropped: rest.length - r.held.size };
   });
   return { ended: [...ended, ...slow.ended], dropped: dropped + slow.dropped };
 }
@@ -328,6 +324,8 @@ type WorkerContext = Omit<WorkerDeps, "options"> & {
   calls: AbortController;
   /** Free slots a backlogged worker waits for before its next claim. */
   minClaim: number;
+  /** Claims (while backlogged) and recordings in flight at once: options.parallel, 1 on PGlite (one statement at a time). */
+  parallel: number;
   /** A tracer provider is registered: each action is a trace of its own, linked to its task. */
   traced: boolean;
 };
@@ -342,8 +340,12 @@ export type WorkerState = {
   inFlight: Map<string, InFlight>;
   /** Outcomes waiting to be recorded. */
   results: Outcome[];
-  /** The recording in progress. */
+  /** The recordings in progress (all of them). */
   flushing: Promise<void> | undefined;
+  /** How many recordings are in progress. */
+  recorders: number;
+  /** A recording is starting (gathering what arrives in the same tick): no other starts meanwhile. */
+  gathering: boolean;
   /** Claim failures in a row (the retry backoff). */
   errors: number;
   /** Upkeep rounds so far (the repair runs every 12th). */
@@ -353,7 +355,7 @@ export type WorkerState = {
 
 /** A fresh, stopped worker state. */
 export function initialState(): WorkerState {
-  return { mode: "stopped", kicked: false, wake: undefined, inFlight: new Map(), results: [], flushing: undefined, errors: 0, rounds: 0, stats: { claimed: 0, recorded: 0, dropped: 0, claims: 0 } };
+  return { mode: "stopped", kicked: false, wake: undefined, inFlight: new Map(), results: [], flushing: undefined, recorders: 0, gathering: false, errors: 0, rounds: 0, stats: { claimed: 0, recorded: 0, dropped: 0, claims: 0 } };
 }
 
 /** The one place the mode changes; an illegal change is a bug and throws. */
@@ -421,13 +423,20 @@ function traceAction<T>(c: ClaimedAction, execute: () => Promise<T>): Promise<T>
   return inSpan(`warming action ${c.kind}`, { root: true, kind: INTERNAL, links: linksTo(c.traceparent), attributes }, execute);
 }
 
-/** Records whatever has finished, one transaction at a time; outcomes arriving meanwhile go in the next. */
+/**
+ * Records whatever has finished: up to `parallel` recordings at once (each its own batch, its own
+ * transaction; their tasks are disjoint), so a backlog's recordings overlap instead of queueing.
+ * Outcomes that arrive while every recording is busy go in the next batch.
+ */
 function flush(ctx: WorkerContext, state: WorkerState): void {
-  if (state.flushing) return;
-  state.flushing = recordAll(ctx, state).finally(() => {
-    state.flushing = undefined;
+  if (state.gathering || state.recorders >= ctx.parallel) return;
+  state.recorders++;
+  state.gathering = true;
+  const one = recordAll(ctx, state).finally(() => {
+    if (--state.recorders === 0) state.flushing = undefined;
     if (state.results.length > 0) flush(ctx, state);
   });
+  state.flushing = state.flushing ? Promise.all([state.flushing, one]).then(() => undefined) : one;
 }
 
 /** The recording flush() runs: batches of recordBatch until nothing is left; a failed batch is retried with backoff. */
@@ -437,6 +446,7 @@ async function recordAll(ctx: WorkerContext, state: WorkerState): Promise<void> 
   let failures = 0;
   // One tick's grace: outcomes that arrive together (fast platforms) are recorded together.
   await new Promise((r) => setImmediate(r));
+  state.gathering = false;
   while (results.length > 0) {
     const batch = results.splice(0, o.recordBatch);
     try {
@@ -510,19 +520,31 @@ async function step(ctx: WorkerContext, state: WorkerState): Promise<void> {
   }
   let next: Date | null | undefined;
   if (free > 0) {
-    const want = Math.min(o.batchSize, free);
+    // Backlogged, the free slots are claimed by up to `parallel` claims at once (SKIP LOCKED: they take different tasks).
+    const n = state.mode === "backlogged" ? Math.max(1, Math.min(ctx.parallel, Math.floor(free / o.batchSize))) : 1;
+    const wants = Array.from({ length: n }, (_, i) => Math.min(o.batchSize, free - i * o.batchSize));
     if (state.mode === "waiting") setMode(state, "claiming");
     const now = new Date(ctx.clock.now());
-    const r = await store.claimDue(ctx.db, now, want, o.leaseMs);
-    stats.claims++;
-    stats.claimed += r.claimed.length;
-    for (const c of r.claimed) ctx.metrics?.warmingActionStarted((now.getTime() - c.due_at.getTime()) / 1000);
-    for (const c of r.claimed) runAction(ctx, state, c);
+    const settled = await Promise.allSettled(wants.map((want) => store.claimDue(ctx.db, now, want, o.leaseMs)));
+    let full = true;
+    for (const [i, r] of settled.entries()) {
+      if (r.status === "rejected") continue;
+      stats.claims++;
+      stats.claimed += r.value.claimed.length;
+      for (const c of r.value.claimed) ctx.metrics?.warmingActionStarted((now.getTime() - c.due_at.getTime()) / 1000);
+      for (const c of r.value.claimed) runAction(ctx, state, c);
+      if (r.value.claimed.length < wants[i]) {
+        full = false;
+        next = r.value.nextRunAt;
+      }
+    }
+    // A failed claim fails the step (after what the others claimed runs): the loop backs off.
+    const failed = settled.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
     state.errors = 0;
     if (halted(state)) return;
-    setMode(state, r.claimed.length === want ? "backlogged" : "claiming");
+    setMode(state, full ? "backlogged" : "claiming");
     if (state.mode === "backlogged") return;
-    next = r.nextRunAt;
   }
   await waitForWork(ctx, state, free > 0, next);
 }
@@ -621,7 +643,14 @@ async function drain(ctx: WorkerContext, state: WorkerState, loopDone: Promise<v
 /** Creates a worker; start() runs its loop, stop() drains it. */
 export function createWorker(deps: WorkerDeps) {
   const o = deps.options;
-  const ctx: WorkerContext = { ...deps, o, calls: new AbortController(), minClaim: Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4)), traced: tracingEnabled() };
+  const ctx: WorkerContext = {
+    ...deps,
+    o,
+    calls: new AbortController(),
+    minClaim: Math.max(1, Math.floor(Math.min(o.batchSize, o.concurrency) / 4)),
+    parallel: deps.db.kind === "pglite" ? 1 : Math.max(1, o.parallel),
+    traced: tracingEnabled(),
+  };
   const state = initialState();
   let loopDone: Promise<void> | undefined;
   let renewTimer: NodeJS.Timeout | undefined;

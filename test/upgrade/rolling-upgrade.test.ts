@@ -110,7 +110,9 @@ describe("conveer migrate --check on the embedded store", () => {
     assert.equal(dry.code, 0, dry.out);
     assert.match(dry.out, /^pending {2}010_audit_log {2}NEEDS EVERY HOST STOPPED\n {11}renames: ALTER TABLE credential_audit RENAME TO audit_log;$/m);
     assert.match(dry.out, /^pending {2}015_warming_traceparent {2}additive: safe while older hosts run$/m);
-    assert.match(dry.out, new RegExp(`^0 applied, ${all.length} pending \\(1 need every host stopped\\); nothing was applied \\(--check\\)$`, "m"));
+    assert.match(dry.out, /^pending {2}016_warming_due {2}NEEDS EVERY HOST STOPPED\n {11}drops: ALTER TABLE warming_tasks DROP COLUMN run_at;$/m);
+    const flagged = all.filter((m) => rollingUpgradeHazards(m.sql).length > 0).length;
+    assert.match(dry.out, new RegExp(`^0 applied, ${all.length} pending \\(${flagged} need every host stopped\\); nothing was applied \\(--check\\)$`, "m"));
     const wet = await conveerMigrate([], env);
     assert.equal(wet.code, 0);
     assert.deepEqual(wet.out.trim().split("\n"), all.map((m) => `applied  ${m.name}`));
@@ -147,7 +149,7 @@ describe("rolling upgrade from the previous release on one PostgreSQL database",
     }
   });
 
-  test("the old host runs on the new schema beside the new one; both serve the same data; the new one finishes the old one's work", { timeout: 120_000 }, async () => {
+  test("the old host runs on the new schema beside the new one, or, when a pending migration needs every host stopped, is stopped first; the new one serves the old one's data and finishes its work", { timeout: 120_000 }, async () => {
     const versions = async () => (await db!.query<{ name: string }>("SELECT name FROM schema_migrations ORDER BY version")).rows.map((r) => r.name);
     const old = await s!.start("old", undefined, {}, { argv: [process.execPath, join(tree!, "src/cli/main.ts")], cwd: tree! });
     assert.deepEqual(await versions(), await migrationsAt(commit), "the old host migrated the empty database to its own schema");
@@ -164,11 +166,42 @@ describe("rolling upgrade from the previous release on one PostgreSQL database",
     assert.equal(check.code, 0);
     assert.match(check.out, new RegExp(`^${(await migrationsAt(commit)).length} applied, ${fresh.length} pending`, "m"));
     assert.deepEqual(await versions(), await migrationsAt(commit), "--check applied nothing");
+    const stopFirst = fresh.filter((m) => rollingUpgradeHazards(m.sql).length > 0);
+    for (const m of stopFirst) assert.match(check.out, new RegExp(`^pending {2}${m.name} {2}NEEDS EVERY HOST STOPPED$`, "m"));
 
-    // The new code starts beside the old host and applies the migrations the old release lacks.
+    const steps = { old, accountIds, firstTasks, regOld };
+    const r = stopFirst.length > 0 ? await upgradeStopped(steps) : await upgradeRolling(steps);
+    assert.deepEqual(await versions(), (await loadMigrations()).map((m) => m.name));
+
+    // The new host finishes every task, the ones the old host started and left included.
+    const { neu, ids } = r;
+    const tasks = await waitEnded(neu.warming, ids, 60_000);
+    assert.ok((await neu.workerActions()).recorded > r.recordedAtStop, "the new host recorded the actions left when the old one stopped");
+    const books = await checkBooks(db!, s!, tasks);
+    assert.ok(books.replays <= books.reclaimed, `repeats at the platform (${books.replays}) are at most the re-claimed actions (${books.reclaimed})`);
+    const ended = await db!.query<{ task_id: string; n: number }>(
+      "SELECT task_id, count(*)::int AS n FROM warming_events WHERE event_type = 'status_changed' AND data->>'to' = 'WARMING_STATUS_COMPLETED' AND task_id = ANY($1::text[]) GROUP BY 1",
+      [ids],
+    );
+    assert.deepEqual(ended.rows.filter((x) => x.n !== 1), [], "no task completed twice");
+    assert.equal(ended.rows.length, ids.length, "every task completed");
+    // The new host alone still serves what the old one made.
+    assert.equal((await neu.accounts.getCredentials({ accountId: accountIds[0] })).password, "pw-up-0");
+    const how = stopFirst.length > 0 ? `every host stopped first (${stopFirst.map((m) => m.name).join(", ")})` : "rolling";
+    console.log(`# ${how}: ${ids.length} tasks; old host stopped with ${r.running} running; ${books.reclaimed} actions re-claimed, ${books.replays} repeats answered from their keys`);
+  });
+
+  type Host = Awaited<ReturnType<Setup["start"]>>;
+  type Steps = { old: Host; accountIds: string[]; firstTasks: string[]; regOld: { accountId: string; registrationId: string } };
+  type Upgraded = { neu: Host; ids: string[]; running: number; recordedAtStop: number };
+
+  /** How many of the tasks still run (through `via`). */
+  const runningOf = async (via: Host, ids: string[]) => (await Promise.all(ids.map((taskId) => via.warming.getWarmingStatus({ taskId })))).filter((t) => t.status === WarmingStatus.RUNNING).length;
+
+  /** The new host starts beside the old one (additive migrations), both take traffic, then the old one stops. */
+  async function upgradeRolling({ old, accountIds, firstTasks, regOld }: Steps): Promise<Upgraded> {
     const recordedByOld = (await old.workerActions()).recorded;
     const neu = await s!.start("new");
-    assert.deepEqual(await versions(), (await loadMigrations()).map((m) => m.name));
     assert.ok(old.cli.running(), `the old host exited:\n${old.cli.stderr()}`);
 
     // Both serve the same data (accounts no task is changing now, the registration's account).
@@ -195,22 +228,36 @@ describe("rolling upgrade from the previous release on one PostgreSQL database",
 
     // The old host stops while tasks run; the new one finishes them.
     const ids = [...firstTasks, ...moreTasks];
-    const running = (await Promise.all(ids.map((taskId) => neu.warming.getWarmingStatus({ taskId })))).filter((t) => t.status === WarmingStatus.RUNNING);
-    assert.ok(running.length > 0, "tasks still run when the old host stops");
+    const running = await runningOf(neu, ids);
+    assert.ok(running > 0, "tasks still run when the old host stops");
     assert.equal((await terminate(old.cli)).code, 0, old.cli.stderr());
-    const atStop = (await neu.workerActions()).recorded;
-    const tasks = await waitEnded(neu.warming, ids, 60_000);
-    assert.ok((await neu.workerActions()).recorded > atStop, "the new host recorded the actions left when the old one stopped");
-    const books = await checkBooks(db!, s!, tasks);
-    assert.ok(books.replays <= books.reclaimed, `repeats at the platform (${books.replays}) are at most the re-claimed actions (${books.reclaimed})`);
-    const ended = await db!.query<{ task_id: string; n: number }>(
-      "SELECT task_id, count(*)::int AS n FROM warming_events WHERE event_type = 'status_changed' AND data->>'to' = 'WARMING_STATUS_COMPLETED' AND task_id = ANY($1::text[]) GROUP BY 1",
-      [ids],
-    );
-    assert.deepEqual(ended.rows.filter((r) => r.n !== 1), [], "no task completed twice");
-    assert.equal(ended.rows.length, ids.length, "every task completed");
-    // The new host alone still serves what the old one made.
-    assert.equal((await neu.accounts.getCredentials({ accountId: accountIds[0] })).password, "pw-up-0");
-    console.log(`# ${ids.length} tasks; old host stopped with ${running.length} running; ${books.reclaimed} actions re-claimed, ${books.replays} repeats answered from their keys`);
-  });
+    return { neu, ids, running, recordedAtStop: (await neu.workerActions()).recorded };
+  }
+
+  /**
+   * A pending migration needs every host stopped: the old host stops (SIGTERM, while its tasks
+   * run), then the new code starts on the same database, applies the migrations and serves what
+   * the old host served (read before it stopped), takes new work and finishes the old host's.
+   */
+  async function upgradeStopped({ old, accountIds, firstTasks, regOld }: Steps): Promise<Upgraded> {
+    const served = async (via: Host) => ({
+      accounts: await Promise.all([...accountIds.slice(8), regOld.accountId].map(async (accountId) => [await via.accounts.getAccount({ accountId }), await via.accounts.getCredentials({ accountId })])),
+      registration: await via.vk.getRegistration({ registrationId: regOld.registrationId }),
+    });
+    const byOld = await old.accounts.createAccount({ platform: "vk", login: "made_by_old", password: "pw-old" });
+    const before = await served(old);
+    const running = await runningOf(old, firstTasks);
+    assert.ok(running > 0, "tasks still run when the old host stops");
+    assert.equal((await terminate(old.cli)).code, 0, old.cli.stderr());
+
+    const neu = await s!.start("new");
+    const recordedAtStop = 0;
+    assert.deepEqual(await served(neu), before, "the new host serves what the old one served");
+    assert.equal((await neu.accounts.getCredentials({ accountId: byOld.id })).password, "pw-old");
+    const regNew = await neu.vk.register({ login: "upgrade_new" }, { timeoutMs: 30_000 });
+    assert.ok(regNew.success, `${regNew.failedStep}: ${regNew.error}`);
+    assert.equal((await neu.accounts.getAccount({ accountId: regNew.accountId })).status, AccountStatus.ACTIVE);
+    const moreTasks = await startAll([neu], accountIds.slice(8));
+    return { neu, ids: [...firstTasks, ...moreTasks], running, recordedAtStop };
+  }
 });
