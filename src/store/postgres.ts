@@ -181,12 +181,7 @@ function acquire(ctx: PgContext): Promise<pg.PoolClient> {
   if (limit <= 0) return Promise.reject(poolDeadline(0));
   // An idle connection is handed over at once: no wait to bound, so no timer.
   if (ctx.pool.idleCount > 0 && ctx.pool.waitingCount === 0) {
-    return ctx.pool.connect().then(
-      (client) => {
-        return client;
-      },
-      (err: unknown) => Promise.reject(translate(ctx, err)),
-    );
+    return ctx.pool.connect().catch((err: unknown) => Promise.reject(translate(ctx, err)));
   }
   return new Promise((resolve, reject) => {
     const w: Waiter = {

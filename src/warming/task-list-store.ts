@@ -1,5 +1,5 @@
 import type { Queryable } from "../store/db.ts";
-import { TASK_COLUMNS } from "./warming-store.ts";
+import { qualifiedTaskColumns } from "./warming-store.ts";
 import type { TaskRow } from "./warming-store.ts";
 
 /** ListWarmingTasks' SQL: a filtered keyset page, newest first, and the filter's total. */
@@ -19,13 +19,14 @@ function where(f: TaskFilter, params: unknown[]): string[] {
   return w;
 }
 
+const T_COLUMNS = qualifiedTaskColumns("t");
+
 /** One page of tasks with ids below `beforeId` ("" for the first page), newest first (keyset on the primary key). */
 export async function listTasks(q: Queryable, f: TaskFilter, beforeId: string, limit: number): Promise<ListedTaskRow[]> {
   const params: unknown[] = [];
   const w = where(f, params);
   if (beforeId) w.push(`t.id < $${params.push(beforeId)}`);
-  const cols = TASK_COLUMNS.split(",").map((c) => `t.${c.trim()}`).join(", ");
-  const sql = `SELECT ${cols}, COALESCE(a.login, '') AS account_login FROM warming_tasks t LEFT JOIN accounts a ON a.id = t.account_id
+  const sql = `SELECT ${T_COLUMNS}, COALESCE(a.login, '') AS account_login FROM warming_tasks t LEFT JOIN accounts a ON a.id = t.account_id
     ${w.length ? "WHERE " + w.join(" AND ") : ""} ORDER BY t.id DESC LIMIT $${params.push(limit)}`;
   return (await q.query<ListedTaskRow>(sql, params)).rows;
 }

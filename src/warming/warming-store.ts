@@ -19,6 +19,7 @@ export const EVENTS_CHANNEL = "warming_events";
 export const TaskStatus = { PENDING: 1, RUNNING: 2, PAUSED: 3, COMPLETED: 4, FAILED: 5, STOPPED: 6 } as const;
 /** Statuses of a task that has not ended. */
 export const OPEN_STATUSES: readonly number[] = [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.PAUSED];
+const OPEN_IN = OPEN_STATUSES.join(", ");
 
 /** The event types, as stored and streamed. */
 export const EVENT_TYPES = ["action_started", "action_completed", "action_failed", "status_changed"] as const;
@@ -81,19 +82,22 @@ export type EventInput = { task_id: string; event_type: EventType; at: Date; dat
 /** A stored event. */
 export type EventRow = EventInput & { id: number };
 
-/** The warming_tasks columns of a TaskRow (run_at, kept in warming_due, is not one: see taskColumns). */
-export const TASK_COLUMNS = `id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_seq,
+/** The warming_tasks columns of a TaskRow (run_at, kept in warming_due, is not one: see TASK_SELECT). */
+const TASK_COLUMNS = `id, account_id, platform, scenario_id, duration_days, status, total_days, total_actions, day1_at, next_seq,
   next_action_at, actions_completed, actions_failed, consecutive_failures, progress, current_day, error,
   account_released, started_at, paused_at, completed_at`;
 
+/** TASK_COLUMNS, each qualified by `alias`. */
+export function qualifiedTaskColumns(alias: string): string {
+  return TASK_COLUMNS.split(",").map((c) => `${alias}.${c.trim()}`).join(", ");
+}
+const T_COLUMNS = qualifiedTaskColumns("t");
+const W_COLUMNS = qualifiedTaskColumns("w");
 /**
- * A TaskRow's select list over warming_tasks named `alias`: its columns, and run_at from the task's
+ * A TaskRow's select list over warming_tasks named `t`: its columns, and run_at from the task's
  * queue row (warming_due) when it is claimable (NULL while in flight or when there is none).
  */
-export function taskColumns(alias: string): string {
-  const cols = TASK_COLUMNS.split(",").map((c) => `${alias}.${c.trim()}`).join(", ");
-  return `${cols}, (SELECT d.run_at FROM warming_due d WHERE d.task_id = ${alias}.id AND d.lease_until IS NULL) AS run_at`;
-}
+const TASK_SELECT = `${T_COLUMNS}, (SELECT d.run_at FROM warming_due d WHERE d.task_id = t.id AND d.lease_until IS NULL) AS run_at`;
 /** RETURNING a TaskRow of a task with no claimable queue row (new, pending, ended). */
 const NO_RUN_AT = `${TASK_COLUMNS}, NULL::timestamptz AS run_at`;
 
@@ -153,19 +157,19 @@ export async function deleteTask(q: Queryable, id: string): Promise<void> {
 
 /** One task, or undefined. */
 export async function getTask(q: Queryable, id: string): Promise<TaskRow | undefined> {
-  const r = await q.query<TaskRow>(`SELECT ${taskColumns("t")} FROM warming_tasks t WHERE id = $1`, [id]);
+  const r = await q.query<TaskRow>(`SELECT ${TASK_SELECT} FROM warming_tasks t WHERE id = $1`, [id]);
   return r.rows[0];
 }
 
 /** One task, locked until the transaction ends (a status change), or undefined. */
 export async function lockTask(tx: Transaction, id: string): Promise<TaskRow | undefined> {
-  const r = await tx.query<TaskRow>(`SELECT ${taskColumns("t")} FROM warming_tasks t WHERE id = $1 FOR UPDATE`, [id]);
+  const r = await tx.query<TaskRow>(`SELECT ${TASK_SELECT} FROM warming_tasks t WHERE id = $1 FOR UPDATE`, [id]);
   return r.rows[0];
 }
 
 /** The account's unfinished task, if any. */
 export async function openTaskOf(q: Queryable, accountId: string): Promise<TaskRow | undefined> {
-  const r = await q.query<TaskRow>(`SELECT ${taskColumns("t")} FROM warming_tasks t WHERE account_id = $1 AND status IN (${OPEN_STATUSES.join(", ")})`, [accountId]);
+  const r = await q.query<TaskRow>(`SELECT ${TASK_SELECT} FROM warming_tasks t WHERE account_id = $1 AND status IN (${OPEN_IN})`, [accountId]);
   return r.rows[0];
 }
 
@@ -215,7 +219,7 @@ const TASK_FIELDS = (Object.keys(UPDATE_TYPES) as (keyof TaskUpdate)[]).filter((
  */
 export async function updateTasks(q: Queryable, updates: { id: string; set: TaskUpdate }[]): Promise<TaskRow[]> {
   if (updates.length === 0) return [];
-  const fields = [...new Set(updates.flatMap((u) => Object.keys(u.set)))].filter((f) => f !== "run_at") as (keyof TaskUpdate)[];
+  const fields = TASK_FIELDS.filter((f) => updates.some((u) => f in u.set));
   // jsonb_to_recordset carries typed values and NULLs alike on both drivers; a per-row "has" list tells a NULL to write from a field to leave.
   const recs = updates.map((u) => {
     const rec: Record<string, unknown> = { id: u.id, has: Object.keys(u.set) };
@@ -230,7 +234,7 @@ export async function updateTasks(q: Queryable, updates: { id: string; set: Task
   const r = await q.query<TaskRow>(
     `UPDATE warming_tasks t SET ${sets}${sets ? ", " : ""}updated_at = now()
      FROM jsonb_to_recordset($1::jsonb) AS r(id text, has jsonb${cols ? ", " + cols : ""})
-     WHERE t.id = r.id AND t.id = ANY($2::text[]) RETURNING ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1t.$2")}, NULL::timestamptz AS run_at`,
+     WHERE t.id = r.id AND t.id = ANY($2::text[]) RETURNING ${T_COLUMNS}, NULL::timestamptz AS run_at`,
     // The redundant id list gives the planner an index path (it cannot see into the jsonb).
     [JSON.stringify(recs), updates.map((u) => u.id)],
   );
@@ -303,7 +307,7 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
      ), t AS (
        -- = ANY(ARRAY(…)) and the unnest below keep every step an index lookup: joins against CTEs
        -- would let the planner hash-join over whole tables, whose cost grows with them.
-       SELECT ${TASK_COLUMNS.replace(/(^|,\s*)(\w+)/g, "$1w.$2")}, w.traceparent FROM warming_tasks w
+       SELECT ${W_COLUMNS}, w.traceparent FROM warming_tasks w
        WHERE w.id = ANY(ARRAY(SELECT task_id FROM c)) AND w.status = ${TaskStatus.RUNNING}
      ), x AS (
        SELECT a.task_id, a.seq, a.day, a.kind, a.due_at, a.key, a.attempts
@@ -361,7 +365,7 @@ export async function nextRunAt(q: Queryable): Promise<Date | null> {
 /** Locks the tasks (in id order: no deadlock between recorders) and reads them with the due time of the action after next_seq. */
 export async function lockTasks(tx: Transaction, ids: readonly string[]): Promise<LockedTask[]> {
   const r = await tx.query<LockedTask>(
-    `SELECT ${taskColumns("t")},
+    `SELECT ${TASK_SELECT},
        (SELECT n.due_at FROM warming_actions n WHERE n.task_id = t.id AND n.seq = t.next_seq + 1) AS following_due
      FROM warming_tasks t WHERE t.id = ANY($1::text[]) ORDER BY t.id FOR UPDATE OF t`,
     [[...ids]],
@@ -516,7 +520,7 @@ export async function expiredLeases(q: Queryable, limit: number): Promise<{ task
  */
 export async function strandedTasks(q: Queryable, limit: number): Promise<TaskRow[]> {
   const r = await q.query<TaskRow>(
-    `SELECT ${taskColumns("t")} FROM warming_tasks t
+    `SELECT ${TASK_SELECT} FROM warming_tasks t
      WHERE t.status = ${TaskStatus.RUNNING} AND t.next_seq < t.total_actions
        AND NOT EXISTS (SELECT 1 FROM warming_due d WHERE d.task_id = t.id)
      LIMIT $1`,
@@ -547,7 +551,7 @@ export async function markReleased(q: Queryable, ids: readonly string[]): Promis
 
 /** Which of the accounts have an unfinished task. */
 export async function accountsWithOpenTasks(q: Queryable, accountIds: readonly string[]): Promise<Set<string>> {
-  const r = await q.query<{ account_id: string }>(`SELECT account_id FROM warming_tasks WHERE account_id = ANY($1::text[]) AND status IN (${OPEN_STATUSES.join(", ")})`, [[...new Set(accountIds)]]);
+  const r = await q.query<{ account_id: string }>(`SELECT account_id FROM warming_tasks WHERE account_id = ANY($1::text[]) AND status IN (${OPEN_IN})`, [[...new Set(accountIds)]]);
   return new Set(r.rows.map((x) => x.account_id));
 }
 
