@@ -66,10 +66,11 @@ export async function release(ctx: WarmingContext, ended: readonly EndedTask[]):
 
 /** The peer side of a release: the account back to ACTIVE when it is still WARMING and no open task owns it. */
 async function releaseAccount(ctx: WarmingContext, t: EndedTask, owned: boolean): Promise<void> {
+  if (owned) return;
   const { peers } = ctx;
   try {
     const acc = await peers.accounts.getAccount({ accountId: t.account_id });
-    if (acc.status !== AccountStatus.WARMING || owned) return;
+    if (acc.status !== AccountStatus.WARMING) return;
     await peers.accounts.updateStatus({ accountId: t.account_id, status: AccountStatus.ACTIVE, reason: `warming task ${t.id} ${statusName(t.status).replace("WARMING_STATUS_", "").toLowerCase()}`.slice(0, 1000) });
   } catch (err) {
     if (codeOf(err) !== "NOT_FOUND") throw err;
