@@ -48,6 +48,22 @@ for (const kind of STORE_KINDS) {
       }
     });
 
+    test("concurrent GetAccount calls (read in batches) each answer their own account, an unknown id NOT_FOUND, a change seen by the next read", async () => {
+      const made = await Promise.all(Array.from({ length: 40 }, (_, i) => sys.accounts.createAccount({ platform: "vk", login: `batch-${i}`, password: "pw-123456" })));
+      const missing = "0123456789abcdef0123abcd";
+      const got = await Promise.allSettled([...made.map((a) => sys.accounts.getAccount({ accountId: a.id })), sys.accounts.getAccount({ accountId: missing })]);
+      made.forEach((a, i) => {
+        const r = got[i];
+        assert.equal(r.status, "fulfilled");
+        assert.equal((r as PromiseFulfilledResult<typeof a>).value.login, `batch-${i}`);
+      });
+      assert.equal(got[40].status, "rejected");
+      await rejectsWith(sys.accounts.getAccount({ accountId: missing }), Code.NotFound, new RegExp(missing));
+      await sys.accounts.updateStatus({ accountId: made[0].id, status: AccountStatus.SUSPENDED, reason: "batch test" });
+      const [again] = await Promise.all([sys.accounts.getAccount({ accountId: made[0].id }), sys.accounts.getAccount({ accountId: made[1].id })]);
+      assert.equal(again.status, AccountStatus.SUSPENDED);
+    });
+
     test("UpdateCredentials replaces given secrets and merges additional", async () => {
       const acc = await sys.accounts.createAccount({ platform: "vk", login: "upd", password: "old", additional: { a: "1", b: "2" } });
       await sys.accounts.updateCredentials({ accountId: acc.id, phone: "+79990000001", additional: { b: "", c: "3" } });

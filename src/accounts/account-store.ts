@@ -73,6 +73,12 @@ export async function getPublicAccount(q: Queryable, id: string): Promise<Public
   return r.rows[0];
 }
 
+/** Accounts without their sealed secrets by id (one statement for a batch of GetAccount reads); missing ids are absent. */
+export async function getPublicAccounts(q: Queryable, ids: readonly string[]): Promise<Map<string, PublicAccountRow>> {
+  const r = await q.query<PublicAccountRow>(`SELECT ${PUBLIC_COLUMNS} FROM accounts WHERE id = ANY($1::text[])`, [ids]);
+  return new Map(r.rows.map((row) => [row.id, row]));
+}
+
 /**
  * Changes an account's status to `to` when its status is one of `from`, with the history entry
  * and the audit record (account.status, "FROM -> TO" in `names` then `suffix`), in one statement

@@ -3,8 +3,12 @@ import type { ProxyService } from "../gen/conveer/v1/proxy_pb.js";
 import type { SMSService } from "../gen/conveer/v1/sms_pb.js";
 import type { WarmingService } from "../gen/conveer/v1/warming_pb.js";
 import { AppError } from "../errors.ts";
+import { batchedReads } from "../store/batched-reads.ts";
+import type { BatchedRead } from "../store/batched-reads.ts";
 import type { Db } from "../store/db.ts";
 import type { Vault } from "../vault/vault.ts";
+import { getPublicAccounts } from "./account-store.ts";
+import type { PublicAccountRow } from "./account-store.ts";
 
 /**
  * The services DeleteAccount asks to let go of an account, as typed clients (direct calls in one
@@ -21,7 +25,7 @@ export type AccountPeers = {
 export type AccountsDeps = { db: Db; vault: Vault; newId: () => string; peers?: AccountPeers };
 
 /** What the accounts domain's module functions take first: its dependencies, with peers that refuse when none were given. */
-export type AccountsContext = Readonly<AccountsDeps & { peers: AccountPeers }>;
+export type AccountsContext = Readonly<AccountsDeps & { peers: AccountPeers; publicAccount: BatchedRead<string, PublicAccountRow> }>;
 
 const noPeer = (): never => {
   throw new AppError("FAILED_PRECONDITION", "this accounts domain has no peer services to release what the account holds");
@@ -29,7 +33,12 @@ const noPeer = (): never => {
 
 /** The context of the accounts domain. */
 export function accountsContext(deps: AccountsDeps): AccountsContext {
-  return { ...deps, peers: deps.peers ?? { proxies: noPeer, warming: noPeer, sms: noPeer } };
+  return {
+    ...deps,
+    peers: deps.peers ?? { proxies: noPeer, warming: noPeer, sms: noPeer },
+    // GetAccount, the hottest read (a warming action makes several through peers): batched.
+    publicAccount: batchedReads((ids) => getPublicAccounts(deps.db, ids)),
+  };
 }
 
 /** The secrets sealed per account. */

@@ -53,7 +53,7 @@ export type Accounts = ReturnType<typeof createAccounts>;
 
 async function mustGet(ctx: AccountsContext, id: string, field = "account_id"): Promise<store.PublicAccountRow> {
   checkId(id, field);
-  const row = await store.getPublicAccount(ctx.db, id);
+  const row = await ctx.publicAccount(id);
   if (!row) throw notFound("account", id);
   return row;
 }

@@ -22,3 +22,12 @@ export function withCallDeadline<T>(deadline: number | undefined, fn: () => T): 
 export function callDeadline(): number | undefined {
   return deadlines.getStore();
 }
+
+/**
+ * Runs fn under exactly `deadline` (undefined: none), whatever call it was started from: work done
+ * for several calls at once (a batched read) is bounded by the latest of their deadlines, not by
+ * the first caller's.
+ */
+export function withOwnDeadline<T>(deadline: number | undefined, fn: () => T): T {
+  return deadline === undefined || !Number.isFinite(deadline) ? deadlines.exit(fn) : deadlines.run(deadline, fn);
+}
