@@ -13,7 +13,7 @@ import type { AccountsContext, Secrets } from "./accounts-context.ts";
 /** Decrypted credentials; the audit record is written by the statement that reads them. */
 export async function credentials(ctx: AccountsContext, id: string, tokenName: string, peer: string): Promise<GetCredentialsResponse> {
   checkId(id, "account_id");
-  const row = await store.readSecretsAudited(ctx.db, id, { name: tokenName, peer });
+  const row = await ctx.secretsAudited({ id, name: tokenName, peer });
   if (!row) throw notFound("account", id);
   const s = await openSecrets(ctx, id, row.secrets);
   return { $typeName: "conveer.GetCredentialsResponse", login: row.login, password: s.password, phone: s.phone, additional: s.additional };

@@ -43,19 +43,25 @@ export async function insertAccount(q: Queryable, row: Omit<AccountRow, "created
   return r.rows[0];
 }
 
+/** A credentials read to audit: which account, read by whom. */
+export type AuditedRead = { id: string; name: string; peer: string };
+
 /**
- * One account by id with its sealed secrets, and in the same statement (one round trip, no
- * transaction of its own) the audit record of the read by `who`: no row read, no record; a
- * failed record, no row.
+ * Accounts by id with their sealed secrets, and in the same statement (one round trip, no
+ * transaction of its own) an audit record of each read, in the order asked: no row read, no
+ * record; a failed record, no row. A batch of GetCredentials calls costs one statement.
  */
-export async function readSecretsAudited(q: Queryable, id: string, who: { name: string; peer: string }): Promise<AccountRow | undefined> {
+export async function readSecretsAudited(q: Queryable, reads: readonly AuditedRead[]): Promise<Map<AuditedRead, AccountRow>> {
   const r = await q.query<AccountRow>(
-    `WITH cur AS (SELECT ${COLUMNS} FROM accounts WHERE id = $1),
-     audit AS (INSERT INTO audit_log (actor, peer, action, account_id, target, detail) SELECT $2, $3, 'credentials.read', id, '', '' FROM cur)
+    `WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(id, actor, peer, ord)),
+     cur AS (SELECT ${COLUMNS} FROM accounts WHERE id = ANY($1::text[])),
+     audit AS (INSERT INTO audit_log (actor, peer, action, account_id, target, detail)
+       SELECT k.actor, k.peer, 'credentials.read', k.id, '', '' FROM k JOIN cur ON cur.id = k.id ORDER BY k.ord)
      SELECT * FROM cur`,
-    [id, who.name, who.peer],
+    [reads.map((x) => x.id), reads.map((x) => x.name), reads.map((x) => x.peer)],
   );
-  return r.rows[0];
+  const byId = new Map(r.rows.map((row) => [row.id, row]));
+  return new Map(reads.flatMap((x) => (byId.has(x.id) ? [[x, byId.get(x.id) as AccountRow]] : [])));
 }
 
 /** One account by id, locked until the transaction ends (for a status or secrets change), or undefined. */

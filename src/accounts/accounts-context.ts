@@ -7,8 +7,8 @@ import { batchedReads } from "../store/batched-reads.ts";
 import type { BatchedRead } from "../store/batched-reads.ts";
 import type { Db } from "../store/db.ts";
 import type { Vault } from "../vault/vault.ts";
-import { getPublicAccounts } from "./account-store.ts";
-import type { PublicAccountRow } from "./account-store.ts";
+import { getPublicAccounts, readSecretsAudited } from "./account-store.ts";
+import type { AccountRow, AuditedRead, PublicAccountRow } from "./account-store.ts";
 
 /**
  * The services DeleteAccount asks to let go of an account, as typed clients (direct calls in one
@@ -25,7 +25,7 @@ export type AccountPeers = {
 export type AccountsDeps = { db: Db; vault: Vault; newId: () => string; peers?: AccountPeers };
 
 /** What the accounts domain's module functions take first: its dependencies, with peers that refuse when none were given. */
-export type AccountsContext = Readonly<AccountsDeps & { peers: AccountPeers; publicAccount: BatchedRead<string, PublicAccountRow> }>;
+export type AccountsContext = Readonly<AccountsDeps & { peers: AccountPeers; publicAccount: BatchedRead<string, PublicAccountRow>; secretsAudited: BatchedRead<AuditedRead, AccountRow> }>;
 
 const noPeer = (): never => {
   throw new AppError("FAILED_PRECONDITION", "this accounts domain has no peer services to release what the account holds");
@@ -38,6 +38,8 @@ export function accountsContext(deps: AccountsDeps): AccountsContext {
     peers: deps.peers ?? { proxies: noPeer, warming: noPeer, sms: noPeer },
     // GetAccount, the hottest read (a warming action makes several through peers): batched.
     publicAccount: batchedReads((ids) => getPublicAccounts(deps.db, ids)),
+    // GetCredentials, once per warming action: batched with each read's audit record.
+    secretsAudited: batchedReads((reads) => readSecretsAudited(deps.db, reads)),
   };
 }
 

@@ -108,7 +108,7 @@ export async function release(ctx: ProxiesContext, accountId: string, proxyId: s
 /** The account's current proxy, NOT_FOUND when it holds none; the password only for a `reader` (audited). */
 export async function forAccount(ctx: ProxiesContext, accountId: string, reader?: SecretReader): Promise<Proxy> {
   checkId(accountId, "account_id");
-  const cur = reader ? await store.allocationOfAudited(ctx.db, accountId, reader) : await store.allocationOf(ctx.db, accountId);
+  const cur = reader ? await ctx.allocationAudited({ accountId, reader }) : await store.allocationOf(ctx.db, accountId);
   if (!cur) throw new AppError("NOT_FOUND", `account ${accountId} holds no proxy; call AllocateProxy first`, { details: [resourceInfo("proxy_allocation", accountId, "the account holds no proxy")] });
   return toProxy(ctx, cur, { expiresAt: cur.expires_at, withPassword: Boolean(reader) });
 }

@@ -9,7 +9,10 @@ import { isRetryable } from "../store/pg-errors.ts";
 import type { Vault } from "../vault/vault.ts";
 import { endpointKey, parseEndpoint, systemLookup } from "./address-policy.ts";
 import type { AddressPolicy, LookupAll } from "./address-policy.ts";
-import type { ProxyRow } from "./proxy-store.ts";
+import { batchedReads } from "../store/batched-reads.ts";
+import type { BatchedRead } from "../store/batched-reads.ts";
+import { allocationsOfAudited } from "./proxy-store.ts";
+import type { AllocatedRow, AuditedAllocationRead, ProxyRow } from "./proxy-store.ts";
 
 /** What the proxy pool needs from AccountService (a direct call in one process, gRPC across). */
 export type AccountLookup = { getAccount(req: { accountId: string }): Promise<Account> };
@@ -38,12 +41,14 @@ export type ProxiesContext = {
   readonly lookup: LookupAll;
   /** The endpoint keys CheckHealth may dial (`opts.allowedTargets`, parsed once). */
   readonly allowedTargets: ReadonlySet<string>;
+  /** GetProxyForAccount with the password (once per warming action): batched with each read's audit record. */
+  readonly allocationAudited: BatchedRead<AuditedAllocationRead, AllocatedRow>;
 };
 
 /** Resolves the pool's dependencies into its context. */
 export function createProxiesContext({ db, vault, newId, accounts, log, options, lookup = systemLookup }: ProxiesDeps): ProxiesContext {
   const allowedTargets = new Set(options.allowedTargets.map((t) => endpointKey(parseEndpoint(t)!)));
-  return { db, vault, newId, accounts, log, opts: options, lookup, allowedTargets };
+  return { db, vault, newId, accounts, log, opts: options, lookup, allowedTargets, allocationAudited: batchedReads((reads) => allocationsOfAudited(db, reads)) };
 }
 
 /** The vault's associated data for a proxy's password: binds the sealed password to its row. */

@@ -66,18 +66,25 @@ export async function lockAllocation(tx: Transaction, accountId: string): Promis
 /** Who is shown a proxy's password: recorded in the audit log (proxy_password.read) with every read. */
 export type SecretReader = { tokenName: string; peer: string };
 
+/** A proxy-password read to audit: whose allocation, read by whom. */
+export type AuditedAllocationRead = { accountId: string; reader: SecretReader };
+
 /**
- * allocationOf, and in the same statement (one round trip, one snapshot) an audit record of the
- * password read when the proxy has a password.
+ * The allocations of several accounts joined with their proxies, and in the same statement (one
+ * round trip, one snapshot) an audit record of each password read when the proxy has a password,
+ * in the order asked: a batch of GetProxyForAccount calls costs one statement.
  */
-export async function allocationOfAudited(q: Queryable, accountId: string, reader: SecretReader): Promise<AllocatedRow | undefined> {
+export async function allocationsOfAudited(q: Queryable, reads: readonly AuditedAllocationRead[]): Promise<Map<AuditedAllocationRead, AllocatedRow>> {
   const r = await q.query<AllocatedRow>(
-    `WITH cur AS (${ALLOCATION}),
-     audit AS (INSERT INTO audit_log (account_id, actor, peer, action, target) SELECT $1, $2, $3, 'proxy_password.read', id FROM cur WHERE password_sealed <> '')
+    `WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(account_id, actor, peer, ord)),
+     cur AS (SELECT ${P}, a.expires_at, a.account_id FROM proxy_allocations a JOIN proxies p ON p.id = a.proxy_id WHERE a.account_id = ANY($1::text[])),
+     audit AS (INSERT INTO audit_log (account_id, actor, peer, action, target)
+       SELECT k.account_id, k.actor, k.peer, 'proxy_password.read', cur.id FROM k JOIN cur ON cur.account_id = k.account_id WHERE cur.password_sealed <> '' ORDER BY k.ord)
      SELECT * FROM cur`,
-    [accountId, reader.tokenName, reader.peer],
+    [reads.map((x) => x.accountId), reads.map((x) => x.reader.tokenName), reads.map((x) => x.reader.peer)],
   );
-  return r.rows[0];
+  const byAccount = new Map(r.rows.map((row) => [row.account_id, row]));
+  return new Map(reads.flatMap((x) => (byAccount.has(x.accountId) ? [[x, byAccount.get(x.accountId) as AllocatedRow]] : [])));
 }
 
 /** Records that `reader` was shown the password of proxy `proxyId` (allocated to `accountId`). */
