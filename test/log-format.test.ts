@@ -7,11 +7,28 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MAIN, ROOT, runCli, systemEnv, terminate, waitHealthy } from "./support/cli.ts";
 import { eventually } from "./support/grpc.ts";
+
+/** The pids whose parent is `pid` (from /proc: no procps needed). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      // Fields after the command's closing parenthesis: state, ppid, …
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(d));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return out;
+}
 
 /** util-linux `script`, which runs a command on a pseudo-terminal, or why the terminal test is skipped. */
 const NO_SCRIPT = (() => {
@@ -60,8 +77,9 @@ test("conveer start with CONVEER_LOG_FORMAT unset, on a terminal, writes pretty 
     assert.equal(lines().filter((l) => l.startsWith("{")).length, 0, "no JSON line");
     assert.match(cli.stdout(), /\x1b\[/, "coloured on a terminal");
     // SIGTERM to conveer itself (script's child): it stops cleanly and script exits with its code.
-    const child = Number(execFileSync("ps", ["-o", "pid=", "--ppid", String(cli.proc.pid)], { encoding: "utf8" }).trim());
-    assert.ok(child > 0, "conveer runs under script");
+    const children = childrenOf(cli.proc.pid!);
+    assert.equal(children.length, 1, "conveer runs under script");
+    const child = children[0];
     process.kill(child, "SIGTERM");
     assert.equal(await cli.exited, 0, cli.stdout().slice(-2000));
   } finally {
