@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse } from "yaml";
-import { ALERTS, ALERT_TESTS, DASHBOARD, NO_PROMETHEUS, alertExpressions, dashboardExpressions, prometheusBin } from "./support/prometheus.ts";
+import { ALERTS, ALERT_TESTS, DASHBOARD, NO_PROMETHEUS, alertExpressions, dashboardExpressions, prometheusBin, withBool } from "./support/prometheus.ts";
 
 const run = promisify(execFile);
 
@@ -23,6 +23,19 @@ test("promtool check rules: the alert rules are valid", { skip: NO_PROMETHEUS },
 test("promtool test rules: every alert's unit tests pass", { skip: NO_PROMETHEUS }, async () => {
   const { stdout } = await run(join(prometheusBin()!, "promtool"), ["test", "rules", ALERT_TESTS]);
   assert.match(stdout, /SUCCESS/);
+});
+
+test("promtool check config: the example Prometheus configuration (with the rules beside it) is valid", { skip: NO_PROMETHEUS }, async () => {
+  const { stdout } = await run(join(prometheusBin()!, "promtool"), ["check", "config", join(ALERTS, "../prometheus.yml")]);
+  assert.match(stdout, /SUCCESS: .*prometheus\.yml is valid/);
+  assert.match(stdout, new RegExp(`SUCCESS: ${alertExpressions().length} rules found`), "the example loads alerts.yml");
+});
+
+test("every alert's thresholds can be made bool (test/prometheus.test.ts evaluates them so), label matchers untouched", () => {
+  assert.equal(withBool('sum(rate(a{code!="OK"}[5m])) / sum(rate(a[5m])) > 0.05 and sum(rate(a[5m])) > 0.1'), 'sum(rate(a{code!="OK"}[5m])) / sum(rate(a[5m])) > bool 0.05 and sum(rate(a[5m])) > bool 0.1');
+  assert.equal(withBool("min(up) == 0"), "min(up) == bool 0");
+  assert.equal(withBool('x{state=~"a|b"} >= 10'), 'x{state=~"a|b"} >= bool 10');
+  for (const { alert, expr } of alertExpressions()) assert.match(withBool(expr), / bool \d/, `${alert}: no threshold found in ${expr}`);
 });
 
 test("every alert has runbook text, a unit test that fires it and one that does not", () => {

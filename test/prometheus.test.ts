@@ -3,7 +3,8 @@
  * scraping a real `conveer start` with the alert rules loaded: after some traffic (registrations
  * that succeed and fail, warming, SMS, a NOT_FOUND), every Conveer metric is in Prometheus, every
  * metric the dashboard and the alerts read exists on /metrics, every dashboard query returns data
- * through the HTTP API, and every alert rule evaluates without error.
+ * through the HTTP API, and every alert rule evaluates without error and, with its thresholds made
+ * `bool`, returns data.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -26,7 +27,7 @@ import { eventually, freePort, rejectsWith } from "./support/grpc.ts";
 import { startEchoTarget, startHttpConnectProxy } from "./support/local-proxies.ts";
 import type { LocalProxy, LocalTarget } from "./support/local-proxies.ts";
 import { metricFamilies, scrape } from "./support/metrics.ts";
-import { ALERTS, NO_PROMETHEUS, alertExpressions, asPromQL, dashboardExpressions, metricsIn, prometheusBin } from "./support/prometheus.ts";
+import { ALERTS, NO_PROMETHEUS, alertExpressions, asPromQL, dashboardExpressions, metricsIn, prometheusBin, withBool } from "./support/prometheus.ts";
 
 const SCENARIO = { id: "prom", name: "Prometheus test", totalDays: 1, days: [{ days: "1", window: { startHour: 0, endHour: 24 }, actions: { view_profile: 2, like_post: 1 } }] };
 
@@ -162,6 +163,24 @@ describe("a real Prometheus scraping a real Conveer", { skip: NO_PROMETHEUS }, (
       const r = await query(expr);
       assert.equal(r.status, "success", `${alert}: ${r.error}`);
     }
+    // Not firing, an alert's expression answers nothing; with its thresholds made `bool` it must
+    // answer 0 or 1 for each: every series it reads is there.
+    let empty: string[] = [];
+    await eventually(
+      async () => {
+        empty = [];
+        for (const { alert, expr } of alertExpressions()) {
+          const r = await query(withBool(expr));
+          assert.equal(r.status, "success", `${alert}: ${withBool(expr)}: ${r.error}`);
+          if (r.data.result.length === 0) empty.push(`${alert}: ${withBool(expr)}`);
+        }
+        return empty.length === 0;
+      },
+      30_000,
+      "every alert expression (thresholds as bool) to return data",
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; empty:\n${empty.join("\n")}`);
+    });
     type Rule = { name: string; health: string; lastError?: string; lastEvaluation: string; state: string };
     let rules: Rule[] = [];
     await eventually(

@@ -1,6 +1,7 @@
 /**
  * Two real `conveer start` processes on one PostgreSQL database: migrations when both start at
- * once on an empty database, and proxy capacity under concurrent allocation across replicas.
+ * once on an empty database, proxy capacity under concurrent allocation across replicas, and
+ * /metrics: store gauges read the same on both (max across replicas), counters add up (sum).
  * Runs only when CONVEER_TEST_DATABASE_URL is set.
  */
 import { after, before, describe, test } from "node:test";
@@ -20,6 +21,8 @@ import { remoteClient } from "../src/server/clients.ts";
 import { loadMigrations } from "../src/store/migrate.ts";
 import { dropPostgresDatabase, emptyPostgresDatabase } from "./support/store.ts";
 import { killAll, runCli, systemEnv, terminate, waitHealthy } from "./support/cli.ts";
+import { scrape } from "./support/metrics.ts";
+import type { MetricSample } from "./support/metrics.ts";
 import type { Cli } from "./support/cli.ts";
 
 const BASE_URL = process.env.CONVEER_TEST_DATABASE_URL;
@@ -177,6 +180,33 @@ describe("two replicas on one PostgreSQL database", { skip: BASE_URL ? false : "
     assert.deepEqual(held.rows, [{ proxy_id: outcomes[0] }]);
     const load = await sql.query<{ sum: number; n: number }>("SELECT (SELECT sum(allocated)::int FROM proxies) AS sum, (SELECT count(*)::int FROM proxy_allocations) AS n");
     assert.deepEqual(load.rows[0], { sum: 101, n: 101 }, "allocated counters disagree with the allocations (a losing call leaked its slot)");
+  });
+
+  test("/metrics: the store gauges read the same on both replicas and match the database; the call counters add up to the calls made", async () => {
+    assert.equal(replicas.length, 2, "the replicas did not start");
+    const STORE_GAUGES = ["conveer_accounts", "conveer_proxies", "conveer_proxy_slots"];
+    const gauges = (samples: MetricSample[]) =>
+      samples
+        .filter((x) => STORE_GAUGES.includes(x.name))
+        .map((x) => `${x.name}${JSON.stringify(x.labels)} ${x.value}`)
+        .sort();
+    const [a, b] = await Promise.all(replicas.map((r) => scrape(r.http)));
+    assert.ok(gauges(a.samples).length >= 6, gauges(a.samples).join("\n"));
+    assert.deepEqual(gauges(b.samples), gauges(a.samples), "a store gauge differs between the replicas");
+    const sum = (samples: MetricSample[], name: string, labels: Record<string, string>) =>
+      samples.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((n, x) => n + x.value, 0);
+    const db = await sql.query<{ accounts: number; proxies: number; used: number; free: number }>(
+      "SELECT (SELECT count(*)::int FROM accounts) AS accounts, (SELECT count(*)::int FROM proxies) AS proxies, (SELECT sum(allocated)::int FROM proxies WHERE healthy) AS used, (SELECT sum(capacity - allocated)::int FROM proxies WHERE healthy) AS free",
+    );
+    assert.deepEqual(
+      { accounts: sum(a.samples, "conveer_accounts", {}), proxies: sum(a.samples, "conveer_proxies", {}), used: sum(a.samples, "conveer_proxy_slots", { state: "used" }), free: sum(a.samples, "conveer_proxy_slots", { state: "free" }) },
+      db.rows[0],
+      "max across replicas (any one of them) is the store's figure",
+    );
+    // Counters count what each process did: CreateAccount calls went to both, 301 in all.
+    const created = [a, b].map((m) => sum(m.samples, "conveer_grpc_calls_total", { method: "CreateAccount", code: "OK" }));
+    assert.ok(created.every((n) => n > 0), `CreateAccount per replica: ${created}`);
+    assert.equal(created[0] + created[1], 301, "sum across replicas is every call made");
   });
 
   test("SIGTERM stops both replicas with exit code 0", async () => {

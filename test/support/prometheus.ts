@@ -42,6 +42,16 @@ export function alertExpressions(): { alert: string; expr: string }[] {
   return doc.groups.flatMap((g) => g.rules.map((r) => ({ alert: r.alert, expr: r.expr })));
 }
 
+/**
+ * An alert's expression with every threshold comparison (`X > 0.2`, `Y == 0`) made a `bool` one,
+ * so it answers 0 or 1 instead of nothing while the alert does not fire: evaluated, it shows that
+ * every series the rule reads is there. Only comparisons against a number literal are changed
+ * (label matchers such as `code!="OK"` are followed by a string, never a number).
+ */
+export function withBool(expr: string): string {
+  return expr.replace(/\s(==|!=|>=|<=|>|<)\s+(?=-?[0-9.])/g, (_, op: string) => ` ${op} bool `);
+}
+
 /** Grafana's variables replaced by what Prometheus can evaluate. */
 export function asPromQL(expr: string): string {
   return expr.replaceAll("$__rate_interval", "1m").replaceAll("$__range", "5m").replaceAll("$__interval", "15s");
