@@ -25,13 +25,12 @@
  * BENCH_CPU_PROF_DIR=/tmp/prof: CPU-profile the servers' side of every measured window; read a
  *   profile with `node bench/profile-summary.ts FILE.cpuprofile`.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { Session } from "node:inspector/promises";
-import { join } from "node:path";
+import type { Session } from "node:inspector/promises";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import { startBareServer } from "./bare-server.ts";
 import { startStubServer } from "./stub-server.ts";
 import { cpuBetween, snapshot } from "./cpu.ts";
+import { PROFILE_DIR, startProfile, stopProfile } from "./profile.ts";
 import type { CpuSnapshot } from "./cpu.ts";
 import { backendPids, diagnose } from "./diag.ts";
 import type { DiagResult } from "./diag.ts";
@@ -57,8 +56,6 @@ const SCENARIOS = envList("BENCH_SCENARIOS", ["get", "pair"]) as Scenario[];
 const STORES = envList("BENCH_STORES", ["pglite", "postgres"]).filter((s) => s === "pglite" || (s === "postgres" && postgresBaseUrl())) as StoreKind[];
 const BARE = process.env.BENCH_BARE !== "0";
 const DIAG = process.env.BENCH_DIAG === "1";
-/** When set, the bench process (the servers' side) is CPU-profiled in every measured window; one .cpuprofile per run lands here. */
-const PROFILE_DIR = process.env.BENCH_CPU_PROF_DIR ?? "";
 
 const SCENARIO_LABEL: Record<Scenario, string> = { get: "GetAccount", pair: "Allocate+Release pair" };
 
@@ -83,22 +80,6 @@ type Row = {
   hostCpu: number;
 };
 
-async function startProfile(): Promise<Session> {
-  const session = new Session();
-  session.connect();
-  await session.post("Profiler.enable");
-  await session.post("Profiler.setSamplingInterval", { interval: 200 });
-  await session.post("Profiler.start");
-  return session;
-}
-
-async function stopProfile(session: Session, file: string): Promise<void> {
-  const { profile } = await session.post("Profiler.stop");
-  session.disconnect();
-  mkdirSync(PROFILE_DIR, { recursive: true });
-  writeFileSync(file, JSON.stringify(profile));
-}
-
 /** One measured run, with the CPU each party used in its window. */
 type RunSample = RunResult & { reqPerSec: number; serverCpu: number; dbCpu: number; hostCpu: number };
 
@@ -118,8 +99,7 @@ async function measureOnce(lg: Loadgen, scenario: Scenario, store: string, run: 
   clearTimeout(startAt);
   clearTimeout(endAt);
   if (profiling) {
-    const file = join(PROFILE_DIR, `${store.replace(/\W+/g, "_")}-${scenario}-run${run}.cpuprofile`);
-    await stopProfile(await profiling, file);
+    const file = await stopProfile(await profiling, `${store}-${scenario}-run${run}`);
     say(`CPU profile of the server side: ${file}`);
   }
   const cpu = a && b ? cpuBetween(a, b) : { selfPct: Number.NaN, pidsPct: Number.NaN, hostPct: Number.NaN };

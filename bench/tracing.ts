@@ -14,14 +14,16 @@
  * (bench/loadgen.ts, 64 calls in flight), rounds interleaved, each ratio the median of per-round
  * ratios, so the host's other load hits all alike.
  *
- * Knobs: BENCH_RUNS=3 BENCH_WARMUP_MS=1000 BENCH_DURATION_MS=5000 BENCH_CONCURRENCY=64 BENCH_TRACING_ACCOUNTS=20000
+ * Knobs: BENCH_CPU_PROF_DIR=/tmp/prof (a CPU profile of each measured window) BENCH_RUNS=3 BENCH_WARMUP_MS=1000 BENCH_DURATION_MS=5000 BENCH_CONCURRENCY=64 BENCH_TRACING_ACCOUNTS=20000
  */
 import http from "node:http";
+import type { Session } from "node:inspector/promises";
 import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { startBareServer } from "./bare-server.ts";
 import type { RunResult } from "./loadgen.ts";
 import { Loadgen } from "./loadgen-process.ts";
+import { PROFILE_DIR, startProfile, stopProfile } from "./profile.ts";
 import { envInt, fmt, median, table } from "./stats.ts";
 import { startBenchSystem } from "./system.ts";
 import { loadConfig } from "../src/config/config.ts";
@@ -77,11 +79,16 @@ async function main(): Promise<void> {
         // (other processes taking the cores) distorts far less than the throughput.
         let from: NodeJS.CpuUsage | undefined;
         let cpu: NodeJS.CpuUsage | undefined;
-        const a = setTimeout(() => (from = process.cpuUsage()), WARMUP_MS);
+        let profiling: Promise<Session> | undefined;
+        const a = setTimeout(() => {
+          from = process.cpuUsage();
+          if (PROFILE_DIR) profiling = startProfile();
+        }, WARMUP_MS);
         const b = setTimeout(() => (cpu = from && process.cpuUsage(from)), WARMUP_MS + DURATION_MS);
         const r = (await lgs[i].send({ type: "run", scenario: "get", accountAddr: t.addr, proxyAddr: t.addr, concurrency: CONCURRENCY, warmupMs: WARMUP_MS, durationMs: DURATION_MS })) as unknown as RunResult;
         clearTimeout(a);
         clearTimeout(b);
+        if (profiling) say(`CPU profile: ${await stopProfile(await profiling, `tracing-${["bare", "off", "on"][i]}-run${run + 1}`)}`);
         t.cpuPerCall.push(cpu ? (cpu.user + cpu.system) / r.calls : Number.NaN);
         t.rates.push((r.calls * 1000) / r.measuredMs);
         t.p50.push(r.p50Ms);
