@@ -24,7 +24,7 @@ import { holdDataDirLock } from "./data-dir-lock.ts";
 import { dropPostgresDatabase, freshPostgresDatabase } from "../../test/support/store.ts";
 import { startTestSystem } from "../../test/support/system.ts";
 import { startHttpConnectProxy } from "../../test/support/local-proxies.ts";
-import { WarmingService } from "../gen/conveer/v1/warming_pb.js";
+import { WarmingService, WarmingStatus } from "../gen/conveer/v1/warming_pb.js";
 import type { LocalProxy } from "../../test/support/local-proxies.ts";
 import type { TestSystem } from "../../test/support/system.ts";
 
@@ -473,7 +473,7 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     assert.equal(bad.code, 2);
   });
 
-  test("warm watch prints its connection state: a stopped server at once, each retry, and a connection", async () => {
+  test("warm watch prints its connection state (a stopped server at once, each retry, a connection) and each task's end with its login", async () => {
     const watch = (wenv: Record<string, string>, until: RegExp) =>
       new Promise<string>((resolve, reject) => {
         const child = spawn(NODE, ["src/cli/main.ts", "warm", "watch", "--all"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...wenv }, stdio: ["ignore", "pipe", "pipe"] });
@@ -488,6 +488,30 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     assert.match(stopped, /^cannot reach the warming service \(Unavailable: .*\); retrying in 1 s \(attempt 1\)\n/);
     const live = await watch({ WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") }, /connected; watching \d+ task\(s\)\n/);
     assert.doesNotMatch(live, /cannot reach/);
+
+    // Ends are lines naming the login: a task that ended before the watch (--all), and one ending while it runs.
+    const warming = remoteClient(WarmingService, { addr: sys.addr("warming") });
+    const [before] = (await warming.listWarmingTasks({ status: WarmingStatus.RUNNING })).tasks;
+    await warming.stopWarming({ taskId: before.id, reason: "ended before the watch" });
+    const idle = (await sys.accounts.listAccounts({ platform: "vk", status: AccountStatus.ACTIVE })).accounts.find((a) => a.id !== before.accountId)!;
+    const during = await warming.startWarming({ accountId: idle.id, scenarioId: "gentle" });
+    const label = (t: { accountLogin: string; id: string }) => `${t.accountLogin} (${t.id.slice(-6)})`;
+    const ended = await new Promise<string>((resolve, reject) => {
+      const child = spawn(NODE, ["src/cli/main.ts", "warm", "watch", "--all"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") }, stdio: ["ignore", "pipe", "pipe"] });
+      let err = "";
+      let stopped = false;
+      const timer = setTimeout(() => (child.kill("SIGKILL"), reject(new Error(`no end line within 15 s; stderr: ${err}`))), 15_000);
+      child.stderr.on("data", (d: Buffer) => {
+        err += d.toString();
+        if (!stopped && /connected; watching/.test(err)) {
+          stopped = true;
+          warming.stopWarming({ taskId: during.id, reason: "stopped during the watch" }).catch(reject);
+        }
+        if (err.includes(`${label({ accountLogin: idle.login, id: during.id })}: STOPPED (stopped during the watch)`)) (clearTimeout(timer), child.kill("SIGINT"), resolve(err));
+      });
+    });
+    assert.ok(ended.includes(`${label(before)}: STOPPED\n`), ended);
+    assert.ok(ended.indexOf(`${label(before)}: STOPPED`) < ended.indexOf("connected; watching"), "the earlier end is shown as the watch starts");
   });
 
   test("--server (or CONVEER_SERVER) sends every call to the HTTP port over Connect, no gRPC address needed", async () => {
