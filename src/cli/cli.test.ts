@@ -5,6 +5,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import net from "node:net";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -512,6 +513,51 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     });
     assert.ok(ended.includes(`${label(before)}: STOPPED\n`), ended);
     assert.ok(ended.indexOf(`${label(before)}: STOPPED`) < ended.indexOf("connected; watching"), "the earlier end is shown as the watch starts");
+  });
+
+  test("warm watch through a connection that drops: 'disconnected' at once, each retry while nothing answers, then 'reconnected' resuming after the last event", async () => {
+    // A TCP relay in front of the warming port, cut (its sockets destroyed, its port closed) and put back.
+    const target = Number(sys.addr("warming").split(":")[1]);
+    const sockets = new Set<net.Socket>();
+    const relay = net.createServer((inbound) => {
+      const out = net.connect(target, "127.0.0.1");
+      for (const s of [inbound, out]) (sockets.add(s), s.on("close", () => sockets.delete(s)), s.on("error", () => {}));
+      inbound.pipe(out).pipe(inbound);
+    });
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+    const port = (relay.address() as net.AddressInfo).port;
+    const warming = remoteClient(WarmingService, { addr: sys.addr("warming") });
+    const idle = (await sys.accounts.listAccounts({ platform: "vk", status: AccountStatus.ACTIVE })).accounts[0];
+    const child = spawn(NODE, ["src/cli/main.ts", "warm", "watch"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", WARMING_SERVICE_GRPC_ADDR: `127.0.0.1:${port}` }, stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const until = async (re: RegExp, what: string) => {
+      for (const end = Date.now() + 15_000; !re.test(err); await new Promise((r) => setTimeout(r, 50))) {
+        if (Date.now() > end) throw new Error(`no ${what} within 15 s; stderr: ${err}`);
+      }
+    };
+    try {
+      await until(/connected; watching/, "connection");
+      const task = await warming.startWarming({ accountId: idle.id, scenarioId: "gentle" });
+      // Its start reaches the watch as an event (the reconnect below resumes after an event id, not "(start)").
+      await new Promise((r) => setTimeout(r, 1000));
+      const cutAt = err.length;
+      await new Promise<void>((r) => (relay.close(() => r()), sockets.forEach((s) => s.destroy())));
+      const cutTime = Date.now();
+      await until(/disconnected \(\w+: .*\); retrying in 1 s \(attempt 1\)\n/, "disconnect line");
+      assert.ok(Date.now() - cutTime < 5000, `the disconnect was printed ${Date.now() - cutTime} ms after the cut`);
+      await until(/cannot reach the warming service \(Unavailable: .*\); retrying in 1 s \(attempt 2\)\n/, "retry line");
+      // The task ends while the watch is cut off; back on the same port, it resumes and shows the end.
+      await warming.stopWarming({ taskId: task.id, reason: "while cut off" });
+      await new Promise<void>((r) => relay.listen(port, "127.0.0.1", r));
+      await until(/reconnected; resuming after event \d+\n/, "reconnect line");
+      await until(new RegExp(`\\(${task.id.slice(-6)}\\): STOPPED \\(while cut off\\)`), "the end seen after the reconnect");
+      assert.ok(err.indexOf("disconnected") >= cutAt && err.indexOf("reconnected") > err.indexOf("attempt 2"), err);
+    } finally {
+      child.kill("SIGINT");
+      relay.close();
+      sockets.forEach((s) => s.destroy());
+    }
   });
 
   test("--server (or CONVEER_SERVER) sends every call to the HTTP port over Connect, no gRPC address needed", async () => {
