@@ -560,6 +560,18 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     }
   });
 
+  test("accounts export --with-credentials: an account whose credentials cannot be read is reported, the others exported, exit 1", async () => {
+    const made = await Promise.all(["exp_a", "exp_b", "exp_c"].map((login) => sys.accounts.createAccount({ platform: "max", login, password: `pw-${login}` })));
+    // Its sealed secrets damaged in the store: GetCredentials fails for this one account only.
+    await sys.db.query("UPDATE accounts SET secrets = 'not-sealed' WHERE id = $1", [made[1].id]);
+    const r = await conveer(["accounts", "export", "--format", "json", "--with-credentials", "--login-prefix", "exp_"], env);
+    assert.equal(r.code, 1, r.stderr);
+    const rows = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { id: string; credentials: { password: string } });
+    assert.deepEqual(rows.map((x) => [x.id, x.credentials.password]), [[made[0].id, "pw-exp_a"], [made[2].id, "pw-exp_c"]]);
+    assert.match(r.stderr, new RegExp(`^account ${made[1].id}: `, "m"));
+    assert.match(r.stderr, /exported 2 account\(s\), failed 1/);
+  });
+
   test("--server (or CONVEER_SERVER) sends every call to the HTTP port over Connect, no gRPC address needed", async () => {
     const server = `http://127.0.0.1:${sys.app.httpPort}`;
     const viaFlag = await conveer(["--server", server, "warm", "list", "--output", "json"], {});
