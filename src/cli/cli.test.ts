@@ -1,6 +1,8 @@
 /**
- * The `conveer` CLI as a child process: imports against a running system, and the admin commands
- * (token, audit, keys rotate) on the store itself.
+ * The `conveer` CLI as a child process: imports against a running system, the admin commands
+ * (token, audit, keys rotate) on the store itself, and register, warm list, warm watch (its
+ * connection state through a stopped server and a cut connection, each task's end), an export
+ * with a failed item and --server against an in-process system.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
