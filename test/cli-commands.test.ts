@@ -167,6 +167,8 @@ describe("conveer accounts|proxies|registrations|sms against a running server", 
       [["accounts", "delete", "0123456789abcdef01234567"], /--reason/],
       [["registrations", "list"], /--platform/],
       [["registrations", "list", "--platform", "vk", "--since", "yesterday"], /--since.*ISO 8601/],
+      [["registrations", "list", "--platform", "vk", "--batch", "a b"], /--batch.*1-64 letters/],
+      [["register", "--platform", "vk", "--batch", "x".repeat(65)], /--batch.*1-64 letters/],
       [["proxies", "list", "--health", "ok"], /--health.*HEALTHY, UNHEALTHY/],
       [["sms", "activations", "--output", "xml"], /--output.*table, json or csv/],
     ];

@@ -453,9 +453,21 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     const lines = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { success: boolean; accountId: string; error: string });
     assert.equal(lines.length, 2);
     for (const l of lines) assert.ok(l.success && /^[0-9a-f]{24}$/.test(l.accountId), JSON.stringify(l));
-    const table = await conveer(["register", "--platform", "vk", "--count", "1"], env, 60_000);
+    // The run's batch id is printed first; its registrations are listed by it, and only they.
+    const batch = /^batch (vk-\d{8}T\d{4}-[0-9a-f]{4}): `npx conveer registrations list --platform vk --batch \1`/m.exec(json.stderr)?.[1];
+    assert.ok(batch, json.stderr);
+    const listed = await conveer(["registrations", "list", "--platform", "vk", "--batch", batch, "--output", "json"], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    const regs = listed.stdout.trim().split("\n").map((l) => JSON.parse(l) as { accountId: string; batchId: string; state: string });
+    assert.deepEqual(new Set(regs.map((r) => r.accountId)), new Set(lines.map((l) => l.accountId)));
+    assert.ok(regs.every((r) => r.batchId === batch && r.state === "REGISTRATION_STATE_SUCCEEDED"), listed.stdout);
+    const table = await conveer(["register", "--platform", "vk", "--count", "1", "--batch", "mine.1"], env, 60_000);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /succeeded 1, failed 0\ncreated accounts:\n {2}[0-9a-f]{24}\n$/);
+    assert.match(table.stderr, /^batch mine\.1: /m);
+    const mine = await conveer(["registrations", "list", "--platform", "vk", "--batch", "mine.1", "--output", "csv"], env);
+    assert.equal(mine.stdout.trimEnd().split("\n").length, 2, mine.stdout);
+    assert.match(mine.stdout, /,mine\.1\n$/);
   });
 
   test("warm list: every task newest first as a table, JSON Lines or CSV, with filters", async () => {
