@@ -88,7 +88,7 @@ describe("the RPCs issue 9 added, over gRPC and over Connect JSON: the same answ
 
     // A real registration: an account on the proxy, an activation, a registration record.
     const vk = remoteClient(VKService, { addr: sys.addr("vk"), token: admin, sessions });
-    const reg = await vk.register({ login: "json_reg" }, { timeoutMs: 60_000 });
+    const reg = await vk.register({ login: "json_reg", batchId: "json-batch" }, { timeoutMs: 60_000 });
     assert.ok(reg.success, `${reg.failedStep}: ${reg.error}`);
     [ids.registration, ids.registered] = [reg.registrationId, reg.accountId];
 
@@ -125,12 +125,14 @@ describe("the RPCs issue 9 added, over gRPC and over Connect JSON: the same answ
     assert.deepEqual([none.tasks, none.totalCount], [undefined, undefined], "an empty page: default fields are left out");
   });
 
-  test("GetRegistration and ListRegistrations on the VK service", async () => {
+  test("GetRegistration and ListRegistrations (by state, time and batch) on the VK service", async () => {
     const one = await same({ service: VKService, port: "vk", method: "getRegistration", req: { registrationId: ids.registration } });
     assert.deepEqual([one.id, one.state, one.accountId, one.proxyId], [ids.registration, "REGISTRATION_STATE_SUCCEEDED", ids.registered, ids.proxy]);
     assert.ok(one.activationId && one.createdAt && one.finishedAt, JSON.stringify(one));
-    const list = await same({ service: VKService, port: "vk", method: "listRegistrations", req: { state: "REGISTRATION_STATE_SUCCEEDED", createdAfter: "2020-01-01T00:00:00Z", pageSize: 10 } });
-    assert.deepEqual((list.registrations as JsonObject[]).map((r) => r.id), [ids.registration]);
+    const list = await same({ service: VKService, port: "vk", method: "listRegistrations", req: { state: "REGISTRATION_STATE_SUCCEEDED", createdAfter: "2020-01-01T00:00:00Z", batchId: "json-batch", pageSize: 10 } });
+    assert.deepEqual((list.registrations as JsonObject[]).map((r) => [r.id, r.batchId]), [[ids.registration, "json-batch"]]);
+    const other = await same({ service: VKService, port: "vk", method: "listRegistrations", req: { batchId: "another" } });
+    assert.equal(other.registrations, undefined);
   });
 
   test("ListAccounts by label selector and login prefix", async () => {
