@@ -106,18 +106,18 @@ describe("allocation races between two replicas on PostgreSQL", { skip: url ? fa
     await store.db.query("INSERT INTO accounts (id, platform, login, status, secrets, key_id) SELECT id, 'vk', id, $2, '', '' FROM unnest($1::text[]) AS id", [[a, b], AccountStatus.ACTIVE]);
     // A mark in flight: the allocation (one statement, then the locking path) waits for it, then refuses.
     let allocating: Promise<unknown> | undefined;
-    let settledEarly = false;
+    let settledEarly: unknown = false;
     await second.transaction(async (tx) => {
-      await tx.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", [a]);
+      // A plain UPDATE (DeleteAccount also locks the row FOR UPDATE first; the guard must not need it).
       await tx.query("UPDATE accounts SET status = $2 WHERE id = $1", [a, AccountStatus.DELETED]);
       allocating = replicas[0].allocate(a, "vk", "", "").then(
         (p) => p.id,
         (err: unknown) => err,
       );
-      void allocating.then(() => (settledEarly = true));
+      void allocating.then((v) => (settledEarly = v instanceof Error ? `${v.name}: ${v.message}` : `allocated ${String(v)}`));
       await new Promise((r) => setTimeout(r, 300));
     });
-    assert.equal(settledEarly, false, "the allocation did not wait for the account row's mark");
+    assert.equal(settledEarly, false, "the allocation did not wait for the account row's mark: it settled before");
     const refused = await allocating;
     assert.ok(refused instanceof AppError, `allocated ${String(refused)} to an account being deleted`);
     assert.deepEqual([refused.code, refused.reason], ["FAILED_PRECONDITION", "ACCOUNT_NOT_ACTIVE"]);
