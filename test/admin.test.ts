@@ -147,6 +147,17 @@ for (const kind of STORE_KINDS) {
       const accountActions = await grpc(t.ops).listAuditEntries({ action: "account." });
       assert.ok(accountActions.entries.every((e) => e.action.startsWith("account.")));
       assert.equal(accountActions.totalCount, 6n);
+      // The pool's writes: each proxy added, and its removal (which released the account on it).
+      await sys.as(t.root).proxies.removeProxy({ proxyId });
+      const pool = await grpc(t.ops).listAuditEntries({ action: "proxy." });
+      assert.deepEqual(
+        pool.entries.map((e) => [e.action, e.actor, e.target, e.accountId, e.detail]),
+        [
+          ["proxy.remove", "root", proxyId, "", "http://127.0.0.1:9; accounts moved 0, released 1"],
+          ["proxy.add", "root", proxyId, "", "http://127.0.0.1:9, capacity 5"],
+        ],
+      );
+      assert.ok(pool.entries.every((e) => !e.detail.includes("secret") && !e.detail.includes("u:")), "no credentials in the detail");
       const byReader = await grpc(t.ops).listAuditEntries({ actor: "reader" });
       assert.deepEqual(byReader.entries.map((e) => e.action), ["credentials.read", "account.import", "account.import"]);
       const future = timestampFromDate(new Date(Date.now() + 60_000));

@@ -2,7 +2,8 @@
  * The operator's CLI against a real `conveer start` (child process, embedded store, tokens on):
  * accounts list|get|history|delete|export, proxies list|add|remove|check, registrations
  * list|show, sms activations|balance, through gRPC and through Connect (--server). JSON output is
- * parsed; CSV is read; exit codes: 2 for bad usage, 1 when an item failed.
+ * parsed; CSV is read; exit codes: 2 for bad usage, 1 when an item failed; an export's credentials
+ * reads in the audit log; `warm watch` with a refused token.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -117,6 +118,14 @@ describe("conveer accounts|proxies|registrations|sms against a running server", 
     const plain = await conveer(["accounts", "export", "--format", "json", "--page-size", "100"]);
     assert.equal(jsonLines(plain.stdout).length, 250);
     assert.ok(!plain.stdout.includes("pw-1"), "credentials exported without --with-credentials");
+
+    // Every credentials read of both exports is in the audit log under the token's name (250 + 125), and no other.
+    const audit = await conveer(["audit", "--action", "credentials.read", "--output", "json", "--limit", "1000"]);
+    assert.equal(audit.code, 0, audit.stderr);
+    const reads = jsonLines(audit.stdout);
+    assert.equal(reads.length, 375);
+    assert.ok(reads.every((e) => e.actor === "ops" && typeof e.accountId === "string"), JSON.stringify(reads[0]));
+    assert.equal(new Set(reads.map((e) => e.accountId)).size, 250);
   });
 
   test("accounts export --with-credentials with a token lacking credentials:read exits 1 naming the scope", async () => {
@@ -158,6 +167,8 @@ describe("conveer accounts|proxies|registrations|sms against a running server", 
       [["accounts", "delete", "0123456789abcdef01234567"], /--reason/],
       [["registrations", "list"], /--platform/],
       [["registrations", "list", "--platform", "vk", "--since", "yesterday"], /--since.*ISO 8601/],
+      [["registrations", "list", "--platform", "vk", "--batch", "a b"], /--batch.*1-64 letters/],
+      [["register", "--platform", "vk", "--batch", "x".repeat(65)], /--batch.*1-64 letters/],
       [["proxies", "list", "--health", "ok"], /--health.*HEALTHY, UNHEALTHY/],
       [["sms", "activations", "--output", "xml"], /--output.*table, json or csv/],
     ];
@@ -196,6 +207,20 @@ describe("conveer accounts|proxies|registrations|sms against a running server", 
     assert.equal(rm1.stdout.trim().split("\n").length, 2);
     assert.match(rm1.stderr, /0123456789abcdef01234567: .*not found/);
     assert.equal(jsonLines((await conveer(["proxies", "list", "--tag", "cli", "--output", "json"])).stdout).length, 0);
+  });
+
+  test("warm watch with a refused token says so and exits 1 at once, never retrying", async () => {
+    for (const [token, re] of [
+      ["cv_not-a-token", /^conveer: the server refused the token \(Unauthenticated: /m],
+      [reader, /^conveer: the server refused the token \(PermissionDenied: .*\); set CONVEER_TOKEN to a token with the warming:read scope/m],
+    ] as const) {
+      const started = Date.now();
+      const r = await conveer(["warm", "watch", "--all"], { CONVEER_TOKEN: token });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, re);
+      assert.doesNotMatch(r.stderr, /retrying/);
+      assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+    }
   });
 
   test("registrations list|show and sms activations|balance", async () => {

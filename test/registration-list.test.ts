@@ -1,8 +1,8 @@
 /**
  * GetRegistration and ListRegistrations on the platform services over real gRPC with tokens: a
  * real Register that succeeds and one that fails (no free proxy), then stored registrations for
- * keyset pages, filters by state and creation time, total_count, the platform boundary and bad
- * arguments.
+ * keyset pages, filters by state, creation time and batch, total_count, the platform boundary and
+ * bad arguments.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -72,10 +72,10 @@ for (const kind of STORE_KINDS) {
       // A real success (the one proxy slot) and a real failure (no slot left).
       const added = await sys.as(admin).proxies.addProxies({ proxies: [{ url: proxy.url, capacity: 1 }] });
       assert.ok(added.results[0].proxyId, added.results[0].error);
-      const ok = await vkWriter.register({ login: `listed_ok_${kind}` }, { timeoutMs: 60_000 });
+      const ok = await vkWriter.register({ login: `listed_ok_${kind}`, batchId: "real.batch-1" }, { timeoutMs: 60_000 });
       assert.ok(ok.success, `${ok.failedStep}: ${ok.error}`);
       succeededId = ok.registrationId;
-      const bad = await vkWriter.register({ login: `listed_bad_${kind}` }, { timeoutMs: 60_000 });
+      const bad = await vkWriter.register({ login: `listed_bad_${kind}`, batchId: "real.batch-1" }, { timeoutMs: 60_000 });
       assert.equal(bad.success, false);
       assert.equal(bad.failedStep, "allocate_proxy");
       failedId = bad.registrationId;
@@ -83,7 +83,7 @@ for (const kind of STORE_KINDS) {
       // Stored ones, created BASE + i minutes: i%3 = 0 failed at rent_number, 1 succeeded, 2 running at sign_up.
       for (let i = 0; i < 21; i++) {
         const id = newId();
-        await regStore.insertRegistration(sys.db, id, "vk", `fx_${i}`, HOUR);
+        await regStore.insertRegistration(sys.db, id, "vk", `fx_${i}`, HOUR, i < 6 ? "fx-early" : "");
         const claim = { id, claim: regStore.FIRST_CLAIM };
         if (i % 3 === 2) await regStore.advance(sys.db, claim, "sign_up", { account_id: `acc${i}`, proxy_id: `proxy${i}`, activation_id: `act${i}` }, HOUR);
         if (i % 3 === 1) await regStore.finishRegistration(sys.db, claim, "succeeded");
@@ -184,6 +184,23 @@ for (const kind of STORE_KINDS) {
       assert.deepEqual(both.registrations.map((r) => fixtures.get(r.id)).sort(), [7]);
       const since = await vk.listRegistrations({ createdAfter: timestampFromDate(new Date(BASE.getTime() + 20 * 60_000)) });
       assert.equal(since.totalCount, 3n, "the last fixture and the two real registrations (created now)");
+    });
+
+    test("filters: batch (RegisterRequest.batch_id), alone and with a state; a batch id Register refuses", async () => {
+      const real = await vk.listRegistrations({ batchId: "real.batch-1" });
+      assert.deepEqual(real.registrations.map((r) => r.id), [failedId, succeededId]);
+      assert.equal(real.totalCount, 2n);
+      assert.ok(real.registrations.every((r) => r.batchId === "real.batch-1"));
+      assert.equal((await vk.getRegistration({ registrationId: succeededId })).batchId, "real.batch-1");
+      const early = await allPages({ batchId: "fx-early" }, 4);
+      assert.deepEqual(early.regs.map((r) => fixtures.get(r.id)), [5, 4, 3, 2, 1, 0]);
+      assert.deepEqual(early.totals, [6n, 6n]);
+      const earlyFailed = await vk.listRegistrations({ batchId: "fx-early", state: RegistrationState.FAILED });
+      assert.deepEqual(earlyFailed.registrations.map((r) => fixtures.get(r.id)), [3, 0]);
+      assert.equal((await vk.listRegistrations({ batchId: "nobody" })).totalCount, 0n);
+      assert.equal((await tg.listRegistrations({ batchId: "real.batch-1" })).totalCount, 0n, "a batch is per platform service");
+      await rejectsWith(vk.listRegistrations({ batchId: "two words" }), Code.InvalidArgument, /batch_id/);
+      await rejectsWith(vkWriter.register({ batchId: "x".repeat(65) }), Code.InvalidArgument, /batch_id/);
     });
 
     test("an empty result is an empty page with total 0", async () => {

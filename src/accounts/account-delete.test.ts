@@ -91,6 +91,49 @@ for (const kind of STORE_KINDS) {
       assert.equal((await sys.db.query("SELECT 1 FROM audit_log WHERE account_id = $1 AND action = 'account.delete'", [acc.id])).rowCount, 1);
     });
 
+    // A DeleteAccount held up while it lets go (a row it must change is locked) must not let a
+    // StartWarming or AllocateProxy in between take something for the account: it is marked
+    // DELETED first. PostgreSQL only: PGlite runs one transaction at a time, so no lock can be held
+    // beside the call.
+    test("nothing can be taken for an account while its delete lets go: StartWarming and AllocateProxy are refused, nothing is left held", { skip: kind === "pglite" ? "needs PostgreSQL: a row lock held beside the call" : false }, async () => {
+      const proxies = sys.as(adminToken).proxies;
+      await proxies.addProxies({ proxies: [{ url: "http://127.0.0.1:9", tags: ["race"], capacity: 10 }] });
+      /** Deletes `id` while the test holds `lockSql`'s row lock, running `meanwhile` once the delete is blocked on it. */
+      const deleteBlocked = async (id: string, lockSql: string, meanwhile: () => Promise<void>) => {
+        let deleting: Promise<unknown> | undefined;
+        await sys.db.transaction(async (tx) => {
+          assert.equal((await tx.query(lockSql, [id])).rowCount, 1, "the row to hold is there");
+          deleting = admin.deleteAccount({ accountId: id, reason: "race" });
+          deleting.catch(() => {}); // awaited below; a failed `meanwhile` must not leave it unhandled
+          await new Promise((r) => setTimeout(r, 300));
+          await meanwhile();
+        });
+        return (await deleting) as Awaited<ReturnType<typeof admin.deleteAccount>>;
+      };
+
+      // Held up releasing its proxy: a StartWarming meanwhile is refused (the account is DELETED).
+      const a = await admin.createAccount({ platform: "vk", login: "race-warm", password: "pw" });
+      const proxyId = (await proxies.allocateProxy({ accountId: a.id, platform: "vk" })).id;
+      const resA = await deleteBlocked(a.id, "SELECT 1 FROM proxy_allocations WHERE account_id = $1 FOR UPDATE", async () => {
+        await rejectsWith(warming.startWarming({ accountId: a.id }), Code.FailedPrecondition, /DELETED/);
+      });
+      assert.deepEqual([resA.deleted, resA.releasedProxyId, resA.account?.status], [true, proxyId, AccountStatus.DELETED]);
+
+      // Held up stopping its warming task: an AllocateProxy meanwhile is refused.
+      const b = await admin.createAccount({ platform: "vk", login: "race-proxy", password: "pw" });
+      const task = await warming.startWarming({ accountId: b.id });
+      const resB = await deleteBlocked(b.id, "SELECT 1 FROM warming_tasks WHERE account_id = $1 AND status IN (1, 2, 3) FOR UPDATE", async () => {
+        await rejectsWith(proxies.allocateProxy({ accountId: b.id, platform: "vk" }), Code.FailedPrecondition, /DELETED/);
+      });
+      assert.deepEqual([resB.deleted, resB.stoppedWarmingTaskId, resB.account?.status], [true, task.id, AccountStatus.DELETED]);
+
+      // Neither account holds anything, and neither has an open task.
+      const held = await sys.db.query("SELECT account_id FROM proxy_allocations WHERE account_id = ANY($1::text[])", [[a.id, b.id]]);
+      assert.deepEqual(held.rows, []);
+      const open = await sys.db.query("SELECT id, account_id, status FROM warming_tasks WHERE account_id = ANY($1::text[]) AND status IN (1, 2, 3)", [[a.id, b.id]]);
+      assert.deepEqual(open.rows, []);
+    });
+
     test("an account holding nothing is deleted with the default reason; unknown ids NOT_FOUND; bad input names the field", async () => {
       const acc = await admin.createAccount({ platform: "mail", login: "bare", password: "pw", status: AccountStatus.BANNED });
       const res = await admin.deleteAccount({ accountId: acc.id });

@@ -15,6 +15,8 @@ export const AUDIT_ACTIONS = [
   "account.status",
   "account.credentials_update",
   "account.delete",
+  "proxy.add",
+  "proxy.remove",
   "token.create",
   "token.revoke",
   "keys.rotate",

@@ -1,10 +1,13 @@
 /**
- * The `conveer` CLI as a child process: imports against a running system, and the admin commands
- * (token, audit, keys rotate) on the store itself.
+ * The `conveer` CLI as a child process: imports against a running system, the admin commands
+ * (token, audit, keys rotate) on the store itself, and register, warm list, warm watch (its
+ * connection state through a stopped server and a cut connection, each task's end), an export
+ * with a failed item and --server against an in-process system.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import net from "node:net";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,7 +27,7 @@ import { holdDataDirLock } from "./data-dir-lock.ts";
 import { dropPostgresDatabase, freshPostgresDatabase } from "../../test/support/store.ts";
 import { startTestSystem } from "../../test/support/system.ts";
 import { startHttpConnectProxy } from "../../test/support/local-proxies.ts";
-import { WarmingService } from "../gen/conveer/v1/warming_pb.js";
+import { WarmingService, WarmingStatus } from "../gen/conveer/v1/warming_pb.js";
 import type { LocalProxy } from "../../test/support/local-proxies.ts";
 import type { TestSystem } from "../../test/support/system.ts";
 
@@ -450,9 +453,21 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     const lines = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { success: boolean; accountId: string; error: string });
     assert.equal(lines.length, 2);
     for (const l of lines) assert.ok(l.success && /^[0-9a-f]{24}$/.test(l.accountId), JSON.stringify(l));
-    const table = await conveer(["register", "--platform", "vk", "--count", "1"], env, 60_000);
+    // The run's batch id is printed first; its registrations are listed by it, and only they.
+    const batch = /^batch (vk-\d{8}T\d{4}-[0-9a-f]{4}): `npx conveer registrations list --platform vk --batch \1`/m.exec(json.stderr)?.[1];
+    assert.ok(batch, json.stderr);
+    const listed = await conveer(["registrations", "list", "--platform", "vk", "--batch", batch, "--output", "json"], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    const regs = listed.stdout.trim().split("\n").map((l) => JSON.parse(l) as { accountId: string; batchId: string; state: string });
+    assert.deepEqual(new Set(regs.map((r) => r.accountId)), new Set(lines.map((l) => l.accountId)));
+    assert.ok(regs.every((r) => r.batchId === batch && r.state === "REGISTRATION_STATE_SUCCEEDED"), listed.stdout);
+    const table = await conveer(["register", "--platform", "vk", "--count", "1", "--batch", "mine.1"], env, 60_000);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /succeeded 1, failed 0\ncreated accounts:\n {2}[0-9a-f]{24}\n$/);
+    assert.match(table.stderr, /^batch mine\.1: /m);
+    const mine = await conveer(["registrations", "list", "--platform", "vk", "--batch", "mine.1", "--output", "csv"], env);
+    assert.equal(mine.stdout.trimEnd().split("\n").length, 2, mine.stdout);
+    assert.match(mine.stdout, /,mine\.1\n$/);
   });
 
   test("warm list: every task newest first as a table, JSON Lines or CSV, with filters", async () => {
@@ -473,7 +488,7 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     assert.equal(bad.code, 2);
   });
 
-  test("warm watch prints its connection state: a stopped server at once, each retry, and a connection", async () => {
+  test("warm watch prints its connection state (a stopped server at once, each retry, a connection) and each task's end with its login", async () => {
     const watch = (wenv: Record<string, string>, until: RegExp) =>
       new Promise<string>((resolve, reject) => {
         const child = spawn(NODE, ["src/cli/main.ts", "warm", "watch", "--all"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...wenv }, stdio: ["ignore", "pipe", "pipe"] });
@@ -488,6 +503,87 @@ describe("conveer register: account ids, JSON lines, the free-slot warning and e
     assert.match(stopped, /^cannot reach the warming service \(Unavailable: .*\); retrying in 1 s \(attempt 1\)\n/);
     const live = await watch({ WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") }, /connected; watching \d+ task\(s\)\n/);
     assert.doesNotMatch(live, /cannot reach/);
+
+    // Ends are lines naming the login: a task that ended before the watch (--all), and one ending while it runs.
+    const warming = remoteClient(WarmingService, { addr: sys.addr("warming") });
+    const [before] = (await warming.listWarmingTasks({ status: WarmingStatus.RUNNING })).tasks;
+    await warming.stopWarming({ taskId: before.id, reason: "ended before the watch" });
+    const idle = (await sys.accounts.listAccounts({ platform: "vk", status: AccountStatus.ACTIVE })).accounts.find((a) => a.id !== before.accountId)!;
+    const during = await warming.startWarming({ accountId: idle.id, scenarioId: "gentle" });
+    const label = (t: { accountLogin: string; id: string }) => `${t.accountLogin} (${t.id.slice(-6)})`;
+    const ended = await new Promise<string>((resolve, reject) => {
+      const child = spawn(NODE, ["src/cli/main.ts", "warm", "watch", "--all"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") }, stdio: ["ignore", "pipe", "pipe"] });
+      let err = "";
+      let stopped = false;
+      const timer = setTimeout(() => (child.kill("SIGKILL"), reject(new Error(`no end line within 15 s; stderr: ${err}`))), 15_000);
+      child.stderr.on("data", (d: Buffer) => {
+        err += d.toString();
+        if (!stopped && /connected; watching/.test(err)) {
+          stopped = true;
+          warming.stopWarming({ taskId: during.id, reason: "stopped during the watch" }).catch(reject);
+        }
+        if (err.includes(`${label({ accountLogin: idle.login, id: during.id })}: STOPPED (stopped during the watch)`)) (clearTimeout(timer), child.kill("SIGINT"), resolve(err));
+      });
+    });
+    assert.ok(ended.includes(`${label(before)}: STOPPED\n`), ended);
+    assert.ok(ended.indexOf(`${label(before)}: STOPPED`) < ended.indexOf("connected; watching"), "the earlier end is shown as the watch starts");
+  });
+
+  test("warm watch through a connection that drops: 'disconnected' at once, each retry while nothing answers, then 'reconnected' resuming after the last event", async () => {
+    // A TCP relay in front of the warming port, cut (its sockets destroyed, its port closed) and put back.
+    const target = Number(sys.addr("warming").split(":")[1]);
+    const sockets = new Set<net.Socket>();
+    const relay = net.createServer((inbound) => {
+      const out = net.connect(target, "127.0.0.1");
+      for (const s of [inbound, out]) (sockets.add(s), s.on("close", () => sockets.delete(s)), s.on("error", () => {}));
+      inbound.pipe(out).pipe(inbound);
+    });
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+    const port = (relay.address() as net.AddressInfo).port;
+    const warming = remoteClient(WarmingService, { addr: sys.addr("warming") });
+    const idle = (await sys.accounts.listAccounts({ platform: "vk", status: AccountStatus.ACTIVE })).accounts[0];
+    const child = spawn(NODE, ["src/cli/main.ts", "warm", "watch"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", WARMING_SERVICE_GRPC_ADDR: `127.0.0.1:${port}` }, stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const until = async (re: RegExp, what: string) => {
+      for (const end = Date.now() + 15_000; !re.test(err); await new Promise((r) => setTimeout(r, 50))) {
+        if (Date.now() > end) throw new Error(`no ${what} within 15 s; stderr: ${err}`);
+      }
+    };
+    try {
+      await until(/connected; watching/, "connection");
+      const task = await warming.startWarming({ accountId: idle.id, scenarioId: "gentle" });
+      // Its start reaches the watch as an event (the reconnect below resumes after an event id, not "(start)").
+      await new Promise((r) => setTimeout(r, 1000));
+      const cutAt = err.length;
+      await new Promise<void>((r) => (relay.close(() => r()), sockets.forEach((s) => s.destroy())));
+      const cutTime = Date.now();
+      await until(/disconnected \(\w+: .*\); retrying in 1 s \(attempt 1\)\n/, "disconnect line");
+      assert.ok(Date.now() - cutTime < 5000, `the disconnect was printed ${Date.now() - cutTime} ms after the cut`);
+      await until(/cannot reach the warming service \(Unavailable: .*\); retrying in 1 s \(attempt 2\)\n/, "retry line");
+      // The task ends while the watch is cut off; back on the same port, it resumes and shows the end.
+      await warming.stopWarming({ taskId: task.id, reason: "while cut off" });
+      await new Promise<void>((r) => relay.listen(port, "127.0.0.1", r));
+      await until(/reconnected; resuming after event \d+\n/, "reconnect line");
+      await until(new RegExp(`\\(${task.id.slice(-6)}\\): STOPPED \\(while cut off\\)`), "the end seen after the reconnect");
+      assert.ok(err.indexOf("disconnected") >= cutAt && err.indexOf("reconnected") > err.indexOf("attempt 2"), err);
+    } finally {
+      child.kill("SIGINT");
+      relay.close();
+      sockets.forEach((s) => s.destroy());
+    }
+  });
+
+  test("accounts export --with-credentials: an account whose credentials cannot be read is reported, the others exported, exit 1", async () => {
+    const made = await Promise.all(["exp_a", "exp_b", "exp_c"].map((login) => sys.accounts.createAccount({ platform: "max", login, password: `pw-${login}` })));
+    // Its sealed secrets damaged in the store: GetCredentials fails for this one account only.
+    await sys.db.query("UPDATE accounts SET secrets = 'not-sealed' WHERE id = $1", [made[1].id]);
+    const r = await conveer(["accounts", "export", "--format", "json", "--with-credentials", "--login-prefix", "exp_"], env);
+    assert.equal(r.code, 1, r.stderr);
+    const rows = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { id: string; credentials: { password: string } });
+    assert.deepEqual(rows.map((x) => [x.id, x.credentials.password]), [[made[0].id, "pw-exp_a"], [made[2].id, "pw-exp_c"]]);
+    assert.match(r.stderr, new RegExp(`^account ${made[1].id}: `, "m"));
+    assert.match(r.stderr, /exported 2 account\(s\), failed 1/);
   });
 
   test("--server (or CONVEER_SERVER) sends every call to the HTTP port over Connect, no gRPC address needed", async () => {

@@ -90,3 +90,9 @@ export async function collect<T>(it: AsyncIterable<T[]>): Promise<T[]> {
   for await (const page of it) out.push(...page);
   return out;
 }
+
+/** Parses a batch id (`--batch`): what RegisterRequest.batch_id takes. */
+export function batchId(v: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(v)) throw new InvalidArgumentError(`must be 1-64 letters, digits, . _ or -, got ${JSON.stringify(v)}`);
+  return v;
+}

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "commander";
 import type { Command } from "commander";
 import { toJsonString } from "@bufbuild/protobuf";
@@ -13,6 +14,7 @@ import { PLATFORMS, isPlatform } from "../domain.ts";
 import type { Platform } from "../domain.ts";
 import { messageOf } from "../errors.ts";
 import { cliClient } from "./cli-client.ts";
+import { batchId } from "./options.ts";
 import { progressBar } from "./progress.ts";
 
 const SERVICES = { vk: VKService, telegram: TelegramService, mail: MailService, max: MaxService } as const;
@@ -23,11 +25,17 @@ function positive(v: string): number {
   return n;
 }
 
-type RegisterOptions = { platform: Platform; count: number; concurrency: number; country: string; proxyCountry?: string; output: "table" | "json" };
+type RegisterOptions = { platform: Platform; count: number; concurrency: number; country: string; proxyCountry?: string; batch?: string; output: "table" | "json" };
+
+/** A batch id for one run of the command: the platform, the UTC time and a random tail (vk-20261201T0512-3fa9). */
+function newBatchId(platform: Platform): string {
+  const t = new Date().toISOString().replace(/[-:]/g, "").slice(0, 13);
+  return `${platform}-${t}-${randomBytes(2).toString("hex")}`;
+}
 
 /**
  * `conveer register`: runs the registration conveyor N times. It says first when the proxy pool has
- * fewer free slots than the batch needs. Table output: a progress bar, a summary and the new
+ * fewer free slots than the batch needs, and the batch id its registrations carry. Table output: a progress bar, a summary and the new
  * account ids. JSON output: one RegisterResponse per line (proto JSON names, every field). Exits 1
  * when any registration failed.
  */
@@ -43,12 +51,15 @@ export function registerRegisterCommand(program: Command, getConfig: () => Confi
     .option("--concurrency <n>", "registrations in flight", positive, 4)
     .option("--country <cc>", "phone number country", "ru")
     .option("--proxy-country <cc>", "preferred proxy country")
+    .option("--batch <id>", "the batch id every registration of this run gets (default: generated and printed); `registrations list --batch` shows them", batchId)
     .option("--output <format>", "table (progress and summary) or json (one result per line)", (v) => {
       if (v !== "table" && v !== "json") throw new InvalidArgumentError("must be table or json");
       return v;
     }, "table")
     .action(async (o: RegisterOptions) => {
       const config = getConfig();
+      o.batch ??= newBatchId(o.platform);
+      process.stderr.write(`batch ${o.batch}: \`npx conveer registrations list --platform ${o.platform} --batch ${o.batch}\` shows its registrations\n`);
       const free = await freeProxySlots(config).catch((err: unknown) => {
         process.stderr.write(`could not read the proxy pool (${messageOf(err)}); registering anyway\n`);
         return Infinity;
@@ -83,7 +94,7 @@ async function registerAll(config: Config, o: RegisterOptions): Promise<Register
   const worker = async () => {
     while (next < o.count) {
       next++;
-      const r = await client.register({ country: o.country, proxyCountry: o.proxyCountry ?? "" });
+      const r = await client.register({ country: o.country, proxyCountry: o.proxyCountry ?? "", batchId: o.batch });
       results.push(r);
       if (o.output === "json") process.stdout.write(toJsonString(RegisterResponseSchema, r, { alwaysEmitImplicit: true }) + "\n");
       bar?.increment();

@@ -9,7 +9,7 @@ import { MailService } from "../gen/conveer/v1/mail_pb.js";
 import { MaxService } from "../gen/conveer/v1/max_pb.js";
 import type { Platform } from "../domain.ts";
 import { cliClient } from "./cli-client.ts";
-import { enumName, enumValue, intBetween, pages, platformName, timeText, timeValue } from "./options.ts";
+import { batchId, enumName, enumValue, intBetween, pages, platformName, timeText, timeValue } from "./options.ts";
 import { outputFormat, printMessages, printPages } from "./output.ts";
 import type { Column, OutputFormat } from "./output.ts";
 
@@ -30,9 +30,10 @@ const COLUMNS: readonly Column<Registration>[] = [
   ["activation", (r) => r.activationId],
   ["created", (r) => timeText(r.createdAt)],
   ["finished", (r) => timeText(r.finishedAt)],
+  ["batch", (r) => r.batchId],
 ];
 
-type ListOptions = { platform: Platform; state?: RegistrationState; since?: Timestamp; until?: Timestamp; limit?: number; output: OutputFormat };
+type ListOptions = { platform: Platform; state?: RegistrationState; since?: Timestamp; until?: Timestamp; batch?: string; limit?: number; output: OutputFormat };
 
 /** `conveer registrations list|show`: the durable records of Register runs, from each platform service. */
 export function registerRegistrationsCommands(program: Command, getConfig: () => Config): void {
@@ -45,6 +46,7 @@ export function registerRegistrationsCommands(program: Command, getConfig: () =>
     .option("--state <state>", "RUNNING, SUCCEEDED or FAILED", enumValue(RegistrationState, "REGISTRATION_STATE_"))
     .option("--since <time>", "created at or after: ISO 8601 (2026-11-30T18:00:00Z) or a duration ago (90m, 24h, 7d)", timeValue)
     .option("--until <time>", "created before (same forms as --since)", timeValue)
+    .option("--batch <id>", "only this batch (the one `conveer register` printed, or RegisterRequest.batch_id)", batchId)
     .option("--limit <n>", "at most this many registrations (default: every page)", intBetween(1, Number.MAX_SAFE_INTEGER))
     .option("--output <format>", "table, json (one registration per line) or csv", outputFormat, "table")
     .action(async (o: ListOptions) => {
@@ -54,7 +56,7 @@ export function registerRegistrationsCommands(program: Command, getConfig: () =>
         RegistrationSchema,
         pages(
           async (pageToken, size) => {
-            const r = await c.listRegistrations({ state: o.state, createdAfter: o.since, createdBefore: o.until, pageSize: size, pageToken });
+            const r = await c.listRegistrations({ state: o.state, createdAfter: o.since, createdBefore: o.until, batchId: o.batch, pageSize: size, pageToken });
             return { items: r.registrations, next: r.nextPageToken };
           },
           1000,

@@ -43,7 +43,7 @@ export function registerWarmCommands(program: Command, getConfig: () => Config):
   ] as const) {
     warm
       .command(`${name} <task>`)
-      .description(name === "stop" ? "stop a task for good" : `${name} a task`)
+      .description(name === "stop" ? "stop a task for good" : name === "status" ? "show a task's status and progress" : `${name} a task`)
       .action(async (task: string) => {
         const t = await client()[verb]({ taskId: task });
         process.stdout.write(`${line(t)}\n`);

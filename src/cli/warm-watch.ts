@@ -6,9 +6,10 @@ import { WarmingStatus } from "../gen/conveer/v1/warming_pb.js";
 import type { WarmingEvent, WarmingService, WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 
 type Warming = Client<typeof WarmingService>;
-type Bars = { bars: cliProgress.MultiBar; byTask: Map<string, cliProgress.SingleBar>; say(line: string): void };
+type Bars = { bars: cliProgress.MultiBar; byTask: Map<string, cliProgress.SingleBar>; labels: Map<string, string>; say(line: string): void };
 
 const OPEN = new Set([WarmingStatus.PENDING, WarmingStatus.RUNNING, WarmingStatus.PAUSED]);
+const ENDED = new Set(["COMPLETED", "FAILED", "STOPPED"]);
 const short = (s: WarmingStatus | string) => (typeof s === "string" ? s : (WarmingStatus[s] ?? String(s))).replace(/^WARMING_STATUS_/, "");
 
 /**
@@ -43,7 +44,7 @@ function createBars(): Bars {
   );
   // On a terminal, lines go above the bars; elsewhere (a pipe, a log file) straight to stderr.
   const say = (line: string) => (process.stderr.isTTY ? bars.log(`${line}\n`) : process.stderr.write(`${line}\n`));
-  return { bars, byTask: new Map(), say };
+  return { bars, byTask: new Map(), labels: new Map(), say };
 }
 
 /** Streams until aborted; a refused token throws (the CLI exits 1), anything else reconnects from the last event. */
@@ -52,7 +53,13 @@ async function watch(c: Warming, ui: Bars, taskId: string, all: boolean, signal:
   let connected = false;
   let failures = 0;
   while (!signal.aborted) {
+    const stop = new AbortController();
     try {
+      // The stream is asked for before the bars are seeded: a task that ends in between is in the
+      // stream (from the first connect there is no earlier event to resume after).
+      const events = c.streamEvents({ taskId, afterEventId: after }, { signal: AbortSignal.any([signal, stop.signal]) })[Symbol.asyncIterator]();
+      const first = events.next();
+      first.catch(() => {}); // awaited below; a failed seed must not leave it unhandled
       if (!connected) {
         // The server answered: the bars are current, and the stream resumes after the last event seen.
         const n = await seed(c, ui, taskId, all);
@@ -60,9 +67,9 @@ async function watch(c: Warming, ui: Bars, taskId: string, all: boolean, signal:
         connected = true;
         failures = 0;
       }
-      for await (const e of c.streamEvents({ taskId, afterEventId: after }, { signal })) {
-        after = e.eventId;
-        await show(c, ui, e);
+      for (let r = await first; !r.done; r = await events.next()) {
+        after = r.value.eventId;
+        await show(c, ui, r.value);
       }
     } catch (err) {
       if (signal.aborted) return;
@@ -75,6 +82,8 @@ async function watch(c: Warming, ui: Bars, taskId: string, all: boolean, signal:
       ui.say(`${connected ? "disconnected" : "cannot reach the warming service"} (${Code[e.code]}: ${e.rawMessage}); retrying in 1 s (attempt ${failures})`);
       connected = false;
       await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      stop.abort(); // this attempt's stream, if it is still open (a seed that failed)
     }
   }
 }
@@ -82,15 +91,21 @@ async function watch(c: Warming, ui: Bars, taskId: string, all: boolean, signal:
 /** Bars for the tasks there already are: open ones (and, with --all, ended ones), newest first; answers how many are shown. */
 async function seed(c: Warming, ui: Bars, taskId: string, all: boolean): Promise<number> {
   const tasks = taskId ? [await c.getWarmingStatus({ taskId })] : (await c.listWarmingTasks({ pageSize: 200 })).tasks;
-  for (const t of tasks) if (all || OPEN.has(t.status)) barFor(ui, t).update(t.progress, { status: short(t.status) });
+  for (const t of tasks) {
+    if (!all && !OPEN.has(t.status)) continue;
+    barFor(ui, t).update(t.progress, { status: short(t.status) });
+    if (!OPEN.has(t.status)) ui.say(`${ui.labels.get(t.id)}: ${short(t.status)}`);
+  }
   return ui.byTask.size;
 }
 
 function barFor(ui: Bars, t: WarmingTask): cliProgress.SingleBar {
   let bar = ui.byTask.get(t.id);
   if (!bar) {
-    bar = ui.bars.create(100, t.progress, { task: `${t.accountLogin || t.accountId} (${t.id.slice(-6)})`, status: short(t.status), last: "" });
+    const label = `${t.accountLogin || t.accountId} (${t.id.slice(-6)})`;
+    bar = ui.bars.create(100, t.progress, { task: label, status: short(t.status), last: "" });
     ui.byTask.set(t.id, bar);
+    ui.labels.set(t.id, label);
   }
   return bar;
 }
@@ -102,4 +117,8 @@ async function show(c: Warming, ui: Bars, e: WarmingEvent): Promise<void> {
     ...(e.data.to ? { status: short(e.data.to) } : {}),
     last: `${e.eventType}${e.data.action_type ? ` ${e.data.action_type}` : ""}${e.data.error ? `: ${e.data.error}` : ""}`,
   });
+  // An end is also a line of its own: it stays readable when stderr is not a terminal (no bars drawn there).
+  if (e.eventType === "status_changed" && ENDED.has(short(e.data.to ?? ""))) {
+    ui.say(`${ui.labels.get(e.taskId)}: ${short(e.data.to)}${e.data.reason ? ` (${e.data.reason})` : ""}`);
+  }
 }

@@ -4,7 +4,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { RegistrationSchema, RegistrationState } from "../gen/conveer/v1/platform_pb.js";
 import type { Registration } from "../gen/conveer/v1/platform_pb.js";
 import type { Platform } from "../domain.ts";
-import { invalidArgument, notFound } from "../errors.ts";
+import { invalidArgument, notFound, quote } from "../errors.ts";
 import type { Queryable } from "../store/db.ts";
 import { checkId } from "../store/ids.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../page-token.ts";
@@ -14,7 +14,10 @@ import type { ListedRegistrationRow, RegistrationFilter } from "./registration-s
 /** Reading registrations: GetRegistration and ListRegistrations, per platform. */
 
 /** ListRegistrations' request, as the domain takes it. */
-export type ListRegistrationsRequest = { state: RegistrationState; createdAfter?: Timestamp; createdBefore?: Timestamp; pageSize: number; pageToken: string };
+export type ListRegistrationsRequest = { state: RegistrationState; createdAfter?: Timestamp; createdBefore?: Timestamp; pageSize: number; pageToken: string; batchId: string };
+
+/** What a batch id may be: RegisterRequest.batch_id and the ListRegistrations filter. */
+export const BATCH_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 const STATE_OF: Record<string, RegistrationState> = { running: RegistrationState.RUNNING, succeeded: RegistrationState.SUCCEEDED, failed: RegistrationState.FAILED };
 const STATUS_OF: Partial<Record<RegistrationState, string>> = { [RegistrationState.RUNNING]: "running", [RegistrationState.SUCCEEDED]: "succeeded", [RegistrationState.FAILED]: "failed" };
@@ -32,6 +35,7 @@ export function toRegistration(r: ListedRegistrationRow): Registration {
     accountId: r.account_id,
     proxyId: r.proxy_id,
     activationId: r.activation_id,
+    batchId: r.batch_id ?? "",
     createdAt: timestampFromDate(r.created_at),
     updatedAt: timestampFromDate(r.updated_at),
     // A registration's last update is its end.
@@ -58,7 +62,14 @@ function instant(t: Timestamp | undefined, field: string): string {
 /** ListRegistrations: a keyset page of this platform's registrations, newest first, and the filter's total. */
 export async function listRegistrations(db: Queryable, platform: Platform, req: ListRegistrationsRequest): Promise<{ registrations: Registration[]; next: string; total: number }> {
   if (req.state !== RegistrationState.UNSPECIFIED && !STATUS_OF[req.state]) throw invalidArgument("state", `is not a known RegistrationState (${req.state})`);
-  const filter: RegistrationFilter = { platform, status: STATUS_OF[req.state] ?? "", createdAfter: instant(req.createdAfter, "created_after"), createdBefore: instant(req.createdBefore, "created_before") };
+  if (req.batchId && !BATCH_ID.test(req.batchId)) throw invalidArgument("batch_id", `must be 1-64 letters, digits, . _ or -, got ${quote(req.batchId)}`);
+  const filter: RegistrationFilter = {
+    platform,
+    status: STATUS_OF[req.state] ?? "",
+    createdAfter: instant(req.createdAfter, "created_after"),
+    createdBefore: instant(req.createdBefore, "created_before"),
+    batchId: req.batchId,
+  };
   if (filter.createdAfter && filter.createdBefore && filter.createdAfter >= filter.createdBefore) {
     throw invalidArgument("created_after", `must be before created_before (${filter.createdAfter} >= ${filter.createdBefore})`);
   }

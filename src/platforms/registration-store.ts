@@ -14,6 +14,8 @@ export type RegistrationRow = {
   failed_step: string;
   error: string;
   lease_until: Date;
+  /** The batch Register was given ("" when none). */
+  batch_id: string;
   /** The fencing token: bumped by each take-over; writes name the claim they hold. */
   claim: number;
 };
@@ -24,11 +26,11 @@ export type RegistrationClaim = { id: string; claim: number };
 /** Claim 1 belongs to the process that inserted the registration. */
 export const FIRST_CLAIM = 1;
 
-/** Records a new registration, running, with a lease. */
-export async function insertRegistration(q: Queryable, id: string, platform: string, login: string, leaseMs: number): Promise<void> {
+/** Records a new registration, running, with a lease, in batch `batchId` ("" for none). */
+export async function insertRegistration(q: Queryable, id: string, platform: string, login: string, leaseMs: number, batchId = ""): Promise<void> {
   await q.query(
-    "INSERT INTO registrations (id, platform, status, step, login, lease_until) VALUES ($1, $2, 'running', 'create_account', $3, now() + $4 * interval '1 millisecond')",
-    [id, platform, login, leaseMs],
+    "INSERT INTO registrations (id, platform, status, step, login, lease_until, batch_id) VALUES ($1, $2, 'running', 'create_account', $3, now() + $4 * interval '1 millisecond', $5)",
+    [id, platform, login, leaseMs, batchId],
   );
 }
 
@@ -83,13 +85,14 @@ export async function renewLease(q: Queryable, c: RegistrationClaim, leaseMs: nu
 export type ListedRegistrationRow = RegistrationRow & { created_at: Date; updated_at: Date };
 
 /** The filter of a registration listing; empty fields match everything. */
-export type RegistrationFilter = { platform: string; status: string; createdAfter: string; createdBefore: string };
+export type RegistrationFilter = { platform: string; status: string; createdAfter: string; createdBefore: string; batchId: string };
 
 function where(f: RegistrationFilter, params: unknown[]): string[] {
   const w = [`platform = $${params.push(f.platform)}`];
   if (f.status) w.push(`status = $${params.push(f.status)}`);
   if (f.createdAfter) w.push(`created_at >= $${params.push(f.createdAfter)}`);
   if (f.createdBefore) w.push(`created_at < $${params.push(f.createdBefore)}`);
+  if (f.batchId) w.push(`batch_id = $${params.push(f.batchId)}`);
   return w;
 }
 

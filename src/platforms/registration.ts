@@ -12,6 +12,7 @@ import type { PlatformsContext } from "./platforms-context.ts";
 import { SpanStatusCode, inSpan } from "../telemetry/tracing.ts";
 import type { Span } from "../telemetry/tracing.ts";
 import * as store from "./registration-store.ts";
+import { BATCH_ID } from "./registration-list.ts";
 import type { RegistrationClaim, RegistrationRow } from "./registration-store.ts";
 
 /**
@@ -89,11 +90,12 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
   if (!COUNTRY.test(country)) throw invalidArgument("country", `must be a two-letter country code like ru, got ${quote(req.country)}`);
   if (req.login && !LOGIN.test(req.login)) throw invalidArgument("login", `must be 3-64 letters, digits, . _ or -, got ${quote(req.login)}`);
   if (req.proxyCountry && !/^[A-Za-z]{2}$/.test(req.proxyCountry)) throw invalidArgument("proxy_country", `must be a two-letter country code like RU, got ${quote(req.proxyCountry)}`);
+  if (req.batchId && !BATCH_ID.test(req.batchId)) throw invalidArgument("batch_id", `must be 1-64 letters, digits, . _ or -, got ${quote(req.batchId)}`);
   const id = ctx.newId();
   span.setAttribute("conveer.registration.id", id);
   const login = req.login || `${platform}_${randomBytes(5).toString("hex")}`;
   const password = req.password || randomBytes(12).toString("base64url");
-  await store.insertRegistration(db, id, platform, login, options.leaseMs);
+  await store.insertRegistration(db, id, platform, login, options.leaseMs, req.batchId);
   const claim: RegistrationClaim = { id, claim: store.FIRST_CLAIM };
   const heartbeat = setInterval(() => {
     store.renewLease(db, claim, options.leaseMs).catch(() => {});

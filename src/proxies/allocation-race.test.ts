@@ -97,6 +97,40 @@ describe("allocation races between two replicas on PostgreSQL", { skip: url ? fa
     for (const a of answers) if ("proxyId" in a) assert.equal(held.get(a.id), a.proxyId, `account ${a.id} was answered a proxy it does not hold`);
   });
 
+  test("an account marked DELETED after AccountService answered ACTIVE gets no slot: a mark in flight makes the allocation wait, then refuse, on both paths", async () => {
+    // The stand-in AccountService answers ACTIVE for every id: that is the read an AllocateProxy
+    // made just before a DeleteAccount marked the account. The account's row decides.
+    await store.db.query("DELETE FROM proxy_allocations");
+    await store.db.query("UPDATE proxies SET allocated = 0");
+    const [a, b] = [newId(), newId()];
+    await store.db.query("INSERT INTO accounts (id, platform, login, status, secrets, key_id) SELECT id, 'vk', id, $2, '', '' FROM unnest($1::text[]) AS id", [[a, b], AccountStatus.ACTIVE]);
+    // A mark in flight: the allocation (one statement, then the locking path) waits for it, then refuses.
+    let allocating: Promise<unknown> | undefined;
+    let settledEarly: unknown = false;
+    await second.transaction(async (tx) => {
+      // A plain UPDATE (DeleteAccount also locks the row FOR UPDATE first; the guard must not need it).
+      await tx.query("UPDATE accounts SET status = $2 WHERE id = $1", [a, AccountStatus.DELETED]);
+      allocating = replicas[0].allocate(a, "vk", "", "").then(
+        (p) => p.id,
+        (err: unknown) => err,
+      );
+      void allocating.then((v) => (settledEarly = v instanceof Error ? `${v.name}: ${v.message}` : `allocated ${String(v)}`));
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    assert.equal(settledEarly, false, "the allocation did not wait for the account row's mark: it settled before");
+    const refused = await allocating;
+    assert.ok(refused instanceof AppError, `allocated ${String(refused)} to an account being deleted`);
+    assert.deepEqual([refused.code, refused.reason], ["FAILED_PRECONDITION", "ACCOUNT_NOT_ACTIVE"]);
+    // Marked before: refused at once; a live account next to it is served.
+    await store.db.query("UPDATE accounts SET status = $2 WHERE id = $1", [b, AccountStatus.DELETED]);
+    await assert.rejects(replicas[1].allocate(b, "vk", "", ""), (err: unknown) => err instanceof AppError && err.code === "FAILED_PRECONDITION");
+    const live = newId();
+    await store.db.query("INSERT INTO accounts (id, platform, login, status, secrets, key_id) VALUES ($1, 'vk', $1, $2, '', '')", [live, AccountStatus.ACTIVE]);
+    assert.ok((await replicas[1].allocate(live, "vk", "", "")).id);
+    const held = await checkPool(store.db);
+    assert.deepEqual([held.has(a), held.has(b), held.has(live)], [false, false, true]);
+  });
+
   test("allocate and release racing from both replicas for 3 s keep every counter exact", async () => {
     await store.db.query("DELETE FROM proxy_allocations");
     await store.db.query("UPDATE proxies SET allocated = 0");

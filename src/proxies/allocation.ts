@@ -16,10 +16,12 @@ async function requireAccount(ctx: ProxiesContext, accountId: string): Promise<A
   checkId(accountId, "account_id");
   // A peer's error (unknown account, AccountService down) is mapped in src/server/status.ts.
   const acc = await ctx.accounts.getAccount({ accountId });
-  if (acc.status === AccountStatus.DELETED || acc.status === AccountStatus.BANNED) {
-    throw new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[acc.status]}; only live accounts get proxies`, { reason: "ACCOUNT_NOT_ACTIVE" });
-  }
+  if (acc.status === AccountStatus.DELETED || acc.status === AccountStatus.BANNED) throw notLive(accountId, acc.status);
   return acc;
+}
+
+function notLive(accountId: string, status: AccountStatus): AppError {
+  return new AppError("FAILED_PRECONDITION", `account ${accountId} is ${AccountStatus[status]}; only live accounts get proxies`, { reason: "ACCOUNT_NOT_ACTIVE" });
 }
 
 /** Why the proxy allocated is not the preferred one, or "" when it is. */
@@ -74,6 +76,7 @@ async function allocateLocked(ctx: ProxiesContext, q: Transaction, { accountId, 
     if (reader && cur.password_sealed) await store.insertPasswordAudit(q, accountId, cur.id, reader);
     return toProxy(ctx, cur, { expiresAt, withPassword: Boolean(reader) });
   }
+  if (!cur && (await store.accountDeleted(q, accountId))) throw notLive(accountId, AccountStatus.DELETED);
   const row = await store.takeSlot(q, { country, provider, exclude: cur?.id ?? "" });
   if (!row) {
     // No lock serializes the calls for one account: one that took the last slot meanwhile (its

@@ -1,3 +1,5 @@
+import { recordAudit } from "../audit/audit-log.ts";
+import type { Actor } from "../audit/audit-log.ts";
 import { ProxyAllocationFilter, ProxyHealthFilter } from "../gen/conveer/v1/proxy_pb.js";
 import type { Proxy, ProxySpec } from "../gen/conveer/v1/proxy_pb.js";
 import { AppError, invalidArgument, notFound } from "../errors.ts";
@@ -55,7 +57,7 @@ async function policyRefusals(ctx: ProxiesContext, specs: ProxySpec[]): Promise<
 }
 
 /** Adds proxies; each item succeeds or fails on its own. */
-export async function addProxies(ctx: ProxiesContext, specs: ProxySpec[]): Promise<{ index: number; proxyId: string; error: string }[]> {
+export async function addProxies(ctx: ProxiesContext, specs: ProxySpec[], who: Actor): Promise<{ index: number; proxyId: string; error: string }[]> {
   if (specs.length === 0) throw invalidArgument("proxies", "must hold at least one item");
   if (specs.length > 1000) throw invalidArgument("proxies", `must hold at most 1000 items per call, got ${specs.length}`);
   const results: { index: number; proxyId: string; error: string }[] = [];
@@ -85,6 +87,7 @@ export async function addProxies(ctx: ProxiesContext, specs: ProxySpec[]): Promi
               capacity: item.capacity,
             }),
           );
+          await recordAudit(q, who, { action: "proxy.add", target: id, detail: `${item.protocol}://${item.host}:${item.port}, capacity ${item.capacity}${item.tags.length ? `, tags ${item.tags.join(";")}` : ""}` });
         } catch (err) {
           if (sqlState(err) === PgError.uniqueViolation) throw new AppError("ALREADY_EXISTS", `proxies[${index}]: ${item.protocol}://${item.host}:${item.port} with this username is already in the pool`);
           throw err;
@@ -128,7 +131,7 @@ export async function listProxies(ctx: ProxiesContext, q: ProxyQuery): Promise<{
 }
 
 /** Takes a proxy out of the pool, moving its accounts first. */
-export async function removeProxy(ctx: ProxiesContext, proxyId: string): Promise<{ moved: number; released: number }> {
+export async function removeProxy(ctx: ProxiesContext, proxyId: string, who: Actor): Promise<{ moved: number; released: number }> {
   checkId(proxyId, "proxy_id");
   const row = await store.getProxy(ctx.db, proxyId);
   if (!row) throw notFound("proxy", proxyId);
@@ -143,6 +146,7 @@ export async function removeProxy(ctx: ProxiesContext, proxyId: string): Promise
       moved.released++;
     }
     await store.deleteProxy(q, proxyId);
+    await recordAudit(q, who, { action: "proxy.remove", target: proxyId, detail: `${row.protocol}://${row.host}:${row.port}; accounts moved ${moved.moved}, released ${moved.released}` });
   });
   return moved;
 }

@@ -1,3 +1,4 @@
+import type { Actor } from "../audit/audit-log.ts";
 import type { Proxy, ProxyHealth, ProxySpec } from "../gen/conveer/v1/proxy_pb.js";
 import { allocate, forAccount, release, rotate, sweepExpired } from "./allocation.ts";
 import { checkHealth, probe } from "./health.ts";
@@ -30,12 +31,12 @@ export function createProxies(deps: ProxiesDeps) {
     checkHealth: (proxyId: string, target: string) => checkHealth(ctx, proxyId, target),
     /** Probes one proxy and records the result (used by CheckHealth and the background checker). */
     probe: (row: ProxyRow, target: { host: string; port: number }, signal?: AbortSignal): Promise<ProxyHealth> => probe(ctx, row, target, signal),
-    /** Adds proxies; each item succeeds or fails on its own. */
-    add: (specs: ProxySpec[]) => addProxies(ctx, specs),
+    /** Adds proxies; each item succeeds or fails on its own; each added one audited (proxy.add) as `who`'s. */
+    add: (specs: ProxySpec[], who: Actor) => addProxies(ctx, specs, who),
     /** A keyset page of the pool (no passwords), filtered, each proxy with the accounts holding it. */
     list: (q: ProxyQuery) => listProxies(ctx, q),
-    /** Takes a proxy out of the pool, moving its accounts first. */
-    remove: (proxyId: string) => removeProxy(ctx, proxyId),
+    /** Takes a proxy out of the pool, moving its accounts first; audited (proxy.remove) as `who`'s. */
+    remove: (proxyId: string, who: Actor) => removeProxy(ctx, proxyId, who),
     /** Releases allocations whose lease ran out; returns how many. */
     sweepExpired: () => sweepExpired(ctx),
   };

@@ -1,4 +1,5 @@
 import { recordAudit } from "../audit/audit-log.ts";
+import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import type { Queryable, Transaction } from "../store/db.ts";
 
 /** A proxies row, as stored. */
@@ -145,6 +146,13 @@ export type AllocatedOne = ProxyRow & { expires_at: Date; renewed: boolean };
  * CONFLICT DO NOTHING: then no slot is taken); the caller then takes the locking path.
  * The slot is taken only when the insert went in, the picked row stays locked until the statement
  * commits, and the CHECK on `allocated <= capacity` makes over-allocation impossible.
+ * No slot is taken for an account whose row says DELETED: the row is share-locked (FOR SHARE, which
+ * any UPDATE of the row waits for, and which waits for one in flight; KEY SHARE would not, and would
+ * read the old status past an uncommitted plain UPDATE), so a DeleteAccount marking it meanwhile
+ * either waits for this statement (and then finds the allocation to release) or commits first (and
+ * this statement sees DELETED): an AllocateProxy whose account read came before the mark cannot
+ * leave a slot behind. Accounts without a row (tests'
+ * stand-in AccountService) are not refused here.
  */
 export async function allocateInOne(q: Queryable, a: AllocateAsk): Promise<AllocatedOne | undefined> {
   const params: unknown[] = [a.accountId, a.leaseMs, a.platform, Boolean(a.reader), a.reader?.tokenName ?? "", a.reader?.peer ?? ""];
@@ -160,12 +168,14 @@ const allocateSql = new Map<string, string>();
 function allocateStatement(order: string): string {
   const lease = "now() + $2 * interval '1 millisecond'";
   return `WITH cur AS (SELECT 1 FROM proxy_allocations WHERE account_id = $1),
+     acc AS (SELECT status FROM accounts WHERE id = $1 FOR SHARE),
      renewed AS (
        UPDATE proxy_allocations a SET expires_at = ${lease} FROM proxies p
        WHERE a.account_id = $1 AND p.id = a.proxy_id AND p.healthy
        RETURNING ${P}, a.expires_at, true AS renewed),
      pick AS (
        SELECT id FROM proxies WHERE healthy AND allocated < capacity AND NOT EXISTS (SELECT 1 FROM cur)
+         AND NOT EXISTS (SELECT 1 FROM acc WHERE status = ${AccountStatus.DELETED})
        ${order} LIMIT 1 FOR UPDATE SKIP LOCKED),
      ins AS (
        INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at) SELECT $1, id, $3, ${lease} FROM pick
@@ -204,6 +214,15 @@ export async function releaseAllocation(q: Queryable, accountId: string, proxyId
 /** Gives a slot back. */
 export async function freeSlot(q: Queryable, proxyId: string): Promise<void> {
   await q.query("UPDATE proxies SET allocated = allocated - 1 WHERE id = $1", [proxyId]);
+}
+
+/**
+ * Whether the account's row says DELETED, share-locking the row (FOR SHARE) for the rest of the transaction
+ * (the locking path's counterpart of allocateInOne's check: a DeleteAccount marking it waits).
+ */
+export async function accountDeleted(q: Transaction, accountId: string): Promise<boolean> {
+  const r = await q.query<{ status: number }>("SELECT status FROM accounts WHERE id = $1 FOR SHARE", [accountId]);
+  return r.rows[0]?.status === AccountStatus.DELETED;
 }
 
 /** Records a new allocation; undefined when the account has one already (a concurrent call's, committed first). */

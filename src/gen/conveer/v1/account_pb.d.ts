@@ -578,7 +578,7 @@ export declare type DeleteAccountResponse = Message<"conveer.DeleteAccountRespon
   account?: Account | undefined;
 
   /**
-   * False when the account was already DELETED (nothing was changed).
+   * False when the account was already DELETED (its status and history were not changed).
    *
    * @generated from field: bool deleted = 2;
    */
@@ -746,9 +746,11 @@ export declare const AccountService: GenService<{
     output: typeof AccountSchema;
   },
   /**
-   * Added: soft delete. The account becomes DELETED with a reason (history kept, audited) after
-   * its warming task is stopped, its proxy released and a pending SMS activation cancelled.
-   * Deleting a DELETED account changes nothing; needs accounts:admin.
+   * Added: soft delete. The account becomes DELETED with a reason (history kept, audited), then
+   * its warming task is stopped, its proxy released and a pending SMS activation cancelled
+   * (marked first, so nothing new is taken for it meanwhile). Deleting a DELETED account changes
+   * its status and history no more; it lets go of anything still held (after a failed call).
+   * Needs accounts:admin.
    *
    * @generated from rpc conveer.AccountService.DeleteAccount
    */

@@ -226,8 +226,8 @@ export declare type AuditEntry = Message<"conveer.AuditEntry"> & {
 
   /**
    * What happened, a stable dotted name: credentials.read, proxy_password.read, account.create,
-   * account.import, account.status, account.credentials_update, account.delete, token.create,
-   * token.revoke, keys.rotate, keys.rotate_master.
+   * account.import, account.status, account.credentials_update, account.delete, proxy.add,
+   * proxy.remove, token.create, token.revoke, keys.rotate, keys.rotate_master.
    *
    * @generated from field: string action = 5;
    */

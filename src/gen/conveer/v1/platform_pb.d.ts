@@ -62,6 +62,14 @@ export declare type RegisterRequest = Message<"conveer.RegisterRequest"> & {
    * @generated from field: map<string, string> platform_fields = 7;
    */
   platformFields: { [key: string]: string };
+
+  /**
+   * Added: the batch this registration belongs to, an operator's label (1-64 of A-Z a-z 0-9 . _ -;
+   * `conveer register` sets one per run); ListRegistrations filters by it. Empty: no batch.
+   *
+   * @generated from field: string batch_id = 8;
+   */
+  batchId: string;
 };
 
 /**
@@ -372,6 +380,13 @@ export declare type Registration = Message<"conveer.Registration"> & {
    * @generated from field: google.protobuf.Timestamp finished_at = 13;
    */
   finishedAt?: Timestamp | undefined;
+
+  /**
+   * The batch_id Register was given; empty when none.
+   *
+   * @generated from field: string batch_id = 14;
+   */
+  batchId: string;
 };
 
 /**
@@ -394,7 +409,7 @@ export declare type ListRegistrationsRequest = Message<"conveer.ListRegistration
   state: RegistrationState;
 
   /**
-   * Only registrations created at or after this time (a batch: the time its run started).
+   * Only registrations created at or after this time.
    *
    * @generated from field: google.protobuf.Timestamp created_after = 2;
    */
@@ -420,6 +435,13 @@ export declare type ListRegistrationsRequest = Message<"conveer.ListRegistration
    * @generated from field: string page_token = 5;
    */
   pageToken: string;
+
+  /**
+   * Only the registrations of this batch (RegisterRequest.batch_id); empty for all.
+   *
+   * @generated from field: string batch_id = 6;
+   */
+  batchId: string;
 };
 
 /**
