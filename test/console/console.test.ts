@@ -13,7 +13,7 @@ import type { Client, Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import AxeBuilder from "@axe-core/playwright";
-import { AccountService } from "../../src/gen/conveer/v1/account_pb.js";
+import { AccountService, AccountStatus } from "../../src/gen/conveer/v1/account_pb.js";
 import { AdminService } from "../../src/gen/conveer/v1/admin_pb.js";
 import { ProxyService } from "../../src/gen/conveer/v1/proxy_pb.js";
 import { WarmingService } from "../../src/gen/conveer/v1/warming_pb.js";
@@ -196,6 +196,49 @@ describe("console in a browser", { timeout: 240_000 }, () => {
     }
   });
 
+  test("Accounts: imported by pasting lines (a refused line listed with the server's reason, no password shown), found by their label; one deleted from its page", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Accounts" }).click();
+      await page.getByText("Import accounts").click();
+      const form = page.getByRole("form", { name: "Import accounts" });
+      await form.getByLabel("Accounts to import, one a line").fill("mail,cons_mail_0,pw-mail-0\nmyspace,cons_bad,pw-bad\nmax,cons_max_0,pw-max-0");
+      await form.getByLabel("Labels for all (key=value, …)").fill("src=console");
+      await form.getByRole("button", { name: "Import 3" }).click();
+      await page.getByText("2 imported, 1 refused.").waitFor();
+      const refused = page.getByRole("list", { name: "Refused lines" });
+      await refused.getByText(/line 2 \(myspace,cons_bad\): .*platform/).waitFor();
+      assert.equal(await page.getByText("pw-bad").count(), 0, "a refused line's password is not shown");
+      assert.equal(await form.getByLabel("Accounts to import, one a line").inputValue(), "", "the pasted passwords are cleared once sent");
+      await page.getByLabel("Labels (key=value, …)", { exact: true }).fill("src=console");
+      await page.getByLabel("Labels (key=value, …)", { exact: true }).press("Enter");
+      await page.waitForURL(/label=src/);
+      await page.getByText("2 accounts match").waitFor();
+      const table = page.getByRole("table", { name: "Accounts" });
+      await table.getByRole("link", { name: "cons_mail_0" }).waitFor();
+      await table.getByRole("link", { name: "cons_max_0" }).waitFor();
+      const imported = await admin.accounts.listAccounts({ labelSelector: ["src=console"] });
+      assert.deepEqual(imported.accounts.map((a) => a.login).sort(), ["cons_mail_0", "cons_max_0"]);
+
+      // Delete one from its page: a reason, then a confirming click; the audit shows it under the token's name.
+      await table.getByRole("link", { name: "cons_max_0" }).click();
+      await page.getByRole("heading", { name: /cons_max_0/ }).waitFor();
+      const del = page.getByRole("form", { name: "Delete account" });
+      await del.getByLabel("Delete reason (required)").fill("imported by mistake");
+      await del.getByRole("button", { name: "Delete account" }).click();
+      await del.getByRole("button", { name: "Confirm delete" }).click();
+      await page.getByText(/^Deleted\./).waitFor();
+      await page.getByRole("list", { name: "Status history" }).getByText(/DELETED.*by admin.*imported by mistake/).waitFor();
+      await page.getByRole("heading", { name: "Audit entries" }).locator("..").getByText(/account\.delete by admin/).waitFor();
+      const gone = imported.accounts.find((a) => a.login === "cons_max_0")!;
+      assert.equal((await admin.accounts.getAccount({ accountId: gone.id })).status, AccountStatus.DELETED);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
   test("Overview: warming actions arrive live from StreamEvents", async () => {
     const { context, page, problems } = await openPage(browser);
     try {
@@ -217,6 +260,8 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await signIn(page, base, adminToken);
       await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Proxies" }).click();
       await page.getByText("2 proxies match").waitFor();
+      const first = page.getByRole("table", { name: "Proxies" }).getByRole("row").nth(1);
+      await first.getByText(/^(not checked yet|\d+ ms, .+|failed .+)$/).waitFor();
       await page.getByText("Add proxies").click();
       await page.getByLabel(/Proxy URLs/).fill(`ftp://nowhere:21\n${extra.url}`);
       await page.getByLabel("Tags (comma-separated)").fill("pasted");
@@ -230,6 +275,8 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       const row = page.getByRole("table", { name: "Proxies" }).getByRole("row").nth(1);
       await row.getByRole("button", { name: "Check now" }).click();
       await row.getByText(/healthy, \d+ ms to /).waitFor();
+      // The listing carries the check too: its latency and when it ran.
+      await row.getByRole("cell").filter({ hasText: /^\d+ ms, / }).waitFor();
       await shot(page, "proxies");
       await row.getByRole("button", { name: "Remove" }).click();
       await page.getByText("No proxies match.").waitFor();
@@ -443,15 +490,65 @@ describe("console in a browser", { timeout: 240_000 }, () => {
     }
   });
 
-  test("390 px wide and dark: nothing wider than the screen but the tables' own scroll", async () => {
+  test("390 px wide and dark: no page wider than the screen but the tables' own scroll", async () => {
     const { context, page, problems } = await openPage(browser, { narrow: true, dark: true });
     try {
       await signIn(page, base, adminToken);
       await shot(page, "overview-390-dark");
+      const pages = ["/", "/accounts?platform=vk", `/accounts/${ids[0]}`, "/proxies", "/warming", "/registrations", "/scenarios/procs", "/statistics", "/admin"];
+      for (const path of pages) {
+        await page.goto(base + path);
+        await page.locator("main h1").first().waitFor();
+        await page.waitForFunction(() => document.querySelectorAll(".loading").length === 0);
+        const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(wide <= 390, `${path} scrolls sideways: ${wide} px`);
+      }
       await page.goto(`${base}/accounts?platform=vk`);
       await page.getByText(/accounts? match/).waitFor();
-      assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 390, "the page scrolls sideways");
       await shot(page, "accounts-390-dark");
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("keyboard only: skip link, the navigation, a filter and a row's link, each with a visible focus", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      const focused = () => page.evaluate(() => {
+        const el = document.activeElement as HTMLElement;
+        const style = getComputedStyle(el);
+        return { text: (el.textContent ?? "").trim(), tag: el.tagName, name: el.getAttribute("name") ?? el.id, outline: style.outlineStyle !== "none" && style.outlineWidth !== "0px" };
+      });
+      /** Tabs forward until `match` holds for the focused element (at most 60 presses). */
+      const tabTo = async (what: string, match: (f: Awaited<ReturnType<typeof focused>>) => boolean) => {
+        for (let i = 0; i < 60; i++) {
+          await page.keyboard.press("Tab");
+          const f = await focused();
+          if (match(f)) {
+            assert.ok(f.outline, `${what} has no visible focus`);
+            return;
+          }
+        }
+        assert.fail(`Tab never reached ${what}`);
+      };
+      await page.locator("body").focus();
+      await tabTo("the skip link", (f) => f.text === "Skip to content");
+      await page.keyboard.press("Enter");
+      assert.equal((await focused()).name, "main");
+      await page.goto(base + "/");
+      await page.getByRole("heading", { name: "Overview" }).waitFor();
+      await tabTo("the Accounts link", (f) => f.tag === "A" && f.text === "Accounts");
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/\/accounts$/);
+      await tabTo("the login filter", (f) => f.name === "login");
+      await page.keyboard.type("cons_tg_1");
+      await page.keyboard.press("Enter");
+      await page.getByText("1 account match").waitFor();
+      await tabTo("the row's link", (f) => f.tag === "A" && f.text === "cons_tg_1");
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { name: /cons_tg_1/ }).waitFor();
       assert.deepEqual(problems, []);
     } finally {
       await context.close();
