@@ -432,6 +432,28 @@ describe("console in a browser", { timeout: 240_000 }, () => {
     }
   });
 
+  test("Overview after the journey: the proxy pool, the SMS balance and the registrations funnel of the last 24 h", async () => {
+    const { context, page, problems } = await openPage(browser);
+    try {
+      await signIn(page, base, adminToken);
+      const card = (name: string) => page.getByRole("heading", { name }).locator("..");
+      const field = (name: string, dt: string) => card(name).locator(`dt:text-is("${dt}") + dd`);
+      await field("Proxy pool", "Proxies").getByText("2", { exact: true }).waitFor();
+      const healthy = Number(await field("Proxy pool", "Healthy").textContent());
+      const unhealthy = Number(await field("Proxy pool", "Unhealthy").textContent());
+      assert.equal(healthy + unhealthy, 2);
+      const listed = await admin.proxies.listProxies({});
+      const used = listed.proxies.reduce((n, p) => n + p.allocated, 0);
+      await field("Proxy pool", "Slots used").getByText(`${used} of 20`).waitFor();
+      await card("SMS balance").getByText(/\d.*\(.+\)/).waitFor();
+      // The batch of 5 registered on vk from the Registrations page.
+      await card("Registrations, last 24 h").getByText(/^vk: 5 started, 5 succeeded, 0 running$/).waitFor();
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
   test("a read-only token: write actions on every page are disabled, each naming the scope it needs", async () => {
     const { context, page, problems } = await openPage(browser);
     try {
