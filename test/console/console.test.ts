@@ -350,6 +350,16 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.getByTestId("actions-completed").getByText(/^([6-9]|\d\d+)$/).waitFor();
       await page.getByRole("img", { name: "Actions per day" }).locator("canvas").waitFor();
       await page.getByRole("table", { name: "Actions by type" }).getByText("VIEW_PROFILE").or(page.getByRole("table", { name: "Actions by type" }).getByText("view_profile")).first().waitFor();
+      // Each type per day (one GetStatistics per day) adds up to the type's total over the range.
+      const totals = await admin.warming.getStatistics({ platform: "vk" });
+      const perDay = (await page.getByTestId("by-type-per-day").textContent())!;
+      for (const t of totals.byActionType) {
+        const name = t.actionType.replace("ACTION_TYPE_", "").toLowerCase();
+        const days = new RegExp(`${name}: ([\\d, ]+)`).exec(perDay);
+        assert.ok(days, `${name} in ${perDay}`);
+        assert.equal(days[1].split(",").reduce((n, x) => n + Number(x), 0), Number(t.completed), `${name}: ${perDay}`);
+      }
+      await page.getByRole("img", { name: /Actions completed per day by type/ }).locator("canvas").waitFor();
       await shot(page, "statistics");
       assert.deepEqual(problems, []);
     } finally {
