@@ -57,13 +57,17 @@ describe("console in a browser", { timeout: 240_000 }, () => {
   let adminToken = "";
   let viewerToken = "";
   const ids: string[] = [];
+  let sys: Awaited<ReturnType<Setup["start"]>>;
+  /** Secrets that passed through the console: none may reach the server's log. */
+  const secrets: string[] = [];
 
   before(async () => {
     s = await setUp("pglite");
     const dataDir = join(s.dir, "console");
     adminToken = await createToken(dataDir, "admin", "*");
     viewerToken = await createToken(dataDir, "viewer", "accounts:read,proxies:read,warming:read,sms:read,platforms:read");
-    const sys = await s.start("console", dataDir);
+    // Info level: the log checked at the end for secrets holds what an operator's would.
+    sys = await s.start("console", dataDir, { CONVEER_LOG_LEVEL: "info" });
     base = `http://127.0.0.1:${sys.http}`;
     admin = clients(base, adminToken);
     const items = [
@@ -287,7 +291,7 @@ describe("console in a browser", { timeout: 240_000 }, () => {
     }
   });
 
-  test("Warming: started from the page, progress reaches 100 % live; pause and resume one task; stop a filtered set", async () => {
+  test("Warming: started from the page, progress reaches 100 % live; pause and resume one task; pause, resume and stop a filtered set", async () => {
     const { context, page, problems } = await openPage(browser);
     try {
       await signIn(page, base, adminToken);
@@ -318,7 +322,18 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await row("cons_tg_0").getByText("PAUSED", { exact: true }).waitFor();
       await row("cons_tg_0").getByRole("button", { name: "Resume" }).click();
       await row("cons_tg_0").getByText("RUNNING").waitFor();
+      // Every task of a filtered set (the two telegram ones), paused then resumed.
       await page.getByLabel("Platform").selectOption("telegram");
+      await page.waitForURL(/platform=telegram/);
+      await page.getByText("2 tasks match").waitFor();
+      await page.getByRole("button", { name: "Pause all" }).click();
+      await page.getByTestId("bulk-report").getByText("Pause: 2 of 2 done").waitFor();
+      await row("cons_tg_0").getByText("PAUSED", { exact: true }).waitFor();
+      await row("cons_tg_1").getByText("PAUSED", { exact: true }).waitFor();
+      assert.deepEqual((await admin.warming.listWarmingTasks({ platform: "telegram" })).tasks.map((t) => t.status), [3, 3], "both telegram tasks PAUSED");
+      await page.getByRole("button", { name: "Resume all" }).click();
+      await page.getByTestId("bulk-report").getByText("Resume: 2 of 2 done").waitFor();
+      await row("cons_tg_1").getByText("RUNNING", { exact: true }).waitFor();
       await page.getByLabel("Status").selectOption("RUNNING");
       await page.waitForURL(/platform=telegram.*status=RUNNING|status=RUNNING.*platform=telegram/);
       await page.getByText("2 tasks match").waitFor();
@@ -379,6 +394,7 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await form.getByLabel("warming:read", { exact: true }).check();
       await form.getByRole("button", { name: "Create token" }).click();
       const secret = (await page.locator(".secret code").textContent())!.trim();
+      secrets.push(secret);
       assert.ok(secret.length >= 20, secret);
       const asOps = clients(base, secret);
       assert.deepEqual(await asOps.admin.whoAmI({}).then((w) => [w.tokenName, w.scopes]), ["ops-console", ["warming:read"]]);
@@ -585,5 +601,11 @@ describe("console in a browser", { timeout: 240_000 }, () => {
     } finally {
       await context.close();
     }
+  });
+
+  test("no secret in the server's log: tokens, created secrets, revealed or imported passwords", () => {
+    const log = sys.cli.stdout() + sys.cli.stderr();
+    assert.ok(sys.cli.logs().length > 0, "the server logged at info level");
+    for (const x of [adminToken, viewerToken, ...secrets, "pw-vk-1", "pw-mail-0", "pw-max-0"]) assert.ok(!log.includes(x), `the log holds ${x.slice(0, 6)}…`);
   });
 });
