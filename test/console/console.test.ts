@@ -342,6 +342,16 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.getByText("0 tasks match").waitFor();
       const left = await admin.warming.listWarmingTasks({ platform: "telegram" });
       assert.deepEqual(left.tasks.map((t) => t.status), [6, 6], "both telegram tasks STOPPED");
+      // The scenario filter, kept in the URL like the others.
+      await page.goto(`${base}/warming`);
+      const scenario = page.getByRole("search").getByLabel("Scenario");
+      await scenario.fill("procs");
+      await scenario.press("Enter");
+      await page.waitForURL(/scenario=procs/);
+      await page.getByText(`${(await admin.warming.listWarmingTasks({ scenarioId: "procs" })).totalCount} tasks match`).waitFor();
+      await scenario.fill("no-such-scenario");
+      await scenario.press("Enter");
+      await page.getByText("No warming tasks match.").waitFor();
       assert.deepEqual(problems, []);
     } finally {
       await context.close();
@@ -376,6 +386,10 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       }
       await page.getByRole("img", { name: /Actions completed per day by type/ }).locator("canvas").waitFor();
       await shot(page, "statistics");
+      // A range from this browser's clock: the test server's scenario clock runs 21600 times faster, so its actions lie days ahead.
+      await page.getByLabel("Range").selectOption("24h");
+      await page.waitForURL(/range=24h/);
+      await page.getByText("No actions in this range.").waitFor();
       assert.deepEqual(problems, []);
     } finally {
       await context.close();
