@@ -92,5 +92,8 @@ export async function toProxy(ctx: ProxiesContext, row: ProxyRow, extra: { expir
     allocated: row.allocated,
     healthy: row.healthy,
     consecutiveFailures: row.consecutive_failures,
+    lastLatencyMs: row.last_latency_ms ?? 0,
+    lastCheckedAt: row.last_checked_at ? timestampFromDate(row.last_checked_at) : undefined,
+    lastError: row.last_error,
   });
 }

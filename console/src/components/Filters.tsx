@@ -27,6 +27,23 @@ export function TextFilter(props: { label: string; name: string; value: string; 
   );
 }
 
+/** A day filter (a UTC date, YYYY-MM-DD); "" is unbounded. */
+export function DateFilter(props: { label: string; value: string; set(value: string): void }) {
+  return (
+    <label>
+      {props.label}
+      <input type="date" value={props.value} onChange={(e) => props.set(e.target.value)} />
+    </label>
+  );
+}
+
+/** The start of a UTC day given as YYYY-MM-DD, plus `days`; undefined when the text is no such day. */
+export function utcDay(text: string, days = 0): Date | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return undefined;
+  const t = Date.parse(`${text}T00:00:00Z`);
+  return Number.isNaN(t) ? undefined : new Date(t + days * 86_400_000);
+}
+
 /** An enum's value from its short name in the URL ("BANNED"); 0 (UNSPECIFIED: all) when unknown. */
 export function enumFromName<E extends number>(e: Record<string, string | number>, name: string): E {
   const v = e[name];

@@ -14,6 +14,7 @@ import { Pager } from "../components/Pager.tsx";
 import { StatusBadge } from "../components/StatusBadge.tsx";
 import { useUrlState } from "../components/url-state.ts";
 import { StartWarmingFor } from "./WarmingActions.tsx";
+import { ImportAccounts } from "./ImportAccounts.tsx";
 
 const PAGE_SIZE = 50;
 const col = createColumnHelper<Features, Account>();
@@ -61,6 +62,7 @@ export function Accounts() {
   return (
     <section>
       <h1>Accounts</h1>
+      <ImportAccounts />
       <form className="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <SelectFilter label="Platform" value={filter.platform} options={PLATFORMS} set={(v) => url.set("platform", v)} />
         <SelectFilter label="Status" value={url.get("status")} options={STATUS_NAMES} set={(v) => url.set("status", v)} />

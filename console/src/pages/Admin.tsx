@@ -9,13 +9,13 @@ import { ActionButton } from "../components/ActionButton.tsx";
 import { DataTable } from "../components/DataTable.tsx";
 import type { Features } from "../components/DataTable.tsx";
 import { ErrorBox, Empty, Loading, QueryView } from "../components/Feedback.tsx";
-import { TextFilter } from "../components/Filters.tsx";
+import { DateFilter, TextFilter, utcDay } from "../components/Filters.tsx";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Pager } from "../components/Pager.tsx";
 import { useUrlState } from "../components/url-state.ts";
 import { useSession } from "../session/session.tsx";
+import { TOKEN_SCOPES as SCOPES } from "../session/scopes.ts";
 
-/** Scopes offered when creating a token (the server validates them). */
-const SCOPES = ["*", "credentials:read", "proxies:secrets", ...["accounts", "proxies", "warming", "sms", "platforms"].flatMap((a) => ["read", "write", "admin"].map((l) => `${a}:${l}`))];
 
 /** Admin: tokens (create shows the secret once; revoke) and the audit log with filters, on AdminService. */
 export function Admin() {
@@ -55,7 +55,7 @@ function Tokens() {
                 {t.revokedAt ? ` · revoked ${when(t.revokedAt)}` : (
                   <>
                     {" "}
-                    <ActionButton scope="*" className="danger" onClick={() => revoke.mutate({ name: t.name })}>
+                    <ActionButton scope="admin" className="danger" onClick={() => revoke.mutate({ name: t.name })}>
                       Revoke
                     </ActionButton>
                   </>
@@ -78,7 +78,7 @@ function Tokens() {
             </label>
           ))}
         </fieldset>
-        <ActionButton scope="*" type="submit" disabled={!name.trim() || scopes.length === 0 || create.isPending}>
+        <ActionButton scope="admin" type="submit" disabled={!name.trim() || scopes.length === 0 || create.isPending}>
           Create token
         </ActionButton>
       </form>
@@ -109,9 +109,20 @@ const columns = col.columns([
 
 function Audit() {
   const url = useUrlState();
+  // Whole UTC days: from the start of "from" to the end of "to".
+  const after = utcDay(url.get("from"));
+  const before = utcDay(url.get("to"), 1);
   const q = useQuery(
     AdminService.method.listAuditEntries,
-    { actor: url.get("actor"), action: url.get("action"), accountId: url.get("account"), pageSize: 50, pageToken: url.pageToken },
+    {
+      actor: url.get("actor"),
+      action: url.get("action"),
+      accountId: url.get("account"),
+      after: after && timestampFromDate(after),
+      before: before && timestampFromDate(before),
+      pageSize: 50,
+      pageToken: url.pageToken,
+    },
     { placeholderData: keepPreviousData, retry: false },
   );
   return (
@@ -121,6 +132,8 @@ function Audit() {
         <TextFilter label="Token" name="actor" value={url.get("actor")} set={(v) => url.set("actor", v)} />
         <TextFilter label="Action (exact, or a prefix ending in .)" name="action" value={url.get("action")} set={(v) => url.set("action", v)} />
         <TextFilter label="Account id" name="account" value={url.get("account")} set={(v) => url.set("account", v)} />
+        <DateFilter label="From (UTC day)" value={url.get("from")} set={(v) => url.set("from", v)} />
+        <DateFilter label="To (UTC day)" value={url.get("to")} set={(v) => url.set("to", v)} />
       </form>
       {q.isError ? <ErrorBox error={q.error} what="Cannot read the audit log" /> : null}
       {q.isPending ? <Loading what="audit entries" /> : null}

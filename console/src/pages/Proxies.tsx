@@ -5,7 +5,7 @@ import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { keepPreviousData, useQueryClient } from "@tanstack/react-query";
 import { ProxyAllocationFilter, ProxyHealthFilter, ProxyService } from "../../../src/gen/conveer/v1/proxy_pb.js";
 import type { AddProxiesResponse, Proxy } from "../../../src/gen/conveer/v1/proxy_pb.js";
-import { enumValues } from "../api/format.ts";
+import { enumValues, when } from "../api/format.ts";
 import { ActionButton } from "../components/ActionButton.tsx";
 import { DataTable } from "../components/DataTable.tsx";
 import type { Features } from "../components/DataTable.tsx";
@@ -18,6 +18,15 @@ const col = createColumnHelper<Features, Proxy>();
 const columns = col.columns([
   col.display({ id: "address", header: "Proxy", cell: (c) => <code>{`${c.row.original.protocol}://${c.row.original.host}:${c.row.original.port}`}</code> }),
   col.accessor("healthy", { header: "Health", cell: (c) => (c.getValue() ? <span className="badge status-active">healthy</span> : <span className="badge status-banned">unhealthy</span>) }),
+  col.display({
+    id: "latency",
+    header: "Latency (last check)",
+    cell: (c) => {
+      const p = c.row.original;
+      if (!p.lastCheckedAt) return "not checked yet";
+      return p.lastError ? <span title={p.lastError}>failed {when(p.lastCheckedAt)}: {p.lastError}</span> : `${p.lastLatencyMs} ms, ${when(p.lastCheckedAt)}`;
+    },
+  }),
   col.accessor("consecutiveFailures", { header: "Failures in a row" }),
   col.display({ id: "slots", header: "Slots used", cell: (c) => `${c.row.original.allocated} of ${c.row.original.capacity}` }),
   col.display({ id: "where", header: "Country / provider", cell: (c) => [c.row.original.country, c.row.original.provider].filter(Boolean).join(" / ") || "—" }),
@@ -38,7 +47,7 @@ const columns = col.columns([
 const HEALTH = enumValues(ProxyHealthFilter).map((v) => v.name);
 const ALLOCATION = enumValues(ProxyAllocationFilter).map((v) => v.name);
 
-/** The proxy pool: health, failures, slots, tags, the accounts held; add, check now, remove. */
+/** The proxy pool: health, the last check's latency, failures, slots, tags, the accounts held; add, check now, remove. */
 export function Proxies() {
   const url = useUrlState();
   const q = useQuery(

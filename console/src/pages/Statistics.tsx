@@ -1,10 +1,11 @@
 import { useMemo, useState } from "react";
-import { useQuery } from "@connectrpc/connect-query";
+import { createQueryOptions, useQuery, useTransport } from "@connectrpc/connect-query";
+import { useQueries } from "@tanstack/react-query";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { WarmingService } from "../../../src/gen/conveer/v1/warming_pb.js";
 import { PLATFORMS } from "../api/format.ts";
 import { Chart } from "../components/Chart.tsx";
-import { QueryView } from "../components/Feedback.tsx";
+import { ErrorBox, Loading, QueryView } from "../components/Feedback.tsx";
 import { SelectFilter } from "../components/Filters.tsx";
 import { useUrlState } from "../components/url-state.ts";
 
@@ -70,6 +71,7 @@ export function Statistics() {
                 <>
                   <Chart title="Actions per day" data={perDay.counts} series={[{ label: "completed" }, { label: "failed" }]} bars yLabel="actions" />
                   <Chart title="Success rate per day (%)" data={perDay.rate} series={[{ label: "success %" }]} yLabel="%" />
+                  <ByTypePerDay days={st.byDay.map((d) => d.day)} platform={url.get("platform")} />
                 </>
               ) : (
                 <p className="empty">No actions in this range.</p>
@@ -104,5 +106,45 @@ export function Statistics() {
         )}
       </QueryView>
     </section>
+  );
+}
+
+/** Days drawn by type: the last this many of the range (one GetStatistics per day). */
+const TYPE_DAYS = 14;
+
+/**
+ * Actions per day by type: GetStatistics gives per-type totals for a range, so each of the last
+ * TYPE_DAYS days of the range is asked for on its own ([day, day + 1) in UTC, the clock the
+ * server's days are counted in).
+ */
+function ByTypePerDay(props: { days: string[]; platform: string }) {
+  const transport = useTransport();
+  const days = props.days.slice(-TYPE_DAYS);
+  const results = useQueries({
+    queries: days.map((day) => {
+      const from = Date.parse(`${day}T00:00:00Z`);
+      const req = { platform: props.platform, from: timestampFromDate(new Date(from)), to: timestampFromDate(new Date(from + 86_400_000)) };
+      return { ...createQueryOptions(WarmingService.method.getStatistics, req, { transport }), staleTime: 60_000 };
+    }),
+  });
+  const ready = results.every((r) => r.data);
+  const chart = useMemo(() => {
+    if (!ready) return undefined;
+    const types = [...new Set(results.flatMap((r) => r.data!.byActionType.map((t) => t.actionType)))].sort();
+    const x = days.map((d) => Date.parse(`${d}T00:00:00Z`) / 1000);
+    const ys = types.map((type) => results.map((r) => Number(r.data!.byActionType.find((t) => t.actionType === type)?.completed ?? 0)));
+    return { data: [x, ...ys] as [number[], ...number[][]], series: types.map((t) => ({ label: t.replace("ACTION_TYPE_", "").toLowerCase() })) };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [ready, ...results.map((r) => r.dataUpdatedAt)]);
+  const failed = results.find((r) => r.isError);
+  if (failed) return <ErrorBox error={failed.error} what="Cannot count actions by type per day" />;
+  if (!chart) return <Loading what="actions by type per day" />;
+  return (
+    <>
+      <Chart title={`Actions completed per day by type${props.days.length > TYPE_DAYS ? ` (last ${TYPE_DAYS} days)` : ""}`} data={chart.data} series={chart.series} yLabel="actions" />
+      <p className="sr-only" data-testid="by-type-per-day">
+        {chart.series.map((s, i) => `${s.label}: ${chart.data[i + 1].join(", ")}`).join("; ")}
+      </p>
+    </>
   );
 }

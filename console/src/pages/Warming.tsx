@@ -1,4 +1,4 @@
-import { useMemo } from "react";
+import { useMemo, useRef } from "react";
 import { Link } from "wouter";
 import { createColumnHelper } from "@tanstack/react-table";
 import { useQuery } from "@connectrpc/connect-query";
@@ -7,6 +7,7 @@ import { WarmingService, WarmingStatus } from "../../../src/gen/conveer/v1/warmi
 import type { WarmingTask } from "../../../src/gen/conveer/v1/warming_pb.js";
 import { PLATFORMS, enumValues, when } from "../api/format.ts";
 import { useLiveTasks } from "../api/live-tasks.ts";
+import type { LiveTask } from "../api/live-tasks.ts";
 import { DataTable } from "../components/DataTable.tsx";
 import type { Features } from "../components/DataTable.tsx";
 import { ErrorBox, Empty, Loading } from "../components/Feedback.tsx";
@@ -42,14 +43,26 @@ export function Warming() {
   const filter = { status: enumFromName<WarmingStatus>(WarmingStatus, url.get("status")), platform: url.get("platform"), scenarioId: url.get("scenario") };
   const q = useQuery(WarmingService.method.listWarmingTasks, { ...filter, pageSize: 100, pageToken: url.pageToken }, { placeholderData: keepPreviousData, refetchInterval: 15_000 });
   const { live, stream, version, events } = useLiveTasks();
+  // A row keeps its object while neither its listing nor its live state changed, so only the rows an event touched render again.
+  const merged = useRef(new Map<string, { t: WarmingTask; l: LiveTask; row: WarmingTask }>());
   const rows = useMemo(
-    () =>
-      (q.data?.tasks ?? []).map((t) => {
+    () => {
+      const next = new Map<string, { t: WarmingTask; l: LiveTask; row: WarmingTask }>();
+      const out = (q.data?.tasks ?? []).map((t) => {
         const l = live.get(t.id);
         if (!l) return t;
+        const had = merged.current.get(t.id);
         // Events newer than the listed page win; an older listing never moves progress back.
-        return { ...t, progress: Math.max(t.progress, l.progress ?? 0), actionsCompleted: Math.max(t.actionsCompleted, l.completed ?? 0), actionsFailed: Math.max(t.actionsFailed, l.failed ?? 0), status: l.status ?? t.status };
-      }),
+        const row =
+          had && had.t === t && had.l === l
+            ? had.row
+            : { ...t, progress: Math.max(t.progress, l.progress ?? 0), actionsCompleted: Math.max(t.actionsCompleted, l.completed ?? 0), actionsFailed: Math.max(t.actionsFailed, l.failed ?? 0), status: l.status ?? t.status };
+        next.set(t.id, { t, l, row });
+        return row;
+      });
+      merged.current = next;
+      return out;
+    },
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [q.data, version],
   );
@@ -74,7 +87,7 @@ export function Warming() {
             {q.data.totalCount.toLocaleString()} task{q.data.totalCount === 1n ? "" : "s"} match
           </p>
           <BulkActions filter={filter} total={q.data.totalCount} />
-          {rows.length === 0 ? <Empty>No warming tasks match.</Empty> : <DataTable label="Warming tasks" columns={columns} rows={rows} rowKey={(t) => t.id} />}
+          {rows.length === 0 ? <Empty>No warming tasks match.</Empty> : <DataTable label="Warming tasks" columns={columns} rows={rows} rowKey={(t) => t.id} memoRows />}
           <Pager url={url} nextPageToken={q.data.nextPageToken} label="Pages of warming tasks" />
         </>
       ) : null}

@@ -15,3 +15,6 @@ export function grants(granted: readonly string[], required: string): boolean {
   if (need < 0 || SECRET_SCOPES.includes(required)) return false;
   return LEVELS.some((l, i) => i > need && granted.includes(`${area}:${l}`));
 }
+
+/** The scopes a token can be given, in the server's order (src/auth/scopes.ts ALL_SCOPES; a test checks they agree). */
+export const TOKEN_SCOPES: readonly string[] = ["*", ...SECRET_SCOPES, "admin", ...["accounts", "proxies", "warming", "sms", "platforms"].flatMap((a) => LEVELS.map((l) => `${a}:${l}`))];

@@ -141,6 +141,24 @@ export declare type Proxy = Message<"conveer.Proxy"> & {
    * @generated from field: repeated string account_ids = 16;
    */
   accountIds: string[];
+
+  /**
+   * Added: pool view: the last health check's round trip through the proxy (ms; 0 before the first
+   * successful check), when it ran (unset: never), and its error ("" when it succeeded).
+   *
+   * @generated from field: int32 last_latency_ms = 17;
+   */
+  lastLatencyMs: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_checked_at = 18;
+   */
+  lastCheckedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string last_error = 19;
+   */
+  lastError: string;
 };
 
 /**
