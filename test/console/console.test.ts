@@ -237,6 +237,9 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.getByRole("heading", { name: "Audit entries" }).locator("..").getByText(/account\.delete by admin/).waitFor();
       const gone = imported.accounts.find((a) => a.login === "cons_max_0")!;
       assert.equal((await admin.accounts.getAccount({ accountId: gone.id })).status, AccountStatus.DELETED);
+      // A DELETED account's page offers to finish a delete cut short (deleting again lets go of anything still held).
+      await page.getByRole("button", { name: "Let go of what it still holds" }).click();
+      await page.getByText(/It held nothing more\./).waitFor();
       assert.deepEqual(problems, []);
     } finally {
       await context.close();
@@ -463,6 +466,19 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.getByText("5 registrations match").waitFor();
       const table = page.getByRole("table", { name: "Registrations" });
       assert.equal(await table.getByText("SUCCEEDED").count(), 5);
+      // The batch carries one id (like the CLI's register); its link filters the list to it, in the URL.
+      const batch = (await page.getByTestId("batch").locator("code").textContent()) ?? "";
+      assert.match(batch, /^vk-\d{8}T\d{4}-[0-9a-f]{4}$/);
+      await page.getByTestId("batch").getByRole("button", { name: "show its registrations" }).click();
+      await page.waitForURL((u) => u.searchParams.get("batch") === batch);
+      assert.equal(await page.getByRole("textbox", { name: "Batch" }).inputValue(), batch);
+      await page.getByText("5 registrations match").waitFor();
+      await page.getByRole("textbox", { name: "Batch" }).fill("vk-19990101T0000-0000");
+      await page.getByRole("textbox", { name: "Batch" }).press("Enter");
+      await page.getByText("0 registrations match").waitFor();
+      await page.getByRole("textbox", { name: "Batch" }).fill(batch);
+      await page.getByRole("textbox", { name: "Batch" }).press("Enter");
+      await page.getByText("5 registrations match").waitFor();
       await shot(page, "registrations");
       await table.getByRole("link").first().click();
       await page.getByRole("heading", { name: /Registration .* SUCCEEDED/ }).waitFor();

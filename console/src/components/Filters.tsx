@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 
 /** A select filter; "" is "all". */
 export function SelectFilter(props: { label: string; value: string; options: readonly string[]; set(value: string): void }) {
@@ -18,6 +18,8 @@ export function SelectFilter(props: { label: string; value: string; options: rea
 /** A text filter, applied on Enter or when it loses focus. */
 export function TextFilter(props: { label: string; name: string; value: string; set(value: string): void }) {
   const [text, setText] = useState(props.value);
+  // The URL can change under the field (a link, Back): show what it now filters by.
+  useEffect(() => setText(props.value), [props.value]);
   const apply = () => text.trim() !== props.value && props.set(text.trim());
   return (
     <label>

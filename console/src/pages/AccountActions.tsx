@@ -108,6 +108,15 @@ export function RevealCredentials(props: { accountId: string }) {
   );
 }
 
+/** What a DeleteAccount let go of, as a sentence (empty when nothing). */
+function letGo(r: { releasedProxyId: string; stoppedWarmingTaskId: string; cancelledActivationId: string }): string {
+  return [
+    r.releasedProxyId ? ` Released proxy ${r.releasedProxyId}.` : "",
+    r.stoppedWarmingTaskId ? ` Stopped warming task ${r.stoppedWarmingTaskId}.` : "",
+    r.cancelledActivationId ? ` Cancelled activation ${r.cancelledActivationId}.` : "",
+  ].join("");
+}
+
 /** Delete: a reason, then a second click to confirm; shows what was released. */
 export function DeleteAccount(props: { account: Account }) {
   const client = useQueryClient();
@@ -115,12 +124,18 @@ export function DeleteAccount(props: { account: Account }) {
   const [confirming, setConfirming] = useState(false);
   const m = useMutation(AccountService.method.deleteAccount, { onSuccess: () => void client.invalidateQueries() });
   if (props.account.status === AccountStatus.DELETED) {
-    return m.data ? (
-      <p role="status">
-        Deleted.{m.data.releasedProxyId ? ` Released proxy ${m.data.releasedProxyId}.` : ""}
-        {m.data.stoppedWarmingTaskId ? ` Stopped warming task ${m.data.stoppedWarmingTaskId}.` : ""}
-      </p>
-    ) : null;
+    // A delete marks the account first, then lets go of what it holds: one cut short by an
+    // unreachable service is finished by deleting again, which changes no status or history.
+    const released = m.data ? letGo(m.data) : "";
+    return (
+      <div className="action-form">
+        {m.data ? <p role="status">{m.data.deleted ? "Deleted." : ""}{released || (m.data.deleted ? "" : " It held nothing more.")}</p> : null}
+        <ActionButton scope="accounts:admin" type="button" disabled={m.isPending} onClick={() => m.mutate({ accountId: props.account.id, reason: props.account.statusReason || "deleted" })}>
+          Let go of what it still holds
+        </ActionButton>
+        {m.isError ? <ErrorBox error={m.error} /> : null}
+      </div>
+    );
   }
   return (
     <form

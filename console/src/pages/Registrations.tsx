@@ -16,7 +16,7 @@ import { ActionButton } from "../components/ActionButton.tsx";
 import { DataTable } from "../components/DataTable.tsx";
 import type { Features } from "../components/DataTable.tsx";
 import { ErrorBox, Empty, Loading, QueryView } from "../components/Feedback.tsx";
-import { SelectFilter, enumFromName } from "../components/Filters.tsx";
+import { SelectFilter, TextFilter, enumFromName } from "../components/Filters.tsx";
 import { Pager } from "../components/Pager.tsx";
 import { useUrlState } from "../components/url-state.ts";
 
@@ -43,13 +43,13 @@ export function Registrations() {
   const platform = platformOf(url.get("platform"));
   const q = useQuery(
     PLATFORM_SERVICES[platform].method.listRegistrations,
-    { state: enumFromName<RegistrationState>(RegistrationState, url.get("state")), pageSize: 50, pageToken: url.pageToken },
+    { state: enumFromName<RegistrationState>(RegistrationState, url.get("state")), batchId: url.get("batch"), pageSize: 50, pageToken: url.pageToken },
     { placeholderData: keepPreviousData, refetchInterval: 3_000 },
   );
   return (
     <section>
       <h1>Registrations</h1>
-      <StartBatch />
+      <StartBatch show={(p, batch) => (url.set("platform", p), url.set("batch", batch))} />
       <form className="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label>
           Platform
@@ -60,6 +60,7 @@ export function Registrations() {
           </select>
         </label>
         <SelectFilter label="State" value={url.get("state")} options={STATES} set={(v) => url.set("state", v)} />
+        <TextFilter label="Batch" name="batch" value={url.get("batch")} set={(v) => url.set("batch", v)} />
       </form>
       {q.isError ? <ErrorBox error={q.error} what="Cannot list registrations" /> : null}
       {q.isPending ? <Loading what="registrations" /> : null}
@@ -74,25 +75,36 @@ export function Registrations() {
   );
 }
 
-/** Start a batch: `count` Register calls, at most `concurrency` at a time, with their outcome as they end. */
-function StartBatch() {
+/** A batch id like the CLI's `register` makes: the platform, the UTC time and a random tail (vk-20261201T0512-3fa9). */
+function newBatchId(platform: Platform): string {
+  const t = new Date().toISOString().replace(/[-:]/g, "").slice(0, 13);
+  const tail = Array.from(crypto.getRandomValues(new Uint8Array(2)), (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${platform}-${t}-${tail}`;
+}
+
+/**
+ * Start a batch: `count` Register calls, at most `concurrency` at a time, all with one batch id,
+ * with their outcome as they end; `show` lists the batch's registrations.
+ */
+function StartBatch(props: { show(platform: Platform, batch: string): void }) {
   const transport = useTransport();
   const client = useQueryClient();
   const [platform, setPlatform] = useState<Platform>("vk");
   const [count, setCount] = useState("5");
   const [concurrency, setConcurrency] = useState("2");
-  const [run, setRun] = useState<{ total: number; ok: number; failed: number; errors: string[] } | undefined>();
+  const [run, setRun] = useState<{ platform: Platform; batch: string; total: number; ok: number; failed: number; errors: string[] } | undefined>();
   const start = async () => {
     const svc = createClient(PLATFORM_SERVICES[platform], transport);
     const total = Math.max(1, Number(count) || 1);
-    const state = { total, ok: 0, failed: 0, errors: [] as string[] };
+    const batchId = newBatchId(platform);
+    const state = { platform, batch: batchId, total, ok: 0, failed: 0, errors: [] as string[] };
     setRun({ ...state });
     let next = 0;
     const worker = async () => {
       while (next < total) {
         next++;
         try {
-          const r = await svc.register({});
+          const r = await svc.register({ batchId });
           if (r.success) state.ok++;
           else (state.failed++, state.errors.push(`${r.failedStep}: ${r.error}`));
         } catch (err) {
@@ -133,6 +145,11 @@ function StartBatch() {
       {run ? (
         <div role="status" data-testid="batch">
           <progress max={run.total} value={run.ok + run.failed} aria-label="Batch progress" /> {run.ok + run.failed} of {run.total} ended: {run.ok} succeeded, {run.failed} failed
+          {" "}(batch <code>{run.batch}</code>{" "}
+          <button type="button" className="link" onClick={() => props.show(run.platform, run.batch)}>
+            show its registrations
+          </button>
+          )
           {run.errors.length ? (
             <ul className="line-errors">
               {run.errors.slice(0, 10).map((e, i) => (
