@@ -44,7 +44,7 @@ for (const kind of STORE_KINDS) {
     };
 
     before(async () => {
-      sys = await startTestSystem(kind, { env: { CONVEER_AUTH: "tokens", CONVEER_PROXY_ALLOW_PRIVATE: "true" }, services: ["account", "proxy"] });
+      sys = await startTestSystem(kind, { env: { CONVEER_AUTH: "tokens", CONVEER_PROXY_ALLOW_PRIVATE: "true" }, services: ["account", "proxy", "warming"] });
       base = `http://127.0.0.1:${sys.app.httpPort}`;
       t.root = await createToken(sys.db, newId(), "root", ["*"]);
       t.ops = await createToken(sys.db, newId(), "ops", ["admin"]);
@@ -185,6 +185,24 @@ for (const kind of STORE_KINDS) {
       const viaCurl = JSON.parse(out.stdout) as { entries: { action: string }[]; totalCount: string };
       assert.equal(viaCurl.totalCount, String(accountActions.totalCount));
       assert.ok(viaCurl.entries.every((e) => e.action.startsWith("account.")));
+      // An operator's warming changes: start, pause (a second pause changes nothing: no entry), resume, stop.
+      const warmed = await acc.createAccount({ platform: "vk", login: "warmed", password: "pw" });
+      const task = await sys.as(t.root).warming.startWarming({ accountId: warmed.id });
+      await sys.as(t.root).warming.pauseWarming({ taskId: task.id });
+      await sys.as(t.root).warming.pauseWarming({ taskId: task.id });
+      await sys.as(t.root).warming.resumeWarming({ taskId: task.id });
+      await sys.as(t.root).warming.stopWarming({ taskId: task.id, reason: "enough" });
+      const warming = await grpc(t.ops).listAuditEntries({ action: "warming." });
+      assert.deepEqual(
+        warming.entries.map((e) => [e.action, e.actor, e.accountId, e.target, e.detail.replace(/^(\w+ -> \w+: started).*/, "$1")]),
+        [
+          ["warming.stop", "root", warmed.id, task.id, "RUNNING -> STOPPED: enough"],
+          ["warming.resume", "root", warmed.id, task.id, "PAUSED -> RUNNING: resumed"],
+          ["warming.pause", "root", warmed.id, task.id, "RUNNING -> PAUSED: paused"],
+          ["warming.start", "root", warmed.id, task.id, "PENDING -> RUNNING: started"],
+        ],
+      );
+      assert.ok(warming.entries.every((e) => e.peer !== ""), "each names the caller's address");
       const first = await grpc(t.ops).listAuditEntries({ pageSize: 2 });
       await rejectsWith(grpc(t.ops).listAuditEntries({ pageSize: 2, pageToken: first.nextPageToken, actor: "root" }), Code.InvalidArgument, /page_token/);
     });

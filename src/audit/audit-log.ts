@@ -21,6 +21,10 @@ export const AUDIT_ACTIONS = [
   "token.revoke",
   "keys.rotate",
   "keys.rotate_master",
+  "warming.start",
+  "warming.pause",
+  "warming.resume",
+  "warming.stop",
 ] as const;
 
 /** One of AUDIT_ACTIONS. */

@@ -1,4 +1,6 @@
 import { activeTraceparent } from "../telemetry/tracing.ts";
+import { recordAudit } from "../audit/audit-log.ts";
+import type { AuditAction } from "../audit/audit-log.ts";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import { PLATFORMS, isPlatform } from "../domain.ts";
@@ -43,10 +45,16 @@ export async function readTask(ctx: WarmingContext, id: string): Promise<TaskRow
   return t;
 }
 
+/** RUNNING for WARMING_STATUS_RUNNING: how the audit log names statuses (as account.status does). */
+const shortStatus = (s: number) => statusName(s).replace("WARMING_STATUS_", "");
+
+/** An operator's change of a task, for the audit log: the action and the caller's address. */
+export type AuditedChange = { action: Extract<AuditAction, `warming.${string}`>; peer: string };
+
 /**
- * Changes a task's status in one transaction with its status_changed event: `change` sees the
- * locked row and answers the update, or undefined for no change. Releases the account when the
- * task ended, wakes the worker when it runs.
+ * Changes a task's status in one transaction with its status_changed event (and, for an
+ * operator's change, its audit record): `change` sees the locked row and answers the update, or
+ * undefined for no change. Releases the account when the task ended, wakes the worker when it runs.
  */
 export async function transition(
   ctx: WarmingContext,
@@ -54,6 +62,7 @@ export async function transition(
   reason: string,
   author: string,
   change: (t: TaskRow, tx: Transaction) => TaskUpdate | undefined | Promise<TaskUpdate | undefined>,
+  audited?: AuditedChange,
 ): Promise<TaskRow> {
   let ended = false;
   const row = await ctx.db.transaction(async (tx) => {
@@ -66,6 +75,7 @@ export async function transition(
     const data: Record<string, string> = { from: statusName(t.status), to: statusName(u.status), reason, by: author, progress: String(u.progress) };
     if (u.error) data.error = u.error;
     await store.insertEvents(tx, [{ task_id: id, event_type: "status_changed", at: new Date(ctx.clock.now()), data }]);
+    if (audited) await recordAudit(tx, { name: author, peer: audited.peer }, { action: audited.action, accountId: t.account_id, target: id, detail: `${shortStatus(t.status)} -> ${shortStatus(u.status)}: ${reason}` });
     return u;
   });
   if (ended) logTaskEnded(ctx, row, row.status === TaskStatus.FAILED ? row.error || reason : reason);
@@ -142,7 +152,7 @@ async function dropTask(ctx: WarmingContext, id: string, why: string): Promise<v
 }
 
 /** StartWarming: ACTIVE account, no unfinished task, known scenario; the account becomes WARMING and the task RUNNING. */
-export async function startTask(ctx: WarmingContext, req: { accountId: string; scenarioId: string; durationDays: number }, author: string): Promise<WarmingTask> {
+export async function startTask(ctx: WarmingContext, req: { accountId: string; scenarioId: string; durationDays: number }, author: string, peer = ""): Promise<WarmingTask> {
   checkId(req.accountId, "account_id");
   const scenario = scenarioFor(ctx, req.scenarioId);
   checkDuration(scenario, req.durationDays);
@@ -176,32 +186,32 @@ export async function startTask(ctx: WarmingContext, req: { accountId: string; s
     if (codeOf(err) === "FAILED_PRECONDITION") throw new AppError("FAILED_PRECONDITION", `account ${req.accountId} cannot become WARMING: ${messageOf(err)}`);
     throw peerError(err, "marking the account WARMING failed");
   }
-  const row = await transition(ctx, id, `started (scenario ${scenario.id}, ${total} actions over ${days.length} days)`, author, (t) => started(t, ctx.clock.now()));
+  const row = await transition(ctx, id, `started (scenario ${scenario.id}, ${total} actions over ${days.length} days)`, author, (t) => started(t, ctx.clock.now()), { action: "warming.start", peer });
   return toTask(row, ctx.clock.now());
 }
 
 /** PauseWarming: RUNNING → PAUSED at once (an action in flight may finish; none starts). Pausing a paused task is a no-op. */
-export async function pauseTask(ctx: WarmingContext, taskId: string, author: string): Promise<WarmingTask> {
+export async function pauseTask(ctx: WarmingContext, taskId: string, author: string, peer = ""): Promise<WarmingTask> {
   checkId(taskId, "task_id");
-  const row = await transition(ctx, taskId, "paused", author, (t) => pause(t, ctx.clock.now()));
+  const row = await transition(ctx, taskId, "paused", author, (t) => pause(t, ctx.clock.now()), { action: "warming.pause", peer });
   return toTask(row, ctx.clock.now());
 }
 
 /** ResumeWarming: PAUSED → RUNNING; what fell due meanwhile runs now, in order. Resuming a running task is a no-op. */
-export async function resumeTask(ctx: WarmingContext, taskId: string, author: string): Promise<WarmingTask> {
+export async function resumeTask(ctx: WarmingContext, taskId: string, author: string, peer = ""): Promise<WarmingTask> {
   checkId(taskId, "task_id");
   const row = await transition(ctx, taskId, "resumed", author, async (t, tx) => {
     if (!applies("resume", t)) return undefined;
     // An action claimed before the pause and still in flight: its recording schedules the next.
     return run(t, ctx.clock.now(), await store.inFlight(tx, t.id));
-  });
+  }, { action: "warming.resume", peer });
   return toTask(row, ctx.clock.now());
 }
 
 /** StopWarming: final; STOPPED, the account back to ACTIVE. Stopping a stopped task is a no-op. */
-export async function stopTask(ctx: WarmingContext, taskId: string, reason: string, author: string): Promise<WarmingTask> {
+export async function stopTask(ctx: WarmingContext, taskId: string, reason: string, author: string, peer = ""): Promise<WarmingTask> {
   checkId(taskId, "task_id");
   if (reason.length > 1000) throw invalidArgument("reason", `must be at most 1000 characters, got ${reason.length}`);
-  const row = await transition(ctx, taskId, reason || "stopped", author, (t) => stop(t, ctx.clock.now()));
+  const row = await transition(ctx, taskId, reason || "stopped", author, (t) => stop(t, ctx.clock.now()), { action: "warming.stop", peer });
   return toTask(row, ctx.clock.now());
 }

@@ -11,6 +11,7 @@ import { SERVICE_NAMES, loadConfig } from "../../src/config/config.ts";
 import type { Config, ServiceName } from "../../src/config/config.ts";
 import { AccountService } from "../../src/gen/conveer/v1/account_pb.js";
 import { ProxyService } from "../../src/gen/conveer/v1/proxy_pb.js";
+import { WarmingService } from "../../src/gen/conveer/v1/warming_pb.js";
 import { remoteClient } from "../../src/server/clients.ts";
 import type { Db } from "../../src/store/db.ts";
 import { freshStore } from "./store.ts";
@@ -24,7 +25,8 @@ export type TestSystem = {
   proxies: Client<typeof ProxyService>;
   addr(name: ServiceName): string;
   /** Clients that send a given token. */
-  as(token: string): { accounts: Client<typeof AccountService>; proxies: Client<typeof ProxyService> };
+  /** Clients of the gRPC ports with another token (the warming client only when the system serves warming). */
+  as(token: string): { accounts: Client<typeof AccountService>; proxies: Client<typeof ProxyService>; warming: Client<typeof WarmingService> };
   stop(): Promise<void>;
 };
 
@@ -41,12 +43,18 @@ export async function startTestSystem(kind: "pglite" | "postgres", opts: { env?:
   const clients = (token?: string) => ({
     accounts: remoteClient(AccountService, { addr: addr("account"), token, sessions }),
     proxies: remoteClient(ProxyService, { addr: addr("proxy"), token, sessions }),
+    // Made when first used: a system started without the warming service has no port for it.
+    get warming() {
+      return remoteClient(WarmingService, { addr: addr("warming"), token, sessions });
+    },
   });
+  const own = clients(opts.token);
   return {
     app,
     db: store.db,
     config,
-    ...clients(opts.token),
+    accounts: own.accounts,
+    proxies: own.proxies,
     addr,
     as: clients,
     async stop() {
