@@ -142,6 +142,9 @@ for (const kind of STORE_KINDS) {
       assert.deepEqual(at(second, now - 10 * MINUTE), before(now - 10 * MINUTE), "a kept minute is served from the cache");
       const json = await viaJson(readToken);
       assert.deepEqual(json.body, toJson(ActionRateSchema, await reader.getActionRate({})), "the HTTP port serves the same process's counts");
+      const [a, b] = await Promise.all([reader.getActionRate({}), reader.getActionRate({})]);
+      assert.deepEqual(a, b, "calls at once (one shared read) answer alike");
+      assert.deepEqual(at(a, now), at(second, now));
     });
 
     test("needs warming:read: no token is unauthenticated (401), a token without the scope permission_denied (403)", async () => {

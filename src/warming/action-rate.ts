@@ -28,16 +28,26 @@ export function createActionRate(db: Queryable) {
   /** Counts of kept minutes, by start (epoch ms); every minute before `keptUntil` is here or was zero. */
   const kept = new Map<number, MinuteCountRow>();
   let keptUntil = 0;
+  /**
+   * The read in progress: callers that come meanwhile share it (one cold read of the hour, not one
+   * per console opened at once), so such a caller's answer may be a few ms older than its call.
+   */
+  let reading: Promise<ActionRate> | undefined;
 
   /** The last RATE_MINUTES minutes, oldest first, every one present. */
-  async function read(): Promise<ActionRate> {
+  function read(): Promise<ActionRate> {
+    reading ??= readStore().finally(() => (reading = undefined));
+    return reading;
+  }
+
+  async function readStore(): Promise<ActionRate> {
     const from = keptUntil;
     const { current, rows } = await actionsPerMinute(db, from ? new Date(from) : null, RATE_MINUTES);
     if (from > current) {
       // The store's clock went back past what was kept: start over.
       kept.clear();
       keptUntil = 0;
-      return read();
+      return readStore();
     }
     const first = current - (RATE_MINUTES - 1) * MINUTE_MS;
     const fresh = new Map(rows.map((r) => [r.minute, r]));
