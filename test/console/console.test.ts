@@ -262,6 +262,7 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.locator('[data-testid="actions-last-hour"][data-total="12"]').waitFor({ timeout: 60_000 });
       assert.equal(await hourTotal(), 12);
       assert.equal(await page.locator(".bars span").count(), 60, "a bar per minute of the hour");
+      await shot(page, "overview-live");
       assert.deepEqual(problems, []);
     } finally {
       await context.close();
