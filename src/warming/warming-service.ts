@@ -21,6 +21,7 @@ export function warmingService(warming: Warming) {
       listScenarios: "warming:read",
       getScenario: "warming:read",
       listWarmingTasks: "warming:read",
+      getActionRate: "warming:read",
     },
     impl: {
       startWarming: (req, ctx) => warming.startTask(req, principalOf(ctx).name, peerOf(ctx)),
@@ -32,6 +33,7 @@ export function warmingService(warming: Warming) {
       streamEvents: (req, ctx) => warming.events(req, ctx.signal),
       listScenarios: () => ({ scenarios: warming.listScenarios() }),
       getScenario: (req) => warming.getScenario(req.scenarioId),
+      getActionRate: () => warming.actionRate(),
       async listWarmingTasks(req) {
         const page = await warming.listTasks(req);
         return { tasks: page.tasks, nextPageToken: page.next, totalCount: BigInt(page.total) };

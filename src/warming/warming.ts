@@ -4,6 +4,7 @@ import type { WarmingEvent, WarmingScenario, WarmingStatistics } from "../gen/co
 import { PLATFORMS, isPlatform } from "../domain.ts";
 import { invalidArgument, quote } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
+import { createActionRate } from "./action-rate.ts";
 import { createEventHub } from "./events.ts";
 import { dateOf, toEvent, toScenario, toStatistics } from "./messages.ts";
 import { createUpkeep, logTaskEnded, release, releasesSettled } from "./release.ts";
@@ -63,6 +64,7 @@ export function createWarming(deps: WarmingDeps) {
   });
   const ctx: WarmingContext = { ...deps, opts, hub: createEventHub({ db, log, options: opts.events }), worker, releasing: new Set(), eventMessages: new WeakMap() };
   const upkeep = createUpkeep(ctx);
+  const rate = createActionRate(db);
   let started = false;
 
   return {
@@ -102,6 +104,9 @@ export function createWarming(deps: WarmingDeps) {
 
     /** GetStatistics over tasks (overlapping the range) and recorded actions (recorded in it). */
     statistics: (req: StatisticsRequest) => statistics(ctx, req),
+
+    /** GetActionRate: actions completed and failed per real-time minute of the last hour (see action-rate.ts). */
+    actionRate: () => rate.read(),
 
     /** StreamEvents (see streamEvents). */
     events: (req: EventsRequest, signal?: AbortSignal) => streamEvents(ctx, req, signal),

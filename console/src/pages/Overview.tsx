@@ -1,8 +1,8 @@
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link } from "wouter";
 import { useQuery, useTransport, createQueryOptions } from "@connectrpc/connect-query";
 import { useQueries } from "@tanstack/react-query";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AccountService, AccountStatus } from "../../../src/gen/conveer/v1/account_pb.js";
 import { ProxyHealthFilter, ProxyService } from "../../../src/gen/conveer/v1/proxy_pb.js";
 import { SMSService } from "../../../src/gen/conveer/v1/sms_pb.js";
@@ -11,6 +11,8 @@ import { MaxService } from "../../../src/gen/conveer/v1/max_pb.js";
 import { TelegramService } from "../../../src/gen/conveer/v1/telegram_pb.js";
 import { VKService } from "../../../src/gen/conveer/v1/vk_pb.js";
 import { RegistrationState } from "../../../src/gen/conveer/v1/platform_pb.js";
+import { WarmingService } from "../../../src/gen/conveer/v1/warming_pb.js";
+import type { ActionRateMinute } from "../../../src/gen/conveer/v1/warming_pb.js";
 import { PLATFORMS, enumValues } from "../api/format.ts";
 import { useWarmingEvents } from "../api/events.ts";
 import { ErrorBox, Loading, QueryView } from "../components/Feedback.tsx";
@@ -128,21 +130,27 @@ function SmsBalance() {
   );
 }
 
-/** Warming actions per minute, counted live from StreamEvents since this page opened (the last 60 minutes kept). */
+/** After StreamEvents reports an action, GetActionRate is asked again this much later (one call for a burst). */
+const RATE_AFTER_EVENT_MS = 2_000;
+
+/**
+ * Warming actions per real-time minute over the last hour, as GetActionRate counts them in the
+ * store (so what was recorded before this page opened is there too). Live: asked again every
+ * 10 s, and 2 s after StreamEvents reports an action (at most once per 2 s); the server counts,
+ * the page never adds events up itself, so nothing is counted twice.
+ */
 function LiveWarming() {
-  const [minutes, setMinutes] = useState<{ minute: number; done: number; failed: number }[]>([]);
+  const rate = useQuery(WarmingService.method.getActionRate, {}, { refetchInterval: 10_000 });
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const refetch = rate.refetch;
+  useEffect(() => () => clearTimeout(timer.current), []);
   const stream = useWarmingEvents((e) => {
-    if (e.eventType !== "action_completed" && e.eventType !== "action_failed") return;
-    const minute = Math.floor(Date.now() / 60_000);
-    setMinutes((prev) => {
-      const rest = prev.filter((m) => m.minute > minute - 60);
-      const cur = rest.find((m) => m.minute === minute) ?? { minute, done: 0, failed: 0 };
-      const next = { ...cur, done: cur.done + (e.eventType === "action_completed" ? 1 : 0), failed: cur.failed + (e.eventType === "action_failed" ? 1 : 0) };
-      return [...rest.filter((m) => m.minute !== minute), next].sort((a, b) => a.minute - b.minute);
-    });
+    if ((e.eventType !== "action_completed" && e.eventType !== "action_failed") || timer.current) return;
+    timer.current = setTimeout(() => {
+      timer.current = undefined;
+      void refetch();
+    }, RATE_AFTER_EVENT_MS);
   });
-  const max = Math.max(1, ...minutes.map((m) => m.done + m.failed));
-  const now = minutes.at(-1);
   return (
     <div className="card">
       <h2>Warming actions per minute</h2>
@@ -150,16 +158,34 @@ function LiveWarming() {
         Stream: {stream.state}
         {stream.error ? ` (${stream.error})` : ""}
       </p>
+      <QueryView query={rate} what="the action rate">
+        {(d) => <RateBars minutes={d.minutes} />}
+      </QueryView>
+    </div>
+  );
+}
+
+/** The last hour's minutes as bars (completed + failed), with this minute's and the hour's totals. */
+function RateBars(props: { minutes: readonly ActionRateMinute[] }) {
+  const ms = props.minutes.map((m) => ({ at: m.start ? timestampDate(m.start) : new Date(0), done: Number(m.completed), failed: Number(m.failed) }));
+  const max = Math.max(1, ...ms.map((m) => m.done + m.failed));
+  const now = ms.at(-1);
+  const hour = ms.reduce((n, m) => n + m.done + m.failed, 0);
+  const failed = ms.reduce((n, m) => n + m.failed, 0);
+  return (
+    <>
       <p className="big" data-testid="actions-per-minute">
         {now ? now.done + now.failed : 0} <small>this minute</small>
       </p>
       <div className="bars" aria-hidden="true">
-        {minutes.map((m) => (
-          <span key={m.minute} style={{ height: `${(100 * (m.done + m.failed)) / max}%` }} title={`${m.done} done, ${m.failed} failed`} />
+        {ms.map((m) => (
+          <span key={m.at.getTime()} style={{ height: `${(100 * (m.done + m.failed)) / max}%` }} title={`${m.at.toISOString().slice(11, 16)} UTC: ${m.done} done, ${m.failed} failed`} />
         ))}
       </div>
-      <small>Counted since this page opened.</small>
-    </div>
+      <small data-testid="actions-last-hour" data-total={hour}>
+        {hour.toLocaleString()} in the last hour ({failed.toLocaleString()} failed), per real-time minute
+      </small>
+    </>
   );
 }
 

@@ -666,6 +666,74 @@ export declare type ListWarmingTasksResponse = Message<"conveer.ListWarmingTasks
 export declare const ListWarmingTasksResponseSchema: GenMessage<ListWarmingTasksResponse>;
 
 /**
+ * Added: GetActionRate's request (no filter yet: every task of every platform).
+ *
+ * @generated from message conveer.GetActionRateRequest
+ */
+export declare type GetActionRateRequest = Message<"conveer.GetActionRateRequest"> & {
+};
+
+/**
+ * Describes the message conveer.GetActionRateRequest.
+ * Use `create(GetActionRateRequestSchema)` to create a new message.
+ */
+export declare const GetActionRateRequestSchema: GenMessage<GetActionRateRequest>;
+
+/**
+ * Added: GetActionRate's answer.
+ *
+ * @generated from message conveer.ActionRate
+ */
+export declare type ActionRate = Message<"conveer.ActionRate"> & {
+  /**
+   * 60 entries, oldest first; the last is the current minute, still counting.
+   *
+   * @generated from field: repeated conveer.ActionRateMinute minutes = 1;
+   */
+  minutes: ActionRateMinute[];
+};
+
+/**
+ * Describes the message conveer.ActionRate.
+ * Use `create(ActionRateSchema)` to create a new message.
+ */
+export declare const ActionRateSchema: GenMessage<ActionRate>;
+
+/**
+ * Added: one real-time minute of GetActionRate.
+ *
+ * @generated from message conveer.ActionRateMinute
+ */
+export declare type ActionRateMinute = Message<"conveer.ActionRateMinute"> & {
+  /**
+   * The minute's start (UTC, real time from the store's clock, not scenario time).
+   *
+   * @generated from field: google.protobuf.Timestamp start = 1;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * action_completed events written in the minute.
+   *
+   * @generated from field: int64 completed = 2;
+   */
+  completed: bigint;
+
+  /**
+   * action_failed events written in the minute.
+   *
+   * @generated from field: int64 failed = 3;
+   */
+  failed: bigint;
+};
+
+/**
+ * Describes the message conveer.ActionRateMinute.
+ * Use `create(ActionRateMinuteSchema)` to create a new message.
+ */
+export declare const ActionRateMinuteSchema: GenMessage<ActionRateMinute>;
+
+/**
  * @generated from enum conveer.WarmingStatus
  */
 export enum WarmingStatus {
@@ -819,6 +887,18 @@ export declare const WarmingService: GenService<{
     methodKind: "unary";
     input: typeof ListWarmingTasksRequestSchema;
     output: typeof ListWarmingTasksResponseSchema;
+  },
+  /**
+   * Added: actions completed and failed per real-time minute over the last 60 minutes (the
+   * current one last), from the action_completed / action_failed events by the real time they
+   * were written; every minute present, zeros included.
+   *
+   * @generated from rpc conveer.WarmingService.GetActionRate
+   */
+  getActionRate: {
+    methodKind: "unary";
+    input: typeof GetActionRateRequestSchema;
+    output: typeof ActionRateSchema;
   },
 }>;
 
