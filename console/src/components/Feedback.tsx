@@ -41,3 +41,25 @@ export function QueryView<T>(props: {
   if (props.isEmpty?.(q.data)) return <Empty>{props.empty ?? `No ${props.what}.`}</Empty>;
   return <>{props.children(q.data)}</>;
 }
+
+/**
+ * What a paste of lines did: "N added, M refused.", then each refused line (as `shown` gives it:
+ * never a secret) with the server's reason.
+ */
+export function LineResults(props: { summary: string; results: readonly { index: number; error: string }[]; shown: readonly string[] }) {
+  const failed = props.results.filter((r) => r.error);
+  return (
+    <div role="status">
+      <p>{props.summary}</p>
+      {failed.length ? (
+        <ul className="line-errors" aria-label="Refused lines">
+          {failed.map((r) => (
+            <li key={r.index}>
+              line {r.index + 1} (<code>{props.shown[r.index]}</code>): {r.error}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}

@@ -2,9 +2,8 @@ import { useState } from "react";
 import { useMutation } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
 import { AccountService } from "../../../src/gen/conveer/v1/account_pb.js";
-import type { ImportAccountsResponse } from "../../../src/gen/conveer/v1/account_pb.js";
 import { ActionButton } from "../components/ActionButton.tsx";
-import { ErrorBox } from "../components/Feedback.tsx";
+import { ErrorBox, LineResults } from "../components/Feedback.tsx";
 
 /** At most this many a call (ImportAccountsRequest). */
 const MAX = 1000;
@@ -59,27 +58,13 @@ export function ImportAccounts() {
         {lines.length > MAX ? <small role="alert">At most {MAX} a time.</small> : null}
       </form>
       {m.isError ? <ErrorBox error={m.error} /> : null}
-      {m.data ? <ImportResults result={m.data} logins={m.variables?.accounts?.map((a) => `${a.platform},${a.login}`) ?? []} /> : null}
-    </details>
-  );
-}
-
-function ImportResults(props: { result: ImportAccountsResponse; logins: string[] }) {
-  const failed = props.result.results.filter((r) => r.error);
-  return (
-    <div role="status">
-      <p>
-        {props.result.imported} imported, {props.result.failed} refused.
-      </p>
-      {failed.length ? (
-        <ul className="line-errors" aria-label="Refused lines">
-          {failed.map((r) => (
-            <li key={r.index}>
-              line {r.index + 1} (<code>{props.logins[r.index]}</code>): {r.error}
-            </li>
-          ))}
-        </ul>
+      {m.data ? (
+        <LineResults
+          summary={`${m.data.imported} imported, ${m.data.failed} refused.`}
+          results={m.data.results}
+          shown={m.variables?.accounts?.map((a) => `${a.platform},${a.login}`) ?? []}
+        />
       ) : null}
-    </div>
+    </details>
   );
 }

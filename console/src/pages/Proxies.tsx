@@ -4,12 +4,12 @@ import { createColumnHelper } from "@tanstack/react-table";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { keepPreviousData, useQueryClient } from "@tanstack/react-query";
 import { ProxyAllocationFilter, ProxyHealthFilter, ProxyService } from "../../../src/gen/conveer/v1/proxy_pb.js";
-import type { AddProxiesResponse, Proxy } from "../../../src/gen/conveer/v1/proxy_pb.js";
+import type { Proxy } from "../../../src/gen/conveer/v1/proxy_pb.js";
 import { enumValues, when } from "../api/format.ts";
 import { ActionButton } from "../components/ActionButton.tsx";
 import { DataTable } from "../components/DataTable.tsx";
 import type { Features } from "../components/DataTable.tsx";
-import { ErrorBox, Empty, Loading } from "../components/Feedback.tsx";
+import { ErrorBox, Empty, LineResults, Loading } from "../components/Feedback.tsx";
 import { SelectFilter, TextFilter, enumFromName } from "../components/Filters.tsx";
 import { Pager } from "../components/Pager.tsx";
 import { useUrlState } from "../components/url-state.ts";
@@ -146,27 +146,13 @@ function AddProxies() {
         </ActionButton>
       </form>
       {m.isError ? <ErrorBox error={m.error} /> : null}
-      {m.data ? <AddResults result={m.data} lines={m.variables?.proxies?.map((p) => p.url ?? "") ?? []} /> : null}
-    </details>
-  );
-}
-
-function AddResults(props: { result: AddProxiesResponse; lines: string[] }) {
-  const failed = props.result.results.filter((r) => r.error);
-  return (
-    <div role="status">
-      <p>
-        {props.result.added} added, {props.result.failed} refused.
-      </p>
-      {failed.length ? (
-        <ul className="line-errors" aria-label="Refused lines">
-          {failed.map((r) => (
-            <li key={r.index}>
-              line {r.index + 1} (<code>{props.lines[r.index]?.replace(/\/\/[^@/]*@/, "//…@")}</code>): {r.error}
-            </li>
-          ))}
-        </ul>
+      {m.data ? (
+        <LineResults
+          summary={`${m.data.added} added, ${m.data.failed} refused.`}
+          results={m.data.results}
+          shown={m.variables?.proxies?.map((p) => (p.url ?? "").replace(/\/\/[^@/]*@/, "//…@")) ?? []}
+        />
       ) : null}
-    </div>
+    </details>
   );
 }
