@@ -85,7 +85,7 @@ for (const kind of STORE_KINDS) {
         const id = newId();
         await regStore.insertRegistration(sys.db, id, "vk", `fx_${i}`, HOUR, i < 6 ? "fx-early" : "");
         const claim = { id, claim: regStore.FIRST_CLAIM };
-        if (i % 3 === 2) await regStore.advance(sys.db, claim, "sign_up", { account_id: `acc${i}`, proxy_id: `proxy${i}`, activation_id: `act${i}` }, HOUR);
+        if (i % 3 === 2) await regStore.advance(sys.db, [{ c: claim, step: "sign_up", fields: { account_id: `acc${i}`, proxy_id: `proxy${i}`, activation_id: `act${i}` }, leaseMs: HOUR }]);
         if (i % 3 === 1) await regStore.finishRegistration(sys.db, claim, "succeeded");
         if (i % 3 === 0) await regStore.finishRegistration(sys.db, claim, "failed", "rent_number", "no numbers for ru");
         await sys.db.query("UPDATE registrations SET created_at = $2 WHERE id = $1", [id, new Date(BASE.getTime() + i * 60_000)]);

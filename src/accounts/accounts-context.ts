@@ -3,8 +3,8 @@ import type { ProxyService } from "../gen/conveer/v1/proxy_pb.js";
 import type { SMSService } from "../gen/conveer/v1/sms_pb.js";
 import type { WarmingService } from "../gen/conveer/v1/warming_pb.js";
 import { AppError } from "../errors.ts";
-import { batchedReads } from "../store/batched-reads.ts";
-import type { BatchedRead } from "../store/batched-reads.ts";
+import { batched } from "../store/batched.ts";
+import type { Batched } from "../store/batched.ts";
 import type { Db } from "../store/db.ts";
 import type { Vault } from "../vault/vault.ts";
 import { getPublicAccounts, readSecretsAudited } from "./account-store.ts";
@@ -25,7 +25,7 @@ export type AccountPeers = {
 export type AccountsDeps = { db: Db; vault: Vault; newId: () => string; peers?: AccountPeers };
 
 /** What the accounts domain's module functions take first: its dependencies, with peers that refuse when none were given. */
-export type AccountsContext = Readonly<AccountsDeps & { peers: AccountPeers; publicAccount: BatchedRead<string, PublicAccountRow>; secretsAudited: BatchedRead<AuditedRead, AccountRow> }>;
+export type AccountsContext = Readonly<AccountsDeps & { peers: AccountPeers; publicAccount: Batched<string, PublicAccountRow>; secretsAudited: Batched<AuditedRead, AccountRow> }>;
 
 const noPeer = (): never => {
   throw new AppError("FAILED_PRECONDITION", "this accounts domain has no peer services to release what the account holds");
@@ -37,9 +37,9 @@ export function accountsContext(deps: AccountsDeps): AccountsContext {
     ...deps,
     peers: deps.peers ?? { proxies: noPeer, warming: noPeer, sms: noPeer },
     // GetAccount, the hottest read (a warming action makes several through peers): batched.
-    publicAccount: batchedReads((ids) => getPublicAccounts(deps.db, ids)),
+    publicAccount: batched((ids) => getPublicAccounts(deps.db, ids)),
     // GetCredentials, once per warming action: batched with each read's audit record.
-    secretsAudited: batchedReads((reads) => readSecretsAudited(deps.db, reads)),
+    secretsAudited: batched((reads) => readSecretsAudited(deps.db, reads)),
   };
 }
 

@@ -3,9 +3,13 @@ import type { Proxy } from "../gen/conveer/v1/proxy_pb.js";
 import type { Platform } from "../domain.ts";
 import { AppError } from "../errors.ts";
 import type { ProxyEndpoint } from "../proxies/proxy-dial.ts";
+import { batched } from "../store/batched.ts";
+import type { Batched } from "../store/batched.ts";
 import type { Db } from "../store/db.ts";
 import type { PlatformDriver } from "./driver.ts";
 import type { PlatformPeers } from "./peers.ts";
+import { advance } from "./registration-store.ts";
+import type { Advance } from "./registration-store.ts";
 
 /** Settings of the platform services. */
 export type PlatformOptions = { codeTimeoutSeconds: number; leaseMs: number };
@@ -25,8 +29,13 @@ export type PlatformsDeps = {
   metrics?: RegistrationMetrics;
 };
 
-/** What the platform services' module functions share (the dependencies, as given). */
-export type PlatformsContext = Readonly<PlatformsDeps>;
+/** What the platform services' module functions share: the dependencies, and the registrations' step writes batched. */
+export type PlatformsContext = Readonly<PlatformsDeps & { advance: Batched<Advance, boolean> }>;
+
+/** The platform services' context: concurrent registrations' moves to their next step share one statement. */
+export function platformsContext(deps: PlatformsDeps): PlatformsContext {
+  return { ...deps, advance: batched((items) => advance(deps.db, items)) };
+}
 
 /** The driver bound to a platform; FAILED_PRECONDITION when none is. */
 export function driverFor(ctx: PlatformsContext, platform: Platform): PlatformDriver {

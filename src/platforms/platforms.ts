@@ -1,6 +1,7 @@
 import type { ActionType, RegisterRequest } from "../gen/conveer/v1/platform_pb.js";
 import type { Platform } from "../domain.ts";
 import { checkStatus, execute } from "./actions.ts";
+import { platformsContext } from "./platforms-context.ts";
 import type { PlatformsDeps } from "./platforms-context.ts";
 import { getRegistration, listRegistrations } from "./registration-list.ts";
 import type { ListRegistrationsRequest } from "./registration-list.ts";
@@ -14,7 +15,7 @@ export { STEPS } from "./registration.ts";
  * and status checks (actions.ts), for every platform through its bound driver. Transport-free.
  */
 export function createPlatforms(deps: PlatformsDeps) {
-  const ctx = { ...deps };
+  const ctx = platformsContext(deps);
   return {
     /** Runs the conveyor for one new account; answers success=false with the failed step on failure. */
     register: (platform: Platform, req: RegisterRequest, signal?: AbortSignal) => register(ctx, platform, req, signal),

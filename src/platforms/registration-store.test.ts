@@ -13,7 +13,21 @@ for (const kind of STORE_KINDS) {
       const [taken] = await store.claimAbandoned(s.db, 10, 60_000);
       assert.equal(taken.claim, store.FIRST_CLAIM + 1, "a take-over bumps the claim");
 
-      assert.equal(await store.advance(s.db, first, "confirm", { signup_id: "late" }, 60_000), false);
+      // One statement moves several registrations: each item answers for its own claim only.
+      await store.insertRegistration(s.db, "0123456789abcdef01234568", "vk", "live", 60_000);
+      const live = { id: "0123456789abcdef01234568", claim: store.FIRST_CLAIM };
+      const items: store.Advance[] = [
+        { c: first, step: "confirm", fields: { signup_id: "late" }, leaseMs: 60_000 },
+        { c: live, step: "sign_up", fields: { account_id: "acc-live", proxy_id: "proxy-live" }, leaseMs: 60_000 },
+      ];
+      const moved = await store.advance(s.db, items);
+      assert.deepEqual(items.map((x) => moved.get(x)), [false, true]);
+      const liveRow = await store.getRegistration(s.db, live.id);
+      assert.deepEqual([liveRow?.step, liveRow?.account_id, liveRow?.proxy_id, liveRow?.signup_id], ["sign_up", "acc-live", "proxy-live", ""]);
+      // A later step keeps what earlier steps stored (absent fields are left as they are).
+      await store.advance(s.db, [{ c: live, step: "wait_code", fields: { signup_id: "su-1" }, leaseMs: 60_000 }]);
+      const again = await store.getRegistration(s.db, live.id);
+      assert.deepEqual([again?.step, again?.account_id, again?.signup_id], ["wait_code", "acc-live", "su-1"]);
       assert.equal(await store.renewLease(s.db, first, 60_000), false);
       assert.equal(await store.finishRegistration(s.db, first, "succeeded"), false);
       assert.equal(await store.finishRegistration(s.db, taken, "failed", "wait_code", "interrupted"), true);

@@ -34,20 +34,28 @@ export async function insertRegistration(q: Queryable, id: string, platform: str
   );
 }
 
+/** A registration's move to its next step: what the last step produced, and the lease to renew. */
+export type Advance = { c: RegistrationClaim; step: string; fields: Partial<Pick<RegistrationRow, "account_id" | "proxy_id" | "activation_id" | "signup_id">>; leaseMs: number };
+
 /**
- * Moves a registration to its next step, storing what the last step produced, and renews its
- * lease; false (nothing written) when the claim is no longer held: another replica took it over.
+ * Moves registrations to their next steps in one statement (concurrent registrations' steps share
+ * it), storing what each last step produced and renewing each lease; per item, false (nothing
+ * written for it) when its claim is no longer held: another replica took it over.
  */
-export async function advance(q: Queryable, c: RegistrationClaim, step: string, fields: Partial<Pick<RegistrationRow, "account_id" | "proxy_id" | "activation_id" | "signup_id">>, leaseMs: number): Promise<boolean> {
-  const r = await q.query(
-    `UPDATE registrations SET step = $2,
-       account_id = COALESCE($3, account_id), proxy_id = COALESCE($4, proxy_id),
-       activation_id = COALESCE($5, activation_id), signup_id = COALESCE($6, signup_id),
-       lease_until = now() + $7 * interval '1 millisecond', updated_at = now()
-     WHERE id = $1 AND claim = $8 AND status = 'running'`,
-    [c.id, step, fields.account_id ?? null, fields.proxy_id ?? null, fields.activation_id ?? null, fields.signup_id ?? null, leaseMs, c.claim],
+export async function advance(q: Queryable, items: readonly Advance[]): Promise<Map<Advance, boolean>> {
+  const rows = items.map((x) => ({ id: x.c.id, claim: x.c.claim, step: x.step, lease_ms: x.leaseMs, ...x.fields }));
+  const r = await q.query<{ id: string }>(
+    `UPDATE registrations r SET step = k.step,
+       account_id = COALESCE(k.account_id, r.account_id), proxy_id = COALESCE(k.proxy_id, r.proxy_id),
+       activation_id = COALESCE(k.activation_id, r.activation_id), signup_id = COALESCE(k.signup_id, r.signup_id),
+       lease_until = now() + k.lease_ms * interval '1 millisecond', updated_at = now()
+     FROM jsonb_to_recordset($1::jsonb) AS k(id text, claim int, step text, account_id text, proxy_id text, activation_id text, signup_id text, lease_ms int)
+     WHERE r.id = k.id AND r.claim = k.claim AND r.status = 'running'
+     RETURNING r.id`,
+    [JSON.stringify(rows)],
   );
-  return r.rowCount > 0;
+  const moved = new Set(r.rows.map((x) => x.id));
+  return new Map(items.map((x) => [x, moved.has(x.c.id)]));
 }
 
 /** Ends a registration; false (nothing written) when the claim is no longer held, as for advance. */

@@ -103,9 +103,9 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
   const held = { ...claim, account_id: "", activation_id: "" };
   let step: Step = "create_account";
   /** Enters step `to` (recorded with what the last one produced; a lost claim stops here) and runs its work in a span of its own. */
-  const inStep = <T>(to: Step, fields: Parameters<typeof store.advance>[3], work: () => Promise<T>) =>
+  const inStep = <T>(to: Step, fields: store.Advance["fields"], work: () => Promise<T>) =>
     inSpan(`register ${to}`, { attributes: { "conveer.registration.step": to } }, async () => {
-      if (to !== step && !(await store.advance(db, claim, to, fields, options.leaseMs))) throw new LostClaim(id);
+      if (to !== step && !(await ctx.advance({ c: claim, step: to, fields, leaseMs: options.leaseMs }))) throw new LostClaim(id);
       step = to;
       return work();
     });

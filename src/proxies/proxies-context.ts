@@ -9,8 +9,8 @@ import { isRetryable } from "../store/pg-errors.ts";
 import type { Vault } from "../vault/vault.ts";
 import { endpointKey, parseEndpoint, systemLookup } from "./address-policy.ts";
 import type { AddressPolicy, LookupAll } from "./address-policy.ts";
-import { batchedReads } from "../store/batched-reads.ts";
-import type { BatchedRead } from "../store/batched-reads.ts";
+import { batched } from "../store/batched.ts";
+import type { Batched } from "../store/batched.ts";
 import { allocationsOfAudited } from "./proxy-store.ts";
 import type { AllocatedRow, AuditedAllocationRead, ProxyRow } from "./proxy-store.ts";
 
@@ -42,13 +42,13 @@ export type ProxiesContext = {
   /** The endpoint keys CheckHealth may dial (`opts.allowedTargets`, parsed once). */
   readonly allowedTargets: ReadonlySet<string>;
   /** GetProxyForAccount with the password (once per warming action): batched with each read's audit record. */
-  readonly allocationAudited: BatchedRead<AuditedAllocationRead, AllocatedRow>;
+  readonly allocationAudited: Batched<AuditedAllocationRead, AllocatedRow>;
 };
 
 /** Resolves the pool's dependencies into its context. */
 export function createProxiesContext({ db, vault, newId, accounts, log, options, lookup = systemLookup }: ProxiesDeps): ProxiesContext {
   const allowedTargets = new Set(options.allowedTargets.map((t) => endpointKey(parseEndpoint(t)!)));
-  return { db, vault, newId, accounts, log, opts: options, lookup, allowedTargets, allocationAudited: batchedReads((reads) => allocationsOfAudited(db, reads)) };
+  return { db, vault, newId, accounts, log, opts: options, lookup, allowedTargets, allocationAudited: batched((reads) => allocationsOfAudited(db, reads)) };
 }
 
 /** The vault's associated data for a proxy's password: binds the sealed password to its row. */

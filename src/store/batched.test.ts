@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { batchedReads } from "./batched-reads.ts";
+import { batched } from "./batched.ts";
 import { callDeadline, withCallDeadline } from "./call-deadline.ts";
 
 /** A readMany over a fixed table that records each batch it was asked for and the deadline it ran under. */
@@ -14,12 +14,12 @@ function table(rows: Record<string, string>) {
   return { batches, readMany };
 }
 
-describe("batchedReads", () => {
+describe("batched", () => {
   const rows = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, `v${i}`]));
 
   test("reads started in one turn share one query; each gets its own row, a missing key undefined", async () => {
     const t = table(rows);
-    const read = batchedReads(t.readMany);
+    const read = batched(t.readMany);
     const keys = [...Array.from({ length: 100 }, (_, i) => `k${i}`), "k5", "nope"];
     const got = await Promise.all(keys.map((k) => read(k)));
     assert.deepEqual(got, keys.map((k) => rows[k]));
@@ -29,12 +29,12 @@ describe("batchedReads", () => {
 
   test("batches are capped at maxBatch; a read in a later turn is never answered from an earlier batch", async () => {
     const t = table({ ...rows });
-    const read = batchedReads(t.readMany, 10);
+    const read = batched(t.readMany, 10);
     await Promise.all(Array.from({ length: 35 }, (_, i) => read(`k${i}`)));
     assert.deepEqual(t.batches.map((b) => b.keys.length), [10, 10, 10, 5]);
     const live: Record<string, string> = { a: "1" };
     const u = table(live);
-    const readLive = batchedReads(u.readMany);
+    const readLive = batched(u.readMany);
     assert.equal(await readLive("a"), "1");
     live.a = "2";
     assert.equal(await readLive("a"), "2", "no cache between batches");
@@ -42,7 +42,7 @@ describe("batchedReads", () => {
 
   test("a failed query fails every read of its batch and none of the next", async () => {
     let fail = true;
-    const read = batchedReads(async (keys: readonly string[]) => {
+    const read = batched(async (keys: readonly string[]) => {
       if (fail) throw new Error("store down");
       return new Map(keys.map((k) => [k, k.toUpperCase()]));
     });
@@ -55,7 +55,7 @@ describe("batchedReads", () => {
 
   test("a batch runs under the latest deadline of its callers, or none when a caller has none", async () => {
     const t = table(rows);
-    const read = batchedReads(t.readMany);
+    const read = batched(t.readMany);
     const now = Date.now();
     await Promise.all([withCallDeadline(now + 1000, () => read("k1")), withCallDeadline(now + 5000, () => read("k2"))]);
     await Promise.all([withCallDeadline(now + 1000, () => read("k3")), read("k4")]);

@@ -1,0 +1,30 @@
+import DataLoader from "dataloader";
+import { callDeadline, withOwnDeadline } from "./call-deadline.ts";
+
+/** One item's part of a batched statement: a row read by key, or a write whose outcome is answered. */
+export type Batched<K, V> = (key: K) => Promise<V | undefined>;
+
+/**
+ * Calls coalesced into one statement per turn of the event loop (DataLoader, no cache: every
+ * call sees the store as it is when its batch runs, never an earlier answer). Calls that arrive
+ * while the loop handles one round of I/O (calls parsed from the same socket reads, in-process
+ * peer calls, steps of concurrent registrations) share one statement of up to `maxBatch` items
+ * instead of a round trip each: fewer pool checkouts, protocol messages and syscalls per call.
+ * `many` answers per item (absent: undefined), for point reads (`WHERE id = ANY`) and for
+ * independent writes alike (each item's own guard in one UPDATE … FROM unnest). A batch runs
+ * under the latest deadline of its callers (none if any caller has none); a failure of its
+ * statement fails every call in it.
+ */
+export function batched<K, V>(many: (keys: readonly K[]) => Promise<Map<K, V>>, maxBatch = 256): Batched<K, V> {
+  type Req = { key: K; deadline: number | undefined };
+  const loader = new DataLoader<Req, V | undefined>(
+    async (reqs) => {
+      const deadline = reqs.some((r) => r.deadline === undefined) ? undefined : Math.max(...reqs.map((r) => r.deadline as number));
+      const keys = [...new Set(reqs.map((r) => r.key))];
+      const found = await withOwnDeadline(deadline, () => many(keys));
+      return reqs.map((r) => found.get(r.key));
+    },
+    { cache: false, maxBatchSize: maxBatch, batchScheduleFn: (run) => setImmediate(run) },
+  );
+  return (key) => loader.load({ key, deadline: callDeadline() });
+}
