@@ -14,7 +14,8 @@
  * (bench/loadgen.ts, 64 calls in flight), rounds interleaved, each ratio the median of per-round
  * ratios, so the host's other load hits all alike.
  *
- * Knobs: BENCH_CPU_PROF_DIR=/tmp/prof (a CPU profile of each measured window) BENCH_RUNS=3 BENCH_WARMUP_MS=1000 BENCH_DURATION_MS=5000 BENCH_CONCURRENCY=64 BENCH_TRACING_ACCOUNTS=20000
+ * Knobs: BENCH_TRACES_SAMPLER_ARG=0.1 (the on system samples that share of calls; default: every call)
+ * BENCH_CPU_PROF_DIR=/tmp/prof (a CPU profile of each measured window) BENCH_RUNS=3 BENCH_WARMUP_MS=1000 BENCH_DURATION_MS=5000 BENCH_CONCURRENCY=64 BENCH_TRACING_ACCOUNTS=20000
  */
 import http from "node:http";
 import type { Session } from "node:inspector/promises";
@@ -36,6 +37,7 @@ const WARMUP_MS = envInt("BENCH_WARMUP_MS", 1000, 0);
 const DURATION_MS = Math.max(100, envInt("BENCH_DURATION_MS", 5000, 0));
 const CONCURRENCY = envInt("BENCH_CONCURRENCY", 64, 1);
 const ACCOUNTS = envInt("BENCH_TRACING_ACCOUNTS", 20_000);
+const SAMPLER_ARG = process.env.BENCH_TRACES_SAMPLER_ARG ?? "";
 const say = (s: string) => process.stderr.write(`[bench:tracing] ${s}\n`);
 
 /** An OTLP/HTTP receiver that accepts and drops every export; counts the bytes. */
@@ -57,6 +59,8 @@ async function main(): Promise<void> {
   const off = await startBenchSystem("pglite", { accounts: ACCOUNTS, proxies: 64, log: say });
   if (tracingEnabled()) throw new Error("a tracer provider is registered before the SDK was started");
   Object.assign(process.env, { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_SERVICE_NAME: "conveer-bench" });
+  // BENCH_TRACES_SAMPLER_ARG=0.1: the "on" system samples that share of calls (parentbased_traceidratio), as an operator would.
+  if (SAMPLER_ARG) Object.assign(process.env, { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: SAMPLER_ARG });
   const sdk = await startTracingSdk(loadConfig(), pino({ level: "warn" }));
   if (!sdk || !tracingEnabled()) throw new Error("the SDK did not start from OTEL_*");
   say(`seeding the tracing-on system (${ACCOUNTS} accounts)`);
@@ -64,7 +68,7 @@ async function main(): Promise<void> {
   const targets = [
     { name: "bare grpc-js (baseline)", addr: `127.0.0.1:${bare.port}`, ids: Array.from({ length: ACCOUNTS }, createIdGenerator()) },
     { name: "Conveer, tracing off (no OTEL_*)", addr: off.accountAddr, ids: off.ids },
-    { name: "Conveer, tracing on (OTLP/HTTP)", addr: on.accountAddr, ids: on.ids },
+    { name: SAMPLER_ARG ? `Conveer, tracing on (OTLP/HTTP, ${SAMPLER_ARG} sampled)` : "Conveer, tracing on (OTLP/HTTP)", addr: on.accountAddr, ids: on.ids },
   ].map((t) => ({ ...t, rates: [] as number[], cpuPerCall: [] as number[], p50: [] as number[], p99: [] as number[], errors: 0 }));
   const lgs: Loadgen[] = [];
   try {
