@@ -72,6 +72,24 @@ describe("conveer start (child process, embedded store)", () => {
     }
   });
 
+  test("SIGTERM while it starts up (the store is open, the ports are not yet): it finishes starting, then stops cleanly and exits 0", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "conveer-proc-early-"));
+    try {
+      const { env } = await systemEnv(dir, {});
+      const cli = runCli(["start"], env);
+      children.push(cli);
+      // "migrations applied" comes from the store's opening, before any service is mounted.
+      await eventually(() => cli.logs().some((l) => l.msg === "migrations applied"), 45_000, "the store to open");
+      const { code } = await terminate(cli);
+      assert.equal(code, 0, `exit code; stderr: ${cli.stderr()}`);
+      const msgs = cli.logs().map((l) => l.msg);
+      assert.ok(msgs.includes("stopping: draining in-flight calls"), msgs.join(" | "));
+      assert.equal(msgs.at(-1), "stopped");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("`conveer token create` on the stopped data directory prints a token; a server started afterwards requires it", async () => {
     const { env, ports, http } = await systemEnv(dataDir);
     const create = runCli(["token", "create", "--name", "x", "--scopes", "*"], env);

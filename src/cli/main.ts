@@ -54,6 +54,13 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
       const log = createLogger(config, { mixin: config.tracing.enabled ? traceMixin : undefined });
       // Before startApp, so every part it builds sees the tracer provider (none without OTEL_*: the SDK is not even loaded).
       const tracing = await startTracingSdk(config, log);
+      // The signals are heard from the start: one that comes while the services start up stops
+      // them once they are up (the default action would kill the process mid-start, the store
+      // unclosed). A second signal takes the default action: a stop that hangs can be cut short.
+      let signalled: string | undefined;
+      let stop = (signal: string) => void (signalled = signal);
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
       let app;
       try {
         app = await startApp({ config, services: opts.services, log });
@@ -62,11 +69,12 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
         await release();
         throw err;
       }
-      const stop = (signal: string) => {
+      const started = app;
+      stop = (signal: string) => {
         log.info({ signal }, "stopping: draining in-flight calls");
         const hard = setTimeout(() => process.exit(1), 15_000);
         hard.unref();
-        app.stop(5000).then(
+        started.stop(5000).then(
           async () => {
             // Exports the spans still buffered.
             await tracing?.shutdown();
@@ -80,8 +88,7 @@ export function buildCli(getConfig: () => Config = () => loadConfig()): Command 
           },
         );
       };
-      process.once("SIGTERM", () => stop("SIGTERM"));
-      process.once("SIGINT", () => stop("SIGINT"));
+      if (signalled) stop(signalled);
     });
 
   registerAdminCommands(program, cliConfig);
