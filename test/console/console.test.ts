@@ -287,6 +287,7 @@ describe("console in a browser", { timeout: 240_000 }, () => {
       await page.getByRole("button", { name: "Add 2" }).click();
       await page.getByText("1 added, 1 refused.").waitFor();
       await page.getByRole("list", { name: "Refused lines" }).getByText(/line 1 \(.*ftp:\/\/nowhere:21.*\): .+/).waitFor();
+      assert.equal(await page.getByLabel(/Proxy URLs/).inputValue(), "", "the pasted URLs (and their passwords) are cleared once sent");
       await page.getByLabel("Tag", { exact: true }).fill("pasted");
       await page.getByLabel("Tag", { exact: true }).press("Enter");
       await page.waitForURL(/tag=pasted/);

@@ -2,11 +2,8 @@ import { useState } from "react";
 import { useMutation } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
 import { AccountService } from "../../../src/gen/conveer/v1/account_pb.js";
-import { ActionButton } from "../components/ActionButton.tsx";
-import { ErrorBox, LineResults } from "../components/Feedback.tsx";
-
-/** At most this many a call (ImportAccountsRequest). */
-const MAX = 1000;
+import { LineResults } from "../components/Feedback.tsx";
+import { PasteForm } from "../components/PasteForm.tsx";
 
 /** `key=value, …` as a map (entries without "=" are skipped). */
 export function parseLabels(text: string): Record<string, string> {
@@ -27,37 +24,28 @@ function item(line: string, labels: Record<string, string>) {
 /** Import accounts by pasting lines; each refused line listed with the server's reason (its password never shown). */
 export function ImportAccounts() {
   const client = useQueryClient();
-  const [text, setText] = useState("");
   const [labels, setLabels] = useState("");
-  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
-  const m = useMutation(AccountService.method.importAccounts, { onSuccess: () => (setText(""), void client.invalidateQueries()) });
+  const m = useMutation(AccountService.method.importAccounts, { onSuccess: () => void client.invalidateQueries() });
   return (
-    <details className="card add">
-      <summary>Import accounts</summary>
-      <form
-        className="action-form"
-        aria-label="Import accounts"
-        onSubmit={(e) => {
-          e.preventDefault();
-          const l = parseLabels(labels);
-          m.mutate({ accounts: lines.map((x) => item(x, l)) });
-        }}
-      >
-        <label className="grow">
-          Accounts to import, one a line
-          <textarea rows={4} value={text} onChange={(e) => setText(e.target.value)} autoComplete="off" spellCheck={false} aria-describedby="import-format" />
-        </label>
-        <small id="import-format">Each line: platform,login,password[,phone] (vk, telegram, mail or max)</small>
+    <PasteForm
+      title="Import accounts"
+      label="Accounts to import, one a line"
+      format="Each line: platform,login,password[,phone] (vk, telegram, mail or max)"
+      verb="Import"
+      scope="accounts:write"
+      fields={
         <label>
           Labels for all (key=value, …)
           <input value={labels} onChange={(e) => setLabels(e.target.value)} />
         </label>
-        <ActionButton scope="accounts:write" type="submit" disabled={lines.length === 0 || lines.length > MAX || m.isPending}>
-          Import {lines.length || ""}
-        </ActionButton>
-        {lines.length > MAX ? <small role="alert">At most {MAX} a time.</small> : null}
-      </form>
-      {m.isError ? <ErrorBox error={m.error} /> : null}
+      }
+      pending={m.isPending}
+      error={m.error}
+      send={(lines, sent) => {
+        const l = parseLabels(labels);
+        m.mutate({ accounts: lines.map((x) => item(x, l)) }, { onSuccess: sent });
+      }}
+    >
       {m.data ? (
         <LineResults
           summary={`${m.data.imported} imported, ${m.data.failed} refused.`}
@@ -65,6 +53,6 @@ export function ImportAccounts() {
           shown={m.variables?.accounts?.map((a) => `${a.platform},${a.login}`) ?? []}
         />
       ) : null}
-    </details>
+    </PasteForm>
   );
 }

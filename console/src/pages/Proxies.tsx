@@ -12,6 +12,7 @@ import type { Features } from "../components/DataTable.tsx";
 import { ErrorBox, Empty, LineResults, Loading } from "../components/Feedback.tsx";
 import { SelectFilter, TextFilter, enumFromName } from "../components/Filters.tsx";
 import { Pager } from "../components/Pager.tsx";
+import { PasteForm } from "../components/PasteForm.tsx";
 import { useUrlState } from "../components/url-state.ts";
 
 const col = createColumnHelper<Features, Proxy>();
@@ -109,43 +110,38 @@ function ProxyActions(props: { proxy: Proxy }) {
   );
 }
 
-/** Add proxies by pasting URLs, one a line; each refused line is listed with the server's reason. */
+/** Add proxies by pasting URLs, one a line; each refused line is listed with the server's reason (its password never shown). */
 function AddProxies() {
   const client = useQueryClient();
-  const [text, setText] = useState("");
   const [capacity, setCapacity] = useState("1");
   const [tags, setTags] = useState("");
-  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
   const m = useMutation(ProxyService.method.addProxies, { onSuccess: () => void client.invalidateQueries() });
   return (
-    <details className="card add">
-      <summary>Add proxies</summary>
-      <form
-        className="action-form"
-        aria-label="Add proxies"
-        onSubmit={(e) => {
-          e.preventDefault();
-          const tagList = tags.split(",").map((t) => t.trim()).filter(Boolean);
-          m.mutate({ proxies: lines.map((url) => ({ url, capacity: Number(capacity) || 1, tags: tagList })) });
-        }}
-      >
-        <label className="grow">
-          Proxy URLs, one a line (scheme://user:pass@host:port)
-          <textarea rows={4} value={text} onChange={(e) => setText(e.target.value)} />
-        </label>
-        <label>
-          Capacity
-          <input type="number" min={1} value={capacity} onChange={(e) => setCapacity(e.target.value)} />
-        </label>
-        <label>
-          Tags (comma-separated)
-          <input value={tags} onChange={(e) => setTags(e.target.value)} />
-        </label>
-        <ActionButton scope="proxies:admin" type="submit" disabled={lines.length === 0 || m.isPending}>
-          Add {lines.length || ""}
-        </ActionButton>
-      </form>
-      {m.isError ? <ErrorBox error={m.error} /> : null}
+    <PasteForm
+      title="Add proxies"
+      label="Proxy URLs, one a line"
+      format="Each line: scheme://user:pass@host:port (http, https or socks5)"
+      verb="Add"
+      scope="proxies:admin"
+      fields={
+        <>
+          <label>
+            Capacity
+            <input type="number" min={1} value={capacity} onChange={(e) => setCapacity(e.target.value)} />
+          </label>
+          <label>
+            Tags (comma-separated)
+            <input value={tags} onChange={(e) => setTags(e.target.value)} />
+          </label>
+        </>
+      }
+      pending={m.isPending}
+      error={m.error}
+      send={(lines, sent) => {
+        const tagList = tags.split(",").map((t) => t.trim()).filter(Boolean);
+        m.mutate({ proxies: lines.map((url) => ({ url, capacity: Number(capacity) || 1, tags: tagList })) }, { onSuccess: sent });
+      }}
+    >
       {m.data ? (
         <LineResults
           summary={`${m.data.added} added, ${m.data.failed} refused.`}
@@ -153,6 +149,6 @@ function AddProxies() {
           shown={m.variables?.proxies?.map((p) => (p.url ?? "").replace(/\/\/[^@/]*@/, "//…@")) ?? []}
         />
       ) : null}
-    </details>
+    </PasteForm>
   );
 }
