@@ -1,23 +1,10 @@
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 import { AppError } from "../errors.ts";
-
-/**
- * Which status changes are legal. DELETED is final; a banned account can only be reinstated
- * (ACTIVE) or deleted; CREATING only moves forward.
- */
-const NEXT: Record<AccountStatus, readonly AccountStatus[]> = {
-  [AccountStatus.UNSPECIFIED]: [],
-  [AccountStatus.CREATING]: [AccountStatus.ACTIVE, AccountStatus.BANNED, AccountStatus.SUSPENDED, AccountStatus.DELETED],
-  [AccountStatus.ACTIVE]: [AccountStatus.WARMING, AccountStatus.BANNED, AccountStatus.SUSPENDED, AccountStatus.DELETED],
-  [AccountStatus.WARMING]: [AccountStatus.ACTIVE, AccountStatus.BANNED, AccountStatus.SUSPENDED, AccountStatus.DELETED],
-  [AccountStatus.BANNED]: [AccountStatus.ACTIVE, AccountStatus.DELETED],
-  [AccountStatus.SUSPENDED]: [AccountStatus.ACTIVE, AccountStatus.BANNED, AccountStatus.DELETED],
-  [AccountStatus.DELETED]: [],
-};
+import { NEXT_STATUSES } from "./status-transitions.ts";
 
 /** The statuses from which a change to `to` is allowed. */
 export function allowedInto(to: AccountStatus): AccountStatus[] {
-  return (Object.keys(NEXT).map(Number) as AccountStatus[]).filter((from) => NEXT[from].includes(to));
+  return (Object.keys(NEXT_STATUSES).map(Number) as AccountStatus[]).filter((from) => NEXT_STATUSES[from].includes(to));
 }
 
 /** The enum name of a status ("ACCOUNT_STATUS_ACTIVE"). */
@@ -39,8 +26,8 @@ export function parseStatus(text: string): AccountStatus | undefined {
 
 /** Throws FAILED_PRECONDITION naming both states unless from → to is allowed. */
 export function assertTransition(from: AccountStatus, to: AccountStatus): void {
-  if (!NEXT[from]?.includes(to)) {
-    const allowed = NEXT[from]?.map(statusName).join(", ") || "none (final)";
+  if (!NEXT_STATUSES[from]?.includes(to)) {
+    const allowed = NEXT_STATUSES[from]?.map(statusName).join(", ") || "none (final)";
     throw new AppError("FAILED_PRECONDITION", `cannot change status from ${statusName(from)} to ${statusName(to)}; allowed from ${statusName(from)}: ${allowed}`);
   }
 }

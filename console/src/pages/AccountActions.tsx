@@ -5,7 +5,7 @@ import { AccountService, AccountStatus } from "../../../src/gen/conveer/v1/accou
 import type { Account } from "../../../src/gen/conveer/v1/account_pb.js";
 import { ActionButton } from "../components/ActionButton.tsx";
 import { ErrorBox } from "../components/Feedback.tsx";
-import { NEXT_STATUSES } from "../session/transitions.ts";
+import { NEXT_STATUSES } from "../../../src/accounts/status-transitions.ts";
 
 /** How long revealed credentials stay on screen. */
 export const REVEAL_SECONDS = 30;

@@ -1,9 +1,9 @@
-import { AccountStatus } from "../../../src/gen/conveer/v1/account_pb.js";
+import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
 
 /**
- * The status changes the server allows, as data: a copy of the table in
- * src/accounts/account-status.ts (the console shares only src/gen with the server). It only
- * decides which choices are offered; the server refuses any other with FAILED_PRECONDITION.
+ * Which status changes are legal, as data (no imports but the generated enum, so the console
+ * offers exactly these choices: console/src/pages/AccountActions.tsx). DELETED is final; a banned
+ * account can only be reinstated (ACTIVE) or deleted; CREATING only moves forward.
  */
 export const NEXT_STATUSES: Readonly<Record<AccountStatus, readonly AccountStatus[]>> = {
   [AccountStatus.UNSPECIFIED]: [],
