@@ -69,14 +69,13 @@ describe("the RPCs issue 9 added, over gRPC and over Connect JSON: the same answ
     echo = await startEchoTarget();
     proxy = await startHttpConnectProxy();
     sys = await startTestSystem("pglite", {
+        backgroundChecks: false,
       env: {
         CONVEER_AUTH: "tokens",
-        CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
         CONVEER_PROXY_CHECK_TARGET: `${echo.host}:${echo.port}`,
         CONVEER_PROXY_ALLOW_PRIVATE: "true",
       },
     });
-    await sys.db.query("ALTER TABLE proxies ALTER COLUMN next_check_at SET DEFAULT now() + interval '1 day'");
     base = `http://127.0.0.1:${sys.app.httpPort}`;
     const newId = createIdGenerator();
     admin = await createToken(sys.db, newId(), "admin", ["*"]);

@@ -60,17 +60,16 @@ for (const kind of STORE_KINDS) {
       await writeFile(join(dir, "metrics.json"), JSON.stringify(SCENARIO));
       const log = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
       sys = await startTestSystem(kind, {
+        backgroundChecks: false,
         log,
         env: {
           CONVEER_REGISTRATION_CODE_TIMEOUT_S: "2",
-          CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
           CONVEER_PROXY_CHECK_TARGET: `${echo.host}:${echo.port}`,
           CONVEER_PROXY_ALLOW_PRIVATE: "true",
           CONVEER_SCENARIOS_DIR: dir,
           CONVEER_TIME_SCALE: "86400",
         },
       });
-      await sys.db.query("ALTER TABLE proxies ALTER COLUMN next_check_at SET DEFAULT now() + interval '1 day'");
       vk = remoteClient(VKService, { addr: sys.addr("vk"), sessions });
       warming = remoteClient(WarmingService, { addr: sys.addr("warming"), sessions });
       sms = remoteClient(SMSService, { addr: sys.addr("sms"), sessions });

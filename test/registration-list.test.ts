@@ -51,14 +51,13 @@ for (const kind of STORE_KINDS) {
       echo = await startEchoTarget();
       proxy = await startHttpConnectProxy();
       sys = await startTestSystem(kind, {
+        backgroundChecks: false,
         env: {
           CONVEER_AUTH: "tokens",
-          CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
           CONVEER_PROXY_CHECK_TARGET: `${echo.host}:${echo.port}`,
           CONVEER_PROXY_ALLOW_PRIVATE: "true",
         },
       });
-      await sys.db.query("ALTER TABLE proxies ALTER COLUMN next_check_at SET DEFAULT now() + interval '1 day'");
       const newId = createIdGenerator();
       const admin = await createToken(sys.db, newId(), "admin", ["*"]);
       reader = await createToken(sys.db, newId(), "reader", ["platforms:read"]);

@@ -65,18 +65,15 @@ for (const kind of STORE_KINDS) {
       // Proxy health checks (if any ran) go to a local echo target, never outside.
       echo = await startEchoTarget();
       sys = await startTestSystem(kind, {
+        backgroundChecks: false,
         env: {
           CONVEER_REGISTRATION_CODE_TIMEOUT_S: "2",
           CONVEER_PLATFORM_DRIVERS: "max=none",
-          CONVEER_PROXY_CHECK_INTERVAL_MS: "3600000",
           CONVEER_PROXY_CHECK_TARGET: `${echo.host}:${echo.port}`,
           // The proxies (and the echo target) are local.
           CONVEER_PROXY_ALLOW_PRIVATE: "true",
         },
       });
-      // Proxies added from now on are not due for a health check for a day: the tunnels the
-      // local proxies count are the driver's alone.
-      await sys.db.query("ALTER TABLE proxies ALTER COLUMN next_check_at SET DEFAULT now() + interval '1 day'");
       sandboxUrl = sys.app.sandboxUrl;
       assert.match(sandboxUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
       vk = remoteClient(VKService, { addr: sys.addr("vk"), sessions });

@@ -24,17 +24,26 @@ export type TestSystem = {
   accounts: Client<typeof AccountService>;
   proxies: Client<typeof ProxyService>;
   addr(name: ServiceName): string;
-  /** Clients that send a given token. */
   /** Clients of the gRPC ports with another token (the warming client only when the system serves warming). */
   as(token: string): { accounts: Client<typeof AccountService>; proxies: Client<typeof ProxyService>; warming: Client<typeof WarmingService> };
   stop(): Promise<void>;
 };
 
-/** Starts the whole system (or a subset) on a fresh store of the given kind. */
-export async function startTestSystem(kind: "pglite" | "postgres", opts: { env?: Record<string, string>; services?: ServiceName[]; token?: string; log?: Logger } = {}): Promise<TestSystem> {
+/**
+ * Starts the whole system (or a subset) on a fresh store of the given kind. `backgroundChecks:
+ * false`: the proxy pool's checker leaves the proxies alone (a proxy added is not due for a day,
+ * nor checked again within one), so a test's local proxies count only the tunnels it makes and its
+ * unreachable proxies stay in rotation.
+ */
+export async function startTestSystem(
+  kind: "pglite" | "postgres",
+  opts: { env?: Record<string, string>; services?: ServiceName[]; token?: string; log?: Logger; backgroundChecks?: false } = {},
+): Promise<TestSystem> {
   const store = await freshStore(kind);
+  if (opts.backgroundChecks === false) await store.db.query("ALTER TABLE proxies ALTER COLUMN next_check_at SET DEFAULT now() + interval '1 day'");
   const dataDir = await mkdtemp(join(tmpdir(), "conveer-test-"));
-  const env: Record<string, string> = { CONVEER_DATA_DIR: dataDir, CONVEER_HTTP_ADDR: "127.0.0.1:0", CONVEER_MASTER_KEY: "11".repeat(32), ...opts.env };
+  const quiet: Record<string, string> = opts.backgroundChecks === false ? { CONVEER_PROXY_CHECK_INTERVAL_MS: "86400000" } : {};
+  const env: Record<string, string> = { CONVEER_DATA_DIR: dataDir, CONVEER_HTTP_ADDR: "127.0.0.1:0", CONVEER_MASTER_KEY: "11".repeat(32), ...quiet, ...opts.env };
   for (const s of SERVICE_NAMES) env[`${s.toUpperCase()}_SERVICE_GRPC_ADDR`] = "127.0.0.1:0";
   const config = loadConfig(env);
   const app = await startApp({ config, services: opts.services, db: store.db, log: opts.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }) });
