@@ -42,6 +42,7 @@ export type ErrorReason =
   | "ACCOUNT_NOT_ACTIVE" // FAILED_PRECONDITION: the account's status does not allow the operation
   | "INVALID_CREDENTIALS" // FAILED_PRECONDITION: the platform refused the stored login or password
   | "NO_DRIVER" // FAILED_PRECONDITION: no driver is bound for the platform
+  | "NOT_EMBEDDED" // FAILED_PRECONDITION: BackupStore on PostgreSQL; back it up with pg_dump
   | "PLATFORM_UNAVAILABLE" // UNAVAILABLE: the platform failed or is down; retry
   | "STORE_UNAVAILABLE"; // UNAVAILABLE: the store is unreachable or busy; retry
 

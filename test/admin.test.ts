@@ -9,6 +9,7 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { PGlite } from "@electric-sql/pglite";
 import { Code, createClient } from "@connectrpc/connect";
 import type { Client, Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -25,6 +26,13 @@ import type { TestSystem } from "./support/system.ts";
 const newId = createIdGenerator();
 const run = promisify(execFile);
 type Json = Record<string, unknown>;
+
+/** Every message of a server stream. */
+async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const m of stream) out.push(m);
+  return out;
+}
 
 for (const kind of STORE_KINDS) {
   describe(`AdminService on the HTTP port (${kind})`, () => {
@@ -236,6 +244,31 @@ for (const kind of STORE_KINDS) {
       assert.equal(audit.entries[0].target, r.keyId);
       assert.equal(audit.entries[0].actor, "ops");
       assert.match(audit.entries[0].detail, new RegExp(`rotation ${id}: \\d+ sealed values`));
+    });
+
+    test("BackupStore: the embedded store streams a dump that opens as a store with the same rows, audited; PostgreSQL answers FAILED_PRECONDITION (pg_dump); it needs `admin`", async () => {
+      await rejectsWith(collect(grpc(t.reader).backupStore({})), Code.PermissionDenied, /lacks scope "admin"/);
+      if (kind === "postgres") {
+        await rejectsWith(collect(grpc(t.ops).backupStore({})), Code.FailedPrecondition, /pg_dump/);
+        return;
+      }
+      const chunks = await collect(grpc(t.ops).backupStore({}));
+      const [head, ...rest] = chunks;
+      const dump = Buffer.concat(rest.map((c) => c.data));
+      assert.equal(dump.length, Number(head.totalBytes));
+      assert.ok(rest.every((c) => c.data.length <= 1 << 20), "pieces of at most 1 MiB");
+      const counted = (JSON.parse(head.rowCounts) as { tables: Record<string, number> }).tables;
+      const copy = await PGlite.create({ loadDataDir: new Blob([dump]) });
+      try {
+        const tokens = await copy.query<{ n: number }>("SELECT count(*)::int AS n FROM api_tokens");
+        assert.equal(tokens.rows[0].n, counted.api_tokens);
+        assert.ok(counted.api_tokens >= 3);
+      } finally {
+        await copy.close();
+      }
+      const audit = await grpc(t.ops).listAuditEntries({ action: "store.backup" });
+      assert.equal(audit.entries[0].actor, "ops");
+      assert.match(audit.entries[0].detail, new RegExp(`^${dump.length} bytes in \\d+ ms$`));
     });
   });
 }

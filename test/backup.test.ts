@@ -1,9 +1,10 @@
 /**
  * `conveer backup`, `conveer restore` and `conveer migrate-store` on data made by a real `conveer
  * start` on the embedded store (a token, accounts with credentials): the archive is restored into a
- * new data directory, and a server started from it reads the credentials back; the store is copied
+ * new data directory, and a server started from it reads the credentials back; a backup taken
+ * through a running server (writers under way) restores too; the store is copied
  * into a fresh PostgreSQL database (when CONVEER_TEST_DATABASE_URL is set) and a server on it reads
- * them too. Refusals: a data directory held by a server, a non-empty restore target, a target
+ * them too. Refusals: a restore into a data directory held by a server, a non-empty restore target, a target
  * database that already holds rows.
  */
 import { after, before, describe, test } from "node:test";
@@ -18,6 +19,7 @@ import { AccountService } from "../src/gen/conveer/v1/account_pb.js";
 import { remoteClient } from "../src/server/clients.ts";
 import { dropPostgresDatabase } from "./support/store.ts";
 import { killAll, runCli, systemEnv, terminate, waitHealthy } from "./support/cli.ts";
+import { eventually } from "./support/grpc.ts";
 import type { Cli } from "./support/cli.ts";
 
 const ACCOUNTS = [
@@ -65,14 +67,11 @@ describe("conveer backup / restore / migrate-store (embedded store)", () => {
     token = made.out.trim();
     await serve(dataDir, {}, async (accounts, server) => {
       for (const a of ACCOUNTS) ids.push((await accounts.createAccount(a)).id);
-      // While the server runs, the data directory is locked: backup and migrate-store refuse, naming it.
-      const locked = await cli(["backup", "--out", join(root, "never.backup")], dataDir);
-      assert.equal(locked.code, 1);
-      assert.match(locked.err, new RegExp(`another conveer process \\(pid ${server.proc.pid}\\) is using the embedded store in ${dataDir}`));
-      await assert.rejects(stat(join(root, "never.backup")), { code: "ENOENT" });
+      // While the server runs, the data directory is locked: restore refuses, naming it (backup
+      // goes through the server: its own test below).
       const restoreLocked = await cli(["restore", join(root, "never.backup"), "--force"], dataDir);
       assert.equal(restoreLocked.code, 1);
-      assert.match(restoreLocked.err, /another conveer process/);
+      assert.match(restoreLocked.err, new RegExp(`another conveer process \\(pid ${server.proc.pid}\\) is using the embedded store in ${dataDir}`));
     });
   });
   after(async () => {
@@ -124,6 +123,63 @@ describe("conveer backup / restore / migrate-store (embedded store)", () => {
     assert.equal(cut.code, 1);
     assert.match(cut.err, /is cut short or damaged: the store dump holds \d+ bytes, the header says \d+/);
     await assert.rejects(stat(join(root, "e", "pgdata", "PG_VERSION")), { code: "ENOENT" }, "nothing restored from a damaged archive");
+  });
+
+  test("backup while a server runs goes through it (admin scope), with writers under way: none fails, and the archive restores with every account made before it began", async () => {
+    const file = join(root, "online.backup");
+    const sys = await systemEnv(dataDir, {});
+    const server = runCli(["start"], sys.env);
+    children.push(server);
+    await waitHealthy(server, sys.http);
+    const reach = { CONVEER_HTTP_ADDR: sys.env.CONVEER_HTTP_ADDR };
+    const made: string[] = [];
+    const failures: string[] = [];
+    let begun = 0;
+    try {
+      const accounts = remoteClient(AccountService, { addr: sys.addr("account"), token, sessions });
+      let writing = true;
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; writing; i++) {
+          await accounts.createAccount({ platform: "vk", login: `online-${w}-${i}`, password: `pw-${w}-${i}` }).then(
+            (a) => void made.push(a.id),
+            (err: unknown) => void failures.push(String(err)),
+          );
+        }
+      });
+      await eventually(() => made.length >= 20, 20_000, "the writers to get going");
+      const noToken = await cli(["backup", "--out", file], dataDir, reach);
+      assert.equal(noToken.code, 1);
+      assert.match(noToken.err, /backup through the server at .* failed: .*token.*nothing was written/i);
+      begun = made.length;
+      const b = await cli(["backup", "--out", file], dataDir, { ...reach, CONVEER_TOKEN: token });
+      const during = made.length - begun;
+      writing = false;
+      await Promise.all(writers);
+      assert.equal(b.code, 0, b.err);
+      assert.match(b.err, new RegExp(`a server holds ${dataDir}: backing up through it`));
+      assert.match(b.out, /backed up .* \(store dump \d+ bytes; with sandbox\.json\)/);
+      assert.deepEqual(failures, [], "no write failed while the server dumped");
+      assert.ok(during > 0, "writes went on while the backup ran");
+      assert.equal((await stat(file)).mode & 0o777, 0o600);
+    } finally {
+      const { code } = await terminate(server);
+      assert.equal(code, 0, server.stderr());
+    }
+    const audit = await cli(["audit", "--action", "store.backup", "--output", "json"], dataDir);
+    assert.equal(audit.code, 0, audit.err);
+    assert.match(audit.out, /"actor":"ops".*"action":"store.backup"/);
+
+    // restore checks the row counts taken with the dump: a torn copy would be refused here.
+    const restored = join(root, "online");
+    const r = await cli(["restore", file], restored);
+    assert.equal(r.code, 0, r.err);
+    await copyFile(join(dataDir, "master.key"), join(restored, "master.key"));
+    await serve(restored, {}, async (accounts) => {
+      await readBack(accounts);
+      for (const id of made.slice(0, begun)) assert.ok((await accounts.getAccount({ accountId: id })).id, `account ${id}, made before the backup began`);
+      const last = made.slice(0, begun).at(-1)!;
+      assert.match((await accounts.getCredentials({ accountId: last })).password, /^pw-\d+-\d+$/);
+    });
   });
 
   const base = process.env.CONVEER_TEST_DATABASE_URL;

@@ -3,8 +3,9 @@ import type { ApiToken, AuditEntry, KeyRotation, ListAuditEntriesRequest } from 
 import { countAudit, listAudit, recordAudit } from "../audit/audit-log.ts";
 import type { Actor, AuditFilter } from "../audit/audit-log.ts";
 import { createToken, listTokens, revokeToken } from "../auth/tokens.ts";
-import { invalidArgument, quote } from "../errors.ts";
+import { AppError, invalidArgument, quote } from "../errors.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../page-token.ts";
+import type { StoreDump } from "../store/db.ts";
 import { checkId } from "../store/ids.ts";
 import { adminContext } from "./admin-context.ts";
 import type { AdminContext, AdminDeps } from "./admin-context.ts";
@@ -41,6 +42,8 @@ export function createAdmin(deps: AdminDeps) {
       const { row, remaining } = await getKeyRotation(ctx, id);
       return toKeyRotation(row, remaining);
     },
+    /** A consistent dump of the embedded store while it serves (audited); FAILED_PRECONDITION on PostgreSQL. */
+    backupStore: (who: Actor) => backupStore(ctx, who),
     /** Stops this process's rotation between two batches (it ends FAILED, saying why) and waits for it. */
     stop: () => ctx.rotations.stop(),
   };
@@ -48,6 +51,18 @@ export function createAdmin(deps: AdminDeps) {
 
 /** The admin domain's API. */
 export type Admin = ReturnType<typeof createAdmin>;
+
+async function backupStore(ctx: AdminContext, who: Actor): Promise<StoreDump> {
+  if (!ctx.db.dumpEmbedded) {
+    throw new AppError("FAILED_PRECONDITION", "the store is PostgreSQL (DATABASE_URL): back it up with pg_dump (e.g. pg_dump -Fc -f conveer.dump \"$DATABASE_URL\")", { reason: "NOT_EMBEDDED" });
+  }
+  const t0 = performance.now();
+  const dumped = await ctx.db.dumpEmbedded();
+  const ms = Math.round(performance.now() - t0);
+  await recordAudit(ctx.db, who, { action: "store.backup", target: "embedded store", detail: `${dumped.dump.length} bytes in ${ms} ms` });
+  ctx.log.info({ bytes: dumped.dump.length, ms }, "store dumped for a backup while serving (the process paused while PGlite wrote the tar)");
+  return dumped;
+}
 
 async function newToken(ctx: AdminContext, name: string, scopes: string[], who: Actor): Promise<{ token: ApiToken; secret: string }> {
   const made = await ctx.db.transaction(async (tx) => {

@@ -21,6 +21,7 @@ export const AUDIT_ACTIONS = [
   "token.revoke",
   "keys.rotate",
   "keys.rotate_master",
+  "store.backup",
   "warming.start",
   "warming.pause",
   "warming.resume",

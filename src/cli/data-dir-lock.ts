@@ -22,7 +22,7 @@ export async function holdDataDirLock(dataDir: string): Promise<() => Promise<vo
     const other = await readHolder(path);
     if (other === "gone") continue;
     const state = liveness(other);
-    if (state !== "dead") throw new Error(lockedMessage(dataDir, path, other, state));
+    if (state !== "dead") throw new DataDirLocked(lockedMessage(dataDir, path, other, state), state === "alive");
     await breakStale(path, other);
     if (Date.now() > giveUpAt) throw new Error(`could not take the lock ${path} (it keeps changing); is another conveer process starting on ${dataDir}?`);
   }
@@ -34,6 +34,15 @@ export async function holdDataDirLock(dataDir: string): Promise<() => Promise<vo
     const cur = await readHolder(path).catch(() => "gone" as const);
     if (cur !== "gone" && cur.token === me.token) await unlink(path).catch(() => {});
   };
+}
+
+/** The data directory is held by another process; `alive`: one that runs on this host now (a server, most likely). */
+export class DataDirLocked extends Error {
+  readonly alive: boolean;
+  constructor(message: string, alive: boolean) {
+    super(message);
+    this.alive = alive;
+  }
 }
 
 /** The lock file's name inside the data directory. */

@@ -1,29 +1,38 @@
 import { resolve } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Command } from "commander";
 import { pino } from "pino";
 import type { Config } from "../config/config.ts";
-import { backupDataDir, restoreDataDir } from "../store/backup.ts";
+import { backupDataDir, restoreDataDir, writeArchive } from "../store/backup.ts";
+import type { BackupResult } from "../store/backup.ts";
 import { migrate, migrationStatus, rollingUpgradeHazards } from "../store/migrate.ts";
 import type { Db } from "../store/db.ts";
 import { copyStore } from "../store/migrate-store.ts";
 import { openStore, openUnmigrated } from "../store/open.ts";
 import { openPostgres } from "../store/postgres.ts";
-import { holdDataDirLock } from "./data-dir-lock.ts";
+import { AdminService } from "../gen/conveer/v1/admin_pb.js";
+import { adminServer } from "./admin-reach.ts";
+import { serverClient } from "./cli-client.ts";
+import { DataDirLocked, holdDataDirLock } from "./data-dir-lock.ts";
 
 const KEY_NOTE =
   "the master key is NOT in this backup: back it up separately (master.key in the data directory, or your CONVEER_MASTER_KEY); the sealed credentials cannot be opened without it";
 
-/** backup, restore, migrate-store and migrate: the embedded store's data directory, offline (they take its lock, so a running server makes them refuse). */
+/** backup, restore, migrate-store and migrate: the embedded store's data directory, offline (they take its lock, so a running server makes them refuse; backup then goes through the server). */
 export function registerStoreCommands(program: Command, getConfig: () => Config): void {
   program
     .command("backup")
-    .description("write a consistent archive of the embedded store (CONVEER_DATA_DIR) to a file (0600); the server must be stopped. For PostgreSQL use pg_dump")
+    .description("write a consistent archive of the embedded store (CONVEER_DATA_DIR) to a file (0600); while a server runs on it, through that server (its calls wait while it dumps). For PostgreSQL use pg_dump")
     .requiredOption("--out <file>", "the archive to write (replaced atomically)")
     .option("--with-master-key", "put master.key in the archive too (the file then opens every secret: keep it as safe as the key)")
     .action(async (o: { out: string; withMasterKey?: boolean }) => {
       const config = embeddedOnly(getConfig(), "backup", "back it up with pg_dump (e.g. pg_dump -Fc -f conveer.dump \"$DATABASE_URL\"), and keep CONVEER_MASTER_KEY or master.key separately");
       const out = resolve(o.out);
-      const r = await offline(config, () => backupDataDir(config.dataDir, out, { withMasterKey: Boolean(o.withMasterKey) }));
+      const opts = { withMasterKey: Boolean(o.withMasterKey) };
+      const r = await offline(config, () => backupDataDir(config.dataDir, out, opts)).catch((err: unknown) => {
+        if (err instanceof DataDirLocked && err.alive) return backupThroughServer(config, out, opts);
+        throw err;
+      });
       process.stdout.write(`backed up ${config.dataDir} to ${out} (store dump ${r.bytes} bytes${r.files.length ? `; with ${r.files.join(", ")}` : ""})\n`);
       process.stderr.write(
         o.withMasterKey
@@ -86,6 +95,35 @@ async function checkMigrations(db: Db): Promise<void> {
 async function applyMigrations(db: Db): Promise<void> {
   const applied = await migrate(db);
   process.stdout.write(applied.length ? applied.map((n) => `applied  ${n}\n`).join("") : "nothing to apply: the store is up to date\n");
+}
+
+/**
+ * `conveer backup` while a server on this host holds the data directory: the server dumps its store
+ * (AdminService.BackupStore, the admin scope) and this writes the archive, with the side files
+ * of the same data directory.
+ */
+async function backupThroughServer(config: Config, out: string, opts: { withMasterKey: boolean }): Promise<BackupResult> {
+  const { url } = adminServer(config);
+  process.stderr.write(`conveer: a server holds ${config.dataDir}: backing up through it (${url}); its calls wait while it dumps\n`);
+  const t0 = performance.now();
+  let rowCounts = "";
+  let total = 0;
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  try {
+    for await (const c of serverClient(AdminService, url, config).backupStore({})) {
+      if (c.rowCounts) [rowCounts, total] = [c.rowCounts, Number(c.totalBytes)];
+      if (c.data.length) (parts.push(c.data), (got += c.data.length));
+    }
+  } catch (err) {
+    if (!(err instanceof ConnectError)) throw err;
+    const hint = err.code === Code.Unavailable ? ` (is the server's HTTP port elsewhere? point the CLI at it with --server http://HOST:PORT)` : "";
+    throw new Error(`backup through the server at ${url} failed: ${err.rawMessage}${hint}; nothing was written`, { cause: err });
+  }
+  if (!rowCounts || got !== total) throw new Error(`the server's dump ended short (${got} of ${total} bytes); nothing was written`);
+  const r = await writeArchive(config.dataDir, out, { dump: Buffer.concat(parts), rowCounts }, opts);
+  process.stderr.write(`conveer: ${got} bytes from the server in ${Math.round(performance.now() - t0)} ms\n`);
+  return r;
 }
 
 function embeddedOnly(config: Config, command: string, hint: string): Config {

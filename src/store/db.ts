@@ -33,6 +33,9 @@ export type ListenOptions = {
   onResubscribe?: () => void;
 };
 
+/** A consistent dump of the embedded store: pgdata as a gzip tar, and each table's row count then (store/backup.ts). */
+export type StoreDump = { dump: Uint8Array; rowCounts: string };
+
 /** A database: runs queries, opens transactions, and delivers NOTIFY payloads. */
 export interface Db extends Queryable {
   /** "postgres" or "pglite": for the rare place that must know (tests, benchmarks, logs). */
@@ -47,4 +50,6 @@ export interface Db extends Queryable {
   ping(timeoutMs: number): Promise<StoreHealth>;
   /** Closes every connection. */
   close(): Promise<void>;
+  /** The embedded store only: a consistent dump taken while it serves (calls wait for it). */
+  dumpEmbedded?(): Promise<StoreDump>;
 }

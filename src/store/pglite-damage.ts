@@ -23,7 +23,7 @@ type RowCounts = { version: 1; tables: Record<string, number> };
 export type DamageCheck = { checksums: boolean; counted: boolean; tables: number };
 
 /** Every table of the public schema with its row count (a full read of each table's pages). */
-async function countRows(pg: PGlite): Promise<Record<string, number>> {
+async function countRows(pg: Pick<PGlite, "query">): Promise<Record<string, number>> {
   const tables = await pg.query<{ name: string }>(
     "SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1",
   );
@@ -87,17 +87,23 @@ export async function checkForDamage(pg: PGlite, dataDir: string): Promise<Damag
   return { checksums, counted: recorded !== undefined, tables: Object.keys(counts).length };
 }
 
+/** Each table's row count as the record file holds it (one JSON line); `pg` may be an open transaction of PGlite. */
+export async function rowCountsRecord(pg: Pick<PGlite, "query">): Promise<string> {
+  const record: RowCounts = { version: 1, tables: await countRows(pg) };
+  return JSON.stringify(record) + "\n";
+}
+
 /**
  * Runs at a clean close, after the last write: records every table's row count (written aside,
  * fsynced, renamed into place) for the next open to compare.
  */
 export async function recordRowCounts(pg: PGlite, dataDir: string): Promise<void> {
-  const record: RowCounts = { version: 1, tables: await countRows(pg) };
+  const record = await rowCountsRecord(pg);
   const file = path.join(dataDir, ROW_COUNTS_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, "w", 0o600);
   try {
-    fs.writeFileSync(fd, JSON.stringify(record) + "\n");
+    fs.writeFileSync(fd, record);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

@@ -4,6 +4,7 @@ import type { Db, QueryResult, StoreHealth, Transaction } from "./db.ts";
 import { storeFailureReason } from "./store-errors.ts";
 import { healthWithin } from "./store-monitor.ts";
 import { checkForDamage, recordRowCounts } from "./pglite-damage.ts";
+import { dumpPglite } from "./backup.ts";
 
 /**
  * Opens (creating on first use, with page checksums) an embedded PGlite store in dataDir; no
@@ -77,6 +78,7 @@ export function wrapPglite(pg: PGlite): Db {
     async close() {
       if (!pg.closed) await pg.close();
     },
+    dumpEmbedded: () => dumpPglite(pg),
   };
 }
 

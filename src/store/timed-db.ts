@@ -28,6 +28,7 @@ export function timedDb(db: Db, observe: QueryObserver): Db {
     health: () => db.health(),
     ping: (ms) => db.ping(ms),
     close: () => db.close(),
+    dumpEmbedded: db.dumpEmbedded && (() => db.dumpEmbedded!()),
   };
 }
 

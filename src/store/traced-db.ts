@@ -49,6 +49,7 @@ export function tracedDb(db: Db): Db {
     health: () => db.health(),
     ping: (timeoutMs) => db.ping(timeoutMs),
     close: () => db.close(),
+    dumpEmbedded: db.dumpEmbedded && (() => db.dumpEmbedded!()),
   };
 }
 

@@ -451,6 +451,50 @@ export declare type KeyRotation = Message<"conveer.KeyRotation"> & {
 export declare const KeyRotationSchema: GenMessage<KeyRotation>;
 
 /**
+ * @generated from message conveer.BackupStoreRequest
+ */
+export declare type BackupStoreRequest = Message<"conveer.BackupStoreRequest"> & {
+};
+
+/**
+ * Describes the message conveer.BackupStoreRequest.
+ * Use `create(BackupStoreRequestSchema)` to create a new message.
+ */
+export declare const BackupStoreRequestSchema: GenMessage<BackupStoreRequest>;
+
+/**
+ * @generated from message conveer.BackupStoreChunk
+ */
+export declare type BackupStoreChunk = Message<"conveer.BackupStoreChunk"> & {
+  /**
+   * first message: each table's row count when dumped (JSON), checked on restore
+   *
+   * @generated from field: string row_counts = 1;
+   */
+  rowCounts: string;
+
+  /**
+   * first message: the dump's size in bytes
+   *
+   * @generated from field: int64 total_bytes = 2;
+   */
+  totalBytes: bigint;
+
+  /**
+   * a piece of the dump (pgdata as a gzip tar), in order
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message conveer.BackupStoreChunk.
+ * Use `create(BackupStoreChunkSchema)` to create a new message.
+ */
+export declare const BackupStoreChunkSchema: GenMessage<BackupStoreChunk>;
+
+/**
  * @generated from enum conveer.KeyRotationState
  */
 export enum KeyRotationState {
@@ -561,6 +605,20 @@ export declare const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetKeyRotationRequestSchema;
     output: typeof KeyRotationSchema;
+  },
+  /**
+   * A consistent copy of the embedded store taken while the server runs (`conveer backup` calls
+   * it when a server holds the data directory): a CHECKPOINT, then pgdata dumped inside one
+   * transaction, so other calls wait for it as for any long transaction. The first message carries
+   * the row counts and the dump's size, the next ones the dump in pieces. On PostgreSQL it answers
+   * FAILED_PRECONDITION (back it up with pg_dump). Audited.
+   *
+   * @generated from rpc conveer.AdminService.BackupStore
+   */
+  backupStore: {
+    methodKind: "server_streaming";
+    input: typeof BackupStoreRequestSchema;
+    output: typeof BackupStoreChunkSchema;
   },
 }>;
 
