@@ -56,6 +56,13 @@ export type SmsContext = {
   readonly loader: RowLoader;
   /** Codes whose rental was not in the store when they came: retried on insert and by the sweeper. Keyed by `unmatchedKey`. */
   readonly unmatched: Map<string, UnmatchedCode>;
+  /**
+   * Codes this process recorded lately, by activation id (the newest RECENT_CODES): once an
+   * activation has its code, GetCode answers that code for good (CODE_RECEIVED and COMPLETED are
+   * the only statuses it can then have), so a GetCode that comes after the code answers from here
+   * without reading the store.
+   */
+  readonly recentCodes: Map<string, string>;
   /** Code recordings still running, awaited by stop(). */
   readonly inflight: Set<Promise<unknown>>;
   readonly run: {
@@ -93,6 +100,7 @@ export function createSmsContext({ db, providers, newId, log, now = () => new Da
     waiters: new CodeWaiters<GetCodeResponse>(),
     loader: createRowLoader(db),
     unmatched: new Map(),
+    recentCodes: new Map(),
     inflight: new Set(),
     run: { started: false, stopped: false, unsubscribes: [], unlisten: undefined, timer: undefined, sweeping: undefined },
   };

@@ -108,6 +108,34 @@ for (const kind of STORE_KINDS) {
       for (const r of await Promise.all(many)) assert.equal(r.code, "777");
     });
 
+    test("a GetCode after its code was recorded here answers without reading the store; another replica reads it", async () => {
+      const fake = new FakeSmsProvider();
+      let reads = 0;
+      const counting: Db = { ...db, query: (sql, params) => (/^\s*SELECT/i.test(sql) && /sms_activations/.test(sql) && reads++, db.query(sql, params)) } as Db;
+      const sms = await smsWith([fake], {}, counting);
+      const a = await sms.getNumber(VK);
+      assert.ok(fake.deliver(fake.refOf(a.phone)!, "654321"));
+      await eventually(async () => (await status(a.id)) === SMSStatus.SMS_STATUS_CODE_RECEIVED);
+      await sleep(20);
+      const before = reads;
+      const got = await sms.getCode(a.id, 5);
+      assert.deepEqual([got.success, got.code], [true, "654321"]);
+      assert.equal(reads, before, "answered from the code this process recorded");
+      // The answer stays the code once the activation is completed (the only status after CODE_RECEIVED but COMPLETED).
+      await sms.cancel(a.id);
+      assert.equal(await status(a.id), SMSStatus.SMS_STATUS_COMPLETED);
+      assert.deepEqual([(await sms.getCode(a.id, 5)).code], ["654321"]);
+      // A replica that did not record it reads the store and answers the same.
+      const other = await smsWith([new FakeSmsProvider()]);
+      const there = await other.getCode(a.id, 5);
+      assert.deepEqual([there.success, there.code], [true, "654321"]);
+      // Nothing remembered for an activation still waiting: it reads and waits.
+      const b = await sms.getNumber(VK);
+      const r = await sms.getCode(b.id, 1);
+      assert.equal(r.success, false);
+      assert.ok(reads > before, "a waiting activation is read");
+    });
+
     test("a code that arrives before its activation is stored is kept and applied", async () => {
       const fake = new FakeSmsProvider();
       const sms = await smsWith([fake]);
