@@ -21,7 +21,7 @@ async function recordCode(ctx: SmsContext, p: SmsProvider, m: DeliveredSms): Pro
   const out = await store.recordCode(ctx.db, p.name, m.ref, m.code, `provider:${p.name}`);
   if (!out) return "unmatched";
   if (out.recorded) {
-    ctx.recentCodes.set(out.id, m.code);
+    ctx.recentCodes.set(out.id, { code: m.code, provider: p.name, ref: m.ref, finished: false });
     if (ctx.recentCodes.size > RECENT_CODES) ctx.recentCodes.delete(ctx.recentCodes.keys().next().value!);
     ctx.metrics.smsActivation("code_received");
     ctx.waiters.wake(out.id, codeAnswer(m.code));

@@ -34,7 +34,7 @@ export async function getCode(ctx: SmsContext, activationId: string, timeoutSeco
   if (call.signal?.aborted) throw abortError(call.signal.reason);
   // The code was recorded here: the answer a read would give (a registration asks right after it).
   const recorded = ctx.recentCodes.get(activationId);
-  if (recorded !== undefined) return codeAnswer(recorded);
+  if (recorded !== undefined) return codeAnswer(recorded.code);
   const row = await ctx.loader.load(activationId);
   if (!row) throw notFound("activation", activationId);
   const ready = answerFor(row);
