@@ -10,6 +10,8 @@
  * Knobs (env): BENCH_STORE=pglite|postgres (default postgres when CONVEER_TEST_DATABASE_URL is
  * set)  BENCH_ROUNDS=3  BENCH_REGISTRATIONS=200 (per round)  BENCH_DURATION_MS=5000
  * BENCH_WARMING_ACTIONS=20 (per task)  BENCH_WARMING_CONCURRENCY=256 (the worker's actions in flight)
+ * BENCH_CPU_PROF_DIR=/tmp/prof (a CPU profile of this process during each round's Register window:
+ * `node bench/profile-summary.ts /tmp/prof/register-round1.cpuprofile`)
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -23,6 +25,7 @@ import { startHttpConnectProxy } from "../test/support/local-proxies.ts";
 import { startTestSystem } from "../test/support/system.ts";
 import { startBareServer } from "./bare-server.ts";
 import { snapshot } from "./cpu.ts";
+import { PROFILE_DIR, startProfile, stopProfile } from "./profile.ts";
 import type { CpuSnapshot } from "./cpu.ts";
 import { envInt, fmt, median, table } from "./stats.ts";
 
@@ -88,10 +91,11 @@ function perOp(a: Mark, b: Mark, ops: number): { cpuMs: number; statements: numb
   return { cpuMs: (selfMs + ticks * 10) / ops, statements: (b.statements - a.statements) / ops };
 }
 
-async function register(vk: ReturnType<typeof remoteClient<typeof VKService>>): Promise<{ ids: string[]; figure: Figure }> {
+async function register(vk: ReturnType<typeof remoteClient<typeof VKService>>, round: number): Promise<{ ids: string[]; figure: Figure }> {
   let next = 0;
   const ids: string[] = [];
   const m0 = await mark();
+  const profiling = PROFILE_DIR ? await startProfile() : undefined;
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: 16 }, async () => {
@@ -103,7 +107,9 @@ async function register(vk: ReturnType<typeof remoteClient<typeof VKService>>): 
     }),
   );
   const perSec = (ids.length / (performance.now() - t0)) * 1000;
-  return { ids, figure: { perSec, p50: Number.NaN, p99: Number.NaN, ...perOp(m0, await mark(), ids.length) } };
+  const m1 = await mark();
+  if (profiling) console.error(`profile: ${await stopProfile(profiling, `register-round${round + 1}`)}`);
+  return { ids, figure: { perSec, p50: Number.NaN, p99: Number.NaN, ...perOp(m0, m1, ids.length) } };
 }
 
 /** Warming end to end: a task per account, every action due at once; actions per second until all are done. */
@@ -153,7 +159,7 @@ try {
     const b1 = snapshot();
     rounds.bare.push({ ...b, cpuMs: (b1.self.user - b0.self.user + b1.self.system - b0.self.system) / 1000 / b.ops, statements: 0 });
 
-    const { ids, figure } = await register(vk);
+    const { ids, figure } = await register(vk, round);
     rounds.register.push(figure);
 
     let i = 0;

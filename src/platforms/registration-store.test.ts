@@ -35,6 +35,19 @@ for (const kind of STORE_KINDS) {
 
       const row = await store.getRegistration(s.db, first.id);
       assert.deepEqual([row?.status, row?.failed_step, row?.signup_id], ["failed", "wait_code", ""]);
+
+      // A success ends through advance too (in the same statement as other moves); a taken-over or finished one does not.
+      const ends: store.Advance[] = [
+        { c: live, step: "done", fields: {}, leaseMs: 60_000, status: "succeeded" },
+        { c: first, step: "done", fields: {}, leaseMs: 60_000, status: "succeeded" },
+      ];
+      const ended = await store.advance(s.db, ends);
+      assert.deepEqual(ends.map((x) => ended.get(x)), [true, false]);
+      const done = await store.getRegistration(s.db, live.id);
+      assert.deepEqual([done?.status, done?.step, done?.account_id, done?.signup_id], ["succeeded", "done", "acc-live", "su-1"]);
+      assert.deepEqual([(await store.getRegistration(s.db, first.id))?.status], ["failed"]);
+      const late = await store.advance(s.db, [{ c: live, step: "store", fields: {}, leaseMs: 60_000 }]);
+      assert.deepEqual([...late.values()], [false], "a finished registration is not moved again");
     } finally {
       await s.drop();
     }

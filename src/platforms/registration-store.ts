@@ -34,8 +34,17 @@ export async function insertRegistration(q: Queryable, id: string, platform: str
   );
 }
 
-/** A registration's move to its next step: what the last step produced, and the lease to renew. */
-export type Advance = { c: RegistrationClaim; step: string; fields: Partial<Pick<RegistrationRow, "account_id" | "proxy_id" | "activation_id" | "signup_id">>; leaseMs: number };
+/**
+ * A registration's move to its next step: what the last step produced, and the lease to renew;
+ * or, with `status: "succeeded"` (and step "done"), its successful end.
+ */
+export type Advance = {
+  c: RegistrationClaim;
+  step: string;
+  fields: Partial<Pick<RegistrationRow, "account_id" | "proxy_id" | "activation_id" | "signup_id">>;
+  leaseMs: number;
+  status?: "succeeded";
+};
 
 /**
  * Moves registrations to their next steps in one statement (concurrent registrations' steps share
@@ -43,13 +52,13 @@ export type Advance = { c: RegistrationClaim; step: string; fields: Partial<Pick
  * written for it) when its claim is no longer held: another replica took it over.
  */
 export async function advance(q: Queryable, items: readonly Advance[]): Promise<Map<Advance, boolean>> {
-  const rows = items.map((x) => ({ id: x.c.id, claim: x.c.claim, step: x.step, lease_ms: x.leaseMs, ...x.fields }));
+  const rows = items.map((x) => ({ id: x.c.id, claim: x.c.claim, step: x.step, lease_ms: x.leaseMs, status: x.status, ...x.fields }));
   const r = await q.query<{ id: string }>(
-    `UPDATE registrations r SET step = k.step,
+    `UPDATE registrations r SET step = k.step, status = COALESCE(k.status, r.status),
        account_id = COALESCE(k.account_id, r.account_id), proxy_id = COALESCE(k.proxy_id, r.proxy_id),
        activation_id = COALESCE(k.activation_id, r.activation_id), signup_id = COALESCE(k.signup_id, r.signup_id),
        lease_until = now() + k.lease_ms * interval '1 millisecond', updated_at = now()
-     FROM jsonb_to_recordset($1::jsonb) AS k(id text, claim int, step text, account_id text, proxy_id text, activation_id text, signup_id text, lease_ms int)
+     FROM jsonb_to_recordset($1::jsonb) AS k(id text, claim int, step text, status text, account_id text, proxy_id text, activation_id text, signup_id text, lease_ms int)
      WHERE r.id = k.id AND r.claim = k.claim AND r.status = 'running'
      RETURNING r.id`,
     [JSON.stringify(rows)],
@@ -58,7 +67,7 @@ export async function advance(q: Queryable, items: readonly Advance[]): Promise<
   return new Map(items.map((x) => [x, moved.has(x.c.id)]));
 }
 
-/** Ends a registration; false (nothing written) when the claim is no longer held, as for advance. */
+/** Ends a registration (a success also ends through advance); false (nothing written) when the claim is no longer held, as for advance. */
 export async function finishRegistration(q: Queryable, c: RegistrationClaim, status: "succeeded" | "failed", failedStep = "", error = ""): Promise<boolean> {
   const r = await q.query(
     "UPDATE registrations SET status = $2, step = 'done', failed_step = $3, error = $4, updated_at = now() WHERE id = $1 AND claim = $5 AND status = 'running'",

@@ -124,12 +124,17 @@ async function conveyor(ctx: PlatformsContext, platform: Platform, req: Register
     });
     const session = await inStep("confirm", {}, () => driver.confirmSignUp(su.signupId, code.code, dc));
     await inStep("store", {}, async () => {
-      await peers.accounts.updateCredentials({ accountId: acc.id, phone: act.phone, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
-      await peers.accounts.updateStatus({ accountId: acc.id, status: AccountStatus.ACTIVE, reason: `registered (registration ${id})` });
-      // The code is used: end the activation so the number goes back to the provider's pool.
-      await peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
+      // The code is used: end the activation so the number goes back to the provider's pool (meanwhile the account is stored).
+      const completed = peers.sms.cancelActivation({ activationId: act.id }).catch((e) => log.warn({ err: String(e), activation_id: act.id }, "could not complete the activation"));
+      try {
+        await peers.accounts.updateCredentials({ accountId: acc.id, phone: act.phone, additional: { session_token: session.sessionToken, platform_user_id: session.userId } });
+        await peers.accounts.updateStatus({ accountId: acc.id, status: AccountStatus.ACTIVE, reason: `registered (registration ${id})` });
+      } finally {
+        await completed;
+      }
     });
-    if (!(await store.finishRegistration(db, claim, "succeeded"))) throw new LostClaim(id);
+    // Its end shares a statement with the step moves of concurrent registrations.
+    if (!(await ctx.advance({ c: claim, step: "done", fields: {}, leaseMs: options.leaseMs, status: "succeeded" }))) throw new LostClaim(id);
     log.info({ registration_id: id, account_id: acc.id, platform }, "registered");
     ctx.metrics?.registrationEnded(platform, "succeeded", "");
     return create(RegisterResponseSchema, { success: true, accountId: acc.id, registrationId: id });

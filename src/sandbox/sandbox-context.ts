@@ -12,7 +12,7 @@ import type { SandboxAccess, SandboxOptions } from "./sandbox.ts";
 import { DEFAULT_SMS } from "./sms-side.ts";
 import type { SmsSettings } from "./sms-side.ts";
 import { openWorld } from "./sandbox-world.ts";
-import type { SandboxSmsEvent, SandboxWorld } from "./sandbox-world.ts";
+import type { SandboxRental, SandboxSmsEvent, SandboxWorld } from "./sandbox-world.ts";
 
 /** One sandbox's options (resolved) and shared state. */
 export type SandboxContext = {
@@ -33,6 +33,11 @@ export type SandboxContext = {
   buckets: Map<string, { tokens: number; at: number }>;
   /** Users' ids by lower-cased login, per platform: login and sign-up look up instead of scanning. */
   byLogin: Map<Platform, Map<string, string>>;
+  /**
+   * The active rentals by phone (a number is in one pool and rented once at a time): renting,
+   * delivering and sweeping look at these instead of every rental the world ever had.
+   */
+  activeRentals: Map<string, SandboxRental>;
   /** Sign-up codes waiting for their delivery time. */
   codeTimers: Set<NodeJS.Timeout>;
   /** Called with each delivered SMS (the event streams). */
@@ -73,6 +78,7 @@ export function createSandboxContext(opts: SandboxOptions = {}): SandboxContext 
     rateLimit: checkRateLimit({ burst: 20, perSecond: 1, ...opts.rateLimit }),
     buckets: new Map(),
     byLogin: new Map(PLATFORMS.map((p) => [p, new Map(Object.values(world.platforms[p].users).map((u) => [u.login.toLowerCase(), u.id]))])),
+    activeRentals: new Map(Object.values(world.sms.rentals).filter((r) => r.status === "active").map((r) => [r.phone, r])),
     codeTimers: new Set(),
     smsListeners: new Set(),
     saveTimer: undefined,

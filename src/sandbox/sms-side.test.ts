@@ -1,6 +1,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { createSandboxContext } from "./sandbox-context.ts";
+import { saveNow } from "./sandbox-world.ts";
 import { SandboxError } from "./sandbox-error.ts";
 import type { SandboxErrorCode } from "./sandbox-error.ts";
 import * as smsSide from "./sms-side.ts";
@@ -69,5 +73,40 @@ describe("sandbox SMS side rules", () => {
     assert.equal(ctx.world.sms.events.length, 1000);
     assert.equal(ctx.world.sms.events[0].id, 6);
     assert.equal(ctx.world.sms.rentals[Object.keys(ctx.world.sms.rentals)[0]].codes, 1005);
+  });
+
+  test("an ended rental frees its number (cancel, finish, expiry), and a reloaded world keeps its active rentals", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "conveer-sms-side-"));
+    try {
+      const clock = { t: 1_000_000 };
+      const opts = { now: () => clock.t, sms: { numbersPerPool: 2, startBalance: 1000 }, dataFile: path.join(dir, "sandbox.json") };
+      const ctx = createSandboxContext(opts);
+      const a = smsSide.rent(ctx, { service: "vk" });
+      const b = smsSide.rent(ctx, { service: "vk" });
+      assert.throws(() => smsSide.rent(ctx, { service: "vk" }), refused("no_numbers"));
+      smsSide.cancel(ctx, a.ref);
+      assert.equal(smsSide.sendSms(ctx, "vk", a.phone, "code 111111"), null, "a cancelled rental takes no SMS");
+      const c = smsSide.rent(ctx, { service: "vk" });
+      assert.equal(c.phone, a.phone, "the cancelled rental's number is free again");
+      smsSide.finish(ctx, b.ref);
+      const d = smsSide.rent(ctx, { service: "vk" });
+      assert.equal(d.phone, b.phone, "the finished rental's number is free again");
+      assert.equal(smsSide.sendSms(ctx, "vk", d.phone, "code 222222")?.ref, d.ref, "an SMS reaches the number's current rental");
+      saveNow(ctx);
+      clearTimeout(ctx.saveTimer);
+
+      // Reloaded from its file: c and d are still active, so both numbers are busy, and they take SMS and expire.
+      const again = createSandboxContext(opts);
+      assert.throws(() => smsSide.rent(again, { service: "vk" }), refused("no_numbers"));
+      assert.equal(smsSide.sendSms(again, "vk", c.phone, "code 333333")?.ref, c.ref);
+      clock.t += again.sms.rentalTtlMs;
+      assert.equal(smsSide.rental(again, c.ref).status, "expired");
+      assert.equal(smsSide.rental(again, d.ref).status, "expired");
+      assert.equal(smsSide.sendSms(again, "vk", c.phone, "code 444444"), null, "an expired rental takes no SMS");
+      assert.equal(smsSide.rent(again, { service: "vk" }).phone, a.phone, "expired rentals free their numbers");
+      clearTimeout(again.saveTimer);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -29,9 +29,15 @@ export function poolPhones(sms: SmsSettings, service: string, country: string): 
   return Array.from({ length: sms.numbersPerPool }, (_, i) => prefix + String(i + 1).padStart(5, "0"));
 }
 
+/** Moves an active rental to an end status (out of the active index). */
+function close(ctx: SandboxContext, r: SandboxRental, status: "expired" | "cancelled" | "finished"): void {
+  r.status = status;
+  if (ctx.activeRentals.get(r.phone) === r) ctx.activeRentals.delete(r.phone);
+}
+
 /** Ends the rental, refunding it when it got no code. */
 function end(ctx: SandboxContext, r: SandboxRental, status: "expired" | "cancelled"): void {
-  r.status = status;
+  close(ctx, r, status);
   if (r.codes === 0) {
     r.refunded = true;
     ctx.world.sms.balanceKop += r.priceKop;
@@ -42,7 +48,7 @@ function end(ctx: SandboxContext, r: SandboxRental, status: "expired" | "cancell
 /** Ends rentals past their expiry (refunding those that got no code). */
 export function sweepRentals(ctx: SandboxContext): void {
   const t = ctx.now();
-  for (const r of Object.values(ctx.world.sms.rentals)) if (r.status === "active" && t >= r.expiresAt) end(ctx, r, "expired");
+  for (const r of ctx.activeRentals.values()) if (t >= r.expiresAt) end(ctx, r, "expired");
 }
 
 /** Rents a free number of `service`'s pool in `country` (default ru) and charges the price. */
@@ -53,8 +59,7 @@ export function rent(ctx: SandboxContext, b: Body): { ref: string; phone: string
   const country = (str(b, "country") || "ru").toLowerCase();
   const operator = str(b, "operator") || "any";
   if (!isPlatform(service)) throw new SandboxError("unknown_service", `service ${quote(service)} is not offered; one of ${PLATFORMS.join(", ")}`);
-  const busy = new Set(Object.values(world.sms.rentals).filter((r) => r.status === "active").map((r) => r.phone));
-  const phone = poolPhones(sms, service, country).find((p) => !busy.has(p));
+  const phone = poolPhones(sms, service, country).find((p) => !ctx.activeRentals.has(p));
   if (!phone) throw new SandboxError("no_numbers", `no free number for ${service} in ${country}`);
   const priceKop = Math.round(sms.price * 100);
   if (world.sms.balanceKop < priceKop) {
@@ -64,6 +69,7 @@ export function rent(ctx: SandboxContext, b: Body): { ref: string; phone: string
   const t = ctx.now();
   const r: SandboxRental = { ref: `rent_${randomBytes(6).toString("hex")}`, service, country, operator, phone, priceKop, status: "active", codes: 0, refunded: false, createdAt: t, expiresAt: t + sms.rentalTtlMs };
   world.sms.rentals[r.ref] = r;
+  ctx.activeRentals.set(phone, r);
   changed(ctx);
   return { ref: r.ref, phone, price: priceKop / 100, currency: "RUB", expires_at: new Date(r.expiresAt).toISOString() };
 }
@@ -88,7 +94,7 @@ export function cancel(ctx: SandboxContext, ref: string): { refunded: boolean; s
 export function finish(ctx: SandboxContext, ref: string): { status: SandboxRental["status"] } {
   const r = rental(ctx, ref);
   if (r.status === "active") {
-    r.status = "finished";
+    close(ctx, r, "finished");
     changed(ctx);
   }
   return { status: r.status };
@@ -112,7 +118,8 @@ export function topUp(ctx: SandboxContext, amount: number): number {
 export function sendSms(ctx: SandboxContext, service: string, phone: string, text: string): SandboxSmsEvent | null {
   sweepRentals(ctx);
   const { world } = ctx;
-  const r = Object.values(world.sms.rentals).find((x) => x.status === "active" && x.phone === phone && x.service === service);
+  const active = ctx.activeRentals.get(phone);
+  const r = active?.service === service ? active : undefined;
   if (!r) {
     ctx.log?.debug({ service, phone }, "sandbox SMS to a number nobody rents; dropped");
     return null;

@@ -11,6 +11,8 @@ import * as store from "./sms-store.ts";
  */
 
 const MAX_UNMATCHED = 10_000;
+/** How many recorded codes a process keeps for GetCode calls that come after their code. */
+const RECENT_CODES = 10_000;
 
 const unmatchedKey = (provider: string, ref: string) => `${provider}\u0000${ref}`;
 
@@ -19,6 +21,8 @@ async function recordCode(ctx: SmsContext, p: SmsProvider, m: DeliveredSms): Pro
   const out = await store.recordCode(ctx.db, p.name, m.ref, m.code, `provider:${p.name}`);
   if (!out) return "unmatched";
   if (out.recorded) {
+    ctx.recentCodes.set(out.id, { code: m.code, provider: p.name, ref: m.ref, finished: false });
+    if (ctx.recentCodes.size > RECENT_CODES) ctx.recentCodes.delete(ctx.recentCodes.keys().next().value!);
     ctx.metrics.smsActivation("code_received");
     ctx.waiters.wake(out.id, codeAnswer(m.code));
     return "recorded";

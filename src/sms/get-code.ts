@@ -3,7 +3,7 @@ import { AppError, invalidArgument, notFound } from "../errors.ts";
 import { checkId } from "../store/ids.ts";
 import type { WaitResult } from "./code-waiters.ts";
 import { recheck } from "./codes.ts";
-import { abortError, answerFor, failedAnswer } from "./messages.ts";
+import { abortError, answerFor, codeAnswer, failedAnswer } from "./messages.ts";
 import type { SmsContext } from "./sms-context.ts";
 
 /** How the caller of GetCode is bounded: its cancellation and the time left before its deadline. */
@@ -32,6 +32,9 @@ export async function getCode(ctx: SmsContext, activationId: string, timeoutSeco
   const seconds = timeoutSeconds || DEFAULT_CODE_TIMEOUT_SECONDS;
   const started = Date.now();
   if (call.signal?.aborted) throw abortError(call.signal.reason);
+  // The code was recorded here: the answer a read would give (a registration asks right after it).
+  const recorded = ctx.recentCodes.get(activationId);
+  if (recorded !== undefined) return codeAnswer(recorded.code);
   const row = await ctx.loader.load(activationId);
   if (!row) throw notFound("activation", activationId);
   const ready = answerFor(row);

@@ -69,7 +69,15 @@ export async function getNumber(ctx: SmsContext, req: { service: string; country
 export async function cancel(ctx: SmsContext, activationId: string, author = ""): Promise<CancelActivationResponse> {
   checkId(activationId, "activation_id");
   // After the code, ending the activation completes it (the number is handed back, no refund).
-  const row = await store.changeStatus(ctx.db, activationId, CANCEL, author);
+  // When this process recorded the code, the rental is finished at the provider first, so the
+  // completion and the release are one statement. (Stopped after the finish, before the
+  // statement: the activation keeps its code until its expiry, when the sweeper completes it and
+  // finishes a rental already finished, which changes nothing.) Else, or when the finish fails,
+  // the completion is recorded first and the rental settled after it, as for any cancel.
+  const known = ctx.recentCodes.get(activationId);
+  const provider = known && !known.finished ? ctx.byName.get(known.provider) : undefined;
+  const settled = known && provider ? await provider.finish(known.ref).then(() => (known.finished = true), () => false) : false;
+  const row = await store.changeStatus(ctx.db, activationId, CANCEL, author, undefined, settled);
   if (!row) throw notFound("activation", activationId);
   if (row.changed) ctx.metrics.smsActivation(row.status === S.SMS_STATUS_COMPLETED ? "completed" : "cancelled");
   const answer = (success: boolean, refunded: boolean, error = "") => create(CancelActivationResponseSchema, { success, refunded, error });

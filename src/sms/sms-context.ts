@@ -32,6 +32,9 @@ export type SmsDeps = {
 /** What the SMS domain reports: an activation reached an outcome (rented, rent_failed, code_received, completed, cancelled, expired). */
 export type SmsMetrics = { smsActivation(outcome: string): void };
 
+/** A code this process recorded: the code, and the provider's rental it came for (`finished` once CancelActivation finished it). */
+export type RecordedCode = { code: string; provider: string; ref: string; finished: boolean };
+
 /** A code whose rental was not in the store when it came (or could not be recorded), held for a retry. */
 export type UnmatchedCode = { provider: SmsProvider; m: DeliveredSms; since: number };
 
@@ -56,6 +59,14 @@ export type SmsContext = {
   readonly loader: RowLoader;
   /** Codes whose rental was not in the store when they came: retried on insert and by the sweeper. Keyed by `unmatchedKey`. */
   readonly unmatched: Map<string, UnmatchedCode>;
+  /**
+   * Codes this process recorded lately, by activation id (the newest RECENT_CODES), with the
+   * rental they came for: once an activation has its code, GetCode answers that code for good
+   * (CODE_RECEIVED and COMPLETED are the only statuses it can then have), so a GetCode that comes
+   * after the code answers from here without reading the store, and CancelActivation can finish
+   * the rental before it records the completion (see rentals.ts).
+   */
+  readonly recentCodes: Map<string, RecordedCode>;
   /** Code recordings still running, awaited by stop(). */
   readonly inflight: Set<Promise<unknown>>;
   readonly run: {
@@ -93,6 +104,7 @@ export function createSmsContext({ db, providers, newId, log, now = () => new Da
     waiters: new CodeWaiters<GetCodeResponse>(),
     loader: createRowLoader(db),
     unmatched: new Map(),
+    recentCodes: new Map(),
     inflight: new Set(),
     run: { started: false, stopped: false, unsubscribes: [], unlisten: undefined, timer: undefined, sweeping: undefined },
   };

@@ -114,6 +114,8 @@ export async function changeStatus(
   rule: ChangeTable,
   author: string,
   expiredBy?: Date,
+  /** The provider side is already settled (the rental finished first): a change also marks it released, in the same statement. */
+  settled = false,
 ): Promise<(ActivationRow & { changed: boolean }) | undefined> {
   const r = await q.query<ActivationRow & { changed: boolean }>(
     `WITH cur AS (SELECT ${COLUMNS} FROM sms_activations WHERE id = $1 FOR UPDATE),
@@ -122,7 +124,7 @@ export async function changeStatus(
               ($4::text[])[array_position($2::smallint[], status)] AS reason
        FROM cur WHERE status = ANY($2::smallint[]) AND ($6::timestamptz IS NULL OR expires_at <= $6)
      ), upd AS (
-       UPDATE sms_activations a SET status = pick.to_status, updated_at = now() FROM pick WHERE a.id = pick.pid
+       UPDATE sms_activations a SET status = pick.to_status, released = a.released OR $8, updated_at = now() FROM pick WHERE a.id = pick.pid
        RETURNING ${COLUMNS}, pick.from_status, pick.reason
      ), hist AS (
        INSERT INTO sms_activation_history (activation_id, from_status, to_status, reason, author) SELECT id, from_status, status, reason, $5 FROM upd
@@ -132,7 +134,7 @@ export async function changeStatus(
      SELECT ${COLUMNS}, true AS changed FROM upd WHERE (SELECT count(*) FROM note) > 0
      UNION ALL
      SELECT ${COLUMNS}, false AS changed FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)`,
-    [id, rule.from, rule.to, rule.reason, author, expiredBy ?? null, SMS_CHANNEL],
+    [id, rule.from, rule.to, rule.reason, author, expiredBy ?? null, SMS_CHANNEL, settled],
   );
   return r.rows[0];
 }

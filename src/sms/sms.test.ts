@@ -108,6 +108,62 @@ for (const kind of STORE_KINDS) {
       for (const r of await Promise.all(many)) assert.equal(r.code, "777");
     });
 
+    test("a GetCode after its code was recorded here answers without reading the store; another replica reads it", async () => {
+      const fake = new FakeSmsProvider();
+      let reads = 0;
+      let releases = 0;
+      const counting: Db = {
+        ...db,
+        query: (sql, params) => {
+          if (/^\s*SELECT/i.test(sql) && /sms_activations/.test(sql)) reads++;
+          if (/^\s*UPDATE sms_activations SET released/i.test(sql)) releases++;
+          return db.query(sql, params);
+        },
+      } as Db;
+      const sms = await smsWith([fake], {}, counting);
+      const a = await sms.getNumber(VK);
+      assert.ok(fake.deliver(fake.refOf(a.phone)!, "654321"));
+      await eventually(async () => (await status(a.id)) === SMSStatus.SMS_STATUS_CODE_RECEIVED);
+      await sleep(20);
+      const before = reads;
+      const got = await sms.getCode(a.id, 5);
+      assert.deepEqual([got.success, got.code], [true, "654321"]);
+      assert.equal(reads, before, "answered from the code this process recorded");
+      // The answer stays the code once the activation is completed (the only status after CODE_RECEIVED but COMPLETED).
+      // Completing it finishes the rental first, then records the completion and the release in one statement.
+      const done = await sms.cancel(a.id);
+      assert.deepEqual([done.success, done.refunded], [true, false]);
+      assert.equal(await status(a.id), SMSStatus.SMS_STATUS_COMPLETED);
+      assert.equal(fake.calls.finish, 1);
+      assert.equal(releases, 0, "no statement of its own for the release");
+      const settledRow = (await db.query<{ released: boolean; refunded: boolean }>("SELECT released, refunded FROM sms_activations WHERE id = $1", [a.id])).rows[0];
+      assert.deepEqual(settledRow, { released: true, refunded: false });
+      assert.deepEqual((await sms.sweep()).settled, 0, "nothing left for the sweeper");
+      await sms.cancel(a.id);
+      assert.equal(fake.calls.finish, 1, "a second cancel finishes nothing again");
+      // The provider cannot finish it: the completion is recorded all the same, the release left for the sweeper.
+      const c = await sms.getNumber(VK);
+      assert.ok(fake.deliver(fake.refOf(c.phone)!, "111222"));
+      await eventually(async () => (await status(c.id)) === SMSStatus.SMS_STATUS_CODE_RECEIVED);
+      await sleep(20);
+      fake.failWith = new Error("connection reset");
+      const unsettled = await sms.cancel(c.id);
+      fake.failWith = undefined;
+      assert.equal(unsettled.success, true);
+      assert.equal(await status(c.id), SMSStatus.SMS_STATUS_COMPLETED);
+      assert.equal((await db.query<{ released: boolean }>("SELECT released FROM sms_activations WHERE id = $1", [c.id])).rows[0].released, false);
+      assert.deepEqual([(await sms.getCode(a.id, 5)).code], ["654321"]);
+      // A replica that did not record it reads the store and answers the same.
+      const other = await smsWith([new FakeSmsProvider()]);
+      const there = await other.getCode(a.id, 5);
+      assert.deepEqual([there.success, there.code], [true, "654321"]);
+      // Nothing remembered for an activation still waiting: it reads and waits.
+      const b = await sms.getNumber(VK);
+      const r = await sms.getCode(b.id, 1);
+      assert.equal(r.success, false);
+      assert.ok(reads > before, "a waiting activation is read");
+    });
+
     test("a code that arrives before its activation is stored is kept and applied", async () => {
       const fake = new FakeSmsProvider();
       const sms = await smsWith([fake]);

@@ -61,4 +61,57 @@ describe("batched", () => {
     await Promise.all([withCallDeadline(now + 1000, () => read("k3")), read("k4")]);
     assert.deepEqual(t.batches.map((b) => b.deadline), [now + 5000, undefined]);
   });
+
+  test("oneInFlight: calls made while a statement runs wait for it and go out together; never two at once; a failure frees the next", async () => {
+    let running = 0;
+    let most = 0;
+    const batches: string[][] = [];
+    let fail = true;
+    const slow = batched(
+      async (keys: readonly string[]) => {
+        running++;
+        most = Math.max(most, running);
+        batches.push([...keys]);
+        await new Promise((r) => setTimeout(r, 20));
+        running--;
+        if (fail) {
+          fail = false;
+          throw new Error("store down");
+        }
+        return new Map(keys.map((k) => [k, k.toUpperCase()]));
+      },
+      3,
+      { oneInFlight: true },
+    );
+    const first = slow("a").catch((err: Error) => err.message);
+    await new Promise((r) => setTimeout(r, 5)); // "a" runs; the next calls come one turn apart while it does
+    const later: Promise<unknown>[] = [];
+    for (const k of ["b", "c", "d", "e"]) {
+      later.push(slow(k));
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(await first, "store down");
+    assert.deepEqual(await Promise.all(later), ["B", "C", "D", "E"]);
+    assert.equal(most, 1, "one statement at a time");
+    assert.deepEqual(batches, [["a"], ["b", "c", "d"], ["e"]], "what came meanwhile shares the next statements (up to maxBatch)");
+    // Without the option, each turn's calls go out at once, side by side.
+    running = most = 0;
+    batches.length = 0;
+    const eager = batched(async (keys: readonly string[]) => {
+      running++;
+      most = Math.max(most, running);
+      batches.push([...keys]);
+      await new Promise((r) => setTimeout(r, 20));
+      running--;
+      return new Map(keys.map((k) => [k, k]));
+    });
+    const all: Promise<unknown>[] = [];
+    for (const k of ["x", "y", "z"]) {
+      all.push(eager(k));
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(all);
+    assert.equal(batches.length, 3);
+    assert.ok(most > 1);
+  });
 });
