@@ -299,7 +299,7 @@ export async function insertEvents(q: Queryable, events: readonly EventInput[]):
 export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: number): Promise<{ claimed: ClaimedAction[]; nextRunAt: Date | null }> {
   const r = await q.query<Omit<ClaimedAction, "task" | "account_id" | "platform" | "claimed_at"> & { task: unknown; following_due: Date | null; next_run_at: Date | null }>(
     `WITH c AS (
-       SELECT task_id, seq FROM warming_due
+       SELECT ctid AS tid, task_id, seq FROM warming_due
        WHERE lease_until IS NULL AND run_at <= $1::timestamptz
        ORDER BY run_at
        LIMIT $2
@@ -314,10 +314,13 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
        FROM unnest(ARRAY(SELECT task_id FROM c ORDER BY task_id), ARRAY(SELECT seq FROM c ORDER BY task_id)) AS k(task_id, seq)
        JOIN warming_actions a ON a.task_id = k.task_id AND a.seq = k.seq
        WHERE a.status = 'pending'
+     ), ck AS (
+       SELECT c.tid, x.attempts FROM c JOIN x ON x.task_id = c.task_id JOIN t ON t.id = c.task_id
      ), d AS (
+       -- The row versions c locked, of running tasks whose action is pending: by TID, no index lookup.
        UPDATE warming_due d SET lease_until = now() + $3 * interval '1 millisecond', attempts = greatest(d.attempts, k.attempts) + 1
-       FROM unnest(ARRAY(SELECT task_id FROM x ORDER BY task_id), ARRAY(SELECT attempts FROM x ORDER BY task_id)) AS k(task_id, attempts)
-       WHERE d.task_id = k.task_id AND d.task_id = ANY(ARRAY(SELECT id FROM t))
+       FROM unnest(ARRAY(SELECT tid FROM ck ORDER BY tid), ARRAY(SELECT attempts FROM ck ORDER BY tid)) AS k(tid, attempts)
+       WHERE d.ctid = k.tid
        RETURNING d.task_id, d.attempts
      ), j AS (
        SELECT x.task_id, x.seq, x.day, x.kind, x.due_at, x.key, d.attempts, to_jsonb(t) AS task,
