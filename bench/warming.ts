@@ -489,7 +489,7 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
  * saturated (everything overdue): the sustained rate over the first GROWTH_SAMPLE actions, beside
  * the 10,000-task saturated median of this run.
  */
-async function growthRuns(kind: "pglite" | "postgres", db: Db, accounts: ReturnType<typeof fakeAccounts>): Promise<Row[]> {
+async function growthRuns(kind: "pglite" | "postgres", db: Db, accounts: ReturnType<typeof fakeAccounts>, url?: string): Promise<Row[]> {
   const t = performance.now();
   const g = await seedTasks(db, GROWTH_TASKS, "growth", accounts, growthScenario);
   await db.query("ANALYZE");
@@ -500,11 +500,13 @@ async function growthRuns(kind: "pglite" | "postgres", db: Db, accounts: ReturnT
   const p = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0, scale), accounts, { scale, until: { ms: SECONDS * 1000 } });
   const paced: Row = { store: kind, run: name, mode: "paced", actions: p.lags.length, perSec: (p.lags.length * 1000) / p.ms, offered: GROWTH_RATE, p50: quantile(p.lags, 0.5), p99: quantile(p.lags, 0.99), max: quantile(p.lags, 1), note: p.stats };
   say(`${kind}: ${name}, saturated (the first ${GROWTH_SAMPLE} of ${g.actions} overdue)`);
-  const s = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0 + 2 * DAY, scale), accounts, { scale, until: { recorded: GROWTH_SAMPLE } });
+  const s = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0 + 2 * DAY, scale), accounts, { scale, until: { recorded: GROWTH_SAMPLE }, meterUrl: url });
+  const c = s.cost && perOp(s.cost, s.cost.recorded);
+  const cpu = c ? `; per action: server CPU ${fmt(c.serverUs)} µs, database CPU ${fmt(c.dbUs)} µs, ${fmt(c.writes, 2)} row writes` : "";
   const rate = Number.isFinite(s.sustained) ? s.sustained : (s.lags.length * 1000) / s.ms;
   const base = saturatedFigures.find((f) => f.store === kind)?.warming ?? [];
   const vs = base.length ? `; ${fmt(rate / median(base), 2)} × the ${TASKS}-task saturated median` : "";
-  return [paced, { store: kind, run: name, mode: "saturated", actions: s.lags.length, perSec: rate, note: `${s.stats}${vs}` }];
+  return [paced, { store: kind, run: name, mode: "saturated", actions: s.lags.length, perSec: rate, note: `${s.stats}${vs}${cpu}` }];
 }
 
 async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
@@ -573,7 +575,7 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
       });
       fanouts.push({ store: kind, mode: "saturated", ...wf.fanout! });
     }
-    if (GROWTH) rows.push(...(await growthRuns(kind, db, accounts)));
+    if (GROWTH) rows.push(...(await growthRuns(kind, db, accounts, url)));
     const ev = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_events")).rows[0].n;
     say(`${kind}: ${ev} events written`);
   } finally {
