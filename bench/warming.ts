@@ -23,7 +23,9 @@
  * Saturated runs BENCH_WARMING_ROUNDS times (default 3), each round on a fresh backlog, interleaved
  * in a rotating order with the bare loop and, on PostgreSQL, graphile-worker 0.18 draining as many
  * no-op jobs in batches (bench/graphile-drain.ts: localQueue, batched completion) on the same
- * database; reported: the medians and the ratios warming / bare loop and warming / graphile-worker.
+ * database; reported: the medians and the ratios warming / bare loop and warming / graphile-worker,
+ * and per action or job (bench/pg-cost.ts): the CPU of this process and of the database's backends
+ * (their /proc entries: the server must run on this host), statements, transactions and row writes.
  *
  * Two more runs, paced and saturated, over BENCH_WARMING_FANOUT_TASKS tasks (default a tenth),
  * with BENCH_WARMING_SUBSCRIBERS StreamEvents subscribers (real gRPC: a grpc-js server with
@@ -39,6 +41,9 @@
  * BENCH_WARMING_FANOUT_TASKS=TASKS/10  BENCH_STORES=pglite,postgres  BENCH_WARMING_ROUNDS=3
  * BENCH_GRAPHILE_CONCURRENCY=32  BENCH_GRAPHILE_BATCH=500 (its localQueue size)
  * BENCH_WARMING_RUNS=paced,saturated,fanout (which runs)
+ * BENCH_AUTO_EXPLAIN=5ms (PostgreSQL: the bench database loads auto_explain and logs the plans, with
+ * actual times, of statements slower than that to the server's log)  BENCH_COST_TABLES=1 (row
+ * writes per action by table)
  * BENCH_GROWTH=1 (takes minutes: seeds 3,000,000 action rows): BENCH_GROWTH_TASKS=100000 ×
  * BENCH_GROWTH_ACTIONS=30, paced at BENCH_GROWTH_RATE=1000 due/s for BENCH_WARMING_SECONDS, then
  * saturated over the first BENCH_GROWTH_SAMPLE=30000 actions, beside the 10,000-task figure
@@ -75,6 +80,8 @@ import { Loadgen } from "./loadgen-process.ts";
 import { envInt, fmt, median, quantile, table } from "./stats.ts";
 import { drainGraphileJobs, seedGraphileJobs } from "./graphile-drain.ts";
 import { serveOnLoopback } from "./loopback.ts";
+import { costMeter } from "./pg-cost.ts";
+import type { Cost } from "./pg-cost.ts";
 import type { SubscribersMessage, SubscribersResult } from "./subscribers.ts";
 
 const TASKS = envInt("BENCH_WARMING_TASKS", 10_000);
@@ -121,6 +128,21 @@ function clockAt(at: number, scale: number): Clock {
   const base = systemClock(scale);
   const offset = at - base.now();
   return { now: () => base.now() + offset, sleep: (ms, signal) => base.sleep(ms, signal) };
+}
+
+/** `db` with its statements counted (a transaction counts its BEGIN and COMMIT too). */
+function counted(db: Db): { db: Db; statements: () => number } {
+  let n = 0;
+  const wrap = <T extends object>(q: T): T =>
+    new Proxy(q, {
+      get(t, p) {
+        if (p === "query") return (...a: unknown[]) => (n++, (t as unknown as Db).query(...(a as [string, unknown[]])));
+        if (p === "transaction") return (fn: (tx: unknown) => Promise<unknown>) => ((n += 2), (t as unknown as Db).transaction((tx) => fn(wrap(tx))));
+        const v = Reflect.get(t, p);
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    });
+  return { db: wrap(db), statements: () => n };
 }
 
 type Row = { store: string; run: string; mode: string; actions: number; perSec: number; offered?: number; p50?: number; p99?: number; max?: number; note: string };
@@ -281,9 +303,10 @@ async function warmingRun(
   total: number,
   clock: Clock,
   accounts: ReturnType<typeof fakeAccounts>,
-  o: { subscribers?: number; scale?: number; until?: { recorded?: number; ms?: number } } = {},
-): Promise<{ lags: Float64Array; ms: number; sustained: number; stats: string; fanout?: Fanout }> {
+  o: { subscribers?: number; scale?: number; until?: { recorded?: number; ms?: number }; meterUrl?: string } = {},
+): Promise<{ lags: Float64Array; ms: number; sustained: number; stats: string; fanout?: Fanout; cost?: Cost & { statements: number; recorded: number } }> {
   const { subscribers = 0, scale = SCALE, until } = o;
+  const c = counted(db);
   const started = new Map<string, number>();
   const ok = create(ExecuteActionResponseSchema, { success: true, result: { actionType: "", durationMs: 0n } });
   const platforms: WarmingPeers["platforms"] = () => ({
@@ -293,7 +316,7 @@ async function warmingRun(
     },
   });
   const w = createWarming({
-    db,
+    db: c.db,
     peers: { accounts: accounts.peer, platforms },
     clock,
     newId: createIdGenerator(),
@@ -303,6 +326,8 @@ async function warmingRun(
   });
   const s = sampler(() => w.workerStats().recorded);
   const afterId = (await db.query<{ n: number }>("SELECT coalesce(max(id), 0)::int AS n FROM warming_events")).rows[0].n;
+  const meter = o.meterUrl ? await costMeter(o.meterUrl) : undefined;
+  const n0 = c.statements();
   const t0 = performance.now();
   await w.start();
   const fans = subscribers > 0 ? await subscribe(w, db, subscribers, afterId, clock) : undefined;
@@ -319,6 +344,8 @@ async function warmingRun(
   const ms = performance.now() - t0;
   await s.stop();
   const st = w.workerStats();
+  const statements = c.statements() - n0;
+  const cost = meter && { ...(await meter.stop(settlePool(db))), statements, recorded: st.recorded };
   const fanout = await fans?.stop();
   await w.stop(2000);
   const due = await db.query<{ key: string; due_at: Date }>("SELECT a.key, a.due_at FROM warming_actions a WHERE a.task_id = ANY($1::text[]) AND a.started_at IS NOT NULL", [ids]);
@@ -329,7 +356,7 @@ async function warmingRun(
     if (at !== undefined) lags[i++] = (at - r.due_at.getTime()) / scale;
   }
   if (i !== total && !until) say(`warning: ${total - i} planned actions of ${phase} were not run`);
-  return { lags: lags.subarray(0, i), ms, sustained: s.sustained(until?.recorded ?? total), stats: `${st.claims} claims, ${fmt(st.claimed / Math.max(1, st.claims), 1)}/claim`, fanout };
+  return { lags: lags.subarray(0, i), ms, sustained: s.sustained(until?.recorded ?? total), stats: `${st.claims} claims, ${fmt(st.claimed / Math.max(1, st.claims), 1)}/claim`, fanout, cost };
 }
 
 async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; url?: string; close(): Promise<void> }> {
@@ -356,6 +383,7 @@ async function openBench(kind: "pglite" | "postgres"): Promise<{ db: Db; url?: s
     }
   };
   await admin(`CREATE DATABASE ${name}`);
+  if (process.env.BENCH_AUTO_EXPLAIN) for (const x of ["session_preload_libraries = 'auto_explain'", `auto_explain.log_min_duration = '${process.env.BENCH_AUTO_EXPLAIN}'`, "auto_explain.log_analyze = on", "auto_explain.log_buffers = on"]) await admin(`ALTER DATABASE ${name} SET ${x}`);
   const u = new URL(PG_URL);
   u.pathname = `/${name}`;
   const db = openPostgres({ url: u.toString(), max: 20 });
@@ -375,6 +403,22 @@ const fanouts: (Fanout & { store: string; mode: string })[] = [];
 type Seed = (phase: string, n?: number) => Promise<{ ids: string[]; actions: number }>;
 /** One saturated figure per run kind and round (actions or jobs per second, sustained). */
 const saturatedFigures: { store: string; bare: number[]; graphile: number[]; warming: number[] }[] = [];
+/** Per operation (an action, a job) of one saturated run: CPU µs of this process and of the database's backends, transactions, row writes. */
+type PerOp = { serverUs: number; dbUs: number; xacts: number; writes: number; hot: number; statements?: number };
+const saturatedCosts: { store: string; bare: PerOp[]; graphile: PerOp[]; warming: PerOp[] }[] = [];
+const perOp = (c: Cost & { statements?: number }, n: number): PerOp => ({
+  serverUs: (c.serverMs * 1000) / n,
+  dbUs: (c.dbMs * 1000) / n,
+  xacts: c.xacts / n,
+  writes: (c.ins + c.upd + c.del) / n,
+  hot: c.hot / n,
+  ...(c.statements !== undefined ? { statements: c.statements / n } : {}),
+});
+/** Makes every pool connection of db run a statement a second after the run: each reports its statistics then. */
+const settlePool = (db: Db) => async () => {
+  await new Promise((r) => setTimeout(r, 1100));
+  await Promise.all(Array.from({ length: 20 }, () => db.query("SELECT pg_sleep(0.05)")));
+};
 
 /**
  * The saturated runs, interleaved: each round seeds a fresh backlog of TASKS tasks (and as many
@@ -383,6 +427,7 @@ const saturatedFigures: { store: string; bare: number[]; graphile: number[]; war
  */
 async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string | undefined, seed: Seed, accounts: ReturnType<typeof fakeAccounts>): Promise<Row[]> {
   const figures = { store: kind, bare: [] as number[], graphile: [] as number[], warming: [] as number[] };
+  const costs = { store: kind, bare: [] as PerOp[], graphile: [] as PerOp[], warming: [] as PerOp[] };
   const notes = { bare: "", graphile: "", warming: "" };
   let backlog = 0;
   const rate = (r: { sustained: number; n: number; ms: number }) => (Number.isFinite(r.sustained) ? r.sustained : (r.n * 1000) / r.ms);
@@ -399,7 +444,9 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
     const runs = {
       bare: async () => {
         say(`${kind}: round ${round + 1}/${ROUNDS}, bare loop, saturated (${sat.actions} overdue)`);
+        const meter = url ? await costMeter(url) : undefined;
         const b = await baseline(db, phase, sat.actions, clockAt(T0 + 2 * DAY, SCALE), true);
+        if (meter) costs.bare.push(perOp(await meter.stop(settlePool(db)), b.lags.length));
         figures.bare.push(rate({ sustained: b.sustained, n: b.lags.length, ms: b.ms }));
         notes.bare = `${BASE_LOOPS} loops`;
       },
@@ -408,9 +455,11 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
         say(`${kind}: round ${round + 1}/${ROUNDS}, graphile-worker, saturated (${sat.actions} jobs)`);
         let n = 0;
         const s = sampler(() => n);
+        const meter = await costMeter(url);
         const t0 = performance.now();
         s.start();
         await drainGraphileJobs({ url, concurrency: GRAPHILE_CONCURRENCY, batch: GRAPHILE_BATCH }, sat.actions, () => n++);
+        costs.graphile.push(perOp(await meter.stop(), n));
         const ms = performance.now() - t0;
         await s.stop();
         figures.graphile.push(rate({ sustained: s.sustained(sat.actions), n, ms }));
@@ -418,7 +467,9 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
       },
       warming: async () => {
         say(`${kind}: round ${round + 1}/${ROUNDS}, warming, saturated`);
-        const w = await warmingRun(db, phase, sat.ids, sat.actions, clockAt(T0 + 2 * DAY, SCALE), accounts);
+        const w = await warmingRun(db, phase, sat.ids, sat.actions, clockAt(T0 + 2 * DAY, SCALE), accounts, { meterUrl: url });
+        if (w.cost) costs.warming.push(perOp(w.cost, w.cost.recorded));
+        if (w.cost && process.env.BENCH_COST_TABLES) say(`row writes per action by table (inserted/updated/of them HOT/deleted): ${Object.entries(w.cost.tables).map(([k, v]) => `${k} ${[v.ins, v.upd, v.hot, v.del].map((x) => fmt(x / w.cost!.recorded, 2)).join("/")}`).join("; ")}`);
         figures.warming.push(rate({ sustained: w.sustained, n: w.lags.length, ms: w.ms }));
         notes.warming = w.stats;
       },
@@ -427,6 +478,7 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
     for (const k of order) await runs[k]();
   }
   saturatedFigures.push(figures);
+  if (url) saturatedCosts.push(costs);
   const row = (run: string, xs: number[], note: string): Row => ({ store: kind, run, mode: "saturated", actions: backlog, perSec: median(xs), note: `median of ${xs.length}: ${xs.map((x) => fmt(x)).join(", ")}; ${note}` });
   return [row("bare SKIP LOCKED", figures.bare, notes.bare), ...(url ? [row("graphile-worker batched", figures.graphile, notes.graphile)] : []), row("warming", figures.warming, notes.warming)];
 }
@@ -437,7 +489,7 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
  * saturated (everything overdue): the sustained rate over the first GROWTH_SAMPLE actions, beside
  * the 10,000-task saturated median of this run.
  */
-async function growthRuns(kind: "pglite" | "postgres", db: Db, accounts: ReturnType<typeof fakeAccounts>): Promise<Row[]> {
+async function growthRuns(kind: "pglite" | "postgres", db: Db, accounts: ReturnType<typeof fakeAccounts>, url?: string): Promise<Row[]> {
   const t = performance.now();
   const g = await seedTasks(db, GROWTH_TASKS, "growth", accounts, growthScenario);
   await db.query("ANALYZE");
@@ -448,11 +500,13 @@ async function growthRuns(kind: "pglite" | "postgres", db: Db, accounts: ReturnT
   const p = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0, scale), accounts, { scale, until: { ms: SECONDS * 1000 } });
   const paced: Row = { store: kind, run: name, mode: "paced", actions: p.lags.length, perSec: (p.lags.length * 1000) / p.ms, offered: GROWTH_RATE, p50: quantile(p.lags, 0.5), p99: quantile(p.lags, 0.99), max: quantile(p.lags, 1), note: p.stats };
   say(`${kind}: ${name}, saturated (the first ${GROWTH_SAMPLE} of ${g.actions} overdue)`);
-  const s = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0 + 2 * DAY, scale), accounts, { scale, until: { recorded: GROWTH_SAMPLE } });
+  const s = await warmingRun(db, "growth", g.ids, g.actions, clockAt(T0 + 2 * DAY, scale), accounts, { scale, until: { recorded: GROWTH_SAMPLE }, meterUrl: url });
+  const c = s.cost && perOp(s.cost, s.cost.recorded);
+  const cpu = c ? `; per action: server CPU ${fmt(c.serverUs)} µs, database CPU ${fmt(c.dbUs)} µs, ${fmt(c.writes, 2)} row writes` : "";
   const rate = Number.isFinite(s.sustained) ? s.sustained : (s.lags.length * 1000) / s.ms;
   const base = saturatedFigures.find((f) => f.store === kind)?.warming ?? [];
   const vs = base.length ? `; ${fmt(rate / median(base), 2)} × the ${TASKS}-task saturated median` : "";
-  return [paced, { store: kind, run: name, mode: "saturated", actions: s.lags.length, perSec: rate, note: `${s.stats}${vs}` }];
+  return [paced, { store: kind, run: name, mode: "saturated", actions: s.lags.length, perSec: rate, note: `${s.stats}${vs}${cpu}` }];
 }
 
 async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
@@ -521,7 +575,7 @@ async function benchStore(kind: "pglite" | "postgres"): Promise<Row[]> {
       });
       fanouts.push({ store: kind, mode: "saturated", ...wf.fanout! });
     }
-    if (GROWTH) rows.push(...(await growthRuns(kind, db, accounts)));
+    if (GROWTH) rows.push(...(await growthRuns(kind, db, accounts, url)));
     const ev = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM warming_events")).rows[0].n;
     say(`${kind}: ${ev} events written`);
   } finally {
@@ -548,6 +602,16 @@ async function main(): Promise<void> {
     const w = median(f.warming);
     const g = f.graphile.length ? `, ${fmt(w / median(f.graphile), 2)} × graphile-worker batched (${fmt(median(f.graphile))} jobs/s)` : ", graphile-worker: PostgreSQL only";
     console.log(`${f.store}: warming saturated ${fmt(w)} actions/s = ${fmt(w / median(f.bare), 2)} × bare SKIP LOCKED (${fmt(median(f.bare))}/s)${g}; medians of ${f.warming.length} interleaved rounds`);
+  }
+  for (const c of saturatedCosts) {
+    const m = (xs: PerOp[], k: keyof PerOp, d = 0) => (xs.length && xs[0][k] !== undefined ? fmt(median(xs.map((x) => x[k]!)), d) : "-");
+    console.log(`\n${c.store}, saturated, per action or job (medians of the rounds; CPU of this process and of the database's backends, from /proc):`);
+    console.log(
+      table([
+        ["run", "server CPU µs", "database CPU µs", "statements", "transactions", "row writes", "of them HOT updates"],
+        ...(["bare", "graphile", "warming"] as const).map((k) => [k, m(c[k], "serverUs"), m(c[k], "dbUs"), m(c[k], "statements", 2), m(c[k], "xacts", 3), m(c[k], "writes", 2), m(c[k], "hot", 2)]),
+      ]),
+    );
   }
   console.log(`\nStreamEvents fan-out (${SUBSCRIBERS} subscribers, each asking for every event, during the "+ StreamEvents" runs above, ${FANOUT_TASKS} tasks):`);
   console.log(

@@ -73,7 +73,9 @@ export function rollingUpgradeHazards(sql: string): string[] {
 }
 
 const HAZARDS: [(stmt: string) => boolean, string][] = [
-  [(s) => /\bDROP\b/i.test(s), "drops"],
+  // An index changes no query's answer: dropping one is safe (a unique one can be what an old
+  // ON CONFLICT names: read the migration).
+  [(s) => /\bDROP\b/i.test(s) && !/^DROP INDEX\b/i.test(s), "drops"],
   [(s) => /\bRENAME\b/i.test(s), "renames"],
   [(s) => /\bALTER COLUMN \S+ (SET DATA )?TYPE\b/i.test(s), "changes a column's type"],
   [(s) => /\bSET NOT NULL\b/i.test(s), "makes a column NOT NULL"],

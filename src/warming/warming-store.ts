@@ -299,7 +299,7 @@ export async function insertEvents(q: Queryable, events: readonly EventInput[]):
 export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: number): Promise<{ claimed: ClaimedAction[]; nextRunAt: Date | null }> {
   const r = await q.query<Omit<ClaimedAction, "task" | "account_id" | "platform" | "claimed_at"> & { task: unknown; following_due: Date | null; next_run_at: Date | null }>(
     `WITH c AS (
-       SELECT task_id, seq FROM warming_due
+       SELECT ctid AS tid, task_id, seq FROM warming_due
        WHERE lease_until IS NULL AND run_at <= $1::timestamptz
        ORDER BY run_at
        LIMIT $2
@@ -314,10 +314,13 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
        FROM unnest(ARRAY(SELECT task_id FROM c ORDER BY task_id), ARRAY(SELECT seq FROM c ORDER BY task_id)) AS k(task_id, seq)
        JOIN warming_actions a ON a.task_id = k.task_id AND a.seq = k.seq
        WHERE a.status = 'pending'
+     ), ck AS (
+       SELECT c.tid, x.attempts FROM c JOIN x ON x.task_id = c.task_id JOIN t ON t.id = c.task_id
      ), d AS (
+       -- The row versions c locked, of running tasks whose action is pending: by TID, no index lookup.
        UPDATE warming_due d SET lease_until = now() + $3 * interval '1 millisecond', attempts = greatest(d.attempts, k.attempts) + 1
-       FROM unnest(ARRAY(SELECT task_id FROM x ORDER BY task_id), ARRAY(SELECT attempts FROM x ORDER BY task_id)) AS k(task_id, attempts)
-       WHERE d.task_id = k.task_id AND d.task_id = ANY(ARRAY(SELECT id FROM t))
+       FROM unnest(ARRAY(SELECT tid FROM ck ORDER BY tid), ARRAY(SELECT attempts FROM ck ORDER BY tid)) AS k(tid, attempts)
+       WHERE d.ctid = k.tid
        RETURNING d.task_id, d.attempts
      ), j AS (
        SELECT x.task_id, x.seq, x.day, x.kind, x.due_at, x.key, d.attempts, to_jsonb(t) AS task,
@@ -429,7 +432,7 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
   });
   const fence = `d.task_id = r.task_id AND d.seq = r.seq AND d.attempts = r.attempts AND d.lease_until IS NOT NULL${onlyExpired ? " AND d.lease_until < now()" : ""}
          AND d.task_id = ANY(ARRAY(SELECT id FROM g))`;
-  const r = await q.query<{ guarded: string[]; held: string[]; ended: EndedTask[] }>(
+  const r = await q.query<{ unguarded: string[]; lost: string[]; ended: EndedTask[] }>(
     `WITH r AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(task_id text, seq int, attempts int, expect_status smallint, expect_next_seq int, expect_failures int,
          a_key text, a_status text, a_started_at timestamptz, a_finished_at timestamptz, a_duration_ms int, a_error text, d_seq int, d_run_at timestamptz, has jsonb, events jsonb, ${TASK_COLS})
@@ -446,7 +449,14 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
      ), gone AS (
        ${
          // Only when a task stops running (ended, paused): the DELETE costs a scan even with nothing to delete.
-         recs.some((x) => x.d_run_at === null) ? `DELETE FROM warming_due d USING r WHERE r.d_run_at IS NULL AND ${fence} RETURNING d.task_id` : "SELECT NULL::text AS task_id WHERE false"
+         // The rows to delete as arrays (unnest: one index lookup each), not a join with r, which
+         // the planner made a nested loop over r per row: quadratic in the batch.
+         recs.some((x) => x.d_run_at === null)
+           ? `DELETE FROM warming_due d
+              USING unnest(${["task_id", "seq", "attempts"].map((c) => `ARRAY(SELECT ${c} FROM r WHERE r.d_run_at IS NULL AND r.task_id = ANY(ARRAY(SELECT id FROM g)) ORDER BY r.task_id)`).join(", ")}) AS k(task_id, seq, attempts)
+              WHERE d.task_id = k.task_id AND d.seq = k.seq AND d.attempts = k.attempts AND d.lease_until IS NOT NULL${onlyExpired ? " AND d.lease_until < now()" : ""}
+              RETURNING d.task_id`
+           : "SELECT NULL::text AS task_id WHERE false"
        }
      ), h AS (
        SELECT task_id FROM kept UNION ALL SELECT task_id FROM gone
@@ -476,14 +486,18 @@ export async function applyDecisions(q: Queryable, ds: readonly GuardedDecision[
      ), n AS (
        SELECT pg_notify('${EVENTS_CHANNEL}', max(id)::text) FROM e HAVING count(*) > 0
      )
-     SELECT ARRAY(SELECT id FROM g) AS guarded, ARRAY(SELECT task_id FROM a) AS held,
+     -- The exceptions (usually none), not the sets: a driver parses a text array by the character.
+     SELECT ARRAY(SELECT task_id FROM r EXCEPT SELECT id FROM g) AS unguarded, ARRAY(SELECT id FROM g EXCEPT SELECT task_id FROM a) AS lost,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'account_id', account_id, 'platform', platform, 'status', status, 'error', error, 'actions_completed', actions_completed, 'actions_failed', actions_failed)), '[]'::jsonb)
         FROM u WHERE status IN (${TaskStatus.COMPLETED}, ${TaskStatus.FAILED})) AS ended,
        (SELECT count(*) FROM n) AS notified`,
     [JSON.stringify(recs), ds.map((d) => d.action.task_id)],
   );
   const row = r.rows[0];
-  return { guarded: new Set(row.guarded), held: new Set(row.held), ended: row.ended };
+  const unguarded = new Set(row.unguarded);
+  const guarded = new Set(ds.map((d) => d.action.task_id).filter((id) => !unguarded.has(id)));
+  const lost = new Set(row.lost);
+  return { guarded, held: lost.size ? new Set([...guarded].filter((id) => !lost.has(id))) : guarded, ended: row.ended };
 }
 
 /** What releasing an ended task's account needs. */

@@ -79,6 +79,8 @@ describe("the schema contract of a rolling upgrade", () => {
 
   test("rollingUpgradeHazards reads each statement", () => {
     assert.deepEqual(rollingUpgradeHazards("CREATE TABLE t (a int NOT NULL);\nALTER TABLE t ADD COLUMN b text NOT NULL DEFAULT '';\n-- DROP TABLE t;\nCREATE INDEX t_b ON t (b);"), []);
+    assert.deepEqual(rollingUpgradeHazards("DROP INDEX t_b;"), [], "an index dropped breaks no query");
+    assert.deepEqual(rollingUpgradeHazards("ALTER TABLE t DROP COLUMN b;\nDROP TABLE t;").map((h) => h.split(":")[0]), ["drops", "drops"]);
     assert.deepEqual(
       rollingUpgradeHazards("ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 0, ADD COLUMN d int NOT NULL;\nALTER TABLE t ALTER COLUMN a TYPE bigint;\nALTER TABLE t ALTER COLUMN b SET NOT NULL;").map((h) => h.split(":")[0]),
       ["adds a NOT NULL column without a default", "changes a column's type", "makes a column NOT NULL"],
