@@ -84,7 +84,7 @@ export async function copyStore(source: Db, target: Db, onTable: (table: string,
       let after = "(0,0)";
       let copied = 0;
       for (;;) {
-        const { rows } = await source.query<{ ctid: string; row: unknown }>(`SELECT ctid::text AS ctid, to_jsonb(x) AS row FROM ${q(t)} x WHERE ctid > $1::tid ORDER BY ctid LIMIT ${BATCH}`, [after]);
+        const { rows } = await source.query<{ ctid: string; row: unknown }>(`SELECT x.ctid::text AS ctid, to_jsonb(x) AS row FROM ${q(t)} x WHERE x.ctid > $1::tid ORDER BY x.ctid LIMIT ${BATCH}`, [after]);
         if (rows.length === 0) break;
         await tx.query(`INSERT INTO ${q(t)} SELECT * FROM jsonb_populate_recordset(NULL::${q(t)}, $1::jsonb)`, [JSON.stringify(rows.map((r) => r.row))]);
         copied += rows.length;
