@@ -11,8 +11,8 @@ import { endpointKey, parseEndpoint, systemLookup } from "./address-policy.ts";
 import type { AddressPolicy, LookupAll } from "./address-policy.ts";
 import { batched } from "../store/batched.ts";
 import type { Batched } from "../store/batched.ts";
-import { allocationsOfAudited } from "./proxy-store.ts";
-import type { AllocatedRow, AuditedAllocationRead, ProxyRow } from "./proxy-store.ts";
+import { allocateMany, allocationsOfAudited, releaseAllocation, releaseMany } from "./proxy-store.ts";
+import type { AllocateAsk, AllocatedOne, AllocatedRow, AuditedAllocationRead, ProxyRow, ReleaseAsk } from "./proxy-store.ts";
 
 /** What the proxy pool needs from AccountService (a direct call in one process, gRPC across). */
 export type AccountLookup = { getAccount(req: { accountId: string }): Promise<Account> };
@@ -43,12 +43,79 @@ export type ProxiesContext = {
   readonly allowedTargets: ReadonlySet<string>;
   /** GetProxyForAccount with the password (once per warming action): batched with each read's audit record. */
   readonly allocationAudited: Batched<AuditedAllocationRead, AllocatedRow>;
+  /** AllocateProxy's common cases, concurrent calls in one statement per preference shape (allocateMany); undefined: take the one-ask path. Each call passes an ask of its own. */
+  readonly allocated: Batched<AllocateAsk, AllocatedOne>;
+  /** ReleaseProxy, concurrent calls in one statement (releaseMany): the proxy the account held, or undefined. Each call passes an ask of its own. */
+  readonly released: Batched<ReleaseAsk, string>;
 };
 
 /** Resolves the pool's dependencies into its context. */
 export function createProxiesContext({ db, vault, newId, accounts, log, options, lookup = systemLookup }: ProxiesDeps): ProxiesContext {
   const allowedTargets = new Set(options.allowedTargets.map((t) => endpointKey(parseEndpoint(t)!)));
-  return { db, vault, newId, accounts, log, opts: options, lookup, allowedTargets, allocationAudited: batched((reads) => allocationsOfAudited(db, reads)) };
+  return {
+    db,
+    vault,
+    newId,
+    accounts,
+    log,
+    opts: options,
+    lookup,
+    allowedTargets,
+    allocationAudited: batched((reads) => allocationsOfAudited(db, reads)),
+    allocated: batched((asks) => allocateBatch(db, asks)),
+    released: batched((asks) => releaseBatch(db, asks)),
+  };
+}
+
+/**
+ * A batch of AllocateProxy asks: one allocateMany statement per preference shape (and lease).
+ * Only an account's first ask in the batch is in it; a second ask for the same account is left
+ * unanswered, and its caller's one-ask path (after this batch) finds the first one's allocation.
+ */
+async function allocateBatch(db: Db, asks: readonly AllocateAsk[]): Promise<Map<AllocateAsk, AllocatedOne>> {
+  const seen = new Set<string>();
+  const shapes = new Map<string, AllocateAsk[]>();
+  for (const a of asks) {
+    if (seen.has(a.accountId)) continue;
+    seen.add(a.accountId);
+    const shape = JSON.stringify([a.country, a.provider, a.leaseMs]);
+    const same = shapes.get(shape);
+    if (same) same.push(a);
+    else shapes.set(shape, [a]);
+  }
+  const out = new Map<AllocateAsk, AllocatedOne>();
+  await Promise.all(
+    [...shapes.values()].map(async (same) => {
+      const got = await retried(() => allocateMany(db, same, same[0], same[0].leaseMs));
+      for (const a of same) {
+        const row = got.get(a.accountId);
+        if (row) out.set(a, row);
+      }
+    }),
+  );
+  return out;
+}
+
+/** A batch of ReleaseProxy asks: one releaseMany statement; a second ask for the same account runs after it, on its own (and finds nothing left to release, or the allocation made meanwhile). */
+async function releaseBatch(db: Db, asks: readonly ReleaseAsk[]): Promise<Map<ReleaseAsk, string>> {
+  const seen = new Set<string>();
+  const first: ReleaseAsk[] = [];
+  const again: ReleaseAsk[] = [];
+  for (const a of asks) {
+    (seen.has(a.accountId) ? again : first).push(a);
+    seen.add(a.accountId);
+  }
+  const got = await retried(() => releaseMany(db, first));
+  const out = new Map<ReleaseAsk, string>();
+  for (const a of first) {
+    const held = got.get(a.accountId);
+    if (held) out.set(a, held);
+  }
+  for (const a of again) {
+    const held = await retried(() => releaseAllocation(db, a.accountId, a.proxyId));
+    if (held) out.set(a, held);
+  }
+  return out;
 }
 
 /** The vault's associated data for a proxy's password: binds the sealed password to its row. */
