@@ -38,9 +38,11 @@ const RACED = new Error("a concurrent AllocateProxy for the account allocated fi
 
 /**
  * Sticky, idempotent allocation with a renewable lease; the password only for a `reader` (audited).
- * The common cases (renew a healthy allocation, or take a free slot) are one statement
- * (store.allocateInOne); the rest (moving off an unhealthy proxy, every free proxy locked by other
- * allocators, a full pool, a race with another call for the same account) take the locking path.
+ * The common cases (renew a healthy allocation, or take a free slot) are one statement shared by
+ * the calls that arrive together (store.allocateMany through ctx.allocated), then, for an ask it
+ * did not serve, one statement of its own (store.allocateInOne); the rest (moving off an unhealthy
+ * proxy, every free proxy locked by other allocators, a full pool, a race with another call for
+ * the same account) take the locking path.
  * One allocation per account is the primary key of proxy_allocations: two calls for one account
  * never both keep a slot (the loser's insert conflicts, and it answers the winner's allocation).
  */

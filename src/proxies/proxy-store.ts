@@ -227,7 +227,11 @@ export type AllocateManyAsk = AllocateAsk;
  * proxies hold the N best slots), the accounts' rows share-locked in id order as allocateInOne
  * does (a DELETED account takes no slot), the allocations inserted in account order (ON CONFLICT
  * DO NOTHING: an account a concurrent call inserted first takes no slot), each proxy's counter
- * raised once by its share of the inserts, and each answered password read audited. Answers the
+ * raised once by its share of the inserts, and each answered password read audited. The counter
+ * is set from the value the lock read (the row's latest version, which the lock keeps), not from
+ * `p.allocated`: the UPDATE first computes its new row from the row of the statement's snapshot,
+ * and when a concurrent release committed after the snapshot, the CHECK on that row (old count +
+ * slots freed since) would fail the whole batch before the UPDATE moved on to the latest version. Answers the
  * asks it served by account id; an ask it did not serve (on an unhealthy proxy, DELETED, no slot
  * left among the unlocked candidates, a concurrent insert) is absent, and its caller takes the
  * one-ask path, which answers exactly as before (renewal, FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
@@ -303,7 +307,8 @@ export type ReleaseAsk = { accountId: string; proxyId: string };
 /**
  * releaseAllocation for many accounts in one statement (one ask per account): the allocations
  * deleted, and each proxy's counter lowered once by its share, its row locked first in id order
- * (so concurrent batches sharing proxies wait for one another instead of deadlocking). Answers
+ * (so concurrent batches sharing proxies wait for one another instead of deadlocking) and the
+ * counter set from the value that lock read (as allocateMany does). Answers
  * the proxy each released account held; an account that held none (or not `proxyId`) is absent.
  */
 export async function releaseMany(q: Queryable, unordered: readonly ReleaseAsk[]): Promise<Map<string, string>> {
