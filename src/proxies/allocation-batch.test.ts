@@ -39,6 +39,8 @@ for (const kind of STORE_KINDS) {
     let proxies: Proxies;
     /** The number of asks in each allocateMany / releaseMany statement run. */
     const batches = { allocate: [] as number[], release: [] as number[] };
+    /** allocateMany statements running now, and the most at once. */
+    const running = { now: 0, most: 0 };
     /** The audit log's last id before the test: its records are after it. */
     let auditMark = "0";
 
@@ -48,7 +50,11 @@ for (const kind of STORE_KINDS) {
       const spy: Db = Object.create(store.db, {
         query: {
           value: (sql: string, params?: unknown[]) => {
-            if (sql.includes("AS k(account_id, platform, audited")) batches.allocate.push((params![0] as string[]).length);
+            if (sql.includes("AS k(account_id, platform, audited")) {
+              batches.allocate.push((params![0] as string[]).length);
+              running.most = Math.max(running.most, ++running.now);
+              return store.db.query(sql, params).finally(() => running.now--);
+            }
             if (sql.includes("AS k(account_id, proxy_id)")) batches.release.push((params![0] as string[]).length);
             return store.db.query(sql, params);
           },
@@ -69,6 +75,7 @@ for (const kind of STORE_KINDS) {
       await store.db.query("DELETE FROM proxies");
       batches.allocate.length = 0;
       batches.release.length = 0;
+      running.most = 0;
       auditMark = (await store.db.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM audit_log")).rows[0].id;
     });
 
@@ -124,6 +131,30 @@ for (const kind of STORE_KINDS) {
         loads.rows.map((r) => r.allocated),
         [2, 2, 2],
       );
+    });
+
+    test("at most 32 asks a statement, one statement at a time: asks arriving while one runs go together into the next", async () => {
+      await addProxies([{ capacity: 100 }]);
+      const first = Array.from({ length: 40 }, () => newId());
+      const wave1 = first.map((id) => proxies.allocate(id, "vk", "", ""));
+      // A second wave, a few turns of the event loop later, while the first statement runs.
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      const second = Array.from({ length: 10 }, () => newId());
+      const got = await Promise.all([...wave1, ...second.map((id) => proxies.allocate(id, "vk", "", ""))]);
+      assert.equal(got.length, 50);
+      assert.equal(running.most, 1, "allocateMany statements overlapped");
+      assert.equal(batches.allocate[0], 32);
+      assert.ok(
+        batches.allocate.every((n) => n <= 32),
+        `batches: ${batches.allocate}`,
+      );
+      assert.equal(
+        batches.allocate.reduce((a, b) => a + b, 0),
+        50,
+      );
+      assert.ok(batches.allocate.length <= 3, `the waiting batches were merged: ${batches.allocate}`);
+      assert.equal((await checkPool()).size, 50);
     });
 
     test("a preferred country is taken first in a batch, and an ask of another shape beside it is served too", async () => {
