@@ -78,7 +78,7 @@ export function createProxiesContext({ db, vault, newId, accounts, log, options,
  * pool in one round trip and leave the allocators of other replicas nothing to take; one batch
  * at a time, of bounded size, interleaves with theirs (see test/replicas.test.ts).
  */
-const ALLOCATE_BATCH = 32;
+const ALLOCATE_BATCH = 16;
 
 /**
  * `many` run one at a time: the batches that arrive while one runs wait, and go together into the
