@@ -38,9 +38,11 @@ const RACED = new Error("a concurrent AllocateProxy for the account allocated fi
 
 /**
  * Sticky, idempotent allocation with a renewable lease; the password only for a `reader` (audited).
- * The common cases (renew a healthy allocation, or take a free slot) are one statement
- * (store.allocateInOne); the rest (moving off an unhealthy proxy, every free proxy locked by other
- * allocators, a full pool, a race with another call for the same account) take the locking path.
+ * The common cases (renew a healthy allocation, or take a free slot) are one statement shared by
+ * the calls that arrive together (store.allocateMany through ctx.allocated), then, for an ask it
+ * did not serve, one statement of its own (store.allocateInOne); the rest (moving off an unhealthy
+ * proxy, every free proxy locked by other allocators, a full pool, a race with another call for
+ * the same account) take the locking path.
  * One allocation per account is the primary key of proxy_allocations: two calls for one account
  * never both keep a slot (the loser's insert conflicts, and it answers the winner's allocation).
  */
@@ -51,7 +53,8 @@ export async function allocate(ctx: ProxiesContext, accountId: string, platform:
   await requireAccount(ctx, accountId);
   const ask = { accountId, platform, leaseMs: ctx.opts.leaseMs, country, provider, reader };
   for (let attempt = 0; ; attempt++) {
-    const one = await retried(() => store.allocateInOne(ctx.db, ask));
+    // Concurrent calls first share one statement (allocateMany); an ask it did not serve takes the one-ask path.
+    const one = (attempt === 0 && (await ctx.allocated(ask))) || (await retried(() => store.allocateInOne(ctx.db, ask)));
     if (one) {
       const note = one.renewed ? "" : noteFor(one, country, provider);
       if (note) ctx.log.info({ account_id: accountId, proxy_id: one.id }, note);
@@ -100,11 +103,11 @@ async function allocateLocked(ctx: ProxiesContext, q: Transaction, { accountId, 
   return toProxy(ctx, { ...row }, { expiresAt, note, withPassword: Boolean(reader) });
 }
 
-/** Ends an account's allocation; idempotent. One statement: the allocation deleted and its slot given back. */
+/** Ends an account's allocation; idempotent. One statement (shared by concurrent calls, releaseMany): the allocation deleted and its slot given back. */
 export async function release(ctx: ProxiesContext, accountId: string, proxyId: string): Promise<{ success: boolean; proxyId: string }> {
   checkId(accountId, "account_id");
   if (proxyId && !isId(proxyId)) throw invalidArgument("proxy_id", `must be empty or a 24-hex id, got ${quote(proxyId)}`);
-  const held = await retried(() => store.releaseAllocation(ctx.db, accountId, proxyId));
+  const held = await ctx.released({ accountId, proxyId });
   return held ? { success: true, proxyId: held } : { success: false, proxyId: "" };
 }
 

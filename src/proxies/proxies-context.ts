@@ -10,9 +10,10 @@ import type { Vault } from "../vault/vault.ts";
 import { endpointKey, parseEndpoint, systemLookup } from "./address-policy.ts";
 import type { AddressPolicy, LookupAll } from "./address-policy.ts";
 import { batched } from "../store/batched.ts";
+import { callDeadline, withOwnDeadline } from "../store/call-deadline.ts";
 import type { Batched } from "../store/batched.ts";
-import { allocationsOfAudited } from "./proxy-store.ts";
-import type { AllocatedRow, AuditedAllocationRead, ProxyRow } from "./proxy-store.ts";
+import { allocateMany, allocationsOfAudited, releaseAllocation, releaseMany } from "./proxy-store.ts";
+import type { AllocateAsk, AllocatedOne, AllocatedRow, AuditedAllocationRead, ProxyRow, ReleaseAsk } from "./proxy-store.ts";
 
 /** What the proxy pool needs from AccountService (a direct call in one process, gRPC across). */
 export type AccountLookup = { getAccount(req: { accountId: string }): Promise<Account> };
@@ -43,12 +44,126 @@ export type ProxiesContext = {
   readonly allowedTargets: ReadonlySet<string>;
   /** GetProxyForAccount with the password (once per warming action): batched with each read's audit record. */
   readonly allocationAudited: Batched<AuditedAllocationRead, AllocatedRow>;
+  /** AllocateProxy's common cases, concurrent calls in one statement per preference shape (allocateMany); undefined: take the one-ask path. Each call passes an ask of its own. */
+  readonly allocated: Batched<AllocateAsk, AllocatedOne>;
+  /** ReleaseProxy, concurrent calls in one statement (releaseMany): the proxy the account held, or undefined. Each call passes an ask of its own. */
+  readonly released: Batched<ReleaseAsk, string>;
 };
 
 /** Resolves the pool's dependencies into its context. */
 export function createProxiesContext({ db, vault, newId, accounts, log, options, lookup = systemLookup }: ProxiesDeps): ProxiesContext {
   const allowedTargets = new Set(options.allowedTargets.map((t) => endpointKey(parseEndpoint(t)!)));
-  return { db, vault, newId, accounts, log, opts: options, lookup, allowedTargets, allocationAudited: batched((reads) => allocationsOfAudited(db, reads)) };
+  return {
+    db,
+    vault,
+    newId,
+    accounts,
+    log,
+    opts: options,
+    lookup,
+    allowedTargets,
+    allocationAudited: batched((reads) => allocationsOfAudited(db, reads)),
+    allocated: batched(
+      oneAtATime((asks) => allocateBatch(db, asks), ALLOCATE_BATCH),
+      ALLOCATE_BATCH,
+    ),
+    released: batched((asks) => releaseBatch(db, asks)),
+  };
+}
+
+/**
+ * At most this many AllocateProxy asks share a statement, and a process runs one such statement
+ * at a time (oneAtATime). A statement locks as many free proxies as it has asks (SKIP LOCKED):
+ * one process's calls arriving together in several batches at once would lock most of a small
+ * pool in one round trip and leave the allocators of other replicas nothing to take; one batch
+ * at a time, of bounded size, interleaves with theirs (see test/replicas.test.ts).
+ */
+const ALLOCATE_BATCH = 16;
+
+/**
+ * `many` run one at a time: the batches that arrive while one runs wait, and go together into the
+ * next run (up to `max` keys), under the latest deadline of their callers (none if any has none).
+ * Each waiting batch is answered from the run that served it; a failed run fails its batches.
+ */
+function oneAtATime<K, V>(many: (keys: readonly K[]) => Promise<Map<K, V>>, max: number): (keys: readonly K[]) => Promise<Map<K, V>> {
+  type Waiting = { keys: readonly K[]; deadline: number | undefined; done: (out: Map<K, V>) => void; failed: (err: unknown) => void };
+  const queue: Waiting[] = [];
+  let running = false;
+  async function drain(): Promise<void> {
+    running = true;
+    while (queue.length > 0) {
+      const group = [queue.shift() as Waiting];
+      let n = group[0].keys.length;
+      while (queue.length > 0 && n + queue[0].keys.length <= max) {
+        n += queue[0].keys.length;
+        group.push(queue.shift() as Waiting);
+      }
+      const deadline = group.some((w) => w.deadline === undefined) ? undefined : Math.max(...group.map((w) => w.deadline as number));
+      try {
+        const out = await withOwnDeadline(deadline, () => many(group.flatMap((w) => w.keys)));
+        for (const w of group) w.done(out);
+      } catch (err) {
+        for (const w of group) w.failed(err);
+      }
+    }
+    running = false;
+  }
+  return (keys) =>
+    new Promise((done, failed) => {
+      queue.push({ keys, deadline: callDeadline(), done, failed });
+      if (!running) void drain();
+    });
+}
+
+/**
+ * A batch of AllocateProxy asks: one allocateMany statement per preference shape (and lease).
+ * Only an account's first ask in the batch is in it; a second ask for the same account is left
+ * unanswered, and its caller's one-ask path (after this batch) finds the first one's allocation.
+ */
+async function allocateBatch(db: Db, asks: readonly AllocateAsk[]): Promise<Map<AllocateAsk, AllocatedOne>> {
+  const seen = new Set<string>();
+  const shapes = new Map<string, AllocateAsk[]>();
+  for (const a of asks) {
+    if (seen.has(a.accountId)) continue;
+    seen.add(a.accountId);
+    const shape = JSON.stringify([a.country, a.provider, a.leaseMs]);
+    const same = shapes.get(shape);
+    if (same) same.push(a);
+    else shapes.set(shape, [a]);
+  }
+  const out = new Map<AllocateAsk, AllocatedOne>();
+  await Promise.all(
+    [...shapes.values()].map(async (same) => {
+      const got = await retried(() => allocateMany(db, same, same[0], same[0].leaseMs));
+      for (const a of same) {
+        const row = got.get(a.accountId);
+        if (row) out.set(a, row);
+      }
+    }),
+  );
+  return out;
+}
+
+/** A batch of ReleaseProxy asks: one releaseMany statement; a second ask for the same account runs after it, on its own (and finds nothing left to release, or the allocation made meanwhile). */
+async function releaseBatch(db: Db, asks: readonly ReleaseAsk[]): Promise<Map<ReleaseAsk, string>> {
+  const seen = new Set<string>();
+  const first: ReleaseAsk[] = [];
+  const again: ReleaseAsk[] = [];
+  for (const a of asks) {
+    (seen.has(a.accountId) ? again : first).push(a);
+    seen.add(a.accountId);
+  }
+  const got = await retried(() => releaseMany(db, first));
+  const out = new Map<ReleaseAsk, string>();
+  for (const a of first) {
+    const held = got.get(a.accountId);
+    if (held) out.set(a, held);
+  }
+  for (const a of again) {
+    const held = await retried(() => releaseAllocation(db, a.accountId, a.proxyId));
+    if (held) out.set(a, held);
+  }
+  return out;
 }
 
 /** The vault's associated data for a proxy's password: binds the sealed password to its row. */

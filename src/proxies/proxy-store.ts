@@ -196,8 +196,98 @@ function allocateStatement(order: string): string {
  * instead of sorting the free pool), then the least loaded.
  */
 function freeOrder(prefer: { country: string; provider: string }, params: unknown[]): string {
-  const keys = [...(prefer.country ? [`(country = $${params.push(prefer.country)}) DESC`] : []), ...(prefer.provider ? [`(provider = $${params.push(prefer.provider)}) DESC`] : [])];
-  return `ORDER BY ${[...keys, "allocated", "id"].join(", ")}`;
+  return `ORDER BY ${[...preferKeys(prefer, params, ""), "allocated", "id"].join(", ")}`;
+}
+
+/** The preference part of a pick order, on the columns of table alias `t` ("" for none). */
+function preferKeys(prefer: { country: string; provider: string }, params: unknown[], t: string): string[] {
+  return [...(prefer.country ? [`(${t}country = $${params.push(prefer.country)}) DESC`] : []), ...(prefer.provider ? [`(${t}provider = $${params.push(prefer.provider)}) DESC`] : [])];
+}
+
+/**
+ * Asks in account id order: a batch's statement then takes its row locks (allocations, accounts)
+ * in that order, as every batch does, so two batches sharing accounts wait for one another
+ * rather than deadlock.
+ */
+function byAccount<T extends { accountId: string }>(asks: readonly T[]): T[] {
+  return [...asks].sort((a, b) => (a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : 0));
+}
+
+/** An allocation asked for as part of a batch (allocateMany): one account's ask, with its own audit. */
+export type AllocateManyAsk = AllocateAsk;
+
+/**
+ * allocateInOne for many accounts in one statement (asks of one preference shape and lease, one
+ * ask per account): the accounts already on a healthy proxy renew their lease, the rest each take
+ * a slot. The slots are the free capacity of the best free healthy proxies expanded into one row
+ * per free slot (a proxy with `allocated` a has slots a, a+1, …), ordered like a single pick
+ * (preferred country and provider first, then the slot's load, then the id) and paired with the
+ * asks by row number: N asks in a row would have taken the same slots one by one. The candidate
+ * proxies are locked FOR UPDATE SKIP LOCKED (at most as many as there are asks: the best N
+ * proxies hold the N best slots), the accounts' rows share-locked in id order as allocateInOne
+ * does (a DELETED account takes no slot), the allocations inserted in account order (ON CONFLICT
+ * DO NOTHING: an account a concurrent call inserted first takes no slot), each proxy's counter
+ * raised once by its share of the inserts, and each answered password read audited. The counter
+ * is set from the value the lock read (the row's latest version, which the lock keeps), not from
+ * `p.allocated`: the UPDATE first computes its new row from the row of the statement's snapshot,
+ * and when a concurrent release committed after the snapshot, the CHECK on that row (old count +
+ * slots freed since) would fail the whole batch before the UPDATE moved on to the latest version. Answers the
+ * asks it served by account id; an ask it did not serve (on an unhealthy proxy, DELETED, no slot
+ * left among the unlocked candidates, a concurrent insert) is absent, and its caller takes the
+ * one-ask path, which answers exactly as before (renewal, FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
+ */
+export async function allocateMany(q: Queryable, unordered: readonly AllocateManyAsk[], prefer: { country: string; provider: string }, leaseMs: number): Promise<Map<string, AllocatedOne>> {
+  const asks = byAccount(unordered);
+  const params: unknown[] = [
+    asks.map((a) => a.accountId),
+    asks.map((a) => a.platform),
+    asks.map((a) => Boolean(a.reader)),
+    asks.map((a) => a.reader?.tokenName ?? ""),
+    asks.map((a) => a.reader?.peer ?? ""),
+    leaseMs,
+  ];
+  const keys = preferKeys(prefer, params, "c.");
+  const r = await q.query<AllocatedOne & { account_id: string }>(allocateManyStatement(keys), params);
+  return new Map(r.rows.map((row) => [row.account_id, row]));
+}
+
+function allocateManyStatement(prefer: string[]): string {
+  const lease = "now() + $6 * interval '1 millisecond'";
+  const slotOrder = [...prefer, "c.allocated + g.i", "c.id"].join(", ");
+  const candOrder = [...prefer, "c.allocated", "c.id"].join(", ");
+  return `WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[]) WITH ORDINALITY AS k(account_id, platform, audited, actor, peer, ord)),
+     cur AS (SELECT account_id FROM proxy_allocations WHERE account_id = ANY($1::text[])),
+     acc AS (SELECT id, status FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE),
+     renewed AS (
+       UPDATE proxy_allocations a SET expires_at = ${lease} FROM proxies p
+       WHERE a.account_id = ANY($1::text[]) AND p.id = a.proxy_id AND p.healthy
+       RETURNING ${P}, a.expires_at, true AS renewed, a.account_id),
+     want AS (
+       SELECT k.account_id, k.platform, row_number() OVER (ORDER BY k.ord) AS n FROM k
+       WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.account_id = k.account_id)
+         AND NOT EXISTS (SELECT 1 FROM acc WHERE acc.id = k.account_id AND acc.status = ${AccountStatus.DELETED})),
+     cand AS MATERIALIZED (
+       SELECT c.id, c.allocated, c.capacity, c.country, c.provider FROM proxies c WHERE c.healthy AND c.allocated < c.capacity
+       ORDER BY ${candOrder} LIMIT (SELECT count(*) FROM want) FOR UPDATE SKIP LOCKED),
+     slot AS (
+       SELECT c.id, row_number() OVER (ORDER BY ${slotOrder}) AS n
+       FROM cand c, generate_series(0, least(c.capacity - c.allocated, (SELECT count(*) FROM want)) - 1) AS g(i)),
+     ins AS (
+       INSERT INTO proxy_allocations (account_id, proxy_id, platform, expires_at)
+       SELECT w.account_id, s.id, w.platform, ${lease} FROM want w JOIN slot s ON s.n = w.n ORDER BY w.account_id
+       ON CONFLICT (account_id) DO NOTHING RETURNING account_id, proxy_id, expires_at),
+     took AS (
+       UPDATE proxies p SET allocated = t.allocated + t.n
+       FROM (SELECT cand.id, cand.allocated, count(*)::int AS n FROM ins JOIN cand ON cand.id = ins.proxy_id GROUP BY cand.id, cand.allocated) t
+       WHERE p.id = t.id RETURNING ${P}),
+     got AS (
+       SELECT * FROM renewed
+       UNION ALL SELECT took.*, ins.expires_at, false, ins.account_id FROM took JOIN ins ON ins.proxy_id = took.id),
+     audit AS (
+       INSERT INTO audit_log (account_id, actor, peer, action, target)
+       SELECT k.account_id, k.actor, k.peer, 'proxy_password.read', got.id FROM got JOIN k ON k.account_id = got.account_id
+       WHERE k.audited AND got.password_sealed <> '' ORDER BY k.ord)
+     SELECT * FROM got`;
 }
 
 /** Ends an account's allocation (only on `proxyId` when given) and gives its slot back, in one statement; returns the proxy it held. */
@@ -209,6 +299,33 @@ export async function releaseAllocation(q: Queryable, accountId: string, proxyId
     [accountId, proxyId],
   );
   return r.rows[0]?.proxy_id;
+}
+
+/** A release asked for as part of a batch (releaseMany): the account, and the proxy it must hold ("" for any). */
+export type ReleaseAsk = { accountId: string; proxyId: string };
+
+/**
+ * releaseAllocation for many accounts in one statement (one ask per account): the allocations
+ * deleted, and each proxy's counter lowered once by its share, its row locked first in id order
+ * (so concurrent batches sharing proxies wait for one another instead of deadlocking) and the
+ * counter set from the value that lock read (as allocateMany does). Answers
+ * the proxy each released account held; an account that held none (or not `proxyId`) is absent.
+ */
+export async function releaseMany(q: Queryable, unordered: readonly ReleaseAsk[]): Promise<Map<string, string>> {
+  const asks = byAccount(unordered);
+  const r = await q.query<{ account_id: string; proxy_id: string }>(
+    `WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(account_id, proxy_id)),
+     gone AS (
+       DELETE FROM proxy_allocations a USING k WHERE a.account_id = k.account_id AND (k.proxy_id = '' OR a.proxy_id = k.proxy_id)
+       RETURNING a.account_id, a.proxy_id),
+     lk AS (
+       SELECT p.id, p.allocated, g.n FROM proxies p JOIN (SELECT proxy_id, count(*)::int AS n FROM gone GROUP BY proxy_id) g ON g.proxy_id = p.id
+       ORDER BY p.id FOR UPDATE OF p),
+     freed AS (UPDATE proxies p SET allocated = lk.allocated - lk.n FROM lk WHERE p.id = lk.id)
+     SELECT account_id, proxy_id FROM gone`,
+    [asks.map((a) => a.accountId), asks.map((a) => a.proxyId)],
+  );
+  return new Map(r.rows.map((row) => [row.account_id, row.proxy_id]));
 }
 
 /** Gives a slot back. */
