@@ -10,7 +10,6 @@ import type { Vault } from "../vault/vault.ts";
 import { endpointKey, parseEndpoint, systemLookup } from "./address-policy.ts";
 import type { AddressPolicy, LookupAll } from "./address-policy.ts";
 import { batched } from "../store/batched.ts";
-import { callDeadline, withOwnDeadline } from "../store/call-deadline.ts";
 import type { Batched } from "../store/batched.ts";
 import { allocateMany, allocationsOfAudited, releaseAllocation, releaseMany } from "./proxy-store.ts";
 import type { AllocateAsk, AllocatedOne, AllocatedRow, AuditedAllocationRead, ProxyRow, ReleaseAsk } from "./proxy-store.ts";
@@ -63,57 +62,19 @@ export function createProxiesContext({ db, vault, newId, accounts, log, options,
     lookup,
     allowedTargets,
     allocationAudited: batched((reads) => allocationsOfAudited(db, reads)),
-    allocated: batched(
-      oneAtATime((asks) => allocateBatch(db, asks), ALLOCATE_BATCH),
-      ALLOCATE_BATCH,
-    ),
+    allocated: batched((asks) => allocateBatch(db, asks), ALLOCATE_BATCH, { oneInFlight: true }),
     released: batched((asks) => releaseBatch(db, asks)),
   };
 }
 
 /**
  * At most this many AllocateProxy asks share a statement, and a process runs one such statement
- * at a time (oneAtATime). A statement locks as many free proxies as it has asks (SKIP LOCKED):
+ * at a time (batched's oneInFlight: the asks that come meanwhile wait for the next). A statement locks as many free proxies as it has asks (SKIP LOCKED):
  * one process's calls arriving together in several batches at once would lock most of a small
  * pool in one round trip and leave the allocators of other replicas nothing to take; one batch
  * at a time, of bounded size, interleaves with theirs (see test/replicas.test.ts).
  */
 const ALLOCATE_BATCH = 16;
-
-/**
- * `many` run one at a time: the batches that arrive while one runs wait, and go together into the
- * next run (up to `max` keys), under the latest deadline of their callers (none if any has none).
- * Each waiting batch is answered from the run that served it; a failed run fails its batches.
- */
-function oneAtATime<K, V>(many: (keys: readonly K[]) => Promise<Map<K, V>>, max: number): (keys: readonly K[]) => Promise<Map<K, V>> {
-  type Waiting = { keys: readonly K[]; deadline: number | undefined; done: (out: Map<K, V>) => void; failed: (err: unknown) => void };
-  const queue: Waiting[] = [];
-  let running = false;
-  async function drain(): Promise<void> {
-    running = true;
-    while (queue.length > 0) {
-      const group = [queue.shift() as Waiting];
-      let n = group[0].keys.length;
-      while (queue.length > 0 && n + queue[0].keys.length <= max) {
-        n += queue[0].keys.length;
-        group.push(queue.shift() as Waiting);
-      }
-      const deadline = group.some((w) => w.deadline === undefined) ? undefined : Math.max(...group.map((w) => w.deadline as number));
-      try {
-        const out = await withOwnDeadline(deadline, () => many(group.flatMap((w) => w.keys)));
-        for (const w of group) w.done(out);
-      } catch (err) {
-        for (const w of group) w.failed(err);
-      }
-    }
-    running = false;
-  }
-  return (keys) =>
-    new Promise((done, failed) => {
-      queue.push({ keys, deadline: callDeadline(), done, failed });
-      if (!running) void drain();
-    });
-}
 
 /**
  * A batch of AllocateProxy asks: one allocateMany statement per preference shape (and lease).
