@@ -35,7 +35,7 @@ export async function costMeter(url: string): Promise<{ stop(settle?: () => Prom
        FROM pg_stat_database d WHERE d.datname = current_database()`,
     );
     const x = r.rows[0];
-    const t = await c.query<{ relname: string; ins: string; upd: string; hot: string; del: string }>("SELECT relname, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_hot_upd AS hot, n_tup_del AS del FROM pg_stat_user_tables");
+    const t = await c.query<{ relname: string; ins: string; upd: string; hot: string; del: string }>("SELECT CASE WHEN schemaname = 'public' THEN relname ELSE schemaname || '.' || relname END AS relname, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_hot_upd AS hot, n_tup_del AS del FROM pg_stat_user_tables");
     const tables = new Map(t.rows.map((y) => [y.relname, [Number(y.ins), Number(y.upd), Number(y.hot), Number(y.del)]]));
     return { xacts: Number(x.xacts), ins: Number(x.ins), upd: Number(x.upd), del: Number(x.del), hot: Number(x.hot), tables };
   };

@@ -23,9 +23,18 @@
  * Saturated runs BENCH_WARMING_ROUNDS times (default 3), each round on a fresh backlog, interleaved
  * in a rotating order with the bare loop and, on PostgreSQL, graphile-worker 0.18 draining as many
  * no-op jobs in batches (bench/graphile-drain.ts: localQueue, batched completion) on the same
- * database; reported: the medians and the ratios warming / bare loop and warming / graphile-worker,
- * and per action or job (bench/pg-cost.ts): the CPU of this process and of the database's backends
- * (their /proc entries: the server must run on this host), statements, transactions and row writes.
+ * database, and graphile-worker + bookkeeping: the same drain settings, one job per planned action
+ * of a copy of the round's tasks (schema gw_bench, tables shaped like warming's), each job's task
+ * doing a warming action's bookkeeping in one statement through helpers.withPgClient (the action
+ * row, the task row in place, action_started and action_completed event rows). Its jobs' completion
+ * is a separate transaction from that bookkeeping (graphile-worker completes jobs in batches, after
+ * the task), so it holds a weaker guarantee than warming's, whose outcome, events and queue row move
+ * in one transaction: a crash between the two records an action twice. The no-op drain does no
+ * bookkeeping at all (about 2 row writes per job against warming's 6.67); the issue's goal is stated
+ * against it. Reported: the medians and the ratios warming / bare loop, warming / graphile-worker
+ * and warming / graphile-worker + bookkeeping, and per action or job (bench/pg-cost.ts): the CPU of
+ * this process and of the database's backends (their /proc entries: the server must run on this
+ * host), statements, transactions and row writes.
  *
  * Two more runs, paced and saturated, over BENCH_WARMING_FANOUT_TASKS tasks (default a tenth),
  * with BENCH_WARMING_SUBSCRIBERS StreamEvents subscribers (real gRPC: a grpc-js server with
@@ -40,6 +49,7 @@
  * BENCH_WARMING_BASE_LOOPS=2 (baseline connections)  BENCH_WARMING_SUBSCRIBERS=100
  * BENCH_WARMING_FANOUT_TASKS=TASKS/10  BENCH_STORES=pglite,postgres  BENCH_WARMING_ROUNDS=3
  * BENCH_GRAPHILE_CONCURRENCY=32  BENCH_GRAPHILE_BATCH=500 (its localQueue size)
+ * BENCH_GRAPHILE_BOOKKEEPING=0 (skips the graphile-worker + bookkeeping run)
  * BENCH_WARMING_RUNS=paced,saturated,fanout (which runs)
  * BENCH_AUTO_EXPLAIN=5ms (PostgreSQL: the bench database loads auto_explain and logs the plans, with
  * actual times, of statements slower than that to the server's log)  BENCH_COST_TABLES=1 (row
@@ -78,7 +88,7 @@ import { warmingService } from "../src/warming/warming-service.ts";
 import { WORKER_DEFAULTS } from "../src/warming/worker.ts";
 import { Loadgen } from "./loadgen-process.ts";
 import { envInt, fmt, median, quantile, table } from "./stats.ts";
-import { drainGraphileJobs, seedGraphileJobs } from "./graphile-drain.ts";
+import { drainGraphileJobs, seedBookkeepingJobs, seedGraphileJobs } from "./graphile-drain.ts";
 import { serveOnLoopback } from "./loopback.ts";
 import { costMeter } from "./pg-cost.ts";
 import type { Cost } from "./pg-cost.ts";
@@ -94,6 +104,7 @@ const SUBSCRIBERS = envInt("BENCH_WARMING_SUBSCRIBERS", 100);
 const ROUNDS = envInt("BENCH_WARMING_ROUNDS", 3);
 const GRAPHILE_CONCURRENCY = envInt("BENCH_GRAPHILE_CONCURRENCY", 32);
 const GRAPHILE_BATCH = envInt("BENCH_GRAPHILE_BATCH", 500);
+const GRAPHILE_BOOKKEEPING = process.env.BENCH_GRAPHILE_BOOKKEEPING !== "0";
 const RUNS = new Set((process.env.BENCH_WARMING_RUNS ?? "paced,saturated,fanout").split(",").map((s) => s.trim()));
 const GROWTH = process.env.BENCH_GROWTH === "1";
 const GROWTH_TASKS = envInt("BENCH_GROWTH_TASKS", 100_000);
@@ -402,10 +413,10 @@ const fanouts: (Fanout & { store: string; mode: string })[] = [];
 
 type Seed = (phase: string, n?: number) => Promise<{ ids: string[]; actions: number }>;
 /** One saturated figure per run kind and round (actions or jobs per second, sustained). */
-const saturatedFigures: { store: string; bare: number[]; graphile: number[]; warming: number[] }[] = [];
+const saturatedFigures: { store: string; bare: number[]; graphile: number[]; graphileBk: number[]; warming: number[] }[] = [];
 /** Per operation (an action, a job) of one saturated run: CPU µs of this process and of the database's backends, transactions, row writes. */
 type PerOp = { serverUs: number; dbUs: number; xacts: number; writes: number; hot: number; statements?: number };
-const saturatedCosts: { store: string; bare: PerOp[]; graphile: PerOp[]; warming: PerOp[] }[] = [];
+const saturatedCosts: { store: string; bare: PerOp[]; graphile: PerOp[]; graphileBk: PerOp[]; warming: PerOp[] }[] = [];
 const perOp = (c: Cost & { statements?: number }, n: number): PerOp => ({
   serverUs: (c.serverMs * 1000) / n,
   dbUs: (c.dbMs * 1000) / n,
@@ -422,25 +433,21 @@ const settlePool = (db: Db) => async () => {
 
 /**
  * The saturated runs, interleaved: each round seeds a fresh backlog of TASKS tasks (and as many
- * bare jobs and graphile-worker jobs as planned actions), then runs the bare loop, graphile-worker
- * (PostgreSQL only) and warming over it, the order rotating by round. Answers the median rows.
+ * bare jobs as planned actions), then runs the bare loop, graphile-worker and graphile-worker +
+ * bookkeeping (PostgreSQL only; each seeds its jobs, one per planned action, right before it runs,
+ * so that neither drains a queue holding the other's) and warming over it, the order rotating by
+ * round. Answers the median rows.
  */
 async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string | undefined, seed: Seed, accounts: ReturnType<typeof fakeAccounts>): Promise<Row[]> {
-  const figures = { store: kind, bare: [] as number[], graphile: [] as number[], warming: [] as number[] };
-  const costs = { store: kind, bare: [] as PerOp[], graphile: [] as PerOp[], warming: [] as PerOp[] };
-  const notes = { bare: "", graphile: "", warming: "" };
+  const figures = { store: kind, bare: [] as number[], graphile: [] as number[], graphileBk: [] as number[], warming: [] as number[] };
+  const costs = { store: kind, bare: [] as PerOp[], graphile: [] as PerOp[], graphileBk: [] as PerOp[], warming: [] as PerOp[] };
+  const notes = { bare: "", graphile: "", graphileBk: "", warming: "" };
   let backlog = 0;
   const rate = (r: { sustained: number; n: number; ms: number }) => (Number.isFinite(r.sustained) ? r.sustained : (r.n * 1000) / r.ms);
   for (let round = 0; round < ROUNDS; round++) {
     const phase = `saturated-${round}`;
     const sat = await seed(phase);
     backlog = sat.actions;
-    if (url) {
-      await seedGraphileJobs(url, sat.actions);
-      // Statistics as a live queue's would be: seed()'s ANALYZE ran while its table was empty, and
-      // that plan runs graphile-worker's fetch at ~100 jobs/s.
-      await db.query("ANALYZE graphile_worker._private_jobs");
-    }
     const runs = {
       bare: async () => {
         say(`${kind}: round ${round + 1}/${ROUNDS}, bare loop, saturated (${sat.actions} overdue)`);
@@ -452,6 +459,10 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
       },
       graphile: async () => {
         if (!url) return;
+        await seedGraphileJobs(url, sat.actions);
+        // Statistics as a live queue's would be: seed()'s ANALYZE ran while its table was empty, and
+        // that plan runs graphile-worker's fetch at ~100 jobs/s.
+        await db.query("ANALYZE graphile_worker._private_jobs");
         say(`${kind}: round ${round + 1}/${ROUNDS}, graphile-worker, saturated (${sat.actions} jobs)`);
         let n = 0;
         const s = sampler(() => n);
@@ -465,6 +476,25 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
         figures.graphile.push(rate({ sustained: s.sustained(sat.actions), n, ms }));
         notes.graphile = `0.18, concurrency ${GRAPHILE_CONCURRENCY}, localQueue ${GRAPHILE_BATCH}, completeJobBatchDelay 0`;
       },
+      graphileBk: async () => {
+        if (!url || !GRAPHILE_BOOKKEEPING) return;
+        const jobs = await seedBookkeepingJobs(url, `bench-${phase}`);
+        await db.query("ANALYZE graphile_worker._private_jobs");
+        say(`${kind}: round ${round + 1}/${ROUNDS}, graphile-worker + bookkeeping, saturated (${jobs} jobs)`);
+        let n = 0;
+        const s = sampler(() => n);
+        const meter = await costMeter(url);
+        const t0 = performance.now();
+        s.start();
+        await drainGraphileJobs({ url, concurrency: GRAPHILE_CONCURRENCY, batch: GRAPHILE_BATCH }, jobs, () => n++, "bookkeeping");
+        const cost = await meter.stop();
+        costs.graphileBk.push(perOp(cost, n));
+        if (process.env.BENCH_COST_TABLES) say(`row writes per job by table (inserted/updated/of them HOT/deleted): ${Object.entries(cost.tables).map(([k, v]) => `${k} ${[v.ins, v.upd, v.hot, v.del].map((x) => fmt(x / n, 2)).join("/")}`).join("; ")}`);
+        const ms = performance.now() - t0;
+        await s.stop();
+        figures.graphileBk.push(rate({ sustained: s.sustained(jobs), n, ms }));
+        notes.graphileBk = `same settings; per job one statement via withPgClient: action + task updated, 2 events inserted; completion batched apart`;
+      },
       warming: async () => {
         say(`${kind}: round ${round + 1}/${ROUNDS}, warming, saturated`);
         const w = await warmingRun(db, phase, sat.ids, sat.actions, clockAt(T0 + 2 * DAY, SCALE), accounts, { meterUrl: url });
@@ -474,13 +504,19 @@ async function saturatedRounds(kind: "pglite" | "postgres", db: Db, url: string 
         notes.warming = w.stats;
       },
     };
-    const order = (["bare", "graphile", "warming"] as const).map((_, i, a) => a[(i + round) % a.length]);
+    const kinds = (["bare", "graphile", "graphileBk", "warming"] as const).filter((k) => k !== "graphileBk" || (url && GRAPHILE_BOOKKEEPING));
+    const order = kinds.map((_, i, a) => a[(i + round) % a.length]);
     for (const k of order) await runs[k]();
   }
   saturatedFigures.push(figures);
   if (url) saturatedCosts.push(costs);
   const row = (run: string, xs: number[], note: string): Row => ({ store: kind, run, mode: "saturated", actions: backlog, perSec: median(xs), note: `median of ${xs.length}: ${xs.map((x) => fmt(x)).join(", ")}; ${note}` });
-  return [row("bare SKIP LOCKED", figures.bare, notes.bare), ...(url ? [row("graphile-worker batched", figures.graphile, notes.graphile)] : []), row("warming", figures.warming, notes.warming)];
+  return [
+    row("bare SKIP LOCKED", figures.bare, notes.bare),
+    ...(url ? [row("graphile-worker batched", figures.graphile, notes.graphile)] : []),
+    ...(figures.graphileBk.length ? [row("graphile-worker + bookkeeping", figures.graphileBk, notes.graphileBk)] : []),
+    row("warming", figures.warming, notes.warming),
+  ];
 }
 
 /**
@@ -601,7 +637,8 @@ async function main(): Promise<void> {
   for (const f of saturatedFigures) {
     const w = median(f.warming);
     const g = f.graphile.length ? `, ${fmt(w / median(f.graphile), 2)} × graphile-worker batched (${fmt(median(f.graphile))} jobs/s)` : ", graphile-worker: PostgreSQL only";
-    console.log(`${f.store}: warming saturated ${fmt(w)} actions/s = ${fmt(w / median(f.bare), 2)} × bare SKIP LOCKED (${fmt(median(f.bare))}/s)${g}; medians of ${f.warming.length} interleaved rounds`);
+    const gb = f.graphileBk.length ? `, ${fmt(w / median(f.graphileBk), 2)} × graphile-worker + bookkeeping (${fmt(median(f.graphileBk))} jobs/s)` : "";
+    console.log(`${f.store}: warming saturated ${fmt(w)} actions/s = ${fmt(w / median(f.bare), 2)} × bare SKIP LOCKED (${fmt(median(f.bare))}/s)${g}${gb}; medians of ${f.warming.length} interleaved rounds`);
   }
   for (const c of saturatedCosts) {
     const m = (xs: PerOp[], k: keyof PerOp, d = 0) => (xs.length && xs[0][k] !== undefined ? fmt(median(xs.map((x) => x[k]!)), d) : "-");
@@ -609,7 +646,7 @@ async function main(): Promise<void> {
     console.log(
       table([
         ["run", "server CPU µs", "database CPU µs", "statements", "transactions", "row writes", "of them HOT updates"],
-        ...(["bare", "graphile", "warming"] as const).map((k) => [k, m(c[k], "serverUs"), m(c[k], "dbUs"), m(c[k], "statements", 2), m(c[k], "xacts", 3), m(c[k], "writes", 2), m(c[k], "hot", 2)]),
+        ...(["bare", "graphile", "graphileBk", "warming"] as const).filter((k) => k !== "graphileBk" || c[k].length > 0).map((k) => [k === "graphileBk" ? "graphile + bookkeeping" : k, m(c[k], "serverUs"), m(c[k], "dbUs"), m(c[k], "statements", 2), m(c[k], "xacts", 3), m(c[k], "writes", 2), m(c[k], "hot", 2)]),
       ]),
     );
   }
