@@ -5,7 +5,7 @@ import { pino } from "pino";
 import type { Config } from "../config/config.ts";
 import { backupDataDir, restoreDataDir, writeArchive } from "../store/backup.ts";
 import type { BackupResult } from "../store/backup.ts";
-import { migrate, migrationStatus, rollingUpgradeHazards } from "../store/migrate.ts";
+import { loadMigrations, migrate, migrationStatus, rollingUpgradeHazards, uniqueIndexesOf } from "../store/migrate.ts";
 import type { Db } from "../store/db.ts";
 import { copyStore } from "../store/migrate-store.ts";
 import { openStore, openUnmigrated } from "../store/open.ts";
@@ -81,10 +81,11 @@ export function registerStoreCommands(program: Command, getConfig: () => Config)
 
 async function checkMigrations(db: Db): Promise<void> {
   const { applied, pending } = await migrationStatus(db);
+  const unique = uniqueIndexesOf(await loadMigrations());
   for (const m of applied) process.stdout.write(`applied  ${m.name}${m.known ? "" : "  (newer than this release: this code does not know it)"}\n`);
   let stop = 0;
   for (const m of pending) {
-    const hazards = rollingUpgradeHazards(m.sql);
+    const hazards = rollingUpgradeHazards(m.sql, unique);
     if (hazards.length) stop++;
     process.stdout.write(`pending  ${m.name}  ${hazards.length ? "NEEDS EVERY HOST STOPPED" : "additive: safe while older hosts run"}\n`);
     for (const h of hazards) process.stdout.write(`           ${h}\n`);
@@ -117,7 +118,10 @@ async function backupThroughServer(config: Config, out: string, opts: { withMast
     }
   } catch (err) {
     if (!(err instanceof ConnectError)) throw err;
-    const hint = err.code === Code.Unavailable ? ` (is the server's HTTP port elsewhere? point the CLI at it with --server http://HOST:PORT)` : "";
+    const hint =
+      err.code === Code.Unavailable
+        ? ` (nothing answered there: if the process holding ${config.dataDir} is a server, point the CLI at its HTTP port with --server http://HOST:PORT; if it is another command, wait for it to end)`
+        : "";
     throw new Error(`backup through the server at ${url} failed: ${err.rawMessage}${hint}; nothing was written`, { cause: err });
   }
   if (!rowCounts || got !== total) throw new Error(`the server's dump ended short (${got} of ${total} bytes); nothing was written`);

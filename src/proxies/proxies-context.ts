@@ -62,7 +62,7 @@ export function createProxiesContext({ db, vault, newId, accounts, log, options,
     lookup,
     allowedTargets,
     allocationAudited: batched((reads) => allocationsOfAudited(db, reads)),
-    allocated: batched((asks) => allocateBatch(db, asks), ALLOCATE_BATCH, { oneInFlight: true }),
+    allocated: batched((asks) => allocateBatch(db, log, asks), ALLOCATE_BATCH, { oneInFlight: true }),
     released: batched((asks) => releaseBatch(db, asks)),
   };
 }
@@ -81,7 +81,7 @@ const ALLOCATE_BATCH = 16;
  * Only an account's first ask in the batch is in it; a second ask for the same account is left
  * unanswered, and its caller's one-ask path (after this batch) finds the first one's allocation.
  */
-async function allocateBatch(db: Db, asks: readonly AllocateAsk[]): Promise<Map<AllocateAsk, AllocatedOne>> {
+async function allocateBatch(db: Db, log: Logger, asks: readonly AllocateAsk[]): Promise<Map<AllocateAsk, AllocatedOne>> {
   const seen = new Set<string>();
   const shapes = new Map<string, AllocateAsk[]>();
   for (const a of asks) {
@@ -92,16 +92,20 @@ async function allocateBatch(db: Db, asks: readonly AllocateAsk[]): Promise<Map<
     if (same) same.push(a);
     else shapes.set(shape, [a]);
   }
+  // One shape after another (one statement at a time, as ALLOCATE_BATCH says). A shape whose
+  // statement fails leaves its asks unserved: they take the one-ask path, which answers them (or
+  // fails them) on its own, while the other shapes' callers get what their statements committed.
   const out = new Map<AllocateAsk, AllocatedOne>();
-  await Promise.all(
-    [...shapes.values()].map(async (same) => {
-      const got = await retried(() => allocateMany(db, same, same[0], same[0].leaseMs));
-      for (const a of same) {
-        const row = got.get(a.accountId);
-        if (row) out.set(a, row);
-      }
-    }),
-  );
+  for (const same of shapes.values()) {
+    const got = await retried(() => allocateMany(db, same, same[0], same[0].leaseMs)).catch((err: unknown) => {
+      log.warn({ err: String(err), asks: same.length }, "a batch of allocations failed; its asks take the one-ask path");
+      return new Map<string, AllocatedOne>();
+    });
+    for (const a of same) {
+      const row = got.get(a.accountId);
+      if (row) out.set(a, row);
+    }
+  }
   return out;
 }
 

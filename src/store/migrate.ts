@@ -57,25 +57,37 @@ export async function migrationStatus(db: Db): Promise<{ applied: { version: num
 /**
  * What in a migration breaks code of the previous release still running on the schema during a
  * rolling upgrade: a plain text check of each statement (comments left out) for DROP (a table, a
- * column, a default...), RENAME, a column's type changed, SET NOT NULL, and a NOT NULL column added
- * without a default (the old code's INSERTs leave it out). Empty: additive (new tables, columns
- * with defaults, indexes, functions replaced in place), safe while older hosts run. It is no proof:
+ * column, a default..., or one of `uniqueIndexes`: see uniqueIndexesOf), RENAME, a column's type
+ * changed, SET NOT NULL, and a NOT NULL column added without a default (the old code's INSERTs
+ * leave it out). Empty: additive (new tables, columns with defaults, indexes, functions replaced in
+ * place), safe while older hosts run. It is no proof:
  * a new constraint on an existing table can also reject the old code's writes; read the migration.
  */
-export function rollingUpgradeHazards(sql: string): string[] {
+export function rollingUpgradeHazards(sql: string, uniqueIndexes: ReadonlySet<string>): string[] {
   const found: string[] = [];
   for (const stmt of splitStatements(sql)) {
     const s = stmt.replace(/--[^\n]*/g, " ").replace(/\s+/g, " ").trim();
-    const hit = HAZARDS.find(([test]) => test(s));
+    const hit = HAZARDS.find(([test]) => test(s, uniqueIndexes));
     if (hit) found.push(`${hit[1]}: ${s.length > 100 ? `${s.slice(0, 97)}...` : s}`);
   }
   return found;
 }
 
-const HAZARDS: [(stmt: string) => boolean, string][] = [
-  // An index changes no query's answer: dropping one is safe (a unique one can be what an old
-  // ON CONFLICT names: read the migration).
+/** The unique indexes the migrations create (CREATE UNIQUE INDEX): an older host's ON CONFLICT may name one, so dropping one is a hazard. */
+export function uniqueIndexesOf(migrations: readonly { sql: string }[]): Set<string> {
+  const out = new Set<string>();
+  for (const m of migrations) for (const x of m.sql.matchAll(/\bCREATE UNIQUE INDEX (?:CONCURRENTLY )?(?:IF NOT EXISTS )?"?(\w+)"?/gi)) out.add(x[1].toLowerCase());
+  return out;
+}
+
+/** The index names a DROP INDEX statement drops. */
+const droppedIndexes = (s: string) => (/^DROP INDEX (?:CONCURRENTLY )?(?:IF EXISTS )?(.+?)(?: CASCADE| RESTRICT)?;?$/i.exec(s)?.[1] ?? "").split(",").map((n) => n.trim().replace(/^public\./i, "").replace(/"/g, "").toLowerCase());
+
+const HAZARDS: [(stmt: string, uniqueIndexes: ReadonlySet<string>) => boolean, string][] = [
+  // An index changes no query's answer: dropping one is safe, but for a unique one (an older
+  // host's ON CONFLICT may name it).
   [(s) => /\bDROP\b/i.test(s) && !/^DROP INDEX\b/i.test(s), "drops"],
+  [(s, unique) => /^DROP INDEX\b/i.test(s) && droppedIndexes(s).some((n) => unique.has(n)), "drops a unique index"],
   [(s) => /\bRENAME\b/i.test(s), "renames"],
   [(s) => /\bALTER COLUMN \S+ (SET DATA )?TYPE\b/i.test(s), "changes a column's type"],
   [(s) => /\bSET NOT NULL\b/i.test(s), "makes a column NOT NULL"],

@@ -23,7 +23,11 @@ import { promisify } from "node:util";
 import { AccountStatus } from "../../src/gen/conveer/v1/account_pb.js";
 import { WarmingStatus } from "../../src/gen/conveer/v1/warming_pb.js";
 import type { Db } from "../../src/store/db.ts";
-import { loadMigrations, rollingUpgradeHazards } from "../../src/store/migrate.ts";
+import { loadMigrations, rollingUpgradeHazards as hazardsIn, uniqueIndexesOf } from "../../src/store/migrate.ts";
+
+/** The rolling-upgrade hazards of a migration, knowing every unique index this release creates. */
+const UNIQUE = uniqueIndexesOf(await loadMigrations());
+const rollingUpgradeHazards = (sql: string) => hazardsIn(sql, UNIQUE);
 import { openPostgres } from "../../src/store/postgres.ts";
 import { ROOT, runCli, terminate } from "../support/cli.ts";
 import { eventually } from "../support/grpc.ts";
@@ -80,6 +84,10 @@ describe("the schema contract of a rolling upgrade", () => {
   test("rollingUpgradeHazards reads each statement", () => {
     assert.deepEqual(rollingUpgradeHazards("CREATE TABLE t (a int NOT NULL);\nALTER TABLE t ADD COLUMN b text NOT NULL DEFAULT '';\n-- DROP TABLE t;\nCREATE INDEX t_b ON t (b);"), []);
     assert.deepEqual(rollingUpgradeHazards("DROP INDEX t_b;"), [], "an index dropped breaks no query");
+    const unique = uniqueIndexesOf([{ sql: "CREATE UNIQUE INDEX t_key ON t (a);\nCREATE INDEX t_b ON t (b);" }]);
+    assert.deepEqual([...unique], ["t_key"]);
+    assert.deepEqual(hazardsIn("DROP INDEX IF EXISTS t_b, public.t_key;", unique).map((h) => h.split(":")[0]), ["drops a unique index"], "an older host's ON CONFLICT may name it");
+    assert.deepEqual(hazardsIn("DROP INDEX t_b;", unique), []);
     assert.deepEqual(rollingUpgradeHazards("ALTER TABLE t DROP COLUMN b;\nDROP TABLE t;").map((h) => h.split(":")[0]), ["drops", "drops"]);
     assert.deepEqual(
       rollingUpgradeHazards("ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 0, ADD COLUMN d int NOT NULL;\nALTER TABLE t ALTER COLUMN a TYPE bigint;\nALTER TABLE t ALTER COLUMN b SET NOT NULL;").map((h) => h.split(":")[0]),
