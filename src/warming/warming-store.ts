@@ -318,6 +318,8 @@ export async function claimDue(q: Queryable, now: Date, limit: number, leaseMs: 
        SELECT c.tid, x.attempts FROM c JOIN x ON x.task_id = c.task_id JOIN t ON t.id = c.task_id
      ), d AS (
        -- The row versions c locked, of running tasks whose action is pending: by TID, no index lookup.
+       -- A row c found updated by a commit after this statement's snapshot is locked in its newer
+       -- version, which this snapshot cannot see: it matches nothing here and is claimed next time.
        UPDATE warming_due d SET lease_until = now() + $3 * interval '1 millisecond', attempts = greatest(d.attempts, k.attempts) + 1
        FROM unnest(ARRAY(SELECT tid FROM ck ORDER BY tid), ARRAY(SELECT attempts FROM ck ORDER BY tid)) AS k(tid, attempts)
        WHERE d.ctid = k.tid
