@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import { PGlite } from "@electric-sql/pglite";
 import type { StoreDump } from "./db.ts";
-import { checkForDamage, recordRowCounts, rowCountsRecord, ROW_COUNTS_FILE } from "./pglite-damage.ts";
+import { checkForDamage, recordRowCounts, rowCountsRecord, ROW_COUNTS_FILE, writeRowCounts } from "./pglite-damage.ts";
 
 const MAGIC = "conveer-backup 1\n";
 /** Files of the data directory carried beside pgdata (master.key only with withMasterKey). */
@@ -50,8 +50,9 @@ export async function backupDataDir(dataDir: string, out: string, opts: { withMa
   try {
     await checkForDamage(pg, pgdata);
     dumped = await dumpPglite(pg);
-    // The record a clean close leaves (checkForDamage took the last one away).
-    await recordRowCounts(pg, pgdata);
+    // The record a clean close leaves (checkForDamage took the last one away): the counts just
+    // taken, since nothing wrote in between.
+    writeRowCounts(pgdata, dumped.rowCounts);
   } finally {
     await pg.close();
   }

@@ -98,7 +98,11 @@ export async function rowCountsRecord(pg: Pick<PGlite, "query">): Promise<string
  * fsynced, renamed into place) for the next open to compare.
  */
 export async function recordRowCounts(pg: PGlite, dataDir: string): Promise<void> {
-  const record = await rowCountsRecord(pg);
+  writeRowCounts(dataDir, await rowCountsRecord(pg));
+}
+
+/** Writes a record of rowCountsRecord (aside, fsynced, renamed into place) for the next open to compare. */
+export function writeRowCounts(dataDir: string, record: string): void {
   const file = path.join(dataDir, ROW_COUNTS_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, "w", 0o600);
