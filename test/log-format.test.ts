@@ -68,8 +68,10 @@ test("conveer start with CONVEER_LOG_FORMAT unset, on a terminal, writes pretty 
   try {
     const sys = await systemEnv(join(dir, "data"), { CONVEER_MASTER_KEY: "56".repeat(32) });
     // script -e: its exit code is the command's; -f: output as it comes. stdin, stdout and stderr
-    // of conveer are the pseudo-terminal; what it writes comes out of script's stdout.
-    const cli = runCli(["/dev/null"], sys.env, { argv: ["script", "-qefc", `${JSON.stringify(process.execPath)} ${JSON.stringify(MAIN)} start --services account`], cwd: ROOT });
+    // of conveer are the pseudo-terminal; what it writes comes out of script's stdout. script runs
+    // the command with $SHELL -c: `exec` makes conveer script's child whichever shell that is (dash
+    // forks for it, bash does not; without `exec` the SIGTERM below went to dash under CI).
+    const cli = runCli(["/dev/null"], sys.env, { argv: ["script", "-qefc", `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(MAIN)} start --services account`], cwd: ROOT });
     await waitHealthy(cli, sys.http);
     const lines = () => cli.stdout().replace(/\x1b\[[0-9;]*m/g, "").split(/\r?\n/).filter((l) => l.trim());
     await eventually(async () => lines().some((l) => l.includes("conveer started")), 10_000, "the started line");
@@ -80,6 +82,7 @@ test("conveer start with CONVEER_LOG_FORMAT unset, on a terminal, writes pretty 
     const children = childrenOf(cli.proc.pid!);
     assert.equal(children.length, 1, "conveer runs under script");
     const child = children[0];
+    assert.match(readFileSync(`/proc/${child}/cmdline`, "utf8"), /main\.ts\0start/, "script's child is conveer itself, not a shell");
     process.kill(child, "SIGTERM");
     assert.equal(await cli.exited, 0, cli.stdout().slice(-2000));
   } finally {
