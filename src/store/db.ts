@@ -53,3 +53,21 @@ export interface Db extends Queryable {
   /** The embedded store only: a consistent dump taken while it serves (calls wait for it). */
   dumpEmbedded?(): Promise<StoreDump>;
 }
+
+/**
+ * A Db whose query and transaction are `own`'s and whose every other member is db's: how the store
+ * wrappers (timed-db, traced-db) change how statements run and nothing else. Every member of Db
+ * must be named here (the type says so), so one added later, optional or not, cannot be dropped by
+ * a wrapper that forgot it.
+ */
+export function wrapDb(db: Db, own: Pick<Db, "query" | "transaction">): Db {
+  const forwarded = {
+    kind: db.kind,
+    listen: db.listen.bind(db),
+    health: db.health.bind(db),
+    ping: db.ping.bind(db),
+    close: db.close.bind(db),
+    dumpEmbedded: db.dumpEmbedded?.bind(db),
+  } satisfies { [K in Exclude<keyof Db, "query" | "transaction">]-?: unknown };
+  return { ...forwarded, ...own } as Db;
+}

@@ -1,3 +1,4 @@
+import { wrapDb } from "./db.ts";
 import type { Db, Queryable, Transaction } from "./db.ts";
 
 /**
@@ -20,16 +21,10 @@ export function timedDb(db: Db, observe: QueryObserver): Db {
         observe(cachedName(names, sql), (performance.now() - t0) / 1000);
       }
     };
-  return {
-    kind: db.kind,
+  return wrapDb(db, {
     query: timed(db),
     transaction: (fn) => db.transaction((tx) => fn({ query: timed(tx) } as Transaction)),
-    listen: (channel, onPayload, options) => db.listen(channel, onPayload, options),
-    health: () => db.health(),
-    ping: (ms) => db.ping(ms),
-    close: () => db.close(),
-    dumpEmbedded: db.dumpEmbedded && (() => db.dumpEmbedded!()),
-  };
+  });
 }
 
 // The SQL texts are the code's own (few hundred at most); the cap only guards against a caller

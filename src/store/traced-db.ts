@@ -6,6 +6,7 @@
  */
 import type { Span } from "@opentelemetry/api";
 import { CLIENT, INTERNAL, context, failSpan, trace, tracer } from "../telemetry/tracing.ts";
+import { wrapDb } from "./db.ts";
 import type { Db, Queryable, QueryResult, Transaction } from "./db.ts";
 
 /** The Db with a span per query inside traced calls; every other member is the Db's own. */
@@ -30,8 +31,7 @@ export function tracedDb(db: Db): Db {
         },
       );
     };
-  return {
-    kind: db.kind,
+  return wrapDb(db, {
     query: traced(db),
     transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
       if (!trace.getSpan(context.active())) return db.transaction(fn);
@@ -45,12 +45,7 @@ export function tracedDb(db: Db): Db {
         },
       );
     },
-    listen: (channel, onPayload, options) => db.listen(channel, onPayload, options),
-    health: () => db.health(),
-    ping: (timeoutMs) => db.ping(timeoutMs),
-    close: () => db.close(),
-    dumpEmbedded: db.dumpEmbedded && (() => db.dumpEmbedded!()),
-  };
+  });
 }
 
 function endWith<T>(span: Span, out: T): T {
