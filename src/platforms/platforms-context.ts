@@ -35,7 +35,7 @@ export type PlatformsContext = Readonly<PlatformsDeps & { advance: Batched<Advan
 /** The platform services' context: concurrent registrations' moves to their next step share one statement. */
 export function platformsContext(deps: PlatformsDeps): PlatformsContext {
   // One move statement at a time: the steps of concurrent registrations that end while it runs share the next.
-  return { ...deps, advance: batched((items) => advance(deps.db, items), 256, { oneInFlight: true }) };
+  return { ...deps, advance: batched((items) => advance(deps.db, items), { oneInFlight: true }) };
 }
 
 /** The driver bound to a platform; FAILED_PRECONDITION when none is. */

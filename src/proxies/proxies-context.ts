@@ -62,7 +62,7 @@ export function createProxiesContext({ db, vault, newId, accounts, log, options,
     lookup,
     allowedTargets,
     allocationAudited: batched((reads) => allocationsOfAudited(db, reads)),
-    allocated: batched((asks) => allocateBatch(db, log, asks), ALLOCATE_BATCH, { oneInFlight: true }),
+    allocated: batched((asks) => allocateBatch(db, log, asks), { maxBatch: ALLOCATE_BATCH, oneInFlight: true }),
     released: batched((asks) => releaseBatch(db, asks)),
   };
 }

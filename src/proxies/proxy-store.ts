@@ -213,9 +213,6 @@ function byAccount<T extends { accountId: string }>(asks: readonly T[]): T[] {
   return [...asks].sort((a, b) => (a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : 0));
 }
 
-/** An allocation asked for as part of a batch (allocateMany): one account's ask, with its own audit. */
-export type AllocateManyAsk = AllocateAsk;
-
 /**
  * allocateInOne for many accounts in one statement (asks of one preference shape and lease, one
  * ask per account): the accounts already on a healthy proxy renew their lease, the rest each take
@@ -236,7 +233,7 @@ export type AllocateManyAsk = AllocateAsk;
  * left among the unlocked candidates, a concurrent insert) is absent, and its caller takes the
  * one-ask path, which answers exactly as before (renewal, FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
  */
-export async function allocateMany(q: Queryable, unordered: readonly AllocateManyAsk[], prefer: { country: string; provider: string }, leaseMs: number): Promise<Map<string, AllocatedOne>> {
+export async function allocateMany(q: Queryable, unordered: readonly AllocateAsk[], prefer: { country: string; provider: string }, leaseMs: number): Promise<Map<string, AllocatedOne>> {
   const asks = byAccount(unordered);
   const params: unknown[] = [
     asks.map((a) => a.accountId),

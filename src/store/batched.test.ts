@@ -29,7 +29,7 @@ describe("batched", () => {
 
   test("batches are capped at maxBatch; a read in a later turn is never answered from an earlier batch", async () => {
     const t = table({ ...rows });
-    const read = batched(t.readMany, 10);
+    const read = batched(t.readMany, { maxBatch: 10 });
     await Promise.all(Array.from({ length: 35 }, (_, i) => read(`k${i}`)));
     assert.deepEqual(t.batches.map((b) => b.keys.length), [10, 10, 10, 5]);
     const live: Record<string, string> = { a: "1" };
@@ -80,8 +80,7 @@ describe("batched", () => {
         }
         return new Map(keys.map((k) => [k, k.toUpperCase()]));
       },
-      3,
-      { oneInFlight: true },
+      { maxBatch: 3, oneInFlight: true },
     );
     const first = slow("a").catch((err: Error) => err.message);
     await new Promise((r) => setTimeout(r, 5)); // "a" runs; the next calls come one turn apart while it does
