@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { PGlite, parse, protocol } from "@electric-sql/pglite";
 import type { Logger } from "pino";
 import type { Db, QueryResult, StoreHealth, Transaction } from "./db.ts";
@@ -13,6 +15,9 @@ import { dumpPglite } from "./backup.ts";
  */
 export async function openPglite(dataDir?: string, opts: { log?: Logger } = {}): Promise<Db> {
   if (!dataDir) return wrapPglite(await PGlite.create());
+  // Said before the wait: a new data directory takes PGlite's initdb (seconds, more on a busy host).
+  const isNew = !existsSync(join(dataDir, "PG_VERSION"));
+  opts.log?.info({ dataDir }, isNew ? "creating the embedded store (initdb: a few seconds)" : "opening the embedded store");
   // Checksums are PostgreSQL 18's default; asked for explicitly so a new data directory never lacks them.
   const pg = await PGlite.create({ dataDir, initDbStartParams: ["--data-checksums"] });
   try {
