@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
@@ -126,6 +126,16 @@ describe("conveer accounts|proxies|registrations|sms against a running server", 
     assert.equal(reads.length, 375);
     assert.ok(reads.every((e) => e.actor === "ops" && typeof e.accountId === "string"), JSON.stringify(reads[0]));
     assert.equal(new Set(reads.map((e) => e.accountId)).size, 250);
+  });
+
+  test("accounts export --out onto an existing file readable by others makes it 0600 before writing", async () => {
+    const out = join(dataDir, "existing.jsonl");
+    await writeFile(out, "old\n", { mode: 0o644 });
+    await chmod(out, 0o644);
+    const r = await conveer(["accounts", "export", "--format", "json", "--out", out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await stat(out)).mode & 0o777, 0o600, "an export (credentials, with --with-credentials) must not stay world-readable");
+    assert.equal(jsonLines(await readFile(out, "utf8")).length, 250);
   });
 
   test("accounts export --with-credentials with a token lacking credentials:read exits 1 naming the scope", async () => {

@@ -132,6 +132,27 @@ describe("the HTTP port, open mode", () => {
     assert.match(metrics, /conveer_grpc_calls_total\{service="conveer\.AccountService",method="GetAccount",code="NOT_FOUND"\} [2-9]/);
   });
 
+  test("Connect JSON refuses an unknown key or enum name instead of dropping it (a dropped filter answered every row)", async () => {
+    await sys.accounts.createAccount({ platform: "vk", login: "strict-json", password: "pw" });
+    const post = async (method: string, body: unknown) => {
+      const res = await fetch(`${base}/conveer.AccountService/${method}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as { code?: string; message?: string; accounts?: unknown[] } };
+    };
+    // "BANNED" is not the proto JSON name (ACCOUNT_STATUS_BANNED): no account is BANNED, so an
+    // answer with accounts in it is the filter dropped.
+    const enumName = await post("ListAccounts", { status: "BANNED" });
+    assert.equal(enumName.status, 400, JSON.stringify(enumName.body));
+    assert.equal(enumName.body.code, "invalid_argument");
+    assert.match(enumName.body.message ?? "", /AccountStatus.*"BANNED"/);
+    const typo = await post("ListAccounts", { loginPrefx: "strict" });
+    assert.equal(typo.status, 400, JSON.stringify(typo.body));
+    assert.match(typo.body.message ?? "", /"loginPrefx" is unknown/);
+    // The proto names and the JSON names both still work.
+    const ok = await post("ListAccounts", { status: "ACCOUNT_STATUS_BANNED", login_prefix: "strict" });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.deepEqual(ok.body.accounts ?? [], []);
+  });
+
   for (const [name, make] of Object.entries(transports)) {
     test(`unary over ${name}: the same answers and codes`, async () => {
       const accounts = createClient(AccountService, make());

@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -109,6 +109,12 @@ for (const kind of STORE_KINDS) {
         assert.equal(type === "counter", name.endsWith("_total"), `${name} is a ${type}`);
       }
       assert.equal(families.has("conveer_warming_worker_actions"), false, "the old gauge of cumulative counts is gone");
+      // The docs name only metrics there are (docs/operations.md named the old gauge and "store pool gauges").
+      for (const doc of ["README.md", "docs/operations.md", "deploy/README.md", "src/warming/README.md"]) {
+        const text = await readFile(new URL(`../${doc}`, import.meta.url), "utf8");
+        const named = new Set([...text.matchAll(/\bconveer_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, "")));
+        assert.deepEqual([...named].filter((n) => !families.has(n)), [], `${doc} names metrics /metrics does not have`);
+      }
     });
 
     test("conveer_store_up is 1 and store queries are timed by a short operation name", async () => {

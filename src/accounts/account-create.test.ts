@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { AccountStatus, CreateAccountRequestSchema } from "../gen/conveer/v1/account_pb.js";
 import { checkPhone, validateNew } from "./account-create.ts";
 
-const req = (extra: Partial<{ platform: string; login: string; password: string; phone: string; status: AccountStatus }> = {}) =>
+const req = (extra: Partial<{ platform: string; login: string; password: string; phone: string; status: AccountStatus; labels: Record<string, string> }> = {}) =>
   create(CreateAccountRequestSchema, { platform: "vk", login: "alice", password: "secret", ...extra });
 
 test("a new account needs a known platform, a login, a password; a phone is E.164 when given", () => {
@@ -18,6 +18,10 @@ test("a new account needs a known platform, a login, a password; a phone is E.16
   assert.throws(() => validateNew(req({ phone: "89991234567" })), /phone must be E\.164/);
   assert.throws(() => validateNew(req({ status: 99 as AccountStatus })), /status is not a known AccountStatus \(99\)/);
   assert.throws(() => validateNew(req({ status: AccountStatus.DELETED })), /status cannot be DELETED/);
+  // Labels ListAccounts' label_selector can select: a key neither empty nor holding "=" (a value may).
+  validateNew(req({ labels: { team: "a=b" } }));
+  assert.throws(() => validateNew(req({ labels: { "": "x" } })), /labels keys must be non-empty and without "=", got ""/);
+  assert.throws(() => validateNew(req({ labels: { "a=b": "x" } })), /labels keys must be non-empty and without "=", got "a=b"/);
 });
 
 test("an empty phone is allowed (no change, or none)", () => {

@@ -311,8 +311,9 @@ for (const kind of STORE_KINDS) {
 
     test("createToken validates names and scopes, and refuses a duplicate name", async () => {
       await assert.rejects(createToken(store.db, newId(), "has space", ["*"]), /token name must be/);
-      await assert.rejects(createToken(store.db, newId(), "x", []), /at least one scope/);
-      await assert.rejects(createToken(store.db, newId(), "x", ["accounts:delete"]), /unknown scope "accounts:delete"; valid scopes: \*, credentials:read/);
+      // The message reads as a sentence after the field's name (it was "scopes unknown scope …").
+      await assert.rejects(createToken(store.db, newId(), "x", []), /: scopes must name at least one scope; valid scopes: /);
+      await assert.rejects(createToken(store.db, newId(), "x", ["accounts:delete"]), /: scopes has an unknown scope "accounts:delete"; valid scopes: \*, credentials:read/);
       await createToken(store.db, newId(), "dup", ["*"]);
       await assert.rejects(createToken(store.db, newId(), "dup", ["*"]), /a token named "dup" already exists/);
     });

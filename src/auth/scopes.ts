@@ -29,11 +29,11 @@ export const ALL_SCOPES: readonly string[] = [
   ...SCOPE_AREAS.flatMap((a) => LEVELS.map((l) => `${a}:${l}`)),
 ];
 
-/** Throws a message listing the valid scopes when one is unknown. */
+/** Throws a message listing the valid scopes when one is unknown; it reads after "scopes " (the field it is reported under). */
 export function validateScopes(scopes: string[]): void {
-  if (scopes.length === 0) throw new Error(`at least one scope is needed; valid scopes: ${ALL_SCOPES.join(", ")}`);
+  if (scopes.length === 0) throw new Error(`must name at least one scope; valid scopes: ${ALL_SCOPES.join(", ")}`);
   for (const s of scopes) {
-    if (!ALL_SCOPES.includes(s)) throw new Error(`unknown scope ${JSON.stringify(s)}; valid scopes: ${ALL_SCOPES.join(", ")}`);
+    if (!ALL_SCOPES.includes(s)) throw new Error(`has an unknown scope ${JSON.stringify(s)}; valid scopes: ${ALL_SCOPES.join(", ")}`);
   }
 }
 

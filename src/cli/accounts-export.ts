@@ -1,4 +1,4 @@
-import { createWriteStream } from "node:fs";
+import { createWriteStream, fchmodSync, openSync } from "node:fs";
 import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { InvalidArgumentError } from "commander";
@@ -39,7 +39,8 @@ export function registerAccountExport(program: Command, getConfig: () => Config)
     .option("--out <file>", "write to this file (created 0600) instead of standard output")
     .option("--page-size <n>", "accounts per ListAccounts page", intBetween(1, 1000), 500)
     .action(async (o: ExportOptions) => {
-      const out: Writable = o.out ? createWriteStream(o.out, { mode: 0o600 }) : process.stdout;
+      // 0600 also when the file was there: open's mode applies only to a file it creates.
+      const out: Writable = o.out ? createWriteStream("", { fd: private600(o.out) }) : process.stdout;
       try {
         const { exported, failed } = await exportAccounts(client(), o, out);
         process.stderr.write(`exported ${exported} account(s)${failed ? `, failed ${failed}` : ""}${o.out ? ` to ${o.out}` : ""}\n`);
@@ -101,4 +102,11 @@ async function credentialsOf(client: Client<typeof AccountService>, page: readon
   };
   await Promise.all(Array.from({ length: Math.min(CREDENTIAL_READS, page.length) }, worker));
   return out;
+}
+
+/** Opens (creating or truncating) a file only its owner can read, whatever mode it had. */
+function private600(path: string): number {
+  const fd = openSync(path, "w", 0o600);
+  fchmodSync(fd, 0o600);
+  return fd;
 }

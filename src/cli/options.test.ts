@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { InvalidArgumentError } from "commander";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { AccountStatus } from "../gen/conveer/v1/account_pb.js";
-import { collect, enumValue, intBetween, labelSelector, pages, timeValue } from "./options.ts";
+import { SMSStatus } from "../gen/conveer/v1/sms_pb.js";
+import { collect, enumName, enumValue, intBetween, labelSelector, pages, timeValue } from "./options.ts";
 
 test("pages follows next tokens page by page and stops at the limit, asking for no more than it needs", async () => {
   const asked: [string, number][] = [];
@@ -31,6 +32,13 @@ test("option parsers name what they take", () => {
   assert.equal(status("active"), AccountStatus.ACTIVE);
   assert.equal(status("ACCOUNT_STATUS_BANNED"), AccountStatus.BANNED);
   assert.throws(() => status("unspecified"), /must be one of CREATING, ACTIVE, WARMING, BANNED, SUSPENDED, DELETED/);
+  // SMSStatus's generated keys keep their prefix (SMS_STATUS_PENDING): short and full names work too.
+  const sms = enumValue(SMSStatus, "SMS_STATUS_");
+  assert.equal(sms("completed"), SMSStatus.SMS_STATUS_COMPLETED);
+  assert.equal(sms("SMS_STATUS_WAITING_CODE"), SMSStatus.SMS_STATUS_WAITING_CODE);
+  assert.throws(() => sms("unspecified"), /must be one of PENDING, WAITING_CODE, CODE_RECEIVED, COMPLETED, CANCELLED, FAILED \(any case\)/);
+  assert.equal(enumName(SMSStatus, SMSStatus.SMS_STATUS_COMPLETED, "SMS_STATUS_"), "COMPLETED");
+  assert.equal(enumName(AccountStatus, AccountStatus.ACTIVE), "ACTIVE");
   assert.equal(timestampDate(timeValue("2026-11-30T18:00:00Z")).toISOString(), "2026-11-30T18:00:00.000Z");
   const ago = Date.now() - timestampDate(timeValue("2h")).getTime();
   assert.ok(Math.abs(ago - 7_200_000) < 5000, String(ago));

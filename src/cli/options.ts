@@ -38,20 +38,26 @@ export function labelSelector(v: string, previous: string[] = []): string[] {
 
 /**
  * An enum value by its short name ("active") or full name ("ACCOUNT_STATUS_ACTIVE"); the
- * UNSPECIFIED member is never accepted.
+ * UNSPECIFIED member is never accepted. The generated enum's keys may keep the prefix
+ * (SMSStatus.SMS_STATUS_PENDING) or not (AccountStatus.ACTIVE): both work.
  */
 export function enumValue<E extends Record<string, string | number>>(e: E, prefix: string): (v: string) => E[keyof E] {
-  const names = Object.keys(e).filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED");
+  const strip = (k: string) => (k.startsWith(prefix) ? k.slice(prefix.length) : k);
+  const byName = new Map(Object.keys(e).filter((k) => Number.isNaN(Number(k))).map((k) => [strip(k), e[k as keyof E]] as const));
+  byName.delete("UNSPECIFIED");
+  const names = [...byName.keys()];
   return (v) => {
-    const key = v.trim().toUpperCase().replace(new RegExp(`^${prefix}`), "");
-    if (!names.includes(key)) throw new InvalidArgumentError(`must be one of ${names.join(", ")} (any case), got ${JSON.stringify(v)}`);
-    return e[key as keyof E];
+    const key = strip(v.trim().toUpperCase());
+    if (!byName.has(key)) throw new InvalidArgumentError(`must be one of ${names.join(", ")} (any case), got ${JSON.stringify(v)}`);
+    return byName.get(key)!;
   };
 }
 
-/** The short name of an enum value ("ACTIVE"), or the number when unknown. */
-export function enumName(e: Record<number, string>, v: number): string {
-  return e[v] ?? String(v);
+/** The short name of an enum value ("ACTIVE"; without `prefix` where the key keeps it), or the number when unknown. */
+export function enumName(e: Record<number, string>, v: number, prefix = ""): string {
+  const name = e[v];
+  if (name === undefined) return String(v);
+  return prefix && name.startsWith(prefix) ? name.slice(prefix.length) : name;
 }
 
 /** A time: an ISO 8601 date or date-time ("2026-11-30", "2026-11-30T18:00:00Z"), or a duration ago ("90m", "24h", "7d"). */

@@ -39,3 +39,23 @@ test("the README's CLI reference lists every command, and only those", () => {
   assert.deepEqual([...readme].filter((p) => !cli.includes(p)), [], "README rows naming no command");
   assert.ok(cli.length > 30, `walked ${cli.length} commands`);
 });
+
+test("every option a README CLI reference row names exists on its command (global ones on conveer)", () => {
+  const cli = buildCli();
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const section = readme.slice(readme.indexOf("## CLI reference"), readme.indexOf("### TLS and client certificates"));
+  const global = cli.options.map((o) => o.long);
+  const wrong: string[] = [];
+  for (const m of section.matchAll(/^\| `conveer ([^`]+)`/gm)) {
+    const words = m[1].split(" ");
+    const [group, sub] = words;
+    const parent = group.startsWith("--") ? cli : cli.commands.find((c) => c.name() === group);
+    const commands = parent && parent !== cli && parent.commands.length > 0 && sub ? sub.split("\\|").map((s) => parent.commands.find((c) => c.name() === s)) : [parent];
+    for (const flag of m[1].match(/--[a-z][a-z-]*/g) ?? []) {
+      for (const c of commands) {
+        if (!c || (!c.options.some((o) => o.long === flag) && !global.includes(flag))) wrong.push(`${m[1]}: ${flag}`);
+      }
+    }
+  }
+  assert.deepEqual(wrong, []);
+});

@@ -90,13 +90,31 @@ async function watch(c: Warming, ui: Bars, taskId: string, all: boolean, signal:
 
 /** Bars for the tasks there already are: open ones (and, with --all, ended ones), newest first; answers how many are shown. */
 async function seed(c: Warming, ui: Bars, taskId: string, all: boolean): Promise<number> {
-  const tasks = taskId ? [await c.getWarmingStatus({ taskId })] : (await c.listWarmingTasks({ pageSize: 200 })).tasks;
+  const tasks = taskId ? [await c.getWarmingStatus({ taskId })] : await existingTasks(c, all);
   for (const t of tasks) {
     if (!all && !OPEN.has(t.status)) continue;
     barFor(ui, t).update(t.progress, { status: short(t.status) });
     if (!OPEN.has(t.status)) ui.say(`${ui.labels.get(t.id)}: ${short(t.status)}`);
   }
   return ui.byTask.size;
+}
+
+/**
+ * Every open task (every page of each open status), or with --all every task, newest first. One
+ * page of 200 of any status was read before, so past the newest 200 tasks open ones had no bar
+ * until their next event (a paused one never) and --all missed older ends.
+ */
+async function existingTasks(c: Warming, all: boolean): Promise<WarmingTask[]> {
+  const tasks: WarmingTask[] = [];
+  for (const status of all ? [WarmingStatus.UNSPECIFIED] : [...OPEN]) {
+    let pageToken = "";
+    do {
+      const page = await c.listWarmingTasks({ status, pageSize: 1000, pageToken });
+      tasks.push(...page.tasks);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+  return tasks.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 }
 
 function barFor(ui: Bars, t: WarmingTask): cliProgress.SingleBar {

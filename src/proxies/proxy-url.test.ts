@@ -59,6 +59,19 @@ test("parseProxyUrl: a password never appears in an error", () => {
     (err: Error) => !err.message.includes("s3cr3t") && err.message.includes('"socks5://user:***@h"'),
   );
   assert.throws(() => parseProxyUrl("socks5://user:s3@cr3t@h:99999"), (err: Error) => !err.message.includes("s3") && !err.message.includes("cr3t"));
+  // Without a scheme too: "user:pass@host:port", a vendor's "host:port:user:pass", a scheme missing its colon.
+  for (const [url, shown] of [
+    ["user:s3cr3t@203.0.113.5:3128", '"user:***@203.0.113.5:3128"'],
+    ["203.0.113.5:3128:user:s3cr3t", '"203.0.113.5:3128:user:***"'],
+    ["http//user:s3cr3t@203.0.113.5:3128", '"http//user:***@203.0.113.5:3128"'],
+  ]) {
+    assert.throws(
+      () => parseProxyUrl(url),
+      (err: Error) => !err.message.includes("s3cr3t") && err.message.includes(shown) && err.message.includes("has no scheme"),
+      url,
+    );
+  }
+  assert.throws(() => parseProxyUrl("203.0.113.5:3128:user:s3cr3t"), /written http:\/\/user:pass@host:port/);
 });
 
 test("formatProxyUrl round-trips through parseProxyUrl", () => {

@@ -16,9 +16,13 @@ const FORM = "expected scheme://[user:pass@]host:port with scheme http, https or
 const SCHEMES: Record<string, ParsedProxyUrl["protocol"]> = { http: "http", https: "https", socks5: "socks5", socks5h: "socks5" };
 const HOSTNAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
-// Errors quote the URL so the user can find it, but never its password.
+// Errors quote the URL so the user can find it, but never its password: also when the scheme is
+// missing, as in "user:pass@host:port" or a vendor list's "host:port:user:pass".
 function redact(url: string): string {
-  return quote(url.replace(/^([^:/]*:\/\/[^:@/]*:).*@/s, "$1***@"));
+  if (/^[^:/]*:\/\//.test(url)) return quote(url.replace(/^([^:/]*:\/\/[^:@/]*:).*@/s, "$1***@"));
+  if (url.includes("@")) return quote(url.replace(/^([^:@]*:).*@/s, "$1***@"));
+  const parts = url.split(":");
+  return quote(parts.length > 3 ? `${parts.slice(0, 3).join(":")}:***` : url);
 }
 
 function decode(part: string, what: string, fail: (problem: string) => never): string {
@@ -38,7 +42,7 @@ export function parseProxyUrl(url: string): ParsedProxyUrl {
   };
   if (text === "") return fail("is empty");
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(text);
-  if (!m) return fail("has no scheme");
+  if (!m) return fail(`has no scheme${text.split(":").length > 3 && !text.includes("@") ? " (a host:port:user:pass line is written http://user:pass@host:port)" : ""}`);
   const protocol = SCHEMES[m[1].toLowerCase()];
   if (!protocol) return fail(`has unsupported scheme "${m[1]}"`);
   let rest = m[2];

@@ -69,6 +69,10 @@ export async function startHttp(opts: HttpOptions): Promise<{ port: number; clos
         shutdownSignal: opts.shutdown,
         readMaxBytes: MAX_MESSAGE_BYTES,
         writeMaxBytes: MAX_MESSAGE_BYTES,
+        // Connect ignores unknown JSON keys and enum names by default, so a misspelt field or a
+        // filter like {"status":"BANNED"} (not ACCOUNT_STATUS_BANNED) was dropped and the call
+        // answered as if unfiltered. Refused instead, naming the key or the value.
+        jsonOptions: { ignoreUnknownFields: false },
         fallback: (_req, res) => send(res, 404, "text/plain", "not found: try /healthz, /metrics or /<package.Service>/<Method>\n"),
       })
     : undefined;

@@ -6,13 +6,14 @@
  *   "conveer-backup 1\n" + one JSON line (the header: files as base64, the dump's length) + the dump.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from "node:fs/promises";
+import { open, readdir, readFile, rename, rm, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import { PGlite } from "@electric-sql/pglite";
 import type { StoreDump } from "./db.ts";
 import { checkForDamage, recordRowCounts, rowCountsRecord, ROW_COUNTS_FILE, writeRowCounts } from "./pglite-damage.ts";
+import { keepPrivate } from "./private-dir.ts";
 
 const MAGIC = "conveer-backup 1\n";
 /** Files of the data directory carried beside pgdata (master.key only with withMasterKey). */
@@ -104,7 +105,7 @@ export async function restoreDataDir(archive: string, dataDir: string, opts: { f
   }
   const pgdata = join(dataDir, "pgdata");
   if (opts.force) await rm(pgdata, { recursive: true, force: true });
-  await mkdir(pgdata, { recursive: true });
+  keepPrivate(pgdata);
   const pg = await PGlite.create({ dataDir: pgdata, loadDataDir: new Blob([dump]) });
   try {
     // The counts taken with the dump: a restored store that lacks a row is refused here.

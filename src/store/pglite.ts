@@ -7,6 +7,7 @@ import { storeFailureReason } from "./store-errors.ts";
 import { healthWithin } from "./store-monitor.ts";
 import { checkForDamage, recordRowCounts } from "./pglite-damage.ts";
 import { dumpPglite } from "./backup.ts";
+import { keepPrivate } from "./private-dir.ts";
 
 /**
  * Opens (creating on first use, with page checksums) an embedded PGlite store in dataDir; no
@@ -15,6 +16,7 @@ import { dumpPglite } from "./backup.ts";
  */
 export async function openPglite(dataDir?: string, opts: { log?: Logger } = {}): Promise<Db> {
   if (!dataDir) return wrapPglite(await PGlite.create());
+  keepPrivate(dataDir, opts.log);
   // Said before the wait: a new data directory takes PGlite's initdb (seconds, more on a busy host).
   const isNew = !existsSync(join(dataDir, "PG_VERSION"));
   opts.log?.info({ dataDir }, isNew ? "creating the embedded store (initdb: a few seconds)" : "opening the embedded store");
@@ -131,3 +133,4 @@ const CLOSED: StoreHealth = Object.freeze({ ok: false, reason: "the store is clo
 function rowCount(r: { rows: unknown[]; fields: unknown[]; affectedRows?: number }): number {
   return r.fields.length > 0 ? r.rows.length : (r.affectedRows ?? 0);
 }
+

@@ -13,6 +13,10 @@ test("operationOf names a statement by its verb and first table, never by its va
     ["DELETE FROM proxy_allocations WHERE account_id = $1", "delete proxy_allocations"],
     ["WITH c AS (SELECT id FROM warming_tasks) UPDATE warming_actions x SET status = 'running'", "update warming_actions"],
     ["WITH r AS (SELECT * FROM registrations) SELECT * FROM r", "select registrations"],
+    // A row lock in a WITH is no write: the warming claim locks warming_due, then updates it.
+    ["WITH c AS (SELECT ctid FROM warming_due WHERE lease_until IS NULL LIMIT $2 FOR UPDATE SKIP LOCKED), d AS (UPDATE warming_due d SET lease_until = now() FROM c WHERE d.ctid = c.ctid RETURNING 1) SELECT * FROM d", "update warming_due"],
+    ["WITH c AS (SELECT id FROM proxies FOR NO KEY UPDATE SKIP LOCKED) SELECT * FROM c", "select proxies"],
+    ["WITH v AS (SELECT 1) INSERT INTO account_counts (n) VALUES (1) ON CONFLICT (k) DO UPDATE SET n = 2", "insert account_counts"],
     ["-- a comment\nSELECT 1", "select"],
     ["SELECT pg_notify($1, $2)", "select"],
     ["BEGIN", "begin"],

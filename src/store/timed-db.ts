@@ -49,7 +49,8 @@ export function operationOf(sql: string): string {
   const s = sql.replace(/--[^\n]*/g, " ").replace(/\s+/g, " ").trim().toLowerCase();
   const verb = /^(\w+)/.exec(s)?.[1] ?? "other";
   if (verb === "select" || verb === "with") {
-    const w = /\b(insert into|update|delete from)\s+([a-z_][a-z0-9_.]*)/.exec(s);
+    // Not a row lock's "FOR [NO KEY] UPDATE SKIP LOCKED" nor an upsert's "DO UPDATE SET": they were "update skip".
+    const w = /(?<!\b(?:for|key|do) )\b(insert into|update|delete from)\s+([a-z_][a-z0-9_.]*)/.exec(s);
     if (verb === "with" && w) return `${w[1].split(" ")[0]} ${w[2]}`;
     const f = /\bfrom\s+([a-z_][a-z0-9_.]*)/.exec(s);
     return f ? `select ${f[1]}` : "select";
