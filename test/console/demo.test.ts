@@ -1,7 +1,8 @@
 /**
  * `conveer demo` as a real process on free ports: it prints the console URL, seeds a living world
  * (proxies, about 30 registered accounts, warming running, a banned account, registrations whose
- * code never came), and the console and the API show it.
+ * code never came), and the console and the API show it; its temporary data directory (no
+ * CONVEER_DATA_DIR) is gone once it stops.
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,6 +15,7 @@ import { WarmingService, WarmingStatus } from "../../src/gen/conveer/v1/warming_
 import { killAll, runCli, systemEnv, terminate } from "../support/cli.ts";
 import type { Cli } from "../support/cli.ts";
 import { eventually } from "../support/grpc.ts";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +31,8 @@ test("conveer demo: a world to look at, announced with the console's URL", { tim
   dir = await mkdtemp(join(tmpdir(), "conveer-demo-test-"));
   const { env, http } = await systemEnv(join(dir, "data"));
   delete env.CONVEER_LOG_LEVEL;
+  delete env.CONVEER_DATA_DIR;
+  env.TMPDIR = dir;
   const cli = runCli(["demo"], env);
   children.push(cli);
   await eventually(() => cli.stdout().includes("Ready.") || !cli.running(), 150_000, "the demo to be seeded");
@@ -48,6 +52,9 @@ test("conveer demo: a world to look at, announced with the console's URL", { tim
   assert.ok(running.totalCount >= 5n, `running tasks: ${running.totalCount}`);
   // Warming really runs: actions are being done.
   await eventually(async () => (await warming.getStatistics({})).actionsCompleted > 0n, 60_000, "a warming action to be done");
+  const dataDir = /data in (\S+) \(removed when the demo stops\)/.exec(cli.stdout())?.[1];
+  assert.ok(dataDir?.startsWith(join(dir, "conveer-demo-")) && existsSync(dataDir), cli.stdout());
   const { code } = await terminate(cli);
   assert.equal(code, 0, cli.stderr());
+  assert.ok(!existsSync(dataDir!), "the temporary data directory is removed");
 });
