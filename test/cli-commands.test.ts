@@ -162,6 +162,10 @@ describe("conveer accounts|proxies|registrations|sms against a running server", 
     const changes = jsonLines(hist.stdout);
     assert.equal(changes[0].toStatus, "ACCOUNT_STATUS_DELETED");
     assert.equal(changes[0].reason, "operator test");
+    // The table shows statuses as `accounts list` does (DELETED, not ACCOUNT_STATUS_DELETED).
+    const table = await conveer(["accounts", "history", String(acc.id)]);
+    assert.match(table.stdout.split("\n")[1] ?? "", /\bACTIVE\b.*\bDELETED\b.*operator test/, table.stdout);
+    assert.doesNotMatch(table.stdout, /ACCOUNT_STATUS_/);
     const missing = await conveer(["accounts", "get", "0123456789abcdef01234567"]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^conveer: .*not found/m);

@@ -83,8 +83,9 @@ export function registerAccountsCommands(program: Command, getConfig: () => Conf
       const r = await client().getStatusHistory({ accountId: id });
       printMessages(o.output, StatusChangeSchema, r.changes, [
         ["time", (c) => timeText(c.changedAt)],
-        ["from", (c) => c.fromStatus],
-        ["to", (c) => c.toStatus],
+        // The change's statuses are the enum's names (ACCOUNT_STATUS_ACTIVE): shown as `accounts list` shows them (ACTIVE).
+        ["from", (c) => c.fromStatus.replace(/^ACCOUNT_STATUS_/, "")],
+        ["to", (c) => c.toStatus.replace(/^ACCOUNT_STATUS_/, "")],
         ["author", (c) => c.author],
         ["reason", (c) => c.reason],
       ]);
