@@ -424,15 +424,12 @@ function traceAction<T>(c: ClaimedAction, execute: () => Promise<T>): Promise<T>
 }
 
 /**
- * Records whatever has finished: with a backlog (or draining), up to `parallel` recordings at once
- * (each its own batch, its own transaction; their tasks are disjoint), so a backlog's recordings
- * overlap instead of queueing; otherwise one at a time, beside the claims. Outcomes that arrive
- * while every recording allowed is busy go in the next batch.
+ * Records whatever has finished: up to `parallel` recordings at once (each its own batch, its own
+ * transaction; their tasks are disjoint), so a backlog's recordings overlap instead of queueing.
+ * Outcomes that arrive while every recording is busy go in the next batch.
  */
 function flush(ctx: WorkerContext, state: WorkerState): void {
-  // Without a backlog one recording at a time: outcomes that finish meanwhile wait for it and go
-  // in one batch, instead of a statement each beside every claim.
-  if (state.gathering || state.recorders >= (state.mode === "backlogged" || state.mode === "draining" ? ctx.parallel : 1)) return;
+  if (state.gathering || state.recorders >= ctx.parallel) return;
   state.recorders++;
   state.gathering = true;
   const one = recordAll(ctx, state).finally(() => {
@@ -517,13 +514,7 @@ async function step(ctx: WorkerContext, state: WorkerState): Promise<void> {
   state.kicked = false;
   const free = o.concurrency - state.inFlight.size;
   if (state.mode === "backlogged" && free < ctx.minClaim && state.inFlight.size > 0) return waitForWork(ctx, state, false);
-  // One statement at a time (PGlite): without a backlog, claims and recordings take turns. With
-  // more (PostgreSQL), what is due is claimed while a recording runs: waiting for it would add a
-  // recording's time to the lag of every action that falls due meanwhile (at 1,000 due/s on a
-  // loaded host, the turns alone took the whole second). Batches still grow with the load: one
-  // claim at a time takes what fell due while the last ran, and one recording at a time (flush)
-  // what finished while the last ran.
-  if (state.mode !== "backlogged" && state.flushing && ctx.parallel === 1) {
+  if (state.mode !== "backlogged" && state.flushing) {
     await state.flushing;
     return;
   }
