@@ -532,17 +532,24 @@ export async function expiredLeases(q: Queryable, limit: number): Promise<{ task
 
 /**
  * RUNNING tasks with actions left and no queue row (nothing claimable, nothing in flight): cannot
- * happen while the invariants hold; repaired rather than left stuck.
+ * happen while the invariants hold; repaired rather than left stuck. Looks at one slice of the
+ * tasks, the next `slice` by id after `after`, so that each call costs a bounded scan however many
+ * tasks there are (the whole table took 225-616 ms at 100,000 tasks, beside the claims); answers
+ * up to `limit` of them, in id order, and where the next call goes on ('' : from the start).
  */
-export async function strandedTasks(q: Queryable, limit: number): Promise<TaskRow[]> {
+export async function strandedTasks(q: Queryable, after: string, slice: number, limit: number): Promise<{ tasks: TaskRow[]; next: string }> {
+  const end = (await q.query<{ last: string | null; n: number }>("SELECT max(id) AS last, count(*)::int AS n FROM (SELECT id FROM warming_tasks WHERE id > $1 ORDER BY id LIMIT $2) s", [after, slice])).rows[0];
+  if (!end?.last) return { tasks: [], next: "" };
   const r = await q.query<TaskRow>(
     `SELECT ${TASK_SELECT} FROM warming_tasks t
-     WHERE t.status = ${TaskStatus.RUNNING} AND t.next_seq < t.total_actions
+     WHERE t.id > $1 AND t.id <= $2 AND t.status = ${TaskStatus.RUNNING} AND t.next_seq < t.total_actions
        AND NOT EXISTS (SELECT 1 FROM warming_due d WHERE d.task_id = t.id)
-     LIMIT $1`,
-    [limit],
+     ORDER BY t.id
+     LIMIT $3`,
+    [after, end.last, limit],
   );
-  return r.rows;
+  const next = r.rows.length === limit ? r.rows[limit - 1].id : end.n < slice ? "" : end.last;
+  return { tasks: r.rows, next };
 }
 
 /**

@@ -68,16 +68,29 @@ export function createWarming(deps: WarmingDeps) {
   let started = false;
 
   return {
-    /** Starts the event hub (the process's one LISTEN), the worker (unless runWorker is false) and the upkeep. */
+    /** Starts the worker (unless runWorker is false), the upkeep and the event hub (the process's one LISTEN); answers when the hub is ready. */
     async start(): Promise<void> {
       if (started) return;
       started = true;
-      await ctx.hub.start();
       ctx.hub.onEvent((e) => {
         if (e.event_type === "status_changed" && e.data.to === statusName(TaskStatus.RUNNING)) worker.kick();
       });
+      // The worker does not wait for the hub: the hub's start waits for every transaction open in
+      // the database cluster when it looked (up to maxGapWaitMs, 30 s), and actions falling due
+      // meanwhile would wait with it. The worker's events are ordered for subscribers as any other
+      // replica's are, whenever they are written.
       if (opts.runWorker) worker.start();
       upkeep.start();
+      try {
+        await ctx.hub.start();
+      } catch (err) {
+        started = false;
+        const upkeepStopped = upkeep.stop();
+        if (opts.runWorker) await worker.stop(0);
+        await upkeepStopped;
+        await ctx.hub.stop();
+        throw err;
+      }
     },
 
     /** Stops claiming, lets actions in flight finish for up to graceMs, records them, ends the streams. */

@@ -348,14 +348,14 @@ export type WorkerState = {
   gathering: boolean;
   /** Claim failures in a row (the retry backoff). */
   errors: number;
-  /** Upkeep rounds so far (the repair runs every 12th). */
-  rounds: number;
+  /** Where the repair's sweep goes on: the last task id it looked at ('' : from the start). */
+  repairFrom: string;
   stats: { claimed: number; recorded: number; dropped: number; claims: number };
 };
 
 /** A fresh, stopped worker state. */
 export function initialState(): WorkerState {
-  return { mode: "stopped", kicked: false, wake: undefined, inFlight: new Map(), results: [], flushing: undefined, recorders: 0, gathering: false, errors: 0, rounds: 0, stats: { claimed: 0, recorded: 0, dropped: 0, claims: 0 } };
+  return { mode: "stopped", kicked: false, wake: undefined, inFlight: new Map(), results: [], flushing: undefined, recorders: 0, gathering: false, errors: 0, repairFrom: "", stats: { claimed: 0, recorded: 0, dropped: 0, claims: 0 } };
 }
 
 /** The one place the mode changes; an illegal change is a bug and throws. */
@@ -594,9 +594,14 @@ async function reap(ctx: WorkerContext, state: WorkerState): Promise<number> {
   return n;
 }
 
-/** Repairs RUNNING tasks left with nothing to claim (should not happen; cheap to check). */
+/**
+ * Repairs RUNNING tasks left with nothing to claim (should not happen): each round looks at the
+ * next REPAIR_SLICE tasks by id, a sweep of every task over as many rounds as it takes (100,000
+ * tasks: 20 rounds, 100 s at the default maintenanceMs), each round's scan bounded.
+ */
 async function repair(ctx: WorkerContext, state: WorkerState): Promise<void> {
-  const stuck = await store.strandedTasks(ctx.db, 100);
+  const { tasks: stuck, next } = await store.strandedTasks(ctx.db, state.repairFrom, REPAIR_SLICE, 100);
+  state.repairFrom = next;
   if (stuck.length === 0) return;
   ctx.log.warn({ tasks: stuck.map((t) => t.id) }, "repairing warming tasks with nothing claimable");
   await ctx.db.transaction(async (tx) => {
@@ -612,11 +617,13 @@ async function repair(ctx: WorkerContext, state: WorkerState): Promise<void> {
   kick(state);
 }
 
-/** The worker's part of the upkeep (release.ts runs it on the upkeep timer): lapsed leases, now and then stranded tasks. */
+/** Tasks the repair looks at per upkeep round. */
+const REPAIR_SLICE = 5000;
+
+/** The worker's part of the upkeep (release.ts runs it on the upkeep timer): lapsed leases, a slice of the stranded-task sweep. */
 async function upkeep(ctx: WorkerContext, state: WorkerState): Promise<void> {
   await reap(ctx, state);
-  // The repair scans RUNNING tasks (a safety net for a state the invariants rule out): now and then is enough.
-  if (state.rounds++ % 12 === 0) await repair(ctx, state);
+  await repair(ctx, state);
 }
 
 /**
