@@ -12,13 +12,15 @@ export function registerDemoCommand(program: Command): void {
     .command("demo")
     .description("start the whole system on a fresh data directory with a sandbox world to look at in the console")
     .action(async () => {
-      // Without CONVEER_DATA_DIR the demo's data directory is a new temporary one, removed when it stops.
-      const temporary = !process.env.CONVEER_DATA_DIR;
-      const config = demoConfig(process.env);
+      const { config, temporaryDir } = demoConfig(process.env);
+      const removeTemporary = () => (temporaryDir ? rm(temporaryDir, { recursive: true, force: true }) : undefined);
       const log = pino({ level: process.env.CONVEER_LOG_LEVEL ?? "warn", base: { pid: process.pid } });
       const say = (line: string) => process.stdout.write(`${line}\n`);
-      const demo = await startDemo(config, log, say);
-      say(`Conveer demo: data in ${config.dataDir}${temporary ? " (removed when the demo stops)" : ""}, time ${config.warming.timeScale}× faster`);
+      const demo = await startDemo(config, log, say).catch(async (err: unknown) => {
+        await removeTemporary();
+        throw err;
+      });
+      say(`Conveer demo: data in ${config.dataDir}${temporaryDir ? " (removed when the demo stops)" : ""}, time ${config.warming.timeScale}× faster`);
       say(`Open the console: ${demo.consoleUrl}`);
       say(`Seeding: ${DEMO_PLAN.proxies} proxies, ${Object.values(DEMO_PLAN.registrations).reduce((a, b) => a + b, 0)} registrations, ${DEMO_PLAN.warming} warming tasks…`);
       demo.seeded.then(
@@ -38,7 +40,7 @@ export function registerDemoCommand(program: Command): void {
       const stop = () =>
         void demo
           .stop()
-          .then(() => (temporary ? rm(config.dataDir, { recursive: true, force: true }) : undefined))
+          .then(removeTemporary)
           .then(() => process.exit(0), () => process.exit(1));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -32,15 +32,24 @@ export type Demo = { app: App; config: Config; consoleUrl: string; proxies: Loca
  * token of its own (so the demo can set the sandbox's faults), and a 5 s SMS wait so a lost code
  * fails quickly.
  */
-export function demoConfig(env: NodeJS.ProcessEnv): Config {
-  return loadConfig({
-    ...env,
-    CONVEER_DATA_DIR: env.CONVEER_DATA_DIR ?? mkdtempSync(join(tmpdir(), "conveer-demo-")),
-    CONVEER_TIME_SCALE: env.CONVEER_TIME_SCALE ?? "1440",
-    CONVEER_PROXY_ALLOW_PRIVATE: "true",
-    CONVEER_SANDBOX_TOKEN: env.CONVEER_SANDBOX_TOKEN ?? randomBytes(18).toString("base64url"),
-    CONVEER_REGISTRATION_CODE_TIMEOUT_S: env.CONVEER_REGISTRATION_CODE_TIMEOUT_S ?? "5",
-  });
+export function demoConfig(env: NodeJS.ProcessEnv): { config: Config; temporaryDir?: string } {
+  // Without CONVEER_DATA_DIR (unset or empty) the data goes into a new temporary directory, the
+  // one path the demo removes when it stops; a directory the operator named is never removed.
+  const temporaryDir = env.CONVEER_DATA_DIR ? undefined : mkdtempSync(join(tmpdir(), "conveer-demo-"));
+  try {
+    const config = loadConfig({
+      ...env,
+      CONVEER_DATA_DIR: temporaryDir ?? env.CONVEER_DATA_DIR,
+      CONVEER_TIME_SCALE: env.CONVEER_TIME_SCALE ?? "1440",
+      CONVEER_PROXY_ALLOW_PRIVATE: "true",
+      CONVEER_SANDBOX_TOKEN: env.CONVEER_SANDBOX_TOKEN ?? randomBytes(18).toString("base64url"),
+      CONVEER_REGISTRATION_CODE_TIMEOUT_S: env.CONVEER_REGISTRATION_CODE_TIMEOUT_S ?? "5",
+    });
+    return { config, temporaryDir };
+  } catch (err) {
+    if (temporaryDir) rmSync(temporaryDir, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 /**

@@ -62,7 +62,9 @@ test("parseProxyUrl: a password never appears in an error", () => {
   // Without a scheme too: "user:pass@host:port", a vendor's "host:port:user:pass", a scheme missing its colon.
   for (const [url, shown] of [
     ["user:s3cr3t@203.0.113.5:3128", '"user:***@203.0.113.5:3128"'],
-    ["203.0.113.5:3128:user:s3cr3t", '"203.0.113.5:3128:user:***"'],
+    ["203.0.113.5:3128:user:s3cr3t", '"203.0.113.5:3128:***"'],
+    ["203.0.113.5:3128:me@mail.example:s3cr3t", '"203.0.113.5:3128:***"'],
+    ["203.0.113.5:3128:user:p@s3cr3t", '"203.0.113.5:3128:***"'],
     ["http//user:s3cr3t@203.0.113.5:3128", '"http//user:***@203.0.113.5:3128"'],
   ]) {
     assert.throws(
@@ -72,6 +74,14 @@ test("parseProxyUrl: a password never appears in an error", () => {
     );
   }
   assert.throws(() => parseProxyUrl("203.0.113.5:3128:user:s3cr3t"), /written http:\/\/user:pass@host:port/);
+  // With a scheme: the same vendor line behind socks5://, a numeric password, an IPv6 host with a path.
+  for (const [url, shown] of [
+    ["socks5://203.0.113.5:1080:user:s3cr3t", '"socks5://203.0.113.5:1080:***"'],
+    ["socks5://user:123456@h:99999", '"socks5://user:***@h:99999"'],
+    ["http://[2001:db8::1]:3128/s3cr3t", '"http://[2001:db8::1]:3128/***"'],
+  ]) {
+    assert.throws(() => parseProxyUrl(url), (err: Error) => !err.message.includes("s3cr3t") && !err.message.includes("123456") && err.message.includes(shown), url);
+  }
 });
 
 test("formatProxyUrl round-trips through parseProxyUrl", () => {

@@ -16,13 +16,21 @@ const FORM = "expected scheme://[user:pass@]host:port with scheme http, https or
 const SCHEMES: Record<string, ParsedProxyUrl["protocol"]> = { http: "http", https: "https", socks5: "socks5", socks5h: "socks5" };
 const HOSTNAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
-// Errors quote the URL so the user can find it, but never its password: also when the scheme is
-// missing, as in "user:pass@host:port" or a vendor list's "host:port:user:pass".
+// Errors quote the URL so the user can find it, but never its password, whatever the shape of the
+// mistake: the scheme, then either credentials' user and "@host:port" (a password and anything else
+// in the user part hidden), or a host and a numeric port (anything after them hidden, as in a
+// vendor list's "host:port:user:pass", whose user may hold an "@" and whose password may too).
 function redact(url: string): string {
-  if (/^[^:/]*:\/\//.test(url)) return quote(url.replace(/^([^:/]*:\/\/[^:@/]*:).*@/s, "$1***@"));
-  if (url.includes("@")) return quote(url.replace(/^([^:@]*:).*@/s, "$1***@"));
-  const parts = url.split(":");
-  return quote(parts.length > 3 ? `${parts.slice(0, 3).join(":")}:***` : url);
+  const scheme = /^[^:/]*:\/\//.exec(url)?.[0] ?? "";
+  const rest = url.slice(scheme.length);
+  const at = rest.lastIndexOf("@");
+  const head = at === -1 ? rest : rest.slice(0, at);
+  const tail = rest.slice(at + 1);
+  if (at !== -1 && head.split(":").length <= 2 && /^(\[[^\]]*\]|[^:@[\]]*)(:\d*)?\/?$/.test(tail)) {
+    return quote(`${scheme}${head.split(":")[0]}${head.includes(":") ? ":***" : ""}@${tail}`);
+  }
+  const kept = /^(\[[^\]]*\]|[^:@/[\]]*)(:\d+(?![^:/]))?/.exec(rest)?.[0] ?? "";
+  return quote(`${scheme}${kept}${rest.length > kept.length ? `${rest[kept.length]}***` : ""}`);
 }
 
 function decode(part: string, what: string, fail: (problem: string) => never): string {
