@@ -1,4 +1,4 @@
-import { createWriteStream, fchmodSync, openSync } from "node:fs";
+import { closeSync, constants, createWriteStream, fchmodSync, fstatSync, ftruncateSync, openSync } from "node:fs";
 import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { InvalidArgumentError } from "commander";
@@ -104,9 +104,21 @@ async function credentialsOf(client: Client<typeof AccountService>, page: readon
   return out;
 }
 
-/** Opens (creating or truncating) a file only its owner can read, whatever mode it had. */
+/**
+ * Opens (creating or truncating) a file only its owner can read, whatever mode it had; what is not
+ * a regular file (/dev/stdout, a FIFO, /dev/null) is written as it is and its mode left alone.
+ */
 function private600(path: string): number {
-  const fd = openSync(path, "w", 0o600);
-  fchmodSync(fd, 0o600);
-  return fd;
+  // Emptied only once narrowed: a file the mode cannot be changed on (another user's) keeps its content.
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT, 0o600);
+  try {
+    if (fstatSync(fd).isFile()) {
+      fchmodSync(fd, 0o600);
+      ftruncateSync(fd, 0);
+    }
+    return fd;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
 }
