@@ -65,42 +65,46 @@ export function createWarming(deps: WarmingDeps) {
   const ctx: WarmingContext = { ...deps, opts, hub: createEventHub({ db, log, options: opts.events }), worker, releasing: new Set(), eventMessages: new WeakMap() };
   const upkeep = createUpkeep(ctx);
   const rate = createActionRate(db);
-  let started = false;
+  // Once each: the worker, the upkeep and the hub cannot start again once stopped.
+  let phase: "new" | "started" | "stopped" = "new";
+  ctx.hub.onEvent((e) => {
+    if (e.event_type === "status_changed" && e.data.to === statusName(TaskStatus.RUNNING)) worker.kick();
+  });
+  /** Stops claiming, lets actions in flight finish for up to graceMs, records them, ends the streams. */
+  const halt = async (graceMs: number) => {
+    const upkeepStopped = upkeep.stop();
+    if (opts.runWorker) await worker.stop(graceMs);
+    await upkeepStopped;
+    await ctx.hub.stop();
+  };
 
   return {
-    /** Starts the worker (unless runWorker is false), the upkeep and the event hub (the process's one LISTEN); answers when the hub is ready. */
+    /**
+     * Starts the worker (unless runWorker is false), the upkeep and the event hub (the process's one
+     * LISTEN); answers when the hub is ready. Once only: a start that failed has stopped its parts
+     * again, and neither it nor a stopped one starts again.
+     */
     async start(): Promise<void> {
-      if (started) return;
-      started = true;
-      ctx.hub.onEvent((e) => {
-        if (e.event_type === "status_changed" && e.data.to === statusName(TaskStatus.RUNNING)) worker.kick();
-      });
+      if (phase !== "new") return;
+      phase = "started";
       // The worker does not wait for the hub: the hub's start waits for every transaction open in
       // the database cluster when it looked (up to maxGapWaitMs, 30 s), and actions falling due
       // meanwhile would wait with it. The worker's events are ordered for subscribers as any other
       // replica's are, whenever they are written.
       if (opts.runWorker) worker.start();
       upkeep.start();
-      try {
-        await ctx.hub.start();
-      } catch (err) {
-        started = false;
-        const upkeepStopped = upkeep.stop();
-        if (opts.runWorker) await worker.stop(0);
-        await upkeepStopped;
-        await ctx.hub.stop();
+      await ctx.hub.start().catch(async (err: unknown) => {
+        phase = "stopped";
+        await halt(0);
         throw err;
-      }
+      });
     },
 
     /** Stops claiming, lets actions in flight finish for up to graceMs, records them, ends the streams. */
     async stop(graceMs = 5000): Promise<void> {
-      if (!started) return;
-      started = false;
-      const upkeepStopped = upkeep.stop();
-      if (opts.runWorker) await worker.stop(graceMs);
-      await upkeepStopped;
-      await ctx.hub.stop();
+      if (phase !== "started") return;
+      phase = "stopped";
+      await halt(graceMs);
       await releasesSettled(ctx, graceMs);
     },
 
@@ -133,7 +137,7 @@ export function createWarming(deps: WarmingDeps) {
     /** Resolves when the worker has nothing due, in flight or unrecorded (tests driving a fake clock). */
     async settled(timeoutMs = 20_000): Promise<void> {
       const until = Date.now() + timeoutMs;
-      while (opts.runWorker && started && !worker.isIdle()) {
+      while (opts.runWorker && phase === "started" && !worker.isIdle()) {
         if (Date.now() > until) throw new Error(`warming did not settle within ${timeoutMs} ms (${JSON.stringify(worker.stats())})`);
         await sleep(2);
       }
