@@ -4,7 +4,7 @@ import type { Config } from "../config/config.ts";
 import { AccountSchema, AccountService, AccountStatus, StatusChangeSchema } from "../gen/conveer/v1/account_pb.js";
 import type { Account } from "../gen/conveer/v1/account_pb.js";
 import { cliClient } from "./cli-client.ts";
-import { commandGroup, enumName, enumValue, intBetween, labelSelector, pages, platformName, timeText } from "./options.ts";
+import { commandGroup, enumName, enumValue, intBetween, labelSelector, pages, platformName, shortName, timeText } from "./options.ts";
 import { outputFormat, printMessages, printPages } from "./output.ts";
 import type { Column, OutputFormat } from "./output.ts";
 
@@ -84,8 +84,8 @@ export function registerAccountsCommands(program: Command, getConfig: () => Conf
       printMessages(o.output, StatusChangeSchema, r.changes, [
         ["time", (c) => timeText(c.changedAt)],
         // The change's statuses are the enum's names (ACCOUNT_STATUS_ACTIVE): shown as `accounts list` shows them (ACTIVE).
-        ["from", (c) => c.fromStatus.replace(/^ACCOUNT_STATUS_/, "")],
-        ["to", (c) => c.toStatus.replace(/^ACCOUNT_STATUS_/, "")],
+        ["from", (c) => shortName(c.fromStatus, "ACCOUNT_STATUS_")],
+        ["to", (c) => shortName(c.toStatus, "ACCOUNT_STATUS_")],
         ["author", (c) => c.author],
         ["reason", (c) => c.reason],
       ]);

@@ -42,7 +42,7 @@ export function labelSelector(v: string, previous: string[] = []): string[] {
  * (SMSStatus.SMS_STATUS_PENDING) or not (AccountStatus.ACTIVE): both work.
  */
 export function enumValue<E extends Record<string, string | number>>(e: E, prefix: string): (v: string) => E[keyof E] {
-  const strip = (k: string) => (k.startsWith(prefix) ? k.slice(prefix.length) : k);
+  const strip = (k: string) => shortName(k, prefix);
   const byName = new Map(Object.keys(e).filter((k) => Number.isNaN(Number(k))).map((k) => [strip(k), e[k as keyof E]] as const));
   byName.delete("UNSPECIFIED");
   const names = [...byName.keys()];
@@ -53,11 +53,15 @@ export function enumValue<E extends Record<string, string | number>>(e: E, prefi
   };
 }
 
+/** An enum name without its prefix: "ACCOUNT_STATUS_ACTIVE" → "ACTIVE" (a name without it is as it is). */
+export function shortName(name: string, prefix: string): string {
+  return prefix && name.startsWith(prefix) ? name.slice(prefix.length) : name;
+}
+
 /** The short name of an enum value ("ACTIVE"; without `prefix` where the key keeps it), or the number when unknown. */
 export function enumName(e: Record<number, string>, v: number, prefix = ""): string {
   const name = e[v];
-  if (name === undefined) return String(v);
-  return prefix && name.startsWith(prefix) ? name.slice(prefix.length) : name;
+  return name === undefined ? String(v) : shortName(name, prefix);
 }
 
 /** A time: an ISO 8601 date or date-time ("2026-11-30", "2026-11-30T18:00:00Z"), or a duration ago ("90m", "24h", "7d"). */

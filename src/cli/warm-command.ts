@@ -5,6 +5,7 @@ import { WarmingService, WarmingStatus, WarmingTaskSchema } from "../gen/conveer
 import type { WarmingTask } from "../gen/conveer/v1/warming_pb.js";
 import type { Client } from "@connectrpc/connect";
 import { cliClient } from "./cli-client.ts";
+import { collect, pages } from "./options.ts";
 import { outputFormat, printMessages } from "./output.ts";
 import { registerWarmWatch } from "./warm-watch.ts";
 import type { OutputFormat } from "./output.ts";
@@ -98,13 +99,8 @@ function registerWarmList(warm: Command, client: () => Client<typeof WarmingServ
     .option("--output <format>", "table, json (one task per line) or csv", outputFormat, "table")
     .action(async (o: { status?: WarmingStatus; platform: string; account: string; scenario: string; limit: number; output: OutputFormat }) => {
       const c = client();
-      const tasks: WarmingTask[] = [];
-      let pageToken = "";
-      do {
-        const page = await c.listWarmingTasks({ status: o.status ?? WarmingStatus.UNSPECIFIED, platform: o.platform, accountId: o.account, scenarioId: o.scenario, pageSize: Math.min(1000, o.limit - tasks.length), pageToken });
-        tasks.push(...page.tasks);
-        pageToken = page.nextPageToken;
-      } while (pageToken && tasks.length < o.limit);
+      const filter = { status: o.status ?? WarmingStatus.UNSPECIFIED, platform: o.platform, accountId: o.account, scenarioId: o.scenario };
+      const tasks = await collect(pages((pageToken, pageSize) => c.listWarmingTasks({ ...filter, pageSize, pageToken }).then((p) => ({ items: p.tasks, next: p.nextPageToken })), 1000, o.limit));
       printMessages(o.output, WarmingTaskSchema, tasks, [
         ["task", (t) => t.id],
         ["account", (t) => t.accountId],

@@ -4,13 +4,14 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Client } from "@connectrpc/connect";
 import { WarmingStatus } from "../gen/conveer/v1/warming_pb.js";
 import type { WarmingEvent, WarmingService, WarmingTask } from "../gen/conveer/v1/warming_pb.js";
+import { collect, enumName, pages, shortName } from "./options.ts";
 
 type Warming = Client<typeof WarmingService>;
 type Bars = { bars: cliProgress.MultiBar; byTask: Map<string, cliProgress.SingleBar>; labels: Map<string, string>; say(line: string): void };
 
 const OPEN = new Set([WarmingStatus.PENDING, WarmingStatus.RUNNING, WarmingStatus.PAUSED]);
 const ENDED = new Set(["COMPLETED", "FAILED", "STOPPED"]);
-const short = (s: WarmingStatus | string) => (typeof s === "string" ? s : (WarmingStatus[s] ?? String(s))).replace(/^WARMING_STATUS_/, "");
+const short = (s: WarmingStatus | string) => (typeof s === "string" ? shortName(s, "WARMING_STATUS_") : enumName(WarmingStatus, s, "WARMING_STATUS_"));
 
 /**
  * `conveer warm watch`: a live progress bar per task (named by the account's login), fed by
@@ -107,12 +108,7 @@ async function seed(c: Warming, ui: Bars, taskId: string, all: boolean): Promise
 async function existingTasks(c: Warming, all: boolean): Promise<WarmingTask[]> {
   const tasks: WarmingTask[] = [];
   for (const status of all ? [WarmingStatus.UNSPECIFIED] : [...OPEN]) {
-    let pageToken = "";
-    do {
-      const page = await c.listWarmingTasks({ status, pageSize: 1000, pageToken });
-      tasks.push(...page.tasks);
-      pageToken = page.nextPageToken;
-    } while (pageToken);
+    tasks.push(...(await collect(pages((pageToken, pageSize) => c.listWarmingTasks({ status, pageSize, pageToken }).then((p) => ({ items: p.tasks, next: p.nextPageToken })), 1000))));
   }
   return tasks.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 }
