@@ -32,9 +32,9 @@ export function validateNew(req: CreateAccountRequest): void {
   checkPhone(req.phone);
   if (req.status !== AccountStatus.UNSPECIFIED && !(req.status in AccountStatus)) throw invalidArgument("status", `is not a known AccountStatus (${req.status})`);
   if (req.status === AccountStatus.DELETED) throw invalidArgument("status", "cannot be DELETED for a new account");
-  // A key ListAccounts' label_selector ("key=value", split at the first "=") could never select.
+  // A key ListAccounts' label_selector ("key=value", split at the first "=") could never select: the same rule as parseLabelSelector.
   for (const key of Object.keys(req.labels)) {
-    if (key.trim() === "" || key.includes("=")) throw invalidArgument("labels", `keys must be non-empty and without "=", got ${quote(key)}`);
+    if (key === "" || key.includes("=")) throw invalidArgument("labels", `keys must be non-empty and without "=", got ${quote(key)}`);
   }
 }
 
