@@ -4,16 +4,15 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { Client } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { WarmingService } from "../src/gen/conveer/v1/warming_pb.js";
 import { remoteClient } from "../src/server/clients.ts";
+import { killAll, runCli } from "./support/cli.ts";
+import { eventually } from "./support/grpc.ts";
 import { startTestSystem } from "./support/system.ts";
 import type { TestSystem } from "./support/system.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const TASKS = 230;
 let sys: TestSystem;
 let warming: Client<typeof WarmingService>;
@@ -39,17 +38,16 @@ after(async () => {
   await sys?.stop();
 });
 
-/** Runs `warm watch` (stderr not a terminal) until its "connected" line; answers stderr. */
-function watchUntilConnected(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["src/cli/main.ts", "warm", "watch", ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") }, stdio: ["ignore", "pipe", "pipe"] });
-    let err = "";
-    const timer = setTimeout(() => (child.kill("SIGKILL"), reject(new Error(`no connected line within 60 s; stderr: ${err}`))), 60_000);
-    child.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (/connected; watching \d+ task\(s\)\n/.test(err)) (clearTimeout(timer), child.kill("SIGINT"), resolve(err));
-    });
-  });
+/** Runs `warm watch` (stderr not a terminal) until its "connected" line; answers stderr. Fails at once if it exits before. */
+async function watchUntilConnected(args: string[]): Promise<string> {
+  const cli = runCli(["warm", "watch", ...args], { WARMING_SERVICE_GRPC_ADDR: sys.addr("warming") });
+  try {
+    await eventually(() => /connected; watching \d+ task\(s\)\n/.test(cli.stderr()) || !cli.running(), 60_000, "the connected line");
+    assert.ok(cli.running(), `warm watch exited before its connected line; stderr: ${cli.stderr()}`);
+    return cli.stderr();
+  } finally {
+    await killAll([cli]);
+  }
 }
 
 test(`warm watch seeds a bar for each of ${TASKS} open tasks, and --all for every task`, async () => {
